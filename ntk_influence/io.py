@@ -1,0 +1,160 @@
+"""Atomic writes, resumable result stores and progress bars for long jobs."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ._errors import InputError
+
+T = TypeVar("T")
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename).
+
+    Args:
+      path: destination.
+      data: bytes to write.
+
+    Returns:
+      The destination path.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating, float)):
+        xf = float(x)
+        return xf if np.isfinite(xf) else None
+    if isinstance(x, (np.bool_,)):
+        return bool(x)
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def save_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as indented JSON atomically (NumPy values converted; NaN/Inf become null)."""
+    text = json.dumps(_jsonable(obj), indent=2, sort_keys=False)
+    return atomic_write_bytes(path, (text + "\n").encode())
+
+
+def load_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file."""
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_npz(path: str | os.PathLike[str], **arrays: Any) -> Path:
+    """Write arrays to a compressed ``.npz`` atomically."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` file into a dict."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+class ResultStore:
+    """A folder of finished work items, one atomic ``.npz`` per item, for resumable sweeps.
+
+    A sweep asks :meth:`done` before each item and calls :meth:`save` after it; an interrupted
+    sweep run again with the same folder skips what is finished. A ``meta.json`` records the
+    settings, and a store opened with different settings refuses to mix results.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], meta: dict[str, Any] | None = None,
+                 resume: bool = True) -> None:
+        """Open (or create) the store.
+
+        Args:
+          root: the folder.
+          meta: settings that must match for results to be reused.
+          resume: reuse finished items; False clears the folder's items first.
+        """
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        meta_path = self.root / "meta.json"
+        meta = _jsonable(meta or {})
+        if meta_path.exists() and resume:
+            old = load_json(meta_path)
+            if old != meta:
+                raise InputError(
+                    f"{self.root} holds results made with other settings ({old} != {meta}); "
+                    "use another --out folder or run without --resume to start over.")
+        if not resume:
+            for f in self.root.glob("item_*.npz"):
+                f.unlink()
+        save_json(meta_path, meta)
+
+    def _path(self, key: str | int) -> Path:
+        return self.root / f"item_{key}.npz"
+
+    def done(self, key: str | int) -> bool:
+        """Whether item ``key`` is finished."""
+        return self._path(key).exists()
+
+    def save(self, key: str | int, **arrays: Any) -> None:
+        """Save item ``key`` atomically."""
+        save_npz(self._path(key), **arrays)
+
+    def load(self, key: str | int) -> dict[str, np.ndarray]:
+        """Load item ``key``."""
+        return load_npz(self._path(key))
+
+    def keys(self) -> list[str]:
+        """Keys of the finished items."""
+        return sorted(p.stem[len("item_"):] for p in self.root.glob("item_*.npz"))
+
+
+def progress(it: Iterable[T], total: int | None = None, desc: str = "",
+             enabled: bool = True) -> Iterator[T]:
+    """Wrap an iterable in a progress bar on stderr (line updates when not a terminal).
+
+    Args:
+      it: the iterable.
+      total: its length if known.
+      desc: label.
+      enabled: False for no output.
+
+    Returns:
+      An iterator over ``it``.
+    """
+    from tqdm.auto import tqdm
+
+    tty = sys.stderr.isatty()
+    return iter(tqdm(it, total=total, desc=desc, disable=not enabled, file=sys.stderr,
+                     mininterval=0.5 if tty else 10.0, dynamic_ncols=True, leave=tty))

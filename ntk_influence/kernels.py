@@ -1,0 +1,255 @@
+"""Infinite-width kernels: the paper's eq. (4) through Neural Tangents, any stax net, blocked.
+
+A :class:`Kernel` wraps a jit-able function ``(x1, x2) -> (n1, n2)`` together with its name and
+whether it assumes unit-norm inputs. :func:`kernel_matrix` evaluates it in row blocks so that
+memory stays ``O(n1 * n2 + block * n2)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _nt
+from ._errors import InputError
+from ._precision import precision
+from ._validate import as_array, check_unit_norm
+
+KernelFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """A kernel function with its description.
+
+    Attributes:
+      fn: jit-able ``(x1, x2) -> (n1, n2)`` array function.
+      name: a short description, written into results.
+      unit_norm: whether the kernel assumes ``||x|| = 1`` (eq. 4 does).
+      flatten: whether inputs are flattened to ``(n, d)`` before ``fn`` (False for conv nets).
+    """
+
+    fn: KernelFn
+    name: str
+    unit_norm: bool = False
+    flatten: bool = True
+
+    def __call__(self, x1: Any, x2: Any | None = None, *, block_size: int = 2048,
+                 dtype: Any = np.float64) -> np.ndarray:
+        """Evaluate the kernel matrix; see :func:`kernel_matrix`."""
+        return kernel_matrix(self, x1, x2, block_size=block_size, dtype=dtype)
+
+
+def closed_form_paper_kernel(x1: jax.Array, x2: jax.Array) -> jax.Array:
+    """The two-layer ReLU NTK with only the first layer trained, in closed form (eq. 4).
+
+    ``K(x, x') = x.x' (pi - arccos(x.x')) / (2 pi)`` for unit-norm ``x, x'``.
+
+    Args:
+      x1: ``(n1, d)`` unit-norm inputs.
+      x2: ``(n2, d)`` unit-norm inputs.
+
+    Returns:
+      ``(n1, n2)`` kernel matrix.
+    """
+    g = jnp.clip(x1 @ x2.T, -1.0, 1.0)
+    return g * (jnp.pi - jnp.arccos(g)) / (2.0 * jnp.pi)
+
+
+def paper_stax(d: int, width: int = 1, kappa: float = 1.0) -> tuple[Any, Any, Any]:
+    """Neural Tangents' stax triple for the net of eq. (1): Dense(no bias) -> ReLU -> Dense(1).
+
+    The first layer uses ``W_std = kappa * sqrt(d)`` so that its pre-activations are ``w.x`` with
+    ``w ~ N(0, kappa^2 I)``, as in eq. (1); the readout has ``W_std = 1``.
+
+    Args:
+      d: input dimension.
+      width: hidden width (irrelevant for the infinite-width kernel).
+      kappa: initialisation scale of the first layer.
+
+    Returns:
+      ``(init_fn, apply_fn, kernel_fn)`` from ``neural_tangents.stax.serial``.
+    """
+    stax = _nt.stax()
+    return stax.serial(
+        stax.Dense(width, W_std=kappa * math.sqrt(d), b_std=None),
+        stax.Relu(),
+        stax.Dense(1, W_std=1.0, b_std=None),
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def paper_kernel(trained: Literal["first", "both"] = "first", kappa: float = 1.0,
+                 implementation: Literal["nt", "closed_form"] = "nt") -> Kernel:
+    """The infinite-width NTK of the paper's two-layer ReLU net (eq. 4), from Neural Tangents.
+
+    With ``trained="first"`` (the paper's setting: the readout ``a`` is fixed) the kernel is NT's
+    ``ntk - nngp`` for :func:`paper_stax`, which equals eq. (4) to ~1e-9 in float64. With
+    ``trained="both"`` it is NT's plain ``ntk``: eq. (4) plus ``kappa^2`` times the NNGP
+    (arc-cosine) kernel contributed by training the readout.
+
+    Args:
+      trained: which layers are trained.
+      kappa: first-layer initialisation scale (only matters for ``trained="both"``).
+      implementation: ``"nt"`` (Neural Tangents) or ``"closed_form"`` (eq. 4 directly; first
+        layer only).
+
+    Returns:
+      A :class:`Kernel` that assumes unit-norm inputs.
+    """
+    if trained not in ("first", "both"):
+        raise InputError(f"trained must be 'first' or 'both', got {trained!r}.")
+    if not kappa > 0:
+        raise InputError(f"kappa must be > 0, got {kappa!r}.")
+    if implementation == "closed_form":
+        if trained != "first":
+            raise InputError("the closed form covers trained='first' only; use implementation='nt'.")
+        return Kernel(closed_form_paper_kernel, "paper eq.(4) closed form", unit_norm=True)
+    if implementation != "nt":
+        raise InputError(f"implementation must be 'nt' or 'closed_form', got {implementation!r}.")
+
+    def fn(x1: jax.Array, x2: jax.Array) -> jax.Array:
+        kernel_fn = paper_stax(x1.shape[1], kappa=kappa)[2]
+        ntk, nngp = kernel_fn(x1, x2, ("ntk", "nngp"))
+        return ntk - nngp if trained == "first" else ntk
+
+    name = "paper eq.(4) via NT (first layer)" if trained == "first" else (
+        f"paper net via NT (both layers, kappa={kappa})")
+    return Kernel(fn, name, unit_norm=True)
+
+
+def stax_kernel(kernel_fn: Any, get: Literal["ntk", "nngp"] = "ntk", flatten: bool = True,
+                name: str | None = None) -> Kernel:
+    """Wrap any Neural Tangents stax ``kernel_fn`` (MLPs, conv nets) as a :class:`Kernel`.
+
+    Args:
+      kernel_fn: the third element of a ``stax.serial(...)`` triple.
+      get: ``"ntk"`` (all layers trained) or ``"nngp"``.
+      flatten: flatten inputs to ``(n, d)``; set False for conv nets on ``(n, H, W, C)`` images.
+      name: description for results.
+
+    Returns:
+      A :class:`Kernel` (no unit-norm assumption).
+    """
+    if get not in ("ntk", "nngp"):
+        raise InputError(f"get must be 'ntk' or 'nngp', got {get!r}.")
+    if not callable(kernel_fn):
+        raise InputError("kernel_fn must be the callable kernel_fn of a stax.serial(...) triple.")
+
+    def fn(x1: jax.Array, x2: jax.Array) -> jax.Array:
+        k = kernel_fn(x1, x2, get)
+        return k.reshape(k.shape[0], k.shape[1]) if k.ndim > 2 else k
+
+    return Kernel(fn, name or f"stax {get}", unit_norm=False, flatten=flatten)
+
+
+def relu_mlp_kernel(depth: int = 2, trained: Literal["all"] = "all", W_std: float = math.sqrt(2.0),
+                    b_std: float | None = None) -> Kernel:
+    """NTK of a fully-connected ReLU net with ``depth`` hidden layers, all layers trained.
+
+    Args:
+      depth: number of hidden ReLU layers (>= 1).
+      trained: only ``"all"`` (NT's ``ntk``).
+      W_std: weight standard deviation of each hidden layer (NTK parameterisation).
+      b_std: bias standard deviation, or None for no bias.
+
+    Returns:
+      A :class:`Kernel`.
+    """
+    if depth < 1:
+        raise InputError(f"depth must be >= 1, got {depth}.")
+    stax = _nt.stax()
+    layers: list[Any] = []
+    for _ in range(depth):
+        layers += [stax.Dense(1, W_std=W_std, b_std=b_std), stax.Relu()]
+    layers.append(stax.Dense(1, W_std=1.0, b_std=b_std))
+    kernel_fn = stax.serial(*layers)[2]
+    return stax_kernel(kernel_fn, "ntk", name=f"ReLU MLP depth {depth} ntk ({trained} layers)")
+
+
+def resolve_kernel(kernel: Kernel | str | Callable[..., Any]) -> Kernel:
+    """Turn a kernel argument (a :class:`Kernel`, a name, or a stax ``kernel_fn``) into a Kernel.
+
+    Args:
+      kernel: ``"paper"`` (eq. 4), ``"paper-both"`` (both layers), ``"paper-closed-form"``,
+        a :class:`Kernel`, or a stax ``kernel_fn``.
+
+    Returns:
+      A :class:`Kernel`.
+    """
+    if isinstance(kernel, Kernel):
+        return kernel
+    if isinstance(kernel, str):
+        table = {
+            "paper": lambda: paper_kernel("first"),
+            "paper-both": lambda: paper_kernel("both"),
+            "paper-closed-form": lambda: paper_kernel("first", implementation="closed_form"),
+        }
+        if kernel not in table:
+            raise InputError(f"unknown kernel {kernel!r}; choose one of {sorted(table)}, "
+                             "or pass ni.stax_kernel(kernel_fn).")
+        return table[kernel]()
+    if callable(kernel):
+        return stax_kernel(kernel)
+    raise InputError(f"kernel must be a name, a Kernel or a stax kernel_fn, got {type(kernel)}.")
+
+
+def _block_fn(kernel: Kernel) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    return _JIT_CACHE.setdefault(id(kernel.fn), (kernel.fn, jax.jit(kernel.fn)))[1]
+
+
+_JIT_CACHE: dict[int, tuple[KernelFn, Callable[..., jax.Array]]] = {}
+
+
+def kernel_matrix(kernel: Kernel | str | Callable[..., Any], x1: Any, x2: Any | None = None, *,
+                  block_size: int = 2048, dtype: Any = np.float64) -> np.ndarray:
+    """Evaluate a kernel matrix in jit-compiled row blocks.
+
+    Memory is ``O(n1 * n2 + block_size * n2)``; every block but the last has the same shape, and
+    the last is padded, so one compilation serves all blocks and later calls with equal shapes.
+
+    Args:
+      kernel: a :class:`Kernel`, a kernel name, or a stax ``kernel_fn``.
+      x1: ``(n1, ...)`` inputs.
+      x2: ``(n2, ...)`` inputs; ``None`` means ``x1``.
+      block_size: rows of ``x1`` per block.
+      dtype: float64 (default) or float32.
+
+    Returns:
+      ``(n1, n2)`` host array of ``dtype``.
+    """
+    k = resolve_kernel(kernel)
+    a = as_array(x1, "x1", (2, 3, 4))
+    b = a if x2 is None else as_array(x2, "x2", (2, 3, 4))
+    if int(block_size) < 1:
+        raise InputError(f"block_size must be >= 1, got {block_size}.")
+    if k.flatten:
+        a = a.reshape(a.shape[0], -1)
+        b = b.reshape(b.shape[0], -1)
+    if a.shape[1:] != b.shape[1:]:
+        raise InputError(f"x1 points have shape {a.shape[1:]} but x2 points {b.shape[1:]}.")
+    if k.unit_norm:
+        check_unit_norm(a, "x1")
+        if x2 is not None:
+            check_unit_norm(b, "x2")
+    fn = _block_fn(k)
+    n1 = a.shape[0]
+    bs = min(int(block_size), n1)
+    with precision(dtype) as dt:
+        out = np.empty((n1, b.shape[0]), dtype=dt)
+        b_dev = jnp.asarray(b, dtype=dt)
+        for start in range(0, n1, bs):
+            blk = a[start:start + bs]
+            pad = bs - blk.shape[0]
+            if pad:
+                blk = np.concatenate([blk, np.repeat(blk[-1:], pad, axis=0)], axis=0)
+            res = np.asarray(fn(jnp.asarray(blk, dtype=dt), b_dev))
+            out[start:start + bs] = res[: bs - pad]
+    return out
