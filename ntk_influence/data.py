@@ -110,6 +110,14 @@ def _stratified(labels: np.ndarray, n: int | None, rng: np.random.Generator) -> 
     return rng.permutation(np.concatenate(idx))
 
 
+def _select(labels: np.ndarray, n: int | None, rng: np.random.Generator,
+            keep_order: bool) -> np.ndarray:
+    """Stratified subsample; with ``keep_order`` and ``n`` None, all points in their order."""
+    if n is None and keep_order:
+        return np.arange(labels.size)
+    return _stratified(labels, n, rng)
+
+
 def flip_labels(y: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Flip a fraction of labels: ``y -> -y`` for binary, another random class for one-hot.
 
@@ -149,13 +157,23 @@ def _parse_classes(text: str) -> tuple[int, ...]:
     return cls
 
 
-def _read_idx(path: Path) -> np.ndarray:
+def _read_idx(path: Path, ndim_expected: int | None = None) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise InputError(f"{path} cannot be read ({e}); expected an IDX file"
+                         f"{', gzip-compressed' if path.suffix == '.gz' else ''}.") from e
     if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise InputError(f"{path} is not an unsigned-byte IDX file (bad magic number).")
     ndim = raw[3]
+    if ndim_expected is not None and ndim != ndim_expected:
+        raise InputError(f"{path} holds a {ndim}-dimensional IDX array but a "
+                         f"{'label' if ndim_expected == 1 else 'image'} file "
+                         f"({ndim_expected} dimensions) was expected there.")
+    if len(raw) < 4 + 4 * ndim:
+        raise InputError(f"{path} is truncated inside its IDX header.")
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
@@ -183,10 +201,10 @@ def _check_dir(path: str, what: str) -> Path:
 
 
 def _raw_mnist(directory: Path) -> tuple[np.ndarray, ...]:
-    xtr = _read_idx(_find(directory, "train-images-idx3-ubyte"))
-    ytr = _read_idx(_find(directory, "train-labels-idx1-ubyte"))
-    xte = _read_idx(_find(directory, "t10k-images-idx3-ubyte"))
-    yte = _read_idx(_find(directory, "t10k-labels-idx1-ubyte"))
+    xtr = _read_idx(_find(directory, "train-images-idx3-ubyte"), 3)
+    ytr = _read_idx(_find(directory, "train-labels-idx1-ubyte"), 1)
+    xte = _read_idx(_find(directory, "t10k-images-idx3-ubyte"), 3)
+    yte = _read_idx(_find(directory, "t10k-labels-idx1-ubyte"), 1)
     if xtr.shape[0] != ytr.shape[0] or xte.shape[0] != yte.shape[0]:
         raise InputError(f"MNIST files in {directory} disagree on the number of images and labels.")
     return xtr / 255.0, ytr.astype(np.int64), xte / 255.0, yte.astype(np.int64)
@@ -201,12 +219,21 @@ def _raw_cifar(directory: Path) -> tuple[np.ndarray, ...]:
         if not p.is_file():
             raise InputError(f"missing {name} in {directory}; a CIFAR-10 directory holds the "
                              "python batches data_batch_1 ... data_batch_5 and test_batch.")
-        with open(p, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+        try:
+            with open(p, "rb") as f:
+                d = pickle.load(f, encoding="bytes")
+        except Exception as e:  # unpickling raises many kinds of errors on a damaged file
+            raise InputError(f"{p} is not a readable CIFAR-10 python batch ({type(e).__name__}: "
+                             f"{e}); expected the pickled dict of the 'python version'.") from e
+        if not isinstance(d, dict):
+            raise InputError(f"{p} holds a {type(d).__name__}, not the dict of a CIFAR-10 batch.")
         try:
             x, y = np.asarray(d[b"data"], np.uint8), np.asarray(d[b"labels"], np.int64)
         except KeyError as e:
             raise InputError(f"{p} has no {e} entry; is it a CIFAR-10 python batch?") from e
+        if x.ndim != 2 or x.shape[1] != 3072 or x.shape[0] != y.size:
+            raise InputError(f"{p}: data has shape {x.shape} and there are {y.size} labels; a "
+                             "CIFAR-10 batch holds (N, 3072) bytes and N labels.")
         return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), y
 
     parts = [load(f"data_batch_{i}") for i in range(1, 6)]
@@ -236,9 +263,9 @@ def load_dataset(spec: str = "digits", *, n_train: int | None = 200, n_test: int
 
     Specs: ``digits`` (scikit-learn's 8x8 digits, shipped with the package), ``digits:3,8``
     (a class pair, labels +1/-1), ``mnist:DIR[:3,8]`` (IDX files, gzipped or not),
-    ``cifar10:DIR[:3,5]`` (python pickle batches) and ``npz:PATH`` (arrays ``x_train, y_train,
-    x_test, y_test``; used as given, normalised). Without a class list, all classes are used
-    with one-hot labels.
+    ``cifar10:DIR[:3,5]`` (python pickle batches) and ``npz:PATH[:3,8]`` (arrays ``x_train,
+    y_train, x_test, y_test``; see :func:`dataset_from_arrays` for how their labels are read).
+    Without a class list, all classes are used with one-hot labels.
 
     Args:
       spec: the data spec.
@@ -257,8 +284,8 @@ def load_dataset(spec: str = "digits", *, n_train: int | None = 200, n_test: int
         raise InputError(f"data spec must be a non-empty string, got {spec!r}.")
     kind, _, rest = spec.partition(":")
     cls: tuple[int, ...] | None = None
-    if kind in ("mnist", "cifar10"):
-        m = re.match(r"^(.*):(\d+(?:,\d+)+)$", rest)
+    if kind in ("mnist", "cifar10", "npz"):
+        m = re.match(r"^(.*):(-?\d+(?:,-?\d+)+)$", rest)
         if m:
             rest, cls = m.group(1), _parse_classes(m.group(2))
     elif kind == "digits" and rest:
@@ -266,7 +293,11 @@ def load_dataset(spec: str = "digits", *, n_train: int | None = 200, n_test: int
     if classes is not None:
         cls = _parse_classes(classes) if isinstance(classes, str) else tuple(int(c) for c in classes)
     if kind == "npz":
-        return _load_npz(rest, label_noise, seed, center)
+        arrs, path = _read_npz(rest)
+        return dataset_from_arrays(arrs["x_train"], arrs["y_train"], arrs["x_test"],
+                                   arrs["y_test"], n_train=n_train, n_test=n_test, seed=seed,
+                                   classes=cls, label_noise=label_noise, center=center,
+                                   name=spec, source=f"arrays from {path}")
     if kind == "digits":
         xtr, ytr, xte, yte = _raw_digits(seed)
         image_shape: tuple[int, ...] = (8, 8)
@@ -280,16 +311,34 @@ def load_dataset(spec: str = "digits", *, n_train: int | None = 200, n_test: int
     else:
         raise InputError(f"unknown data spec {spec!r}; use digits, digits:3,8, mnist:DIR, "
                          "cifar10:DIR or npz:PATH.")
+    return _from_classes(xtr, ytr, xte, yte, cls, n_train=n_train, n_test=n_test, seed=seed,
+                         label_noise=label_noise, center=center, name=spec,
+                         image_shape=image_shape, source=source, strict_n=True)
+
+
+def _from_classes(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray,
+                  cls: tuple[int, ...] | None, *, n_train: int | None, n_test: int | None,
+                  seed: int, label_noise: float, center: bool, name: str,
+                  image_shape: tuple[int, ...] | None, source: str, strict_n: bool) -> Dataset:
+    """Select classes, subsample stratified, normalise and encode integer class labels."""
     all_cls = tuple(int(c) for c in np.unique(ytr))
     cls = cls or all_cls
+    if len(cls) < 2:
+        raise InputError(f"{name}: the training labels hold only class {all_cls}; a task needs at "
+                         "least two classes.")
     missing = set(cls) - set(all_cls)
     if missing:
-        raise InputError(f"classes {sorted(missing)} do not occur in {kind}; available: {all_cls}.")
+        raise InputError(f"classes {sorted(missing)} do not occur in {name}; available: {all_cls}.")
     rng = np.random.default_rng(seed)
     pool_tr = np.flatnonzero(np.isin(ytr, cls))
     pool_te = np.flatnonzero(np.isin(yte, cls))
-    itr = pool_tr[_stratified(ytr[pool_tr], n_train, rng)]
-    ite = pool_te[_stratified(yte[pool_te], n_test, rng)]
+    if pool_te.size == 0:
+        raise InputError(f"{name}: no test point belongs to the classes {list(cls)}.")
+    if not strict_n:
+        n_train = None if n_train is None or n_train >= pool_tr.size else n_train
+        n_test = None if n_test is None or n_test >= pool_te.size else n_test
+    itr = pool_tr[_select(ytr[pool_tr], n_train, rng, keep_order=not strict_n)]
+    ite = pool_te[_select(yte[pool_te], n_test, rng, keep_order=not strict_n)]
     x_train = xtr[itr].reshape(itr.size, -1).astype(np.float64)
     x_test = xte[ite].reshape(ite.size, -1).astype(np.float64)
     steps = [source]
@@ -305,42 +354,124 @@ def load_dataset(spec: str = "digits", *, n_train: int | None = 200, n_test: int
     if label_noise:
         y_train, noisy = flip_labels(y_train, label_noise, seed)
         steps.append(f"{noisy.size} training labels flipped ({label_noise:.0%})")
-    return Dataset(x_train, y_train, x_test, y_test, spec, cls, image_shape, itr, ite, noisy,
+    return Dataset(x_train, y_train, x_test, y_test, name, cls, image_shape, itr, ite, noisy,
                    "; ".join(steps), ytr[itr], yte[ite])
 
 
-def _load_npz(path: str, label_noise: float, seed: int, center: bool) -> Dataset:
+def _is_class_labels(y: np.ndarray) -> bool:
+    """Integer class labels (not already +1/-1 targets)."""
+    return (y.ndim == 1 and np.issubdtype(y.dtype, np.integer)
+            and not set(np.unique(y).tolist()) <= {-1, 1})
+
+
+def _strata(y: np.ndarray) -> np.ndarray:
+    """Labels to stratify given targets by: the sign (scalar) or the argmax (several outputs)."""
+    return np.sign(y) if y.ndim == 1 else np.argmax(y, axis=1)
+
+
+def dataset_from_arrays(x_train: Any, y_train: Any, x_test: Any, y_test: Any, *,
+                        n_train: int | None = None, n_test: int | None = None, seed: int = 0,
+                        classes: tuple[int, ...] | None = None, label_noise: float = 0.0,
+                        center: bool = False, name: str = "arrays",
+                        image_shape: tuple[int, ...] | None = None,
+                        source: str = "arrays passed in") -> Dataset:
+    """Build a :class:`Dataset` from arrays: the same preprocessing as the file formats.
+
+    Labels are read in one of two ways. Integer class labels (a 1-D integer array other than
+    +1/-1) are encoded like the image datasets: +1/-1 for two classes (the first of ``classes``
+    is +1), one-hot for more; ``classes`` selects a subset. Anything else (+1/-1, real targets
+    with ``|y| <= 1``, one-hot rows) is used as given, and ``classes`` must be None. Inputs are
+    flattened and scaled to unit norm. ``n_train``/``n_test`` subsample stratified by class (by
+    sign or argmax for given targets); a size at or above the number available keeps all points.
+
+    Args:
+      x_train: ``(n, ...)`` training inputs (images keep their shape for figures).
+      y_train: ``(n,)`` or ``(n, k)`` training labels.
+      x_test: ``(t, ...)`` test inputs, of the same point shape.
+      y_test: ``(t,)`` or ``(t, k)`` test labels.
+      n_train: training points to keep (None for all).
+      n_test: test points to keep (None for all).
+      seed: subsampling and label-noise seed.
+      classes: class labels to keep (integer labels only).
+      label_noise: fraction of training labels to flip (``noisy_index`` records which).
+      center: subtract the training mean before normalising.
+      name: the name recorded in the dataset.
+      image_shape: shape of one point as an image (default: the point shape if not flat).
+      source: description of where the arrays came from, for ``preprocessing``.
+
+    Returns:
+      :class:`Dataset`.
+    """
+    xtr = as_array(x_train, "x_train", (2, 3, 4))
+    xte = as_array(x_test, "x_test", (2, 3, 4))
+    if xte.shape[1:] != xtr.shape[1:]:
+        raise InputError(f"x_test has point shape {xte.shape[1:]} but x_train has {xtr.shape[1:]}.")
+    if image_shape is None and xtr.ndim > 2:
+        image_shape = tuple(xtr.shape[1:])
+    raw_ytr, raw_yte = np.asarray(y_train), np.asarray(y_test)
+    for nm, yy, xx in (("y_train", raw_ytr, xtr), ("y_test", raw_yte, xte)):
+        if yy.ndim not in (1, 2) or yy.shape[0] != xx.shape[0]:
+            raise InputError(f"{nm} has shape {yy.shape} but there are {xx.shape[0]} points; give "
+                             "one label (or one one-hot row) per point.")
+    if _is_class_labels(raw_ytr) or (classes is not None and raw_ytr.ndim == 1):
+        if not np.issubdtype(raw_ytr.dtype, np.integer):
+            if not np.all(raw_ytr == np.round(raw_ytr)):
+                raise InputError("classes were given but y_train is not integer class labels.")
+        ytr_i = as_array(raw_ytr, "y_train", (1,)).astype(np.int64)
+        yte_i = as_array(raw_yte, "y_test", (1,)).astype(np.int64)
+        return _from_classes(xtr, ytr_i, xte, yte_i, classes, n_train=n_train, n_test=n_test,
+                             seed=seed, label_noise=label_noise, center=center, name=name,
+                             image_shape=image_shape, source=source, strict_n=False)
+    if classes is not None:
+        raise InputError("classes can only select among integer class labels; y_train holds "
+                         "targets that are used as given.")
+    ytr = as_array(raw_ytr, "y_train", (1, 2))
+    yte = as_array(raw_yte, "y_test", (1, 2))
+    if ytr.shape[1:] != yte.shape[1:]:
+        raise InputError(f"y_train rows have shape {ytr.shape[1:]} but y_test rows {yte.shape[1:]}.")
+    rng = np.random.default_rng(seed)
+    ntr = None if n_train is None or n_train >= ytr.shape[0] else n_train
+    nte = None if n_test is None or n_test >= yte.shape[0] else n_test
+    itr = _select(_strata(ytr), ntr, rng, keep_order=True)
+    ite = _select(_strata(yte), nte, rng, keep_order=True)
+    x_tr = xtr[itr].reshape(itr.size, -1)
+    x_te = xte[ite].reshape(ite.size, -1)
+    steps = [source]
+    if ntr is not None or nte is not None:
+        steps.append(f"subsampled to {itr.size} train / {ite.size} test")
+    if center:
+        mu = x_tr.mean(axis=0)
+        x_tr, x_te = x_tr - mu, x_te - mu
+        steps.append("centred on the training mean")
+    x_tr, x_te = unit_normalize(x_tr), unit_normalize(x_te)
+    steps.append("flattened and scaled to unit norm")
+    steps.append("labels as given")
+    y_tr, y_te = ytr[itr], yte[ite]
+    noisy = np.zeros(0, np.int64)
+    if label_noise:
+        y_tr, noisy = flip_labels(y_tr, label_noise, seed)
+        steps.append(f"{noisy.size} training labels flipped ({label_noise:.0%})")
+    return Dataset(x_tr, y_tr, x_te, y_te, name, (), image_shape, itr, ite, noisy,
+                   "; ".join(steps))
+
+
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _read_npz(path: str) -> tuple[dict[str, np.ndarray], Path]:
     p = Path(os.path.expanduser(path))
     if not path or not p.is_file():
         raise InputError(f"npz file {p} not found; pass npz:PATH to a file with arrays "
                          "x_train, y_train, x_test, y_test.")
     try:
         with np.load(p, allow_pickle=False) as z:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
+            missing = [k for k in _NPZ_KEYS if k not in z.files]
             if missing:
                 raise InputError(f"{p} lacks array(s) {missing}; it must hold x_train, y_train, "
                                  f"x_test, y_test (found {z.files}).")
-            arrs = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    except (OSError, ValueError) as e:
-        if isinstance(e, InputError):
-            raise
-        raise InputError(f"{p} is not a readable .npz file: {e}") from e
-    xtr = as_array(arrs["x_train"], "x_train", (2, 3, 4))
-    xte = as_array(arrs["x_test"], "x_test", (2, 3, 4))
-    image_shape = tuple(xtr.shape[1:]) if xtr.ndim > 2 else None
-    xtr, xte = xtr.reshape(xtr.shape[0], -1), xte.reshape(xte.shape[0], -1)
-    ytr = as_array(arrs["y_train"], "y_train", (1, 2))
-    yte = as_array(arrs["y_test"], "y_test", (1, 2))
-    steps = [f"arrays from {p}"]
-    if center:
-        mu = xtr.mean(axis=0)
-        xtr, xte = xtr - mu, xte - mu
-        steps.append("centred on the training mean")
-    xtr, xte = unit_normalize(xtr), unit_normalize(xte)
-    steps.append("flattened and scaled to unit norm")
-    noisy = np.zeros(0, np.int64)
-    if label_noise:
-        ytr, noisy = flip_labels(ytr, label_noise, seed)
-        steps.append(f"{noisy.size} training labels flipped")
-    return Dataset(xtr, ytr, xte, yte, f"npz:{path}", (), image_shape,
-                   np.arange(xtr.shape[0]), np.arange(xte.shape[0]), noisy, "; ".join(steps))
+            return {k: z[k] for k in _NPZ_KEYS}, p
+    except InputError:
+        raise
+    except Exception as e:  # zipfile.BadZipFile, OSError, ValueError, EOFError...
+        raise InputError(f"{p} is not a readable .npz file ({type(e).__name__}: {e}); expected "
+                         "np.savez output with x_train, y_train, x_test, y_test.") from e
