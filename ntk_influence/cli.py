@@ -194,17 +194,56 @@ def _apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     if sp is None:
         return
     cfg = cfg.get(known.command, cfg) if isinstance(cfg.get(known.command), dict) else cfg
-    dests = {a.dest for a in sp._actions}
+    by_option = {o: a for a in sp._actions for o in a.option_strings}
+    by_dest: dict[str, list[argparse.Action]] = {}
+    for a in sp._actions:
+        by_dest.setdefault(a.dest, []).append(a)
+    valid = sorted(o[2:] for o in by_option if o.startswith("--") and o not in ("--help", "--config"))
     values: dict[str, Any] = {}
     for key, val in cfg.items():
         if isinstance(val, dict):
             continue
-        dest = key.replace("-", "_")
-        if dest not in dests:
-            raise InputError(f"unknown option {key!r} in {path}; valid keys: "
-                             f"{sorted(d.replace('_', '-') for d in dests if d != 'help')}.")
-        values[dest] = val
+        action = by_option.get("--" + key)
+        if action is None or key in ("help", "config"):
+            consts = [a for a in by_dest.get(key.replace("-", "_"), [])
+                      if isinstance(a, argparse._StoreConstAction) and a.const == val]
+            if not consts:
+                raise InputError(f"unknown option {key!r} (or value {val!r}) in {path}; valid "
+                                 f"keys: {valid}.")
+            values[consts[0].dest] = val
+            continue
+        values[action.dest] = _config_value(action, key, val, path)
     sp.set_defaults(**values)
+
+
+def _config_value(action: argparse.Action, key: str, val: Any, path: Path) -> Any:
+    """Check and convert one config value the way the command line would."""
+    where = f"{key!r} in {path}"
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(val, bool):
+            raise InputError(f"{where} must be true or false, got {val!r}.")
+        return val
+    if isinstance(action, argparse._StoreConstAction):
+        if val is True:
+            return action.const
+        raise InputError(f"{where} must be true (it selects {action.const!r}), got {val!r}.")
+    many = action.nargs in ("+", "*") or isinstance(action.nargs, int)
+    if many and not isinstance(val, list):
+        val = [val]
+    if not many and isinstance(val, list):
+        raise InputError(f"{where} takes one value, got the list {val!r}.")
+
+    def one(v: Any) -> Any:
+        if action.type is not None and not isinstance(v, bool):
+            try:
+                v = action.type(v)
+            except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
+                raise InputError(f"{where}: {v!r} is not a valid value ({e}).") from e
+        if action.choices is not None and v not in action.choices:
+            raise InputError(f"{where}: {v!r} is not one of {list(action.choices)}.")
+        return v
+
+    return [one(v) for v in val] if many else one(val)
 
 
 def main(argv: list[str] | None = None) -> int:

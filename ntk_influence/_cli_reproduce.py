@@ -1,0 +1,400 @@
+"""``ntk-influence reproduce``: everything the paper shows, for one dataset, in one report.
+
+The reproduction is a list of parts (Table 1 and Figure 1, Figures 2-7, and the kernel-side
+influence they all rest on). Each part runs one subcommand of this CLI into its own folder of
+``--out DIR``; a part that finishes writes ``DIR/<part>/part.json``. With ``--resume`` the finished
+parts are skipped (when their settings match) and the unfinished one is run again with
+``--resume``, so the sweeps inside it continue where they stopped. At the end ``DIR/report.md``
+gathers the tables and figures and ``DIR/reproduce.json`` the status, settings and timing of every
+part. ``--quick`` (default) is sized to finish in minutes on a 2-core CPU for digits; ``--full``
+uses the paper's sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._errors import InputError, NotConvergedError, SingularKernelError
+from .cli import Command, log, settings_of
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """One part of the reproduction: a subcommand and the arguments for a mode.
+
+    Attributes:
+      name: folder name and ``--parts`` key.
+      title: heading in the report.
+      command: the subcommand that does the work.
+      argv: ``(args, mode) -> list of arguments`` (without ``--out``/``--resume``/``--quiet``).
+      caption: what the part shows, for the report.
+      report: ``(folder) -> Markdown lines`` summarising the part's results.
+    """
+
+    name: str
+    title: str
+    command: str
+    argv: Callable[[argparse.Namespace, str], list[str]]
+    caption: str
+    report: Callable[[Path], list[str]]
+
+
+# ------------------------------------------------------------------ settings per mode
+
+SIZES: dict[str, dict[str, Any]] = {
+    "quick": {"n_train": 200, "n_test": 50},
+    "full": {"n_train": 1000, "n_test": 200},
+}
+
+
+def _data_argv(args: argparse.Namespace, mode: str, *, n_train: int | None = None,
+               n_test: int | None = None, label_noise: float | None = None) -> list[str]:
+    """The shared data options, with the mode's sizes unless the user gave their own."""
+    ntr = args.n_train if args.n_train is not None else (n_train or SIZES[mode]["n_train"])
+    nte = args.n_test if args.n_test is not None else (n_test or SIZES[mode]["n_test"])
+    out = ["--data", args.data, "--n-train", str(ntr), "--n-test", str(nte),
+           "--seed", str(args.seed)]
+    if args.center:
+        out.append("--center")
+    if label_noise:
+        out += ["--label-noise", str(label_noise)]
+    return out
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, (bool, np.bool_)):
+        return str(bool(x))
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    try:
+        xf = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if not np.isfinite(xf):
+        return str(xf)
+    return f"{xf:.{digits}g}"
+
+
+def _figures(folder: Path) -> list[str]:
+    return [f"![{p.stem}]({folder.name}/{p.name})" for p in sorted(folder.glob("*.png"))]
+
+
+def _md_table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["| " + " | ".join(h for _, h in cols) + " |",
+             "|" + "|".join("---:" for _ in cols) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(k)) for k, _ in cols) + " |")
+    return lines
+
+
+def _scalars(d: dict[str, Any], prefix: str = "", depth: int = 0) -> list[tuple[str, Any]]:
+    """Scalar entries of a (nested) JSON summary, for a compact key-value listing."""
+    out: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        if k in ("settings", "data", "command"):
+            continue
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and depth < 1:
+            out += _scalars(v, key + ".", depth + 1)
+        elif isinstance(v, (int, float, bool)) or v is None:
+            out.append((key, v))
+    return out
+
+
+def _generic_report(folder: Path) -> list[str]:
+    """The scalars of every JSON summary in ``folder`` and its figures."""
+    lines: list[str] = []
+    for p in sorted(folder.glob("*.json")):
+        if p.name == "part.json":
+            continue
+        try:
+            d = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        items = _scalars(d) if isinstance(d, dict) else []
+        if items:
+            lines += [f"Key numbers from `{folder.name}/{p.name}`:", ""]
+            lines += [f"- `{k}`: {_fmt(v)}" for k, v in items[:30]]
+            lines.append("")
+    return lines + _figures(folder)
+
+
+# ------------------------------------------------------------------ part: kernel influence
+
+def _kernel_argv(args: argparse.Namespace, mode: str) -> list[str]:
+    return ["influence", *_data_argv(args, mode), "--lam", str(args.lam)]
+
+
+def _kernel_report(folder: Path) -> list[str]:
+    """Kernel-regime IHVP against exact LOO influence (Prop. 2, Theorem 3) and its figure."""
+    from . import plots
+    from .io import load_json, load_npz
+
+    z = load_npz(folder / "influence.npz")
+    s = load_json(folder / "summary.json")
+    infl, ihvp = z["influence"], z["ihvp"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.abs(infl - ihvp) / np.abs(infl)
+    rate = rate[np.isfinite(rate)]
+    j = int(np.argmax(np.abs(infl).sum(axis=0)))
+    top = np.argsort(-np.abs(infl[:, j]))[:40]
+    fig = plots.influence_scatter(ihvp[top, j], infl[top, j],
+                                  xlabel="exact NTK influence (leave-one-out, eq. 9)",
+                                  ylabel="IHVP estimate in the kernel regime (eq. 13)",
+                                  title=f"test point {j}: 40 most influential training points",
+                                  path=folder / "kernel_ihvp_vs_exact.png")
+    _close(fig)
+    th = s["theorem3"]
+    return [
+        f"- training points {infl.shape[0]}, test points {infl.shape[1]}, lambda = "
+        f"{_fmt(s['lam'])}, cond(K + lam I) = {_fmt(s['conditioning']['cond_K_plus_lam_I'])}",
+        f"- IHVP error rate |I - Ihat| / |I| over all pairs: median {_fmt(np.median(rate))}, "
+        f"mean {_fmt(np.mean(rate))}",
+        f"- ridge leverage h_i in [{_fmt(th['leverage_min'])}, {_fmt(th['leverage_max'])}], "
+        f"inside Theorem 3's [{_fmt(th['lower'])}, {_fmt(th['upper'])}]",
+        "", *_figures(folder)]
+
+
+def _close(fig: Any) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------ part: Table 1 / Figure 1
+
+TABLE1 = {"quick": {"widths": [1024, 4096, 16384], "n_points": 20, "n_train": 100},
+          "full": {"widths": [10000, 20000, 40000, 80000], "n_points": 40, "n_train": 1000}}
+
+
+def _table1_argv(args: argparse.Namespace, mode: str) -> list[str]:
+    t = TABLE1[mode]
+    widths = args.widths or t["widths"]
+    return ["compare", *_data_argv(args, mode, n_train=t["n_train"]),
+            "--widths", *[str(w) for w in widths], "--n-points", str(t["n_points"]),
+            "--test-index", "0", "--lam", str(args.lam)]
+
+
+def _table1_report(folder: Path) -> list[str]:
+    from .io import load_json
+
+    p = folder / "compare.json"
+    if not p.exists():
+        return _generic_report(folder)
+    d = load_json(p)
+    rows = d.get("widths") or d.get("rows") or d.get("results") or []
+    if isinstance(rows, dict):
+        rows = list(rows.values())
+    flat = []
+    for r in rows:
+        fr = dict(r)
+        for k, v in r.items():
+            if isinstance(v, dict):
+                fr.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        flat.append(fr)
+    cols = [c for c in [("width", "width"), ("pearson", "R (NTK vs retrain)"),
+                        ("spearman", "rho (NTK vs retrain)"),
+                        ("ihvp_pearson", "R (IHVP vs retrain)"),
+                        ("ihvp_spearman", "rho (IHVP vs retrain)")]
+            if any(c[0] in r for r in flat)]
+    lines = _md_table(flat, cols) if cols else []
+    return [*lines, "", *_generic_report(folder)] if lines else _generic_report(folder)
+
+
+# ------------------------------------------------------------------ the list of parts
+
+def _simple(command: str, extra: dict[str, list[str]], **data_kw: Any
+            ) -> Callable[[argparse.Namespace, str], list[str]]:
+    def argv(args: argparse.Namespace, mode: str) -> list[str]:
+        return [command, *_data_argv(args, mode, **data_kw), *extra[mode]]
+
+    return argv
+
+
+PARTS: list[Part] = [
+    Part("kernel", "Exact NTK influence and the kernel-regime IHVP", "influence", _kernel_argv,
+         "Exact leave-one-out influence of every training point on every test loss through the "
+         "NTK (eq. 8-9) and the classic IHVP estimate in the same regime (eq. 13).", _kernel_report),
+    Part("table1", "Table 1 and Figure 1: NTK influence against leave-one-out retraining",
+         "compare", _table1_argv,
+         "Finite two-layer ReLU nets of growing width, retrained without each of the most "
+         "influential points; correlation of the predicted influences with the actual ones.",
+         _table1_report),
+]
+
+
+def _selected(args: argparse.Namespace) -> list[Part]:
+    names = [p.name for p in PARTS]
+    want = names if not args.parts else [s.strip() for s in ",".join(args.parts).split(",") if s]
+    unknown = [w for w in want if w not in names]
+    if unknown:
+        raise InputError(f"unknown part(s) {unknown}; choose among {names}.")
+    skip = set(args.skip or [])
+    return [p for p in PARTS if p.name in want and p.name not in skip]
+
+
+# ------------------------------------------------------------------ running
+
+def _args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default="digits:3,8", metavar="SPEC",
+                   help="digits:3,8 | mnist:DIR:3,8 | cifar10:DIR:3,5 | npz:PATH; a class pair "
+                        "as in the paper (default: %(default)s; nothing is downloaded)")
+    g.add_argument("--n-train", type=int, default=None,
+                   help="training points, overriding the mode's size (quick: "
+                        f"{SIZES['quick']['n_train']}, full: {SIZES['full']['n_train']})")
+    g.add_argument("--n-test", type=int, default=None,
+                   help="test points, overriding the mode's size (quick: "
+                        f"{SIZES['quick']['n_test']}, full: {SIZES['full']['n_test']})")
+    g.add_argument("--seed", type=int, default=0, help="subsampling seed (default: %(default)s)")
+    g.add_argument("--center", action="store_true",
+                   help="centre inputs on the training mean before unit-normalising")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
+                      help="small settings: minutes on a 2-core CPU for digits (default)")
+    mode.add_argument("--full", dest="mode", action="store_const", const="full",
+                      help="the paper's sizes (hours on a CPU; use a GPU)")
+    p.set_defaults(mode="quick")
+    p.add_argument("--lam", type=float, default=0.1,
+                      help="ridge lambda for the influence parts (default: %(default)s)")
+    p.add_argument("--widths", type=int, nargs="+", metavar="W",
+                      help="override the Table 1 widths of the mode")
+    p.add_argument("--parts", nargs="+", metavar="PART",
+                      help=f"run only these parts (of {', '.join(p.name for p in PARTS)})")
+    p.add_argument("--skip", nargs="+", metavar="PART", help="leave these parts out")
+    p.add_argument("--keep-going", action="store_true",
+                      help="record a failed part in the report and go on with the next")
+
+
+def _part_argv(part: Part, args: argparse.Namespace, folder: Path) -> list[str]:
+    argv = part.argv(args, args.mode)
+    argv += ["--out", str(folder)]
+    if args.quiet:
+        argv.append("--quiet")
+    return argv
+
+
+def _run_part(part: Part, argv: list[str], resume: bool) -> None:
+    from .cli import build_parser
+
+    parser = build_parser()
+    try:
+        sub = parser.parse_args(argv + (["--resume"] if resume else []))
+    except SystemExit as e:
+        raise InputError(f"part {part.name}: the arguments {argv} were refused by "
+                         f"'{part.command}' (see the message above).") from e
+    sub.func(sub)
+
+
+def _run(args: argparse.Namespace) -> Path:
+    from . import __version__
+    from .cli import COMMANDS
+    from .io import load_json, save_json
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    available = {c.name for c in COMMANDS}
+    parts = _selected(args)
+    status: dict[str, dict[str, Any]] = {}
+    t_all = time.perf_counter()
+    for part in parts:
+        folder = out / part.name
+        marker = folder / "part.json"
+        if part.command not in available:
+            msg = (f"skipped: the '{part.command}' subcommand is not available in this "
+                   "installation")
+            log(args, f"{part.name}: {msg}")
+            status[part.name] = {"status": "skipped", "reason": msg}
+            continue
+        argv = _part_argv(part, args, folder)
+        if args.resume and marker.exists():
+            old = load_json(marker)
+            if old.get("argv") == argv and old.get("status") == "done":
+                log(args, f"{part.name}: finished earlier; skipping (--resume)")
+                status[part.name] = old
+                continue
+        elif marker.exists():
+            marker.unlink()
+        log(args, f"{part.name}: ntk-influence {' '.join(argv)}")
+        t0 = time.perf_counter()
+        try:
+            _run_part(part, argv, args.resume)
+        except (KeyboardInterrupt, InputError):
+            raise
+        except (SingularKernelError, NotConvergedError, Exception) as e:
+            if not args.keep_going:
+                raise
+            status[part.name] = {"status": "failed", "argv": argv,
+                                 "error": f"{type(e).__name__}: {e}",
+                                 "traceback": traceback.format_exc()}
+            log(args, f"{part.name}: failed ({type(e).__name__}: {e}); going on (--keep-going)")
+            continue
+        secs = time.perf_counter() - t0
+        status[part.name] = {"status": "done", "argv": argv, "seconds": secs}
+        save_json(marker, status[part.name])
+        log(args, f"{part.name}: done in {secs:.1f} s")
+    total = time.perf_counter() - t_all
+    save_json(out / "reproduce.json", {
+        "command": "reproduce", "version": __version__, "mode": args.mode,
+        "settings": settings_of(args), "parts": status, "seconds_this_run": total})
+    _write_report(out, args, parts, status)
+    failed = [k for k, v in status.items() if v["status"] == "failed"]
+    if failed:
+        raise RuntimeError(f"parts {failed} failed; see {out / 'report.md'} and "
+                           f"{out / 'reproduce.json'} for the errors.")
+    return out
+
+
+def _write_report(out: Path, args: argparse.Namespace, parts: list[Part],
+                  status: dict[str, dict[str, Any]]) -> None:
+    from .io import atomic_write_bytes
+
+    lines = ["# Reproduction report", "",
+             "Zhang & Zhang, *Rethinking Influence Functions of Neural Networks in the "
+             "Over-Parameterized Regime* (AAAI 2022), reproduced with `ntk_influence`.", "",
+             f"- data: `{args.data}` (seed {args.seed}); mode: `{args.mode}`; lambda = {args.lam:g}",
+             "- sign of influence: positive = removing the point raises the test loss (helpful); "
+             "losses are sums of squared errors over points (and outputs), as in eq. (2).", ""]
+    lines += ["| part | status | seconds |", "|---|---|---:|"]
+    for p in parts:
+        st = status.get(p.name, {})
+        lines.append(f"| [{p.name}](#{p.name}) | {st.get('status', 'not run')} | "
+                     f"{_fmt(st.get('seconds'), 3)} |")
+    lines.append("")
+    for p in parts:
+        st = status.get(p.name, {})
+        lines += [f"<a id=\"{p.name}\"></a>", f"## {p.title}", "", p.caption, ""]
+        folder = out / p.name
+        if st.get("status") == "done":
+            lines.append(f"Command: `ntk-influence {' '.join(st['argv'])}`")
+            lines.append("")
+            try:
+                lines += p.report(folder)
+            except Exception as e:  # a report helper must never lose the computed results
+                lines.append(f"(could not summarise {folder}: {type(e).__name__}: {e})")
+        elif st.get("status") == "failed":
+            lines += ["**Failed:**", "", "```", st.get("error", ""), "```"]
+        else:
+            lines.append(f"*{st.get('reason', 'not run')}*")
+        lines.append("")
+    atomic_write_bytes(out / "report.md", "\n".join(lines).encode())
+
+
+COMMANDS: list[Command] = [
+    Command("reproduce", "run everything the paper shows (Table 1, Figures 1-7) for one dataset "
+            "and write report.md with the tables and figures, plus all arrays and JSON",
+            _args, _run),
+]
