@@ -320,22 +320,23 @@ def _run(args: argparse.Namespace) -> Path:
             status[part.name] = {"status": "skipped", "reason": msg}
             continue
         argv = _part_argv(part, args, folder)
-        if args.resume and marker.exists():
-            old = load_json(marker)
-            if old.get("argv") == argv and old.get("status") == "done":
-                log(args, f"{part.name}: finished earlier; skipping (--resume)")
-                status[part.name] = old
-                continue
-        elif marker.exists():
-            marker.unlink()
-        log(args, f"{part.name}: ntk-influence {' '.join(argv)}")
+        old = load_json(marker) if marker.exists() else {}
+        same = old.get("argv") == argv
+        if args.resume and same and old.get("status") == "done":
+            log(args, f"{part.name}: finished earlier; skipping (--resume)")
+            status[part.name] = old
+            continue
+        # continue an interrupted part only when it ran with the same arguments
+        resume_part = bool(args.resume and same)
+        save_json(marker, {"status": "running", "argv": argv})
+        log(args, f"{part.name}: ntk-influence {' '.join(argv)}"
+                  + (" --resume" if resume_part else ""))
         t0 = time.perf_counter()
         try:
-            _run_part(part, argv, args.resume)
-        except (KeyboardInterrupt, InputError):
-            raise
-        except (SingularKernelError, NotConvergedError, Exception) as e:
-            if not args.keep_going:
+            _run_part(part, argv, resume_part)
+        except Exception as e:
+            numerical = isinstance(e, (SingularKernelError, NotConvergedError))
+            if not args.keep_going or (isinstance(e, InputError) and not numerical):
                 raise
             status[part.name] = {"status": "failed", "argv": argv,
                                  "error": f"{type(e).__name__}: {e}",

@@ -77,8 +77,11 @@ def _influence_run(args: argparse.Namespace) -> Path:
 
     out = Path(args.out)
     if args.resume and (out / "influence.npz").exists() and (out / "summary.json").exists():
-        log(args, f"influence already computed in {out}; skipping (--resume)")
-        return out
+        old = io.load_json(out / "summary.json").get("settings", {})
+        if _same_settings(old, settings_of(args)):
+            log(args, f"influence already computed in {out}; skipping (--resume)")
+            return out
+        log(args, f"{out} holds results made with other settings; computing again")
     ds = load_data_from_args(args)
     t0 = time.perf_counter()
     res = ntk_influence(ds.x_train, ds.y_train, ds.x_test, ds.y_test, lam=args.lam,
@@ -131,6 +134,15 @@ def _load_extra_commands() -> None:
             continue
         names = {c.name for c in COMMANDS}
         COMMANDS.extend(c for c in getattr(m, "COMMANDS", []) if c.name not in names)
+
+
+def _same_settings(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether two runs' settings agree, ignoring how they were run (out, resume, quiet)."""
+    from .io import _jsonable
+
+    skip = ("out", "resume", "quiet")
+    strip = lambda d: {k: v for k, v in _jsonable(d).items() if k not in skip}  # noqa: E731
+    return strip(old) == strip(new)
 
 
 def log(args: argparse.Namespace, msg: str) -> None:

@@ -1,0 +1,243 @@
+"""The ``ntk-influence`` command line end to end, on tiny settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ntk_influence as ni
+from ntk_influence import _cli_reproduce as rep
+from ntk_influence.cli import COMMANDS, EXIT_NUMERICAL, EXIT_OK, EXIT_USAGE, build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--data", "digits:3,8", "--n-train", "24", "--n-test", "6", "--quiet"]
+
+
+def _run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _names():
+    build_parser()
+    return [c.name for c in COMMANDS]
+
+
+# ------------------------------------------------------------------ help and usage
+
+@pytest.mark.parametrize("name", _names())
+def test_help_for_every_subcommand(name, capsys):
+    code, out, _ = _run([name, "--help"], capsys)
+    assert code == EXIT_OK
+    assert "--out DIR" in out and "--config FILE.toml" in out and "--resume" in out
+    p = build_parser()
+    sub = next(a for a in p._actions if a.dest == "command").choices[name]
+    undocumented = [a.option_strings for a in sub._actions if a.option_strings and not a.help]
+    assert not undocumented, f"options without help in {name}: {undocumented}"
+
+
+def test_console_script_entry_point():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "ntk_influence.cli", "--help"], capture_output=True,
+                       text=True, env=env, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and "influence" in r.stdout and "reproduce" in r.stdout
+
+
+@pytest.mark.parametrize("argv", [
+    [],
+    ["no-such-command"],
+    ["influence", "--no-such-option"],
+    ["influence", "--lam", "abc"],
+    ["influence", "--kernel", "rbf"],
+    ["influence", "--data", "imagenet:/x", "--quiet"],
+    ["influence", "--data", "mnist:/definitely/not/here", "--quiet"],
+    ["influence", "--lam", "-1", "--quiet"],
+    ["influence", "--config", "/definitely/not/here.toml"],
+    ["reproduce", "--parts", "no-such-part", "--quiet"],
+])
+def test_bad_usage_exits_2(argv, capsys, tmp_path):
+    if argv and argv[0] in _names():
+        argv = [*argv, "--out", tmp_path / "o"]
+    code, out, err = _run(argv, capsys)
+    assert code == EXIT_USAGE
+    assert "results in" not in out
+    assert err or "usage:" in out  # says why
+
+
+def test_numerical_failure_exits_3(tmp_path, capsys):
+    x = ni.unit_normalize(np.random.default_rng(0).normal(size=(6, 3)))
+    x = np.concatenate([x, x])  # duplicate points: K singular
+    y = np.sign(x[:, 0])
+    np.savez(tmp_path / "dup.npz", x_train=x, y_train=y, x_test=x[:3], y_test=y[:3])
+    code, out, err = _run(["influence", "--data", f"npz:{tmp_path / 'dup.npz'}", "--lam", "0",
+                           "--out", tmp_path / "o", "--quiet"], capsys)
+    assert code == EXIT_NUMERICAL
+    assert "numerical failure" in err and "lam > 0" in err
+    assert "results in" not in out
+
+
+# ------------------------------------------------------------------ influence
+
+def test_influence_end_to_end(tmp_path, capsys):
+    out_dir = tmp_path / "inf"
+    code, out, _ = _run(["influence", *TINY, "--lam", "0.2", "--out", out_dir], capsys)
+    assert code == EXIT_OK
+    assert out.strip().splitlines()[-1] == f"results in {out_dir.resolve()}"
+    from ntk_influence.io import load_json, load_npz
+
+    z = load_npz(out_dir / "influence.npz")
+    for k in ("influence", "ihvp", "leverage", "f_test"):
+        assert k in z
+    ds = ni.load_dataset("digits:3,8", n_train=24, n_test=6)
+    ref = ni.ntk_influence(ds.x_train, ds.y_train, ds.x_test, ds.y_test, lam=0.2)
+    np.testing.assert_allclose(z["influence"], ref.influence, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(z["leverage"], ref.leverage, rtol=1e-10)
+    s = load_json(out_dir / "summary.json")
+    assert s["lam"] == 0.2 and s["data"]["n_train"] == 24 and len(s["per_test"]) == 6
+    j0 = s["per_test"][0]["helpful"][0]
+    assert j0["influence"] == pytest.approx(ref.influence[:, 0].max())
+
+
+def test_config_file_and_command_line_precedence(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('data = "digits:3,8"\nn-train = 30\nn-test = 5\nlam = 0.5\nquiet = true\n')
+    code, _, _ = _run(["influence", "--config", cfg, "--n-train", "20", "--out", tmp_path / "a"],
+                      capsys)
+    assert code == EXIT_OK
+    s = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert s["settings"]["n_train"] == 20  # command line wins
+    assert s["settings"]["lam"] == 0.5 and s["lam"] == 0.5  # file fills the rest
+    assert s["data"]["n_test"] == 5
+    # a section named after the command is used for that command
+    cfg.write_text('lam = 9.0\n[influence]\nlam = 0.25\nn-train = 22\nn-test = 4\nquiet = true\n')
+    assert _run(["influence", "--config", cfg, "--out", tmp_path / "b"], capsys)[0] == EXIT_OK
+    s = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert s["lam"] == 0.25 and s["data"]["n_train"] == 22
+    # values are checked like the command line's
+    for bad in ('lam = "x"\n', 'kernel = "rbf"\n', 'unknown-key = 1\n', 'quiet = 3\n', "lam = [\n"):
+        cfg.write_text(bad)
+        code, _, err = _run(["influence", "--config", cfg, "--out", tmp_path / "c"], capsys)
+        assert code == EXIT_USAGE, bad
+        assert str(cfg) in err
+
+
+def test_influence_resume_skips_finished(tmp_path, capsys):
+    out_dir = tmp_path / "r"
+    assert _run(["influence", *TINY, "--out", out_dir], capsys)[0] == EXIT_OK
+    before = (out_dir / "influence.npz").stat().st_mtime_ns
+    assert _run(["influence", *TINY, "--out", out_dir, "--resume"], capsys)[0] == EXIT_OK
+    assert (out_dir / "influence.npz").stat().st_mtime_ns == before
+    # other settings in the same folder are computed, not mistaken for finished work
+    assert _run(["influence", *TINY, "--lam", "0.4", "--out", out_dir, "--resume"],
+                capsys)[0] == EXIT_OK
+    assert json.loads((out_dir / "summary.json").read_text())["lam"] == 0.4
+
+
+# ------------------------------------------------------------------ reproduce
+
+def _tiny_reproduce(out_dir, *extra):
+    return ["reproduce", "--data", "digits:3,8", "--n-train", "24", "--n-test", "6", "--quiet",
+            "--out", out_dir, *extra]
+
+
+def test_reproduce_tiny_report(tmp_path, capsys):
+    out_dir = tmp_path / "rep"
+    code, out, _ = _run(_tiny_reproduce(out_dir, "--parts", "kernel"), capsys)
+    assert code == EXIT_OK
+    assert out.strip().splitlines()[-1] == f"results in {out_dir.resolve()}"
+    report = (out_dir / "report.md").read_text()
+    assert "# Reproduction report" in report and "kernel/kernel_ihvp_vs_exact.png" in report
+    assert (out_dir / "kernel" / "kernel_ihvp_vs_exact.png").stat().st_size > 1000
+    status = json.loads((out_dir / "reproduce.json").read_text())
+    assert status["parts"]["kernel"]["status"] == "done"
+    assert status["mode"] == "quick"
+
+
+def _two_part_plan(monkeypatch):
+    """Two kernel parts at different lambdas: enough to interrupt between and inside parts."""
+    k = rep.PARTS[0]
+    second = rep.Part("kernel2", "second", "influence",
+                      lambda a, m: ["influence", *rep._data_argv(a, m), "--lam", "0.3"],
+                      "second part", rep._kernel_report)
+    monkeypatch.setattr(rep, "PARTS", [k, second])
+
+
+def test_reproduce_resume_after_interruption(tmp_path, capsys, monkeypatch):
+    _two_part_plan(monkeypatch)
+    clean = tmp_path / "clean"
+    assert _run(_tiny_reproduce(clean), capsys)[0] == EXIT_OK
+
+    # interrupted while the second part runs
+    real = rep._run_part
+    calls = []
+
+    def flaky(part, argv, resume):
+        calls.append(part.name)
+        if part.name == "kernel2" and calls.count("kernel2") == 1:
+            raise KeyboardInterrupt
+        return real(part, argv, resume)
+
+    monkeypatch.setattr(rep, "_run_part", flaky)
+    broken = tmp_path / "broken"
+    code, _, err = _run(_tiny_reproduce(broken), capsys)
+    assert code == 130 and "--resume" in err
+    assert (broken / "kernel" / "part.json").exists()
+    assert json.loads((broken / "kernel" / "part.json").read_text())["status"] == "done"
+    assert json.loads((broken / "kernel2" / "part.json").read_text())["status"] == "running"
+    first = (broken / "kernel" / "influence.npz").stat().st_mtime_ns
+
+    code, out, _ = _run(_tiny_reproduce(broken, "--resume"), capsys)
+    assert code == EXIT_OK and "results in" in out
+    assert calls == ["kernel", "kernel2", "kernel2"]  # the finished part was not run again
+    assert (broken / "kernel" / "influence.npz").stat().st_mtime_ns == first
+    from ntk_influence.io import load_npz
+
+    for part in ("kernel", "kernel2"):
+        a, b = load_npz(clean / part / "influence.npz"), load_npz(broken / part / "influence.npz")
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    # a resumed part with other settings is run again rather than reused
+    code, _, _ = _run(_tiny_reproduce(broken, "--resume", "--lam", "0.2"), capsys)
+    assert code == EXIT_OK
+    assert calls[3:] == ["kernel"]  # kernel2 (fixed lam 0.3) is unchanged and reused
+    lam = json.loads((broken / "kernel" / "summary.json").read_text())["lam"]
+    assert lam == 0.2
+
+
+def test_reproduce_missing_subcommand_is_skipped_with_a_message(tmp_path, capsys, monkeypatch):
+    ghost = rep.Part("ghost", "A part whose subcommand is absent", "no-such-subcommand",
+                     lambda a, m: ["no-such-subcommand"], "absent", rep._generic_report)
+    monkeypatch.setattr(rep, "PARTS", [rep.PARTS[0], ghost])
+    code, _, _ = _run(_tiny_reproduce(tmp_path / "g"), capsys)
+    assert code == EXIT_OK
+    report = (tmp_path / "g" / "report.md").read_text()
+    assert "skipped: the 'no-such-subcommand' subcommand is not available" in report
+
+
+def test_reproduce_keep_going_records_failure(tmp_path, capsys, monkeypatch):
+    def boom(args, mode):
+        return ["influence", *rep._data_argv(args, mode), "--kernel", "paper", "--lam", "0",
+                "--data", f"npz:{tmp_path / 'dup.npz'}"]
+
+    x = ni.unit_normalize(np.random.default_rng(0).normal(size=(5, 3)))
+    x = np.concatenate([x, x])
+    np.savez(tmp_path / "dup.npz", x_train=x, y_train=np.sign(x[:, 0]), x_test=x[:2],
+             y_test=np.sign(x[:2, 0]))
+    bad = rep.Part("bad", "A failing part", "influence", boom, "fails", rep._generic_report)
+    monkeypatch.setattr(rep, "PARTS", [bad, rep.PARTS[0]])
+    code, _, _ = _run(_tiny_reproduce(tmp_path / "k"), capsys)
+    assert code == EXIT_NUMERICAL  # without --keep-going the failure stops the run
+    code, _, _ = _run(_tiny_reproduce(tmp_path / "k2", "--keep-going"), capsys)
+    assert code != EXIT_OK
+    status = json.loads((tmp_path / "k2" / "reproduce.json").read_text())
+    assert status["parts"]["bad"]["status"] == "failed"
+    assert status["parts"]["kernel"]["status"] == "done"
+    assert "SingularKernelError" in (tmp_path / "k2" / "report.md").read_text()
