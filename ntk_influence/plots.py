@@ -20,7 +20,7 @@ def _plt() -> Any:
     import matplotlib
 
     if not os.environ.get("DISPLAY") and matplotlib.get_backend().lower() not in (
-            "agg", "module://matplotlib_inline.backend_inline"):
+            "agg", "inline", "module://matplotlib_inline.backend_inline"):
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
