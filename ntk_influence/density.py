@@ -292,7 +292,8 @@ class MixtureExperiment:
 
     Attributes:
       p: ``(K,)`` proportions.
-      component_error: ``(K,)`` median over the component's points of their error rates.
+      component_error: ``(K,)`` median over the component's points of their error rates
+        (averaged over repeats).
       component_leverage: ``(K,)`` mean leverage ``h_i`` of the component's points.
       spearman_p_error: Spearman rho of ``p_k`` and ``component_error`` (Theorem 4: negative).
       error_rate: ``(n,)`` per-point error rates.
@@ -300,6 +301,7 @@ class MixtureExperiment:
       component: ``(n,)`` component of each training point.
       lam: the ridge.
       r: radius bound.
+      component_error_per_repeat: ``(repeats, K)`` the per-draw component medians.
     """
 
     p: np.ndarray
@@ -311,12 +313,14 @@ class MixtureExperiment:
     component: np.ndarray
     lam: float
     r: float
+    component_error_per_repeat: np.ndarray
 
 
 def mixture_experiment(p: Any = (0.4, 0.25, 0.15, 0.1, 0.06, 0.04), n: int = 300,
                        n_test: int = 100, d: int = 20, r: float = 0.6, lam: float = 0.1, *,
                        seed: int = 0, statistic: Literal["median", "mean"] = "median",
-                       kernel: Any = "paper") -> MixtureExperiment:
+                       centres: Literal["orthogonal", "random"] = "orthogonal",
+                       repeats: int = 1, kernel: Any = "paper") -> MixtureExperiment:
     """Theorem 4 experiment: IHVP error rate per mixture component as its proportion shrinks.
 
     Training and test points are drawn from the same mixture (test ``x_te ~ D``, centres shared);
@@ -332,6 +336,11 @@ def mixture_experiment(p: Any = (0.4, 0.25, 0.15, 0.1, 0.06, 0.04), n: int = 300
       lam: ridge.
       seed: seed (test data use ``seed + 1`` with the same centres).
       statistic: per-point reduction over test points.
+      centres: ``"orthogonal"`` (default: a random orthonormal set, so components are
+        separated as the theorem assumes; needs ``d >= K``) or ``"random"`` (Gaussian directions,
+        components may overlap, which adds their neighbours' density to the comparison).
+      repeats: independent draws (seeds ``seed + 1000 r``); the component error is the mean of
+        the per-draw medians, which smooths the sampling noise of small components.
       kernel: kernel (default eq. 4).
 
     Returns:
@@ -340,13 +349,33 @@ def mixture_experiment(p: Any = (0.4, 0.25, 0.15, 0.1, 0.06, 0.04), n: int = 300
     from scipy import stats
 
     lam = check_lam(lam)
-    tr = finite_mixture(n, p, d, r, seed=seed)
-    te = finite_mixture(n_test, p, d, r, seed=seed + 1, means=tr.means, labels=tr.labels)
-    res = ntk_influence(tr.x, tr.y, te.x, te.y, lam, kernel=kernel)
-    err = point_error_rate(res, statistic)
-    kk = tr.p.size
-    comp_err = np.array([np.nanmedian(err[tr.component == c]) for c in range(kk)])
-    comp_lev = np.array([res.leverage[tr.component == c].mean() for c in range(kk)])
-    rho = float(stats.spearmanr(tr.p, comp_err)[0]) if kk > 2 else float("nan")
-    return MixtureExperiment(tr.p, comp_err, comp_lev, rho, err, np.asarray(res.leverage),
-                             tr.component, lam, float(r))
+    pk = np.asarray(p, float).reshape(-1)
+    if not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise InputError(f"repeats must be a positive integer, got {repeats!r}.")
+    means = None
+    if centres == "orthogonal":
+        if d < pk.size:
+            raise InputError(f"orthogonal centres need d >= K = {pk.size}, got d={d}.")
+    elif centres != "random":
+        raise InputError(f"centres must be 'orthogonal' or 'random', got {centres!r}.")
+    kk = pk.size
+    errs, levs, comps, per_rep = [], [], [], []
+    for rep in range(int(repeats)):
+        s_rep = seed + 1000 * rep
+        if centres == "orthogonal":
+            q, _ = np.linalg.qr(np.random.default_rng(s_rep).normal(size=(d, kk)))
+            means = q.T
+        tr = finite_mixture(n, p, d, r, seed=s_rep, means=means)
+        te = finite_mixture(n_test, p, d, r, seed=s_rep + 1, means=tr.means, labels=tr.labels)
+        res = ntk_influence(tr.x, tr.y, te.x, te.y, lam, kernel=kernel)
+        err = point_error_rate(res, statistic)
+        per_rep.append([np.nanmedian(err[tr.component == c]) for c in range(kk)])
+        levs.append(np.asarray(res.leverage))
+        errs.append(err)
+        comps.append(tr.component)
+    err, lev, comp = np.concatenate(errs), np.concatenate(levs), np.concatenate(comps)
+    comp_err = np.mean(np.asarray(per_rep), axis=0)
+    comp_lev = np.array([lev[comp == c].mean() for c in range(kk)])
+    rho = float(stats.spearmanr(pk, comp_err)[0]) if kk > 2 else float("nan")
+    return MixtureExperiment(pk, comp_err, comp_lev, rho, err, lev, comp, lam, float(r),
+                             np.asarray(per_rep))
