@@ -86,6 +86,11 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return f"{xf:.{digits}g}"
 
 
+def _fmt_t(t: Any) -> str:
+    """A training time; JSON stores ``inf`` (the end of training) as null."""
+    return "inf" if t is None else _fmt(t, 3)
+
+
 def _figures(folder: Path) -> list[str]:
     return [f"![{p.stem}]({folder.name}/{p.name})" for p in sorted(folder.glob("*.png"))]
 
@@ -214,12 +219,93 @@ def _table1_report(folder: Path) -> list[str]:
     return [*lines, "", *_generic_report(folder)] if lines else _generic_report(folder)
 
 
+# ------------------------------------------------------------------ parts: Figures 2-7
+
+def _summary(folder: Path) -> dict[str, Any]:
+    from .io import load_json
+
+    return load_json(folder / "summary.json")
+
+
+def _fig2_report(folder: Path) -> list[str]:
+    s = _summary(folder)
+    rows = s.get("per_lambda", [])
+    lines = [f"lambda_min(K) = {_fmt(s.get('lambda_min'))}, lambda_max(K) = "
+             f"{_fmt(s.get('lambda_max'))}; error rate = {s.get('error_rate', '')}.", ""]
+    lines += _md_table(rows, [("lam", "lambda"), ("mean_error_rate", "mean error rate"),
+                              ("median_error_rate", "median"),
+                              ("theorem3_lower", "Theorem 3 lower bound"),
+                              ("upper", "upper quantity"), ("mean_leverage", "mean h_i"),
+                              ("eq16_violations", "eq. (16) violations"),
+                              ("leverage_in_bounds", "h_i in bounds")])
+    return [*lines, "", *_figures(folder)]
+
+
+def _fig3_report(folder: Path) -> list[str]:
+    s = _summary(folder)
+    lines = []
+    for key, label in (("spearman_density_error", "Spearman(density, IHVP error rate)"),
+                       ("spearman_leverage_error", "Spearman(leverage h_i, IHVP error rate)"),
+                       ("spearman_density_leverage", "Spearman(density, leverage)")):
+        v = s.get(key, (s.get("density") or {}).get(key))
+        if v is not None:
+            lines.append(f"- {label}: {_fmt(v)}")
+    mix = s.get("mixture")
+    if isinstance(mix, dict):
+        lines.append(f"- Definition 1 mixture: p_k = {mix.get('p')}, median error rate per "
+                     f"component = {[_fmt(v, 3) for v in mix.get('component_error', [])]}, "
+                     f"Spearman(p_k, error) = {_fmt(mix.get('spearman_p_error'))}")
+    if not lines:
+        return _generic_report(folder)
+    return [*lines, "", *_figures(folder)]
+
+
+def _fig5_report(folder: Path) -> list[str]:
+    s = _summary(folder)
+    lines = [f"{s.get('grouping', '')}. B = {s.get('B')}, cond = {_fmt(s.get('cond'))}.", ""]
+    lines += _md_table(s.get("groups", []), [("group", "group"), ("size", "size"),
+                                             ("mean_influence", "influence score"),
+                                             ("complexity", "complexity C")])
+    return [*lines, "", *_figures(folder)]
+
+
+def _fig6_report(folder: Path) -> list[str]:
+    s = _summary(folder)
+    lines = [f"- time unit: {s.get('time_unit')}; times: "
+             f"{', '.join(_fmt_t(t) for t in s.get('times', []))}",
+             f"- changes of the most influential point between consecutive times (over test "
+             f"points): {s.get('changes_of_most_influential')}"]
+    ag = s.get("agreement_first_order_vs_exact")
+    if isinstance(ag, dict):
+        rows = [{"t": _fmt_t(t), **{k: (v[i] if isinstance(v, list) else v)
+                                    for k, v in ag.items()}}
+                for i, t in enumerate(s.get("times", []))]
+        lines += ["", "First-order against exact influence at each time:", ""]
+        lines += _md_table(rows, [("t", "t"), ("pearson", "R"), ("spearman", "rho"),
+                                  ("slope", "slope"), ("rel_error", "relative error"),
+                                  ("top1_match", "same most influential")])
+    return [*lines, "", *_figures(folder)]
+
+
+def _fig7_report(folder: Path) -> list[str]:
+    s = _summary(folder)
+    rows = [{"t": _fmt_t(t), "clean": c, "noisy": n} for t, c, n in
+            zip(s.get("times", []), s.get("share_clean", []), s.get("share_noisy", []))]
+    lines = [f"{s.get('n_noisy')} training labels flipped ({_fmt(s.get('noise_fraction'))}); "
+             f"{s.get('rule')}; time unit {s.get('time_unit')}.", ""]
+    lines += _md_table(rows, [("t", "t"), ("clean", "share clean"), ("noisy", "share noisy")])
+    return [*lines, "", *_figures(folder)]
+
+
+DYN_TIMES = ["0.01", "0.03", "0.1", "0.3", "1", "3", "10", "30", "100", "300", "1000", "inf"]
+
 # ------------------------------------------------------------------ the list of parts
 
 def _simple(command: str, extra: dict[str, list[str]], **data_kw: Any
             ) -> Callable[[argparse.Namespace, str], list[str]]:
     def argv(args: argparse.Namespace, mode: str) -> list[str]:
-        return [command, *_data_argv(args, mode, **data_kw), *extra[mode]]
+        return [command, *_data_argv(args, mode, **data_kw), "--lam", str(args.lam),
+                *extra[mode]]
 
     return argv
 
@@ -233,6 +319,39 @@ PARTS: list[Part] = [
          "Finite two-layer ReLU nets of growing width, retrained without each of the most "
          "influential points; correlation of the predicted influences with the actual ones.",
          _table1_report),
+    Part("figure2", "Figure 2: regularisation and Theorem 3", "lambda-sweep",
+         _simple("lambda-sweep", {"quick": [], "full": []}),
+         "Mean relative error of the IHVP estimate for lambda = 2^-4 ... 2^4 against Theorem 3's "
+         "lower bound lambda_min/(lambda_min+lambda); the ridge leverage h_i is the exact "
+         "per-point error of term I.", _fig2_report),
+    Part("figure3", "Figure 3: data density and Theorem 4", "density",
+         _simple("density", {"quick": ["--mixture-n", "300"], "full": ["--mixture-n", "2000"]}),
+         "Gaussian KDE density of each training point (after PCA to 10 dimensions, Scott's "
+         "bandwidth) against its median IHVP error rate; and the finite mixture of Definition 1, "
+         "where rarer components have larger error rates.", _fig3_report),
+    Part("figure4", "Figure 4: most helpful, harmful and uninfluential images", "examples",
+         _simple("examples", {"quick": ["--test-index", "0", "1", "2", "--k", "5"],
+                              "full": ["--test-index", "0", "1", "2", "3", "--k", "8"]}),
+         "For a few test images, the training images with the largest positive influence "
+         "(helpful), the most negative (harmful) and the smallest |I| (uninfluential).",
+         _generic_report),
+    Part("figure5", "Figure 5: complexity of groups sorted by influence", "complexity",
+         _simple("complexity", {"quick": [], "full": []}),
+         "Training points sorted by influence (summed over the test points) into ten groups, "
+         "group 0 most harmful, group 9 most helpful; complexity of each group by eq. (19).",
+         _fig5_report),
+    Part("figure6", "Figure 6: the most influential images along training", "dynamics",
+         _simple("dynamics", {"quick": ["--times", *DYN_TIMES, "--method", "both"],
+                              "full": ["--times", *DYN_TIMES, "--method", "both"]}),
+         "Exact influence at training time t of the linearised network (eq. 20, with the ridge), "
+         "the most influential training image for some test images over time, and the agreement "
+         "of the first-order estimate with the exact one.", _fig6_report),
+    Part("figure7", "Figure 7: label noise along training", "label-noise",
+         _simple("label-noise", {"quick": ["--times", *DYN_TIMES, "--noise", "0.4"],
+                                 "full": ["--times", *DYN_TIMES, "--noise", "0.4"]}),
+         "40% of the training labels flipped; over training time, the share of clean and of "
+         "noisy points among the most influential training point of every test point.",
+         _fig7_report),
 ]
 
 
@@ -280,19 +399,16 @@ def _args(p: argparse.ArgumentParser) -> None:
 
 
 def _part_argv(part: Part, args: argparse.Namespace, folder: Path) -> list[str]:
-    argv = part.argv(args, args.mode)
-    argv += ["--out", str(folder)]
-    if args.quiet:
-        argv.append("--quiet")
-    return argv
+    return [*part.argv(args, args.mode), "--out", str(folder)]
 
 
-def _run_part(part: Part, argv: list[str], resume: bool) -> None:
+def _run_part(part: Part, argv: list[str], resume: bool, quiet: bool = False) -> None:
     from .cli import build_parser
 
     parser = build_parser()
     try:
-        sub = parser.parse_args(argv + (["--resume"] if resume else []))
+        sub = parser.parse_args(argv + (["--resume"] if resume else [])
+                                + (["--quiet"] if quiet else []))
     except SystemExit as e:
         raise InputError(f"part {part.name}: the arguments {argv} were refused by "
                          f"'{part.command}' (see the message above).") from e
@@ -301,9 +417,10 @@ def _run_part(part: Part, argv: list[str], resume: bool) -> None:
 
 def _run(args: argparse.Namespace) -> Path:
     from . import __version__
-    from .cli import COMMANDS
+    from .cli import COMMANDS, _load_extra_commands
     from .io import load_json, save_json
 
+    _load_extra_commands()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     available = {c.name for c in COMMANDS}
@@ -333,7 +450,7 @@ def _run(args: argparse.Namespace) -> Path:
                   + (" --resume" if resume_part else ""))
         t0 = time.perf_counter()
         try:
-            _run_part(part, argv, resume_part)
+            _run_part(part, argv, resume_part, args.quiet)
         except Exception as e:
             numerical = isinstance(e, (SingularKernelError, NotConvergedError))
             if not args.keep_going or (isinstance(e, InputError) and not numerical):
@@ -348,6 +465,14 @@ def _run(args: argparse.Namespace) -> Path:
         save_json(marker, status[part.name])
         log(args, f"{part.name}: done in {secs:.1f} s")
     total = time.perf_counter() - t_all
+    # parts not run this time keep their earlier results in the report
+    for part in PARTS:
+        marker = out / part.name / "part.json"
+        if part.name not in status and marker.exists():
+            old = load_json(marker)
+            if old.get("status") == "done":
+                status[part.name] = old
+    parts = [p for p in PARTS if p.name in status]
     save_json(out / "reproduce.json", {
         "command": "reproduce", "version": __version__, "mode": args.mode,
         "settings": settings_of(args), "parts": status, "seconds_this_run": total})
@@ -380,7 +505,8 @@ def _write_report(out: Path, args: argparse.Namespace, parts: list[Part],
         lines += [f"<a id=\"{p.name}\"></a>", f"## {p.title}", "", p.caption, ""]
         folder = out / p.name
         if st.get("status") == "done":
-            lines.append(f"Command: `ntk-influence {' '.join(st['argv'])}`")
+            shown = " ".join(f"DIR/{p.name}" if a == str(folder) else a for a in st["argv"])
+            lines.append(f"Command: `ntk-influence {shown}`")
             lines.append("")
             try:
                 lines += p.report(folder)

@@ -140,6 +140,33 @@ def test_influence_resume_skips_finished(tmp_path, capsys):
     assert json.loads((out_dir / "summary.json").read_text())["lam"] == 0.4
 
 
+# ------------------------------------------------------------------ the analysis subcommands
+
+ANALYSIS = {
+    "lambda-sweep": ["--lams", "0.1", "1"],
+    "density": ["--mixture-n", "40", "--mixture-d", "8"],
+    "examples": ["--test-index", "0", "1", "--k", "3"],
+    "complexity": ["--groups", "4"],
+    "dynamics": ["--times", "0.1", "1", "inf"],
+    "label-noise": ["--times", "0.1", "1", "inf"],
+}
+
+
+@pytest.mark.parametrize("name", list(ANALYSIS))
+def test_analysis_subcommands_end_to_end(name, tmp_path, capsys):
+    if name not in _names():
+        pytest.skip(f"{name} is not registered")
+    out_dir = tmp_path / name
+    code, out, err = _run([name, *TINY, *ANALYSIS[name], "--out", out_dir], capsys)
+    assert code == EXIT_OK, err
+    assert out.strip().splitlines()[-1] == f"results in {out_dir.resolve()}"
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["command"] == name and summary["data"]["n_train"] == 24
+    assert list(out_dir.glob("*.npz")), "no arrays written"
+    assert list(out_dir.glob("*.png")), "no figure written"
+    assert not list(out_dir.rglob("*.tmp")), "a temporary file was left behind"
+
+
 # ------------------------------------------------------------------ reproduce
 
 def _tiny_reproduce(out_dir, *extra):
@@ -178,11 +205,11 @@ def test_reproduce_resume_after_interruption(tmp_path, capsys, monkeypatch):
     real = rep._run_part
     calls = []
 
-    def flaky(part, argv, resume):
+    def flaky(part, argv, resume, quiet=False):
         calls.append(part.name)
         if part.name == "kernel2" and calls.count("kernel2") == 1:
             raise KeyboardInterrupt
-        return real(part, argv, resume)
+        return real(part, argv, resume, quiet)
 
     monkeypatch.setattr(rep, "_run_part", flaky)
     broken = tmp_path / "broken"
