@@ -268,3 +268,12 @@ def test_reproduce_keep_going_records_failure(tmp_path, capsys, monkeypatch):
     assert status["parts"]["bad"]["status"] == "failed"
     assert status["parts"]["kernel"]["status"] == "done"
     assert "SingularKernelError" in (tmp_path / "k2" / "report.md").read_text()
+
+
+def test_atomic_writes_have_ordinary_permissions(tmp_path):
+    from ntk_influence.io import save_json
+
+    p = save_json(tmp_path / "x.json", {"a": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~mask
