@@ -18,10 +18,12 @@ change of the time-``t`` test loss, ``I_t = Delta (f_te(t) - y_te) + Delta^2 / 2
 ``Delta = f^(i)_te(t) - f_te(t)`` (summed over outputs; never a difference of two losses).
 
 - *Exact* (:func:`time_influence_from_kernels` with ``method="exact"``): one ``eigh`` per
-  left-out point, batched (``vmap``) over chunks of points, ``O(n^4)`` in total. To keep one
-  shape per batch, row and column ``i`` of ``K`` are zeroed, ``M_ii`` is set to a positive
-  constant and ``y_i``, ``K_te[i]`` to zero: that decoupled ``n x n`` problem has exactly the
-  predictions of the ``(n-1) x (n-1)`` one.
+  left-out point, ``O(n^4)`` in total, in chunks of points. The ``"jax"`` engine batches a chunk
+  with ``vmap`` (for GPU/TPU); to keep one shape per batch, row and column ``i`` of ``K`` are
+  zeroed, ``M_ii`` is set to a positive constant and ``y_i``, ``K_te[i]`` to zero: that
+  decoupled ``n x n`` problem has exactly the predictions of the ``(n-1) x (n-1)`` one. The
+  ``"numpy"`` engine (the default on CPU) loops LAPACK's ``eigh`` (``syevd``) over the reduced
+  ``(n-1) x (n-1)`` matrices.
 - *First order* (``method="first-order"``): weight the loss of point ``i`` by ``w_i``; the flow
   of the weighted eq. (2) predicts ``F(w) = K_te^T S g_t(S K S + lam I) S y`` with
   ``S = diag(sqrt(w))``, and ``w_i = 0`` is exactly the leave-one-out problem. The first-order
@@ -376,6 +378,20 @@ def _loo_chunk(k: jax.Array, k_test: jax.Array, y: jax.Array, lam: jax.Array, ti
     return jax.vmap(one)(idx)
 
 
+def _loo_numpy(k: np.ndarray, kt: np.ndarray, y2: np.ndarray, lam: float, ft: np.ndarray,
+               f_full: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``Delta`` for the left-out points ``idx`` with LAPACK's ``eigh``: ``(b, T, m, k)``."""
+    n = k.shape[0]
+    out = np.empty((idx.size, *f_full.shape))
+    for b, i in enumerate(idx):
+        keep = np.arange(n) != i
+        mu, u = np.linalg.eigh(k[np.ix_(keep, keep)] + lam * np.eye(n - 1))
+        ktt, yt = u.T @ kt[keep], u.T @ y2[keep]
+        g = np.stack([_g(t, mu) for t in ft])  # (T, n-1)
+        out[b] = np.einsum("nm,tn,nk->tmk", ktt, g, yt) - f_full
+    return out
+
+
 def _first_order(k: np.ndarray, kt: np.ndarray, y2: np.ndarray, lam: float, ft: np.ndarray,
                  mu: np.ndarray, u: np.ndarray) -> np.ndarray:
     """First-order ``Delta_hat = -dF/dw_i`` for every point: ``(T, n, n_test, k)``."""
@@ -406,6 +422,7 @@ def time_influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test:
                                 lam: float, times: Any, *, time_unit: TimeUnit = "flow",
                                 method: Method = "exact", train_index: Any = None,
                                 chunk_size: int | None = None, show_progress: bool = False,
+                                engine: Literal["auto", "jax", "numpy"] = "auto",
                                 ) -> TimeInfluenceResult:
     """Influence of every (or each selected) training point on every test loss at times ``t``.
 
@@ -426,6 +443,9 @@ def time_influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test:
       train_index: left-out points to compute (default: all); rows of the result follow it.
       chunk_size: left-out points per batched ``eigh`` (default: fit about 250 MB).
       show_progress: progress bar over chunks.
+      engine: exact route's ``eigh``: ``"jax"`` (jit + vmap over a chunk; GPU/TPU),
+        ``"numpy"`` (a loop of LAPACK ``eigh`` on the ``(n-1) x (n-1)`` matrices; faster on
+        CPU) or ``"auto"`` (``"numpy"`` when JAX's default backend is the CPU).
 
     Returns:
       :class:`TimeInfluenceResult`.
@@ -453,6 +473,10 @@ def time_influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test:
     f_full = np.stack([ktt.T @ (_g(t, mu)[:, None] * ytil) for t in ft])  # (T, m, k)
     r = f_full - yt2[None]
     exact = first = None
+    if engine not in ("auto", "jax", "numpy"):
+        raise InputError(f"engine must be 'auto', 'jax' or 'numpy', got {engine!r}.")
+    if engine == "auto":
+        engine = "numpy" if jax.default_backend() == "cpu" else "jax"
     if method in ("exact", "both"):
         bs = int(chunk_size) if chunk_size else _auto_chunk(n, ft.size, m, nk)
         if bs < 1:
@@ -468,10 +492,13 @@ def time_influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test:
             for s in _progress(starts, total=len(starts), desc="exact influence over time",
                                enabled=show_progress):
                 idx = sel[s:s + bs]
-                pad = bs - idx.size
-                idx_p = np.concatenate([idx, np.repeat(idx[-1:], pad)]) if pad else idx
-                d = np.asarray(_loo_chunk(*args, lam_j, t_j, fill, ff, jnp.asarray(idx_p)))
-                d = d[: idx.size]  # (b, T, m, k)
+                if engine == "numpy":
+                    d = _loo_numpy(k, kt, y2, lam, ft, f_full, idx)
+                else:
+                    pad = bs - idx.size
+                    idx_p = np.concatenate([idx, np.repeat(idx[-1:], pad)]) if pad else idx
+                    d = np.asarray(_loo_chunk(*args, lam_j, t_j, fill, ff,
+                                              jnp.asarray(idx_p)))[: idx.size]  # (b, T, m, k)
                 infl = np.sum(d * (r[None] + 0.5 * d), axis=-1)  # (b, T, m)
                 exact[:, s:s + idx.size] = np.transpose(infl, (1, 0, 2))
     if method in ("first-order", "both"):
@@ -501,7 +528,8 @@ def influence_over_time(x_train: Any, y_train: Any, x_test: Any, y_test: Any, la
                         normalize: bool = False, k_train: Any = None, k_test: Any = None,
                         time_unit: TimeUnit = "flow", method: Literal["exact", "first-order"]
                         = "exact", chunk_size: int | None = None,
-                        show_progress: bool = False) -> np.ndarray:
+                        show_progress: bool = False,
+                        engine: Literal["auto", "jax", "numpy"] = "auto") -> np.ndarray:
     """Exact influence of every training point on every test loss at each training time.
 
     Eq. (20) with ``lam`` (DESIGN item 7): the leave-one-out change of the time-``t`` test loss
@@ -524,6 +552,7 @@ def influence_over_time(x_train: Any, y_train: Any, x_test: Any, y_test: Any, la
       method: ``"exact"`` (default) or ``"first-order"``.
       chunk_size: left-out points per batched ``eigh``.
       show_progress: progress bar.
+      engine: ``"auto"``, ``"jax"`` or ``"numpy"`` (see :func:`time_influence_from_kernels`).
 
     Returns:
       ``(len(times), n_train, n_test)`` influences.
@@ -537,7 +566,7 @@ def influence_over_time(x_train: Any, y_train: Any, x_test: Any, y_test: Any, la
     k, kt = _kernels_for(x_train, x_test, kernel, normalize, k_train, k_test)
     res = time_influence_from_kernels(k, kt, y_train, y_test, lam, times, time_unit=time_unit,
                                       method=method, chunk_size=chunk_size,
-                                      show_progress=show_progress)
+                                      show_progress=show_progress, engine=engine)
     return res.influence if method == "exact" else res.first_order
 
 

@@ -81,20 +81,22 @@ def test_end_of_training_is_krr():
     np.testing.assert_allclose(dyn.f_test[1], res.f_test, atol=1e-12)
 
 
+@pytest.mark.parametrize("engine", ["jax", "numpy"])
 @pytest.mark.parametrize("lam", [0.0, 0.05])
-def test_exact_matches_brute_force_refits(lam):
+def test_exact_matches_brute_force_refits(lam, engine):
     x, xt, k, kt, y, yt = _toy(n=18, m=5)
     times = [0.0, 0.3, 2.0, 25.0] + ([np.inf] if lam > 0 else [])
-    res = dy.time_influence_from_kernels(k, kt, y, yt, lam, times, chunk_size=5)
+    res = dy.time_influence_from_kernels(k, kt, y, yt, lam, times, chunk_size=5, engine=engine)
     ref = _brute(k, kt, y, yt, lam, times)
     scale = np.abs(ref).max(axis=(1, 2), keepdims=True) + 1e-300
     assert np.max(np.abs(res.influence - ref) / scale) < 1e-9
     assert np.all(res.influence[0] == 0.0)  # t = 0: nothing learned, no influence
 
 
-def test_exact_multi_output_matches_brute_force():
+@pytest.mark.parametrize("engine", ["jax", "numpy"])
+def test_exact_multi_output_matches_brute_force(engine):
     x, xt, k, kt, y, yt = _toy(n=15, m=4, k_out=3)
-    res = dy.time_influence_from_kernels(k, kt, y, yt, 0.1, [0.7, 9.0])
+    res = dy.time_influence_from_kernels(k, kt, y, yt, 0.1, [0.7, 9.0], engine=engine)
     ref = _brute(k, kt, y, yt, 0.1, [0.7, 9.0])
     assert np.max(np.abs(res.influence - ref)) / np.abs(ref).max() < 1e-9
 
@@ -253,6 +255,8 @@ def test_bad_input():
             dy.label_noise_experiment(x, y, xt, yt, 0.1, [1.0], fraction=frac)
     with pytest.raises(ni.InputError, match="both"):
         dy.influence_over_time(x, y, xt, yt, 0.1, [1.0], k_train=k)
+    with pytest.raises(ni.InputError, match="engine"):
+        dy.time_influence_from_kernels(k, kt, y, yt, 0.1, [1.0], engine="torch")
     with pytest.raises(ni.InputError, match="transpose"):
         dy.time_influence_from_kernels(k, kt.T, y, yt, 0.1, [1.0])
     sing = np.ones((4, 4))
