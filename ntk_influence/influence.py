@@ -29,7 +29,7 @@ from ._precision import precision
 from ._validate import as_array, check_features, check_indices, check_labels, check_lam
 from .data import unit_normalize
 from .kernels import Kernel, kernel_matrix, resolve_kernel
-from .krr import KRRFactor, SpectrumMethod, factorize
+from .krr import KRRFactor, SpectrumMethod, cho_apply, factorize, lapack_cho_apply
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,9 +222,9 @@ class InfluenceResult:
 
 
 @jax.jit
-def _test_side(chol_inv: jax.Array, beta: jax.Array, a_diag: jax.Array, lam: jax.Array,
+def _test_side(chol: jax.Array, beta: jax.Array, a_diag: jax.Array, lam: jax.Array,
                k_test: jax.Array, y_test: jax.Array) -> tuple[jax.Array, ...]:
-    alpha = chol_inv.T @ (chol_inv @ k_test)  # (n, t) = A K_te
+    alpha = cho_apply(chol, k_test)  # (n, t) = A K_te, two triangular solves
     f_te = k_test.T @ beta  # (t, k)
     r_te = f_te - y_test
     c = -beta / a_diag[:, None]  # LOO residuals (n, k)
@@ -242,7 +242,7 @@ def influence_from_factor(factor: KRRFactor, k_test: Any, y_test: Any, *, block_
       factor: from :func:`ntk_influence.krr.factorize`.
       k_test: ``(n_train, n_test)`` kernel between training and test points.
       y_test: ``(n_test,)`` or ``(n_test, k)`` test labels.
-      block_size: test points per jit-compiled block.
+      block_size: test points per block (jit-compiled on the JAX engine).
       kernel_name: description stored in the result.
 
     Returns:
@@ -265,19 +265,34 @@ def influence_from_factor(factor: KRRFactor, k_test: Any, y_test: Any, *, block_
     ihvp = np.empty((n, t), dt)
     f_te = np.empty((t, kk), dt)
     bs = max(1, min(int(block_size), t))
-    with precision(dt):
-        lam = jnp.asarray(factor.lam, dt)
+    if isinstance(factor.chol, np.ndarray):  # host (LAPACK) factor: stay on the host
+        beta_h, ad = np.asarray(factor.beta), np.asarray(factor.a_diag)
+        c = -beta_h / ad[:, None]  # LOO residuals (n, k)
+        c2 = 0.5 * np.sum(c * c, axis=1)[:, None]
+        e = -factor.lam * beta_h  # training residuals (n, k)
         for s in range(0, t, bs):
-            kb, yb = kt[:, s:s + bs], yt2[s:s + bs]
-            m = kb.shape[1]
-            if m < bs:  # pad so every block has one shape (one compilation)
-                kb = np.pad(kb, ((0, 0), (0, bs - m)))
-                yb = np.pad(yb, ((0, bs - m), (0, 0)))
-            out = _test_side(factor.chol_inv, factor.beta, factor.a_diag, lam,
-                             jnp.asarray(kb, dt), jnp.asarray(yb, dt))
-            a_b, f_b, i_b, h_b = (np.asarray(o) for o in out)
-            alpha[:, s:s + m], f_te[s:s + m] = a_b[:, :m], f_b[:m]
-            infl[:, s:s + m], ihvp[:, s:s + m] = i_b[:, :m], h_b[:, :m]
+            kb = np.ascontiguousarray(kt[:, s:s + bs], dtype=dt)
+            a_b = lapack_cho_apply(factor.chol, kb)
+            f_b = kb.T @ beta_h
+            r_b = f_b - yt2[s:s + bs]
+            alpha[:, s:s + bs], f_te[s:s + bs] = a_b, f_b
+            infl[:, s:s + bs] = a_b * (c @ r_b.T) + a_b * a_b * c2
+            ihvp[:, s:s + bs] = a_b * (e @ r_b.T)
+    else:
+        with precision(dt):
+            lam = jnp.asarray(factor.lam, dt)
+            for s in range(0, t, bs):
+                kb, yb = kt[:, s:s + bs], yt2[s:s + bs]
+                m = kb.shape[1]
+                if m < bs:  # pad so every block has one shape (one compilation)
+                    kb = np.pad(kb, ((0, 0), (0, bs - m)))
+                    yb = np.pad(yb, ((0, bs - m), (0, 0)))
+                out = _test_side(factor.chol, factor.beta, factor.a_diag, lam,
+                                 jnp.asarray(kb, dt), jnp.asarray(yb, dt))
+                a_b, f_b, i_b, h_b = (np.asarray(o) for o in out)
+                alpha[:, s:s + m], f_te[s:s + m] = a_b[:, :m], f_b[:m]
+                infl[:, s:s + m], ihvp[:, s:s + m] = i_b[:, :m], h_b[:, :m]
+    with precision(dt):
         beta = np.asarray(factor.beta)
         a_diag = np.asarray(factor.a_diag)
         y = np.asarray(factor.y)
