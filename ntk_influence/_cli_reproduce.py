@@ -59,8 +59,10 @@ SIZES: dict[str, dict[str, Any]] = {
 def _data_argv(args: argparse.Namespace, mode: str, *, n_train: int | None = None,
                n_test: int | None = None, label_noise: float | None = None) -> list[str]:
     """The shared data options, with the mode's sizes unless the user gave their own."""
-    ntr = args.n_train if args.n_train is not None else (n_train or SIZES[mode]["n_train"])
-    nte = args.n_test if args.n_test is not None else (n_test or SIZES[mode]["n_test"])
+    pool_tr, pool_te = getattr(args, "pool_sizes", None) or (10**12, 10**12)
+    ntr = args.n_train if args.n_train is not None else min(
+        n_train or SIZES[mode]["n_train"], pool_tr)
+    nte = args.n_test if args.n_test is not None else min(n_test or SIZES[mode]["n_test"], pool_te)
     out = ["--data", args.data, "--n-train", str(ntr), "--n-test", str(nte),
            "--seed", str(args.seed)]
     if args.center:
@@ -395,7 +397,9 @@ def _args(p: argparse.ArgumentParser) -> None:
                       help=f"run only these parts (of {', '.join(p.name for p in PARTS)})")
     p.add_argument("--skip", nargs="+", metavar="PART", help="leave these parts out")
     p.add_argument("--keep-going", action="store_true",
-                      help="record a failed part in the report and go on with the next")
+                   help="record a failed part in the report and go on with the next")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check and print the command of every part, then stop")
 
 
 def _part_argv(part: Part, args: argparse.Namespace, folder: Path) -> list[str]:
@@ -425,6 +429,13 @@ def _run(args: argparse.Namespace) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     available = {c.name for c in COMMANDS}
     parts = _selected(args)
+    # the mode's sizes are capped at what the data has (digits 3 vs 8: 250 train / 107 test)
+    from .data import load_dataset
+
+    pool = load_dataset(args.data, n_train=None, n_test=None, seed=args.seed)
+    args.pool_sizes = (int(pool.x_train.shape[0]), int(pool.x_test.shape[0]))
+    if args.dry_run:
+        return _dry_run(args, parts, out, available)
     status: dict[str, dict[str, Any]] = {}
     t_all = time.perf_counter()
     for part in parts:
@@ -481,6 +492,24 @@ def _run(args: argparse.Namespace) -> Path:
     if failed:
         raise RuntimeError(f"parts {failed} failed; see {out / 'report.md'} and "
                            f"{out / 'reproduce.json'} for the errors.")
+    return out
+
+
+def _dry_run(args: argparse.Namespace, parts: list[Part], out: Path, available: set[str]) -> Path:
+    """Parse every part's arguments with its subcommand's parser and print the commands."""
+    from .cli import build_parser
+
+    parser = build_parser()
+    for part in parts:
+        if part.command not in available:
+            print(f"# {part.name}: skipped ('{part.command}' is not available)")
+            continue
+        argv = _part_argv(part, args, out / part.name)
+        try:
+            parser.parse_args(argv)
+        except SystemExit as e:
+            raise InputError(f"part {part.name}: '{part.command}' refuses {argv}.") from e
+        print(f"ntk-influence {' '.join(argv)}")
     return out
 
 

@@ -277,3 +277,24 @@ def test_atomic_writes_have_ordinary_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert p.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("mode", ["--quick", "--full"])
+def test_reproduce_dry_run_every_part_parses(mode, tmp_path, capsys):
+    code, out, _ = _run(["reproduce", mode, "--dry-run", "--out", tmp_path / "d"], capsys)
+    assert code == EXIT_OK
+    names = _names()
+    for part in rep.PARTS:
+        if part.command in names:  # every part's arguments were accepted by its subcommand
+            assert f"ntk-influence {part.command} " in out
+    # the mode's sizes are capped at the pool: digits 3 vs 8 has 250 training points
+    if mode == "--full":
+        assert "--n-train 250" in out
+    assert not (tmp_path / "d" / "report.md").exists()
+
+
+def test_reproduce_bad_data_fails_before_any_part(tmp_path, capsys):
+    code, _, err = _run(["reproduce", "--data", f"mnist:{tmp_path / 'none'}", "--out",
+                         tmp_path / "o"], capsys)
+    assert code == EXIT_USAGE and "mnist directory" in err
+    assert not list((tmp_path / "o").glob("*/part.json"))
