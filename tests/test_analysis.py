@@ -111,3 +111,26 @@ def test_figures_draw_and_unknown_name(tmp_path, small):
         plots.plot_figure("fig9", sw)
     with pytest.raises(ni.InputError, match="unknown figure"):
         plots.plot_figure("histogram", sw)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (28, 28), (32, 32, 3)])
+def test_image_grids_for_each_image_shape(tmp_path, shape):
+    from ntk_influence import plots
+    from ntk_influence.dynamics import most_influential
+
+    rng = np.random.default_rng(0)
+    d = int(np.prod(shape))
+    xtr, xte = rng.random((12, d)), rng.random((3, d))
+    infl = rng.normal(size=(12, 3))
+    ex = an.influential_examples(infl, [0, 2], k=2)
+    fig = plots.plot_figure("figure 4", ex, xtr, xte, shape, path=tmp_path / "f4.png")
+    imgs = [im for ax in fig.axes for im in ax.get_images()]
+    assert len(imgs) == 2 * (1 + 3 * 2)
+    assert imgs[0].get_array().shape == shape
+    plots._plt().close(fig)
+    top = most_influential(rng.normal(size=(4, 12, 3)))
+    fig = plots.plot_figure(6, top, [0.1, 1, 10, np.inf], xtr, xte, shape,
+                            path=tmp_path / "f6.png")
+    assert len([im for ax in fig.axes for im in ax.get_images()]) == 5 * 3
+    plots._plt().close(fig)
+    assert (tmp_path / "f4.png").exists() and (tmp_path / "f6.png").exists()
