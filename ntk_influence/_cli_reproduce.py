@@ -191,7 +191,8 @@ def _table1_argv(args: argparse.Namespace, mode: str) -> list[str]:
     t = TABLE1[mode]
     widths = args.widths or t["widths"]
     return ["compare", *_data_argv(args, mode, n_train=t["n_train"]),
-            "--widths", *[str(w) for w in widths], "--n-points", str(t["n_points"]),
+            "--widths", *[str(w) for w in widths],
+            "--n-points", str(args.n_points or t["n_points"]),
             "--test-index", "0", "--lam", str(args.lam)]
 
 
@@ -393,6 +394,8 @@ def _args(p: argparse.ArgumentParser) -> None:
                       help="ridge lambda for the influence parts (default: %(default)s)")
     p.add_argument("--widths", type=int, nargs="+", metavar="W",
                       help="override the Table 1 widths of the mode")
+    p.add_argument("--n-points", type=int, metavar="K",
+                   help="override the number of retrained points per width in Table 1")
     p.add_argument("--parts", nargs="+", metavar="PART",
                       help=f"run only these parts (of {', '.join(p.name for p in PARTS)})")
     p.add_argument("--skip", nargs="+", metavar="PART", help="leave these parts out")

@@ -187,6 +187,26 @@ def test_reproduce_tiny_report(tmp_path, capsys):
     assert status["mode"] == "quick"
 
 
+def test_reproduce_every_part_tiny(tmp_path, capsys):
+    out_dir = tmp_path / "all"
+    code, out, err = _run(_tiny_reproduce(out_dir, "--widths", "16", "32", "--n-points", "4"),
+                          capsys)
+    assert code == EXIT_OK, err
+    status = json.loads((out_dir / "reproduce.json").read_text())["parts"]
+    names = _names()
+    report = (out_dir / "report.md").read_text()
+    for part in rep.PARTS:
+        st = status[part.name]["status"]
+        assert st == ("done" if part.command in names else "skipped"), part.name
+        if st == "done":
+            pngs = list((out_dir / part.name).glob("*.png"))
+            assert pngs, f"{part.name} drew no figure"
+            for p in pngs:  # every figure is linked from the report
+                assert f"{part.name}/{p.name}" in report
+            assert list((out_dir / part.name).glob("*.json"))
+    assert "could not summarise" not in report
+
+
 def _two_part_plan(monkeypatch):
     """Two kernel parts at different lambdas: enough to interrupt between and inside parts."""
     k = rep.PARTS[0]
