@@ -119,6 +119,8 @@ def check_groups(groups: Any, n: int) -> list[np.ndarray]:
         groups = groups.groups
     if isinstance(groups, np.ndarray) and groups.ndim == 1 and groups.dtype != object:
         groups = [groups]
+    elif isinstance(groups, np.ndarray) and groups.ndim == 2:
+        groups = list(groups)  # one group per row
     elif isinstance(groups, (list, tuple)) and groups and all(np.ndim(g) == 0 for g in groups):
         groups = [np.asarray(groups)]
     if not isinstance(groups, (list, tuple)) or len(groups) == 0:

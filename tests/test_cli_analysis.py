@@ -89,6 +89,15 @@ def test_dynamics_and_resume(tmp_path):
     assert (out / "summary.json").stat().st_mtime_ns == stamp
 
 
+def test_dynamics_first_order_only(tmp_path):
+    out = tmp_path / "fo"
+    assert _run(["dynamics", *TINY, *TIMES, "--method", "first-order", "--out", out]) == EXIT_OK
+    z = io.load_npz(out / "dynamics.npz")
+    assert "influence" not in z and z["first_order"].shape == (3, 30, 8)
+    assert _summary(out)["influence"] == "first-order"
+    np.testing.assert_array_equal(z["most_influential"], np.argmax(np.abs(z["first_order"]), 1))
+
+
 def test_label_noise(tmp_path):
     out = tmp_path / "noise"
     assert _run(["label-noise", *TINY, *TIMES, "--out", out]) == EXIT_OK

@@ -87,6 +87,10 @@ def test_bad_groups(kd):
         group_complexity(k, y, [np.array([0.5, 1.0])])
     with pytest.raises(ni.InputError):
         group_complexity(k, y, [])
+    # a 2-D array is one group per row; a flat list is one group
+    rows = group_complexity(k, y, np.arange(20).reshape(4, 5))
+    assert len(rows) == 4
+    assert len(group_complexity(k, y, [0, 1, 2])) == 1
 
 
 def test_influence_groups_order_and_sizes():
