@@ -292,10 +292,36 @@ def influence_from_factor(factor: KRRFactor, k_test: Any, y_test: Any, *, block_
                 a_b, f_b, i_b, h_b = (np.asarray(o) for o in out)
                 alpha[:, s:s + m], f_te[s:s + m] = a_b[:, :m], f_b[:m]
                 infl[:, s:s + m], ihvp[:, s:s + m] = i_b[:, :m], h_b[:, :m]
-    with precision(dt):
+    return assemble_result(factor, yt, alpha, infl, ihvp, f_te, kernel_name)
+
+
+def assemble_result(factor: KRRFactor, y_test: np.ndarray, alpha: np.ndarray,
+                    influence: np.ndarray, ihvp: np.ndarray, f_test: np.ndarray,
+                    kernel_name: str) -> InfluenceResult:
+    """Build an :class:`InfluenceResult` from a factorisation and the test-side arrays.
+
+    The training-side quantities (leverage, residuals, self-influence, eq. 9 at ``x_i``) come
+    from the factor; the test-side arrays come from any engine (host, device, sharded).
+
+    Args:
+      factor: the factorisation of ``K + lam I``.
+      y_test: ``(n_test,)`` or ``(n_test, k)`` test labels.
+      alpha: ``(n_train, n_test)`` ``A K_te``.
+      influence: ``(n_train, n_test)`` exact influences.
+      ihvp: ``(n_train, n_test)`` IHVP estimates.
+      f_test: ``(n_test, k)`` predictions.
+      kernel_name: description stored in the result.
+
+    Returns:
+      :class:`InfluenceResult`.
+    """
+    with precision(factor.dtype):
         beta = np.asarray(factor.beta)
         a_diag = np.asarray(factor.a_diag)
         y = np.asarray(factor.y)
+    yt = y_test
+    f_te = f_test
+    infl = influence
     lamf = factor.lam
     scalar = yt.ndim == 1
     h = 1.0 - lamf * a_diag

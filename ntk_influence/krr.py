@@ -207,7 +207,8 @@ def _block_lanczos_np_body(matvec: Any, n: int, dt: np.dtype, block: int, steps:
     def orth(w: np.ndarray) -> np.ndarray:
         for _ in range(2):
             g = w.T @ w
-            g[np.diag_indices_from(g)] += 1e-13 * np.trace(g) + np.finfo(dt).tiny
+            g[np.diag_indices_from(g)] += max(1e-13, 10 * float(np.finfo(dt).eps)) * np.trace(g) \
+                + np.finfo(dt).tiny
             r = np.linalg.cholesky(g)
             w = np.linalg.solve(r, w.T).T
         return w
@@ -225,7 +226,7 @@ def _block_lanczos_np_body(matvec: Any, n: int, dt: np.dtype, block: int, steps:
         qs.append(orth(w))
     v, mv = np.concatenate(qs, axis=1), np.concatenate(ms, axis=1)
     gs, gu = np.linalg.eigh(v.T @ v)
-    keep = gs > 1e-10 * gs[-1]
+    keep = gs > max(1e-10, 100 * float(np.finfo(dt).eps)) * gs[-1]
     w = gu[:, keep] / np.sqrt(gs[keep])
     v, mv = v @ w, mv @ w
     h = v.T @ mv
@@ -270,6 +271,8 @@ def _matvec(kind: str, mat: jax.Array, lam: jax.Array, v: jax.Array) -> jax.Arra
     ``"a"`` (``mat = L^-1``: dense products are far faster than triangular solves of vectors)."""
     if kind == "k":
         return mat @ (mat.T @ v) - lam * v
+    if kind == "a_chol":  # A v by triangular solves with L (no L^-1 in memory)
+        return cho_apply(mat, v)
     return mat.T @ (mat @ v)
 
 
@@ -277,7 +280,8 @@ def _orthonormalize(w: jax.Array) -> jax.Array:
     """Orthonormal columns spanning ``w`` by Cholesky QR, twice (XLA's CPU QR is far slower)."""
     for _ in range(2):
         g = w.T @ w
-        shift = 1e-13 * jnp.trace(g) + jnp.finfo(w.dtype).tiny
+        shift = max(1e-13, 10 * float(jnp.finfo(w.dtype).eps)) * jnp.trace(g) + \
+            jnp.finfo(w.dtype).tiny
         r = jnp.linalg.cholesky(g + shift * jnp.eye(g.shape[0], dtype=g.dtype))
         w = solve_triangular(r, w.T, lower=True).T
     return w
@@ -316,7 +320,8 @@ def _block_lanczos(kind: str, mat: jax.Array, lam: jax.Array, block: int, steps:
     # Rayleigh-Ritz on a re-orthonormalised basis: directions that lost rank (an exhausted
     # Krylov space) are dropped; M V is linear in V, so the same recombination serves both.
     gs, gu = jnp.linalg.eigh(v.T @ v)
-    w = jnp.where(gs > 1e-10 * gs[-1], 1.0 / jnp.sqrt(jnp.maximum(gs, 1e-300)), 0.0)
+    cut = max(1e-10, 100 * float(jnp.finfo(v.dtype).eps)) * gs[-1]
+    w = jnp.where(gs > cut, 1.0 / jnp.sqrt(jnp.maximum(gs, jnp.finfo(v.dtype).tiny)), 0.0)
     v, mv = v @ (gu * w), mv @ (gu * w)
     h = v.T @ mv
     evals, evecs = jnp.linalg.eigh(0.5 * (h + h.T))
@@ -370,7 +375,8 @@ def spectrum(k: Any, chol: Any, lam: float, method: SpectrumMethod = "auto",
       method: ``"auto"`` (exact up to n=512, else Lanczos), ``"exact"``, ``"lanczos"``, ``"none"``.
       steps: block Lanczos steps (blocks of 16 vectors) of the first run.
       tol: relative residual tolerance of each Ritz value.
-      chol_inv: ``L^-1`` if already at hand (otherwise computed for the Lanczos run on ``A``).
+      chol_inv: ``L^-1`` if already at hand (host factors compute it otherwise; device factors
+        use triangular solves with ``L`` instead).
 
     Returns:
       :class:`Spectrum`.
@@ -393,8 +399,11 @@ def spectrum(k: Any, chol: Any, lam: float, method: SpectrumMethod = "auto",
     elif isinstance(chol, np.ndarray):
         inv = _lapack(chol.dtype, "trtri")(chol, lower=1)[0]
     else:
-        inv = tri_inv(chol)
-    mu, rmu, smin = _lanczos("a", inv, lam, steps, tol, seed=1)
+        inv = None  # device factor: triangular solves with L, no n x n L^-1
+    if inv is None:
+        mu, rmu, smin = _lanczos("a_chol", chol, lam, steps, tol, seed=1)
+    else:
+        mu, rmu, smin = _lanczos("a", inv, lam, steps, tol, seed=1)
     lmin = 1.0 / mu - lam
     # |delta lambda_min| <= r/mu^2 to first order in the residual.
     rmin = rmu / mu**2
