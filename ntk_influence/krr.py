@@ -32,7 +32,7 @@ from ._validate import as_array, check_indices, check_lam
 SpectrumMethod = Literal["auto", "exact", "lanczos", "none"]
 Engine = Literal["auto", "lapack", "jax"]
 EXACT_SPECTRUM_MAX_N = 512
-LANCZOS_MAX_STEPS = 6
+LANCZOS_MAX_STEPS = 8
 LANCZOS_TOL = 1e-2
 _INV_LEAF = 256
 
@@ -331,11 +331,12 @@ def _block_lanczos(kind: str, mat: jax.Array, lam: jax.Array, block: int, steps:
 
 
 def _lanczos(kind: str, mat: jax.Array, lam: float, steps: int, tol: float,
-             seed: int = 0, block: int = 16) -> tuple[float, float, int]:
+             seed: int = 0, block: int = 16, retry: bool = False) -> tuple[float, float, int]:
     """Largest eigenvalue of ``K`` (kind ``"k"``, pass ``L``) or ``A`` (``"a"``, pass ``L^-1``).
 
-    Runs block Lanczos with ``steps`` blocks; if the residual misses ``tol`` (relative to the
-    Ritz value) it runs once more with twice the steps. Returns ``(theta, residual, steps)``.
+    Runs block Lanczos with ``steps`` blocks; with ``retry``, if the residual misses ``tol``
+    (relative to the Ritz value) it runs once more with twice the steps. Kind ``"kmat"`` takes
+    ``K`` itself (host arrays). Returns ``(theta, residual, steps)``.
     """
     n = mat.shape[0]
     block = int(max(1, min(block, n)))
@@ -343,15 +344,15 @@ def _lanczos(kind: str, mat: jax.Array, lam: float, steps: int, tol: float,
     key = jax.random.PRNGKey(seed)
     host = isinstance(mat, np.ndarray)
     if host:
-        mv = (lambda q: mat @ (mat.T @ q) - lam * q) if kind == "k" else (
-            lambda q: mat.T @ (mat @ q))
-    for _ in range(2):
+        mv = {"k": lambda q: mat @ (mat.T @ q) - lam * q, "kmat": lambda q: mat @ q,
+              "a": lambda q: mat.T @ (mat @ q)}[kind]
+    for attempt in range(2 if retry else 1):
         if host:
             theta, res = _block_lanczos_np(mv, n, mat.dtype, block, s, seed)
         else:
             theta, res = (float(t) for t in _block_lanczos(
                 kind, mat, jnp.asarray(lam, mat.dtype), block, s, key))
-        if res <= tol * abs(theta) or s * block >= n:
+        if res <= tol * abs(theta) or s * block >= n or attempt == (1 if retry else 0):
             break
         s = int(min(2 * s, -(-n // block)))
     return theta, res, s
@@ -359,17 +360,19 @@ def _lanczos(kind: str, mat: jax.Array, lam: float, steps: int, tol: float,
 
 def spectrum(k: Any, chol: Any, lam: float, method: SpectrumMethod = "auto",
              steps: int = LANCZOS_MAX_STEPS, tol: float = LANCZOS_TOL, *,
-             chol_inv: Any = None) -> Spectrum:
+             chol_inv: Any = None, retry: bool = False) -> Spectrum:
     """Extreme eigenvalues of ``K``: dense ``eigvalsh`` or Lanczos (``lambda_min`` through ``A``).
 
-    Block Lanczos on ``K = L L^T - lam I`` gives ``lambda_max``; on ``A = (K + lam I)^-1`` it
-    gives ``lambda_min = 1/mu_max(A) - lam``. Each runs ``steps`` blocks of 16 vectors, and once
-    more with twice as many when the Ritz residual misses ``tol`` relative to the Ritz value.
+    Block Lanczos on ``K`` (or ``L L^T - lam I``) gives ``lambda_max``; on
+    ``A = (K + lam I)^-1`` it gives ``lambda_min = 1/mu_max(A) - lam``. Each runs ``steps`` blocks
+    of 16 vectors (and, with ``retry``, once more with twice as many when the Ritz residual
+    misses ``tol`` relative to the Ritz value).
     The Ritz value can only under-estimate ``mu_max``, so the Lanczos ``lambda_min`` is an upper
     estimate, and the residual bound says by how much it may be off.
 
     Args:
-      k: ``(n, n)`` kernel matrix (only used by ``"exact"``; may be None otherwise).
+      k: ``(n, n)`` kernel matrix (``"exact"`` needs it; Lanczos uses it for ``lambda_max`` on
+        host factors; may be None).
       chol: lower Cholesky factor of ``K + lam I``.
       lam: ridge.
       method: ``"auto"`` (exact up to n=512, else Lanczos), ``"exact"``, ``"lanczos"``, ``"none"``.
@@ -377,6 +380,7 @@ def spectrum(k: Any, chol: Any, lam: float, method: SpectrumMethod = "auto",
       tol: relative residual tolerance of each Ritz value.
       chol_inv: ``L^-1`` if already at hand (host factors compute it otherwise; device factors
         use triangular solves with ``L`` instead).
+      retry: double the steps once when a residual misses ``tol``.
 
     Returns:
       :class:`Spectrum`.
@@ -393,7 +397,9 @@ def spectrum(k: Any, chol: Any, lam: float, method: SpectrumMethod = "auto",
         return Spectrum(float(ev[0]), float(ev[-1]), "exact")
     if method != "lanczos":
         raise InputError(f"spectrum must be 'auto', 'exact', 'lanczos' or 'none', got {method!r}.")
-    lmax, rmax, smax = _lanczos("k", chol, lam, steps, tol)
+    host_k = isinstance(chol, np.ndarray) and isinstance(k, np.ndarray)
+    lmax, rmax, smax = _lanczos("kmat", k, lam, steps, tol, retry=retry) if host_k else \
+        _lanczos("k", chol, lam, steps, tol, retry=retry)
     if chol_inv is not None:
         inv = chol_inv
     elif isinstance(chol, np.ndarray):
@@ -401,9 +407,9 @@ def spectrum(k: Any, chol: Any, lam: float, method: SpectrumMethod = "auto",
     else:
         inv = None  # device factor: triangular solves with L, no n x n L^-1
     if inv is None:
-        mu, rmu, smin = _lanczos("a_chol", chol, lam, steps, tol, seed=1)
+        mu, rmu, smin = _lanczos("a_chol", chol, lam, steps, tol, seed=1, retry=retry)
     else:
-        mu, rmu, smin = _lanczos("a", inv, lam, steps, tol, seed=1)
+        mu, rmu, smin = _lanczos("a", inv, lam, steps, tol, seed=1, retry=retry)
     lmin = 1.0 / mu - lam
     # |delta lambda_min| <= r/mu^2 to first order in the residual.
     rmin = rmu / mu**2
@@ -479,7 +485,8 @@ def factorize(k_train: Any, y_train: Any, lam: float, *, spectrum_method: Spectr
                 f"K + lam*I is not numerically positive definite (lam={lam:g}, n={n}); "
                 "the kernel matrix is singular or has duplicate points. Use lam > 0 "
                 "(e.g. lam=1e-3 or larger).")
-        spec = spectrum(k if use_exact else None, chol, lam, spectrum_method, chol_inv=inv)
+        spec = spectrum(k if (use_exact or engine == "lapack") else None, chol, lam,
+                        spectrum_method, chol_inv=inv)
         del inv
         eps = float(np.finfo(dt).eps)
         dg = np.asarray(jnp.diagonal(chol))
