@@ -1,0 +1,282 @@
+"""Finite-width Flax NNX networks: the paper's two-layer ReLU net (eq. 1) and a deeper ReLU MLP.
+
+The solvers in :mod:`ntk_influence.train`, :mod:`ntk_influence.ihvp` and
+:mod:`ntk_influence.retrain` work on a :class:`FunctionalNet`: the model split once with
+``nnx.split`` into its graph, its trainable parameters (flattened into one vector ``theta``) and
+its fixed state, so that training steps are pure functions that jit and vmap over ``theta``.
+
+Eq. (1): ``f(x) = m^-1/2 sum_r a_r relu(w_r . x)`` with ``w_r(0) ~ N(0, kappa^2 I)`` and
+``a_r ~ unif{-1, +1}`` fixed (not trained). The symmetric initialisation draws ``m/2`` neurons and
+repeats them with the same ``w`` and the opposite ``a``, so the initial output ``f_0`` is exactly 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.flatten_util import ravel_pytree
+
+from ._errors import InputError
+
+
+class FixedWeight(nnx.Variable):
+    """A weight that is part of the model but is never trained (the readout ``a`` of eq. 1)."""
+
+
+def _check_dtype(param_dtype: Any) -> np.dtype:
+    dt = np.dtype(param_dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise InputError(f"param_dtype must be float32 or float64, got {dt}.")
+    if dt == np.float64 and not jax.config.jax_enable_x64:
+        raise InputError("param_dtype=float64 needs JAX 64-bit mode; build the net inside "
+                         "`with ni.precision('float64'):` or pass param_dtype='float32'.")
+    return dt
+
+
+def _check_width(width: Any, name: str = "width") -> int:
+    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
+        raise InputError(f"{name} must be an integer >= 1, got {width!r}.")
+    return int(width)
+
+
+def _check_kappa(kappa: Any) -> float:
+    try:
+        k = float(kappa)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"kappa must be a number > 0, got {kappa!r}.") from e
+    if not (np.isfinite(k) and k > 0):
+        raise InputError(f"kappa must be finite and > 0, got {kappa!r}; the paper uses kappa=1.")
+    return k
+
+
+def _two_layer_apply(w: jax.Array, a: jax.Array, x: jax.Array, symmetric: bool) -> jax.Array:
+    h = jax.nn.relu(x.astype(w.dtype) @ w.T)
+    if symmetric:  # sum each half in the same order, so paired neurons cancel exactly at W(0)
+        half = w.shape[0] // 2
+        out = h[:, :half] @ a[:half] + h[:, half:] @ a[half:]
+    else:
+        out = h @ a
+    return out / jnp.sqrt(jnp.asarray(w.shape[0], w.dtype))
+
+
+class TwoLayerReLU(nnx.Module):
+    """The paper's two-layer ReLU net, eq. (1), with the readout ``a`` fixed.
+
+    Attributes:
+      w: ``(width, d)`` trainable first layer (``nnx.Param``).
+      a: ``(width,)`` fixed readout in ``{-1, +1}`` (:class:`FixedWeight`, not trained).
+      width: number of hidden neurons ``m``.
+      kappa: initialisation scale of ``w``.
+      symmetric: whether neurons come in pairs with equal ``w`` and opposite ``a`` (``f_0 = 0``).
+      seed: the PRNG seed of the initialisation.
+    """
+
+    def __init__(self, d: int, width: int, *, kappa: float = 1.0, symmetric: bool = False,
+                 seed: int = 0, param_dtype: Any = np.float64) -> None:
+        """Initialise ``w ~ N(0, kappa^2 I)`` and ``a ~ unif{-1, +1}`` (eq. 1).
+
+        Args:
+          d: input dimension.
+          width: hidden width ``m >= 1`` (even when ``symmetric``).
+          kappa: first-layer initialisation scale, ``> 0``.
+          symmetric: pair neurons (same ``w``, opposite ``a``) so that ``f_0 = 0`` exactly.
+          seed: PRNG seed.
+          param_dtype: float64 (default; needs 64-bit mode) or float32.
+        """
+        d = _check_width(d, "d")
+        m = _check_width(width)
+        kappa = _check_kappa(kappa)
+        dt = _check_dtype(param_dtype)
+        if symmetric and m % 2:
+            raise InputError(f"symmetric initialisation pairs neurons, so width must be even; "
+                             f"got {m}. Use width={m + 1}.")
+        kw, ka = jax.random.split(jax.random.PRNGKey(int(seed)))
+        half = m // 2 if symmetric else m
+        w = kappa * jax.random.normal(kw, (half, d), dtype=dt)
+        a = jnp.where(jax.random.bernoulli(ka, 0.5, (half,)), 1.0, -1.0).astype(dt)
+        if symmetric:
+            w = jnp.concatenate([w, w])
+            a = jnp.concatenate([a, -a])
+        self.w = nnx.Param(w)
+        self.a = FixedWeight(a)
+        self.width, self.d, self.kappa, self.symmetric, self.seed = m, d, kappa, symmetric, seed
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Outputs ``f(x)`` of eq. (1) for ``(n, d)`` inputs, shape ``(n,)``."""
+        return _two_layer_apply(self.w[...], self.a[...], x, self.symmetric)
+
+
+class ReLUMLP(nnx.Module):
+    """A fully-connected ReLU net in the NTK parameterisation, every layer trained.
+
+    Layer ``l`` computes ``W_std / sqrt(fan_in) * W_l h`` with ``W_l ~ N(0, 1)``, matching
+    Neural Tangents' ``stax.Dense(width, W_std, b_std=None)`` stacks, so its empirical NTK
+    approaches :func:`ntk_influence.relu_mlp_kernel` with the same ``depth`` and ``W_std``.
+
+    Attributes:
+      layers: the weight matrices (``nnx.Param``), hidden ones then the readout.
+      width: hidden width.
+      depth: number of hidden ReLU layers.
+    """
+
+    def __init__(self, d: int, width: int, depth: int = 2, *, W_std: float = math.sqrt(2.0),
+                 seed: int = 0, param_dtype: Any = np.float64) -> None:
+        """Initialise every weight from ``N(0, 1)`` (NTK parameterisation).
+
+        Args:
+          d: input dimension.
+          width: hidden width ``>= 1``.
+          depth: hidden ReLU layers ``>= 1``.
+          W_std: hidden-layer weight scale; the readout uses 1.
+          seed: PRNG seed.
+          param_dtype: float64 (default) or float32.
+        """
+        d, m, depth = _check_width(d, "d"), _check_width(width), _check_width(depth, "depth")
+        dt = _check_dtype(param_dtype)
+        W_std = _check_kappa(W_std)
+        keys = jax.random.split(jax.random.PRNGKey(int(seed)), depth + 1)
+        dims = [d] + [m] * depth + [1]
+        self.layers = nnx.List([nnx.Param(jax.random.normal(keys[i], (dims[i], dims[i + 1]),
+                                                             dtype=dt)) for i in range(depth + 1)])
+        self.stds = tuple([W_std] * depth + [1.0])
+        self.width, self.depth, self.d, self.W_std, self.seed = m, depth, d, W_std, seed
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Outputs for ``(n, d)`` inputs, shape ``(n,)``."""
+        h = x.astype(self.layers[0][...].dtype)
+        for i, (layer, std) in enumerate(zip(self.layers, self.stds, strict=True)):
+            w = layer[...]
+            h = h @ w * (std / math.sqrt(w.shape[0]))
+            if i < self.depth:
+                h = jax.nn.relu(h)
+        return h[:, 0]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FunctionalNet:
+    """A Flax model split into a pure function of a flat trainable parameter vector.
+
+    Attributes:
+      graphdef: the model's graph (``nnx.split``).
+      state: the fixed (non-trained) state, e.g. the readout ``a``.
+      theta0: ``(P,)`` the initial trainable parameters ``W(0)``, flattened.
+      unravel: maps a flat vector back to the parameter pytree.
+      kind: ``"two_layer"`` for :class:`TwoLayerReLU` (exact structure used), else ``"generic"``.
+      width: hidden width.
+      description: settings of the model, for results.
+    """
+
+    graphdef: Any
+    state: Any
+    theta0: jax.Array
+    unravel: Any
+    kind: str
+    width: int
+    description: dict[str, Any]
+
+    @property
+    def n_params(self) -> int:
+        """Number of trainable parameters ``P``."""
+        return int(self.theta0.size)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Parameter dtype."""
+        return np.dtype(self.theta0.dtype)
+
+    @property
+    def exact_gauss_newton(self) -> bool:
+        """Whether the Hessian of eq. (2) is exactly ``J^T J + lam I`` (two-layer ReLU, fixed a)."""
+        return self.kind == "two_layer"
+
+    def apply(self, theta: jax.Array, x: jax.Array) -> jax.Array:
+        """Outputs ``(n,)`` of the net with flat parameters ``theta`` on ``(n, d)`` inputs."""
+        if self.kind == "two_layer":  # same maths as TwoLayerReLU.__call__, no graph merge
+            return _two_layer_apply(theta.reshape(self.width, -1), self.state["a"][...], x,
+                                    bool(self.description["symmetric"]))
+        model = nnx.merge(self.graphdef, self.unravel(theta), self.state)
+        return model(x)
+
+    def activation_pattern(self, theta: jax.Array, x: jax.Array) -> jax.Array:
+        """For the two-layer net: ``S_ir = a_r 1{w_r . x_i > 0}``, shape ``(n, m)``."""
+        if self.kind != "two_layer":
+            raise InputError("activation_pattern is defined for the two-layer net only.")
+        w = theta.reshape(self.width, -1)
+        return jnp.where(x.astype(w.dtype) @ w.T > 0, 1.0, 0.0).astype(w.dtype)
+
+    def model(self, theta: jax.Array | None = None) -> nnx.Module:
+        """The Flax model with parameters ``theta`` (default ``W(0)``)."""
+        t = self.theta0 if theta is None else theta
+        return nnx.merge(self.graphdef, self.unravel(t), self.state)
+
+
+def functional(model: nnx.Module) -> FunctionalNet:
+    """Split a Flax NNX model into a :class:`FunctionalNet` (trainable ``nnx.Param`` s flattened).
+
+    Args:
+      model: a model whose ``__call__`` maps ``(n, d)`` inputs to ``(n,)`` outputs; only its
+        ``nnx.Param`` variables are trained.
+
+    Returns:
+      :class:`FunctionalNet`.
+    """
+    if not isinstance(model, nnx.Module):
+        raise InputError(f"model must be a flax.nnx.Module, got {type(model).__name__}.")
+    graphdef, params, state = nnx.split(model, nnx.Param, ...)
+    theta0, unravel = ravel_pytree(params)
+    if theta0.size == 0:
+        raise InputError("the model has no nnx.Param to train.")
+    if isinstance(model, TwoLayerReLU):
+        kind = "two_layer"
+        desc = {"model": "TwoLayerReLU", "width": model.width, "d": model.d,
+                "kappa": model.kappa, "symmetric": model.symmetric, "seed": model.seed,
+                "param_dtype": str(theta0.dtype), "trained": "first layer (a fixed)"}
+        width = model.width
+    else:
+        kind = "generic"
+        width = int(getattr(model, "width", 0))
+        desc = {"model": type(model).__name__, "width": width,
+                "param_dtype": str(theta0.dtype), "n_params": int(theta0.size)}
+        for k in ("depth", "W_std", "seed", "d"):
+            if hasattr(model, k):
+                desc[k] = getattr(model, k)
+    return FunctionalNet(graphdef, state, theta0, unravel, kind, width, desc)
+
+
+def two_layer_net(d: int, width: int, *, kappa: float = 1.0, symmetric: bool = False,
+                  seed: int = 0, param_dtype: Any = np.float64) -> FunctionalNet:
+    """The net of eq. (1) as a :class:`FunctionalNet` (see :class:`TwoLayerReLU`).
+
+    Args:
+      d: input dimension.
+      width: hidden width ``m``.
+      kappa: first-layer initialisation scale.
+      symmetric: paired neurons so that ``f_0 = 0``.
+      seed: PRNG seed.
+      param_dtype: float64 or float32.
+
+    Returns:
+      :class:`FunctionalNet`.
+    """
+    return functional(TwoLayerReLU(d, width, kappa=kappa, symmetric=symmetric, seed=seed,
+                                   param_dtype=param_dtype))
+
+
+def initial_output(net: FunctionalNet, x: Any) -> np.ndarray:
+    """The output ``f_0(x)`` of the net at initialisation ``W(0)``.
+
+    Args:
+      net: the network.
+      x: ``(n, d)`` inputs.
+
+    Returns:
+      ``(n,)`` host array.
+    """
+    xa = jnp.asarray(np.asarray(x), net.dtype)
+    return np.asarray(net.apply(net.theta0, xa))
