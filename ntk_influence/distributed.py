@@ -654,15 +654,51 @@ def refine_solve(solve32: Callable[[np.ndarray], np.ndarray], matvec64: Callable
 def _float32_influence(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray,
                        lam: float, k: Kernel, refine: bool, rtol: float, test_block: int,
                        max_steps: int) -> tuple[InfluenceResult, PrecisionReport]:
-    """Float32 factor on the default device; float64 residuals on the host when refining."""
+    """Kernels for the float32 policies: float64 on the host when refining, else float32."""
     from .kernels import kernel_matrix
 
-    n, t = xtr.shape[0], xte.shape[0]
-    y2, yt2 = ytr.reshape(n, -1), yte.reshape(t, -1)
-    k64 = kernel_matrix(k, xtr, dtype=np.float64) if refine else None
+    kdt = np.float64 if refine else np.float32
+    k_train = kernel_matrix(k, xtr, dtype=kdt)
+    k_test = kernel_matrix(k, xtr, xte, dtype=kdt)
+    return float32_influence(k_train, k_test, ytr, yte, lam, refine=refine, rtol=rtol,
+                             test_block=test_block, max_steps=max_steps, kernel_name=k.name)
+
+
+def float32_influence(k_train: Any, k_test: Any, y_train: Any, y_test: Any, lam: float, *,
+                      refine: bool = True, rtol: float = 1e-6, test_block: int = 1024,
+                      max_steps: int = 5, kernel_name: str = "precomputed"
+                      ) -> tuple[InfluenceResult, PrecisionReport]:
+    """Exact influence (eq. 8-9) with a float32 factorisation on the default device.
+
+    With ``refine`` every solve (``beta`` and ``A K_te``, block by block) is refined by
+    :func:`refine_solve` with float64 residuals from ``k_train`` on the host; ``diag(A)`` keeps
+    float32's relative error of about ``cond * eps32``. Warns (:class:`PrecisionWarning`) when
+    that estimate, or a solve's final residual, exceeds ``rtol``.
+
+    Args:
+      k_train: ``(n, n)`` kernel (float64 when refining: it gives the residuals).
+      k_test: ``(n, t)`` kernel between training and test points.
+      y_train: ``(n,)`` or ``(n, k)`` labels.
+      y_test: ``(t,)`` or ``(t, k)`` labels.
+      lam: ridge.
+      refine: iterative refinement of the solves.
+      rtol: requested relative accuracy.
+      test_block: test columns per refined block.
+      max_steps: refinement steps at most.
+      kernel_name: description stored in the result.
+
+    Returns:
+      ``(InfluenceResult, PrecisionReport)``; the result's arrays are float64.
+    """
+    lam = check_lam(lam)
+    k64 = np.asarray(k_train, np.float64)
+    kt_all = np.asarray(k_test, np.float64)
+    n, t = k64.shape[0], kt_all.shape[1]
+    ytr = check_labels(y_train, n, "y_train")
+    yte = check_labels(y_test, t, "y_test")
+    y2, yt2 = ytr.reshape(n, -1).astype(np.float64), yte.reshape(t, -1).astype(np.float64)
     with precision(np.float32):
-        kj = jnp.asarray(k64 if k64 is not None else kernel_matrix(k, xtr, dtype=np.float32),
-                         jnp.float32)
+        kj = jnp.asarray(k64, jnp.float32)
         chol, ok = _chol_donated(kj, jnp.asarray(lam, jnp.float32))
         if not bool(ok):
             raise SingularKernelError(
@@ -686,24 +722,22 @@ def _float32_influence(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: n
     else:
         beta = solve32(y2)
     alpha = np.empty((n, t))
-    for s in range(0, t, test_block):
-        kb = kernel_matrix(k, xtr, xte[s:s + test_block],
-                           dtype=np.float64 if refine else np.float32).astype(np.float64)
+    tb = max(1, int(test_block))
+    for s in range(0, t, tb):
+        kb = kt_all[:, s:s + tb]
         if refine:
-            a_b, st, rs = refine_solve(solve32, matvec64, kb, rtol=1e-13,
-                                       max_steps=max_steps)
+            a_b, st, rs = refine_solve(solve32, matvec64, kb, rtol=1e-13, max_steps=max_steps)
             steps[1], resid[1] = max(steps[1], st), max(resid[1], rs)
         else:
             a_b = solve32(kb)
-        alpha[:, s:s + test_block] = a_b
-    # f_te = K_te^T beta = alpha^T y (A symmetric): no second pass over the test kernel.
-    f_te = alpha.T @ y2
+        alpha[:, s:s + tb] = a_b
+    f_te = kt_all.T @ beta
     c = -beta / a_diag[:, None]
     r_te = f_te - yt2
     infl = alpha * (c @ r_te.T) + 0.5 * alpha**2 * np.sum(c * c, axis=1)[:, None]
     ihvp = alpha * ((-lam * beta) @ r_te.T)
-    factor = KRRFactor(np.asarray(chol, np.float64) if refine else np.asarray(chol),
-                       a_diag, beta, y2, float(lam), spec, float(cond), np.dtype(np.float64))
+    factor = KRRFactor(np.asarray(chol, np.float64), a_diag, beta, y2, float(lam), spec,
+                       float(cond), np.dtype(np.float64))
     diag_err = cond * float(np.finfo(np.float32).eps)
     met = diag_err <= rtol and (not refine or max(resid) <= rtol)
     policy = "float32-refined" if refine else "float32"
@@ -715,7 +749,7 @@ def _float32_influence(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: n
             f"{cond:.3g}, so diag((K + lam I)^-1) and the influences carry a relative error of "
             f"about {diag_err:.2g} (solve residuals {resid[0]:.2g}, {resid[1]:.2g}). Use "
             "float64 (CPU/GPU), a larger lam, or a looser rtol.", PrecisionWarning, stacklevel=3)
-    res = assemble_result(factor, yte, alpha, infl, ihvp, f_te, f"{k.name} ({policy})")
+    res = assemble_result(factor, yte, alpha, infl, ihvp, f_te, f"{kernel_name} ({policy})")
     return res, rep
 
 
