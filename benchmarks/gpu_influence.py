@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         y_dev = jnp.asarray(y[:, None])
         beta = _timed("beta = A y", lambda: krr.cho_apply(chol, y_dev), 2.0 * n * n, log)
         spec = _timed("spectrum (block Lanczos)", lambda: krr.spectrum(None, chol, a.lam),
-                      4.0 * n * n * 16 * 2 * krr.LANCZOS_MAX_STEPS, log)
+                      4.0 * n * n * krr.LANCZOS_BLOCK * 2 * krr.LANCZOS_MAX_STEPS, log)
         cond = (spec.lambda_max + a.lam) / (spec.lambda_min + a.lam)
         factor = krr.KRRFactor(chol, a_diag, beta, y_dev, a.lam, spec, float(cond),
                                np.dtype(np.float64))
