@@ -183,7 +183,7 @@ def _close(fig: Any) -> None:
 
 # ------------------------------------------------------------------ part: Table 1 / Figure 1
 
-TABLE1 = {"quick": {"widths": [1024, 4096, 16384], "n_points": 20, "n_train": 100},
+TABLE1 = {"quick": {"widths": [512, 2048], "n_points": 10, "n_train": 100},
           "full": {"widths": [10000, 20000, 40000, 80000], "n_points": 40, "n_train": 1000}}
 
 
@@ -197,29 +197,41 @@ def _table1_argv(args: argparse.Namespace, mode: str) -> list[str]:
 
 
 def _table1_report(folder: Path) -> list[str]:
-    from .io import load_json
+    """Table 1 (R and rho per width), the full comparison table, and Figure 1 for both methods."""
+    from . import plots
+    from .io import load_json, load_npz
 
     p = folder / "compare.json"
     if not p.exists():
         return _generic_report(folder)
     d = load_json(p)
-    rows = d.get("widths") or d.get("rows") or d.get("results") or []
-    if isinstance(rows, dict):
-        rows = list(rows.values())
-    flat = []
-    for r in rows:
-        fr = dict(r)
-        for k, v in r.items():
-            if isinstance(v, dict):
-                fr.update({f"{k}.{kk}": vv for kk, vv in v.items()})
-        flat.append(fr)
-    cols = [c for c in [("width", "width"), ("pearson", "R (NTK vs retrain)"),
-                        ("spearman", "rho (NTK vs retrain)"),
-                        ("ihvp_pearson", "R (IHVP vs retrain)"),
-                        ("ihvp_spearman", "rho (IHVP vs retrain)")]
-            if any(c[0] in r for r in flat)]
-    lines = _md_table(flat, cols) if cols else []
-    return [*lines, "", *_generic_report(folder)] if lines else _generic_report(folder)
+    rows = d.get("widths", [])
+    lines = ["Table 1 (predicted against actual influence of the removed points on one test "
+             "point):", ""]
+    lines += _md_table(rows, [("width", "width"), ("pearson", "R (NTK)"),
+                              ("spearman", "rho (NTK)"), ("ntk_slope", "slope (NTK)"),
+                              ("ihvp_pearson", "R (IHVP)"), ("ihvp_spearman", "rho (IHVP)"),
+                              ("ihvp_slope", "slope (IHVP)"),
+                              ("retrain_max_error_ratio", "max solver error / abs(Delta)")])
+    if rows:
+        big = max(rows, key=lambda r: r["width"])
+        z = folder / f"width_{big['width']}.npz"
+        if z.exists():
+            arr = load_npz(z)
+            _close(plots.influence_scatter(
+                arr["pred_ihvp"], arr["actual"],
+                ylabel="classic IHVP on the trained net (eq. 12)",
+                title=f"width {big['width']}: IHVP against retraining",
+                path=folder / "figure1_ihvp.png"))
+    md = folder / "compare.md"
+    if md.exists():
+        lines += ["", "All comparisons (NTK ignoring / including the initial output f0, the "
+                  "empirical NTK at W(0), the IHVP on the finite net and in the NTK limit):", "",
+                  md.read_text().strip()]
+    note = d.get("note")
+    if note:
+        lines += ["", note]
+    return [*lines, "", *_figures(folder)]
 
 
 # ------------------------------------------------------------------ parts: Figures 2-7

@@ -140,9 +140,10 @@ def test_influence_resume_skips_finished(tmp_path, capsys):
     assert json.loads((out_dir / "summary.json").read_text())["lam"] == 0.4
 
 
-# ------------------------------------------------------------------ the analysis subcommands
+# ------------------------------------------------------------------ compare and the analyses
 
 ANALYSIS = {
+    "compare": ["--widths", "16", "32", "--n-points", "4"],
     "lambda-sweep": ["--lams", "0.1", "1"],
     "density": ["--mixture-n", "40", "--mixture-d", "8"],
     "examples": ["--test-index", "0", "1", "--k", "3"],
@@ -152,7 +153,10 @@ ANALYSIS = {
 }
 
 
-@pytest.mark.parametrize("name", list(ANALYSIS))
+# Finite-net training compiles for about half a minute even at width 16: slow-marked here; the
+# fast suite covers the rest, and the reproduce test below covers compare with -m slow.
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n == "compare"
+                                               else []) for n in ANALYSIS])
 def test_analysis_subcommands_end_to_end(name, tmp_path, capsys):
     if name not in _names():
         pytest.skip(f"{name} is not registered")
@@ -160,7 +164,8 @@ def test_analysis_subcommands_end_to_end(name, tmp_path, capsys):
     code, out, err = _run([name, *TINY, *ANALYSIS[name], "--out", out_dir], capsys)
     assert code == EXIT_OK, err
     assert out.strip().splitlines()[-1] == f"results in {out_dir.resolve()}"
-    summary = json.loads((out_dir / "summary.json").read_text())
+    summary = json.loads((out_dir / ("compare.json" if name == "compare" else "summary.json"))
+                         .read_text())
     assert summary["command"] == name and summary["data"]["n_train"] == 24
     assert list(out_dir.glob("*.npz")), "no arrays written"
     assert list(out_dir.glob("*.png")), "no figure written"
@@ -187,15 +192,19 @@ def test_reproduce_tiny_report(tmp_path, capsys):
     assert status["mode"] == "quick"
 
 
-def test_reproduce_every_part_tiny(tmp_path, capsys):
+@pytest.mark.parametrize("with_nets", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_reproduce_every_part_tiny(with_nets, tmp_path, capsys):
     out_dir = tmp_path / "all"
-    code, out, err = _run(_tiny_reproduce(out_dir, "--widths", "16", "32", "--n-points", "4"),
-                          capsys)
+    extra = ["--widths", "16", "32", "--n-points", "4"] if with_nets else ["--skip", "table1"]
+    code, out, err = _run(_tiny_reproduce(out_dir, *extra), capsys)
     assert code == EXIT_OK, err
     status = json.loads((out_dir / "reproduce.json").read_text())["parts"]
     names = _names()
     report = (out_dir / "report.md").read_text()
     for part in rep.PARTS:
+        if part.name == "table1" and not with_nets:
+            assert "table1" not in status
+            continue
         st = status[part.name]["status"]
         assert st == ("done" if part.command in names else "skipped"), part.name
         if st == "done":
