@@ -44,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple
@@ -974,3 +975,95 @@ def map_chunks(fn: Callable[[jax.Array], dict[str, jax.Array]], items: Any, *,
     names = list(results[0])
     outputs = {k: np.concatenate([results[ci][k] for ci in range(len(chunks))]) for k in names}
     return ChunkMapResult(arr, outputs, cs, nd, sum(len(r) for r in rounds), len(chunks))
+
+
+def sharded_loo_retrain(net: Any, x_train: Any, y_train: Any, x_test: Any, y_test: Any,
+                        lam: float = 0.1, *, train_index: Any, settings: Any = None,
+                        warm_start: bool = False, full: Any = None,
+                        chunk_size: int | None = None, memory_bytes: int = 2**32,
+                        mesh: Mesh | None = None,
+                        store: str | os.PathLike[str] | ResultStore | None = None,
+                        show_progress: bool = True) -> Any:
+    """Leave-one-out retraining (eq. 7) with the left-out indices sharded over a device mesh.
+
+    The same solver as :func:`ntk_influence.retrain.loo_retrain` (one jit program vmapped over
+    the left-out masks), run through :func:`map_chunks`: each round gives every device its own
+    chunk of left-out indices, and each finished chunk is saved to ``store`` at once, so an
+    interrupted sweep resumes without redoing finished chunks.
+
+    Args:
+      net: the :class:`~ntk_influence.nets.FunctionalNet` (``net.theta0`` is ``W(0)``).
+      x_train: ``(n, d)`` training inputs.
+      y_train: ``(n,)`` labels.
+      x_test: ``(t, d)`` test inputs.
+      y_test: ``(t,)`` labels.
+      lam: ridge ``>= 0``.
+      train_index: the training points to remove, one at a time.
+      settings: :class:`~ntk_influence.train.SolverSettings`, shared by every run.
+      warm_start: start each retrain from the trained W instead of ``W(0)``.
+      full: an existing full training result (same settings) to reuse.
+      chunk_size: retrains per chunk (default from ``memory_bytes``, per device).
+      memory_bytes: memory budget of one chunk on one device.
+      mesh: device mesh (default: all devices).
+      store: folder or :class:`~ntk_influence.io.ResultStore` for finished chunks.
+      show_progress: progress bar.
+
+    Returns:
+      :class:`~ntk_influence.retrain.RetrainResult`.
+    """
+    from . import retrain as rt
+    from . import train as tr
+    from ._validate import check_indices
+
+    lam = check_lam(lam)
+    s = (settings or tr.SolverSettings()).resolved()
+    xtr, ytr = tr.check_xy(net, x_train, y_train, "train")
+    xte, yte = tr.check_xy(net, x_test, y_test, "test")
+    n = xtr.shape[0]
+    idx = check_indices(train_index, n, "train_index")
+    if full is None:
+        full = tr.train(net, xtr, ytr, lam, x_test=xte, settings=s)
+    elif full.f_test.shape[0] != xte.shape[0]:
+        raise InputError("full was trained with other test points; pass full=None.")
+    cs = int(chunk_size or rt.plan_chunk_size(net, n + xte.shape[0], memory_bytes))
+    cs = max(1, min(cs, idx.size))
+    theta_start = full.theta if warm_start else net.theta0
+    eta = tr.gd_step_size(net, theta_start, xtr, lam, s) if s.method == "gd" else 0.0
+    solve = jax.vmap(tr.make_solver(net, s, n), in_axes=(None, None, None, None, 0, None, None))
+    with precision(net.dtype):
+        x_all = jnp.concatenate([jnp.asarray(xtr), jnp.asarray(xte)])
+        lam_a, eta_a = jnp.asarray(lam, net.dtype), jnp.asarray(eta, net.dtype)
+
+        def chunk_fn(ids: jax.Array) -> dict[str, jax.Array]:
+            masks = 1.0 - jax.nn.one_hot(ids, n, dtype=net.dtype)
+            out = solve(net.theta0, theta_start, x_all, ytr, masks, lam_a, eta_a)
+            return {"f_test": out.f_all[:, n:], "f_change_test": out.f_change_test,
+                    "grad_norm": out.grad_norm, "iterations": out.iterations,
+                    "converged": out.converged, "diverged": out.diverged}
+
+        meta = {"lam": lam, "warm_start": bool(warm_start),
+                "settings": dataclasses.asdict(s), "net": net.description}
+        t0 = time.perf_counter()
+        got = map_chunks(chunk_fn, idx, chunk_size=cs, mesh=mesh, store=store, meta=meta,
+                         show_progress=show_progress, desc=f"sharded LOO retrain ({net.width})")
+        secs = time.perf_counter() - t0
+    o = got.outputs
+    if bool(np.any(o["diverged"])):
+        raise tr._divergence_error(eta, s.method)
+    f_full = np.asarray(full.f_test, np.float64)
+    f_loo = o["f_test"].astype(np.float64)
+    delta = f_loo - f_full[None]
+    y_np = np.asarray(yte, np.float64)
+    res = rt.RetrainResult(
+        train_index=idx, f_test=f_full, y_test=y_np, f_loo_test=f_loo, delta=delta,
+        influence=rt.actual_influence(delta, f_full, y_np), solver_error=o["f_change_test"],
+        full_solver_error=full.f_change_test, grad_norm=o["grad_norm"],
+        iterations=o["iterations"], converged=o["converged"].astype(bool),
+        warm_start=bool(warm_start), full=full, settings=s, chunk_size=cs, seconds=secs)
+    if not res.converged.all():
+        from ._errors import NotConvergedWarning
+
+        warnings.warn(f"{int((~res.converged).sum())} of {idx.size} retrains did not reach "
+                      f"f_tol={s.f_tol:g}; their solver_error is recorded in the result.",
+                      NotConvergedWarning, stacklevel=2)
+    return res
