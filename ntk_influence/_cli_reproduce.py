@@ -389,7 +389,8 @@ def _args(p: argparse.ArgumentParser) -> None:
                         "as in the paper (default: %(default)s; nothing is downloaded)")
     g.add_argument("--n-train", type=int, default=None,
                    help="training points, overriding the mode's size (quick: "
-                        f"{SIZES['quick']['n_train']}, full: {SIZES['full']['n_train']})")
+                        f"{SIZES['quick']['n_train']}, Table 1 {TABLE1['quick']['n_train']}; "
+                        f"full: {SIZES['full']['n_train']}; capped at what the data has)")
     g.add_argument("--n-test", type=int, default=None,
                    help="test points, overriding the mode's size (quick: "
                         f"{SIZES['quick']['n_test']}, full: {SIZES['full']['n_test']})")
@@ -449,6 +450,7 @@ def _run(args: argparse.Namespace) -> Path:
 
     pool = load_dataset(args.data, n_train=None, n_test=None, seed=args.seed)
     args.pool_sizes = (int(pool.x_train.shape[0]), int(pool.x_test.shape[0]))
+    args.pool_outputs = 1 if pool.y_train.ndim == 1 else int(pool.y_train.shape[1])
     if args.dry_run:
         return _dry_run(args, parts, out, available)
     status: dict[str, dict[str, Any]] = {}
@@ -456,9 +458,9 @@ def _run(args: argparse.Namespace) -> Path:
     for part in parts:
         folder = out / part.name
         marker = folder / "part.json"
-        if part.command not in available:
-            msg = (f"skipped: the '{part.command}' subcommand is not available in this "
-                   "installation")
+        reason = _skip_reason(part, args, available)
+        if reason:
+            msg = f"skipped: {reason}"
             log(args, f"{part.name}: {msg}")
             status[part.name] = {"status": "skipped", "reason": msg}
             continue
@@ -510,14 +512,25 @@ def _run(args: argparse.Namespace) -> Path:
     return out
 
 
+def _skip_reason(part: Part, args: argparse.Namespace, available: set[str]) -> str:
+    """Why a part cannot run here (empty if it can)."""
+    if part.command not in available:
+        return f"the '{part.command}' subcommand is not available in this installation"
+    if part.name == "table1" and getattr(args, "pool_outputs", 1) > 1:
+        return ("Table 1 retrains scalar-output nets; pass a class pair such as "
+                f"{args.data.split(':')[0]}:3,8 (this data has one-hot labels)")
+    return ""
+
+
 def _dry_run(args: argparse.Namespace, parts: list[Part], out: Path, available: set[str]) -> Path:
     """Parse every part's arguments with its subcommand's parser and print the commands."""
     from .cli import build_parser
 
     parser = build_parser()
     for part in parts:
-        if part.command not in available:
-            print(f"# {part.name}: skipped ('{part.command}' is not available)")
+        reason = _skip_reason(part, args, available)
+        if reason:
+            print(f"# {part.name}: skipped ({reason})")
             continue
         argv = _part_argv(part, args, out / part.name)
         try:

@@ -327,3 +327,11 @@ def test_reproduce_bad_data_fails_before_any_part(tmp_path, capsys):
                          tmp_path / "o"], capsys)
     assert code == EXIT_USAGE and "mnist directory" in err
     assert not list((tmp_path / "o").glob("*/part.json"))
+
+
+def test_reproduce_multiclass_skips_table1_with_a_reason(tmp_path, capsys):
+    code, out, _ = _run(["reproduce", "--data", "digits:0,1,7", "--dry-run", "--out",
+                         tmp_path / "m"], capsys)
+    assert code == EXIT_OK
+    assert "# table1: skipped (Table 1 retrains scalar-output nets" in out
+    assert "ntk-influence label-noise --data digits:0,1,7" in out
