@@ -34,7 +34,13 @@ class Command:
 
 
 def add_data_arguments(p: argparse.ArgumentParser, n_train: int = 200, n_test: int = 50) -> None:
-    """Add the shared data options (``--data``, ``--n-train``, ``--n-test``, ``--seed``...)."""
+    """Add the shared data options (``--data``, ``--n-train``, ``--n-test``, ``--seed``...).
+
+    Args:
+      p: the subcommand's parser.
+      n_train: default number of training points.
+      n_test: default number of test points.
+    """
     g = p.add_argument_group("data")
     g.add_argument("--data", default="digits:3,8", metavar="SPEC",
                    help="digits | digits:3,8 | mnist:DIR[:3,8] | cifar10:DIR[:3,5] | npz:PATH "
@@ -51,7 +57,14 @@ def add_data_arguments(p: argparse.ArgumentParser, n_train: int = 200, n_test: i
 
 
 def load_data_from_args(args: argparse.Namespace) -> Any:
-    """Load the :class:`Dataset` the data options describe."""
+    """Load the :class:`Dataset` the data options describe.
+
+    Args:
+      args: parsed arguments with the options of :func:`add_data_arguments`.
+
+    Returns:
+      The :class:`~ntk_influence.data.Dataset`.
+    """
     from .data import load_dataset
 
     return load_dataset(args.data, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
@@ -146,13 +159,25 @@ def _same_settings(old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 
 def log(args: argparse.Namespace, msg: str) -> None:
-    """Print a progress message to stderr unless ``--quiet``."""
+    """Print a progress message to stderr unless ``--quiet``.
+
+    Args:
+      args: parsed arguments (``quiet`` is read).
+      msg: the message.
+    """
     if not getattr(args, "quiet", False):
         print(f"[ntk-influence] {msg}", file=sys.stderr, flush=True)
 
 
 def settings_of(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings a command ran with, for the JSON summary."""
+    """The settings a command ran with, for the JSON summary.
+
+    Args:
+      args: parsed arguments.
+
+    Returns:
+      Option name -> value, without the runner and the config path.
+    """
     return {k: v for k, v in vars(args).items() if k not in ("func", "config")}
 
 
@@ -169,7 +194,11 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand."""
+    """The argument parser with every subcommand (those of other modules included).
+
+    Returns:
+      The ``argparse`` parser.
+    """
     _load_extra_commands()
     parser = argparse.ArgumentParser(
         prog="ntk-influence",

@@ -71,26 +71,56 @@ def _jsonable(x: Any) -> Any:
 
 
 def save_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as indented JSON atomically (NumPy values converted; NaN/Inf become null)."""
+    """Write ``obj`` as indented JSON atomically (NumPy values converted; NaN/Inf become null).
+
+    Args:
+      path: destination.
+      obj: JSON-able data (dicts, lists, NumPy arrays and scalars, paths).
+
+    Returns:
+      The destination path.
+    """
     text = json.dumps(_jsonable(obj), indent=2, sort_keys=False)
     return atomic_write_bytes(path, (text + "\n").encode())
 
 
 def load_json(path: str | os.PathLike[str]) -> Any:
-    """Read a JSON file."""
+    """Read a JSON file.
+
+    Args:
+      path: the file.
+
+    Returns:
+      The decoded data.
+    """
     with open(path) as f:
         return json.load(f)
 
 
 def save_npz(path: str | os.PathLike[str], **arrays: Any) -> Path:
-    """Write arrays to a compressed ``.npz`` atomically."""
+    """Write arrays to a compressed ``.npz`` atomically.
+
+    Args:
+      path: destination.
+      **arrays: name -> array.
+
+    Returns:
+      The destination path.
+    """
     buf = io.BytesIO()
     np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
     return atomic_write_bytes(path, buf.getvalue())
 
 
 def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Read every array of an ``.npz`` file into a dict."""
+    """Read every array of an ``.npz`` file into a dict.
+
+    Args:
+      path: the file.
+
+    Returns:
+      name -> array.
+    """
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
@@ -131,19 +161,42 @@ class ResultStore:
         return self.root / f"item_{key}.npz"
 
     def done(self, key: str | int) -> bool:
-        """Whether item ``key`` is finished."""
+        """Whether item ``key`` is finished.
+
+        Args:
+          key: the item.
+
+        Returns:
+          True if it was saved.
+        """
         return self._path(key).exists()
 
     def save(self, key: str | int, **arrays: Any) -> None:
-        """Save item ``key`` atomically."""
+        """Save item ``key`` atomically.
+
+        Args:
+          key: the item.
+          **arrays: its arrays.
+        """
         save_npz(self._path(key), **arrays)
 
     def load(self, key: str | int) -> dict[str, np.ndarray]:
-        """Load item ``key``."""
+        """Load item ``key``.
+
+        Args:
+          key: the item.
+
+        Returns:
+          Its arrays.
+        """
         return load_npz(self._path(key))
 
     def keys(self) -> list[str]:
-        """Keys of the finished items."""
+        """Keys of the finished items.
+
+        Returns:
+          The keys, sorted.
+        """
         return sorted(p.stem[len("item_"):] for p in self.root.glob("item_*.npz"))
 
 
