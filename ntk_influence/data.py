@@ -57,7 +57,11 @@ class Dataset:
     class_test: np.ndarray | None = None
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-ready description of the dataset."""
+        """A JSON-ready description of the dataset.
+
+        Returns:
+          Name, sizes, dimension, classes, outputs, image shape, label noise and preprocessing.
+        """
         return {
             "name": self.name, "n_train": int(self.x_train.shape[0]),
             "n_test": int(self.x_test.shape[0]), "d": int(self.x_train.shape[1]),

@@ -64,3 +64,21 @@ def test_every_module_imports_and_documents_itself():
 
 def test_version():
     assert isinstance(ni.__version__, str) and ni.__version__.count(".") >= 2
+
+
+def test_every_public_function_of_every_module_is_documented():
+    """Not only the exported names: users reach submodules (``ni.dynamics``, ``ni.compare``...)."""
+    missing = []
+    for info in pkgutil.iter_modules(ni.__path__):
+        mod = importlib.import_module(f"ntk_influence.{info.name}")
+        for name, obj in inspect.getmembers(mod):
+            if name.startswith("_") or getattr(obj, "__module__", None) != mod.__name__:
+                continue
+            if inspect.isfunction(obj) or inspect.isclass(obj):
+                if not inspect.getdoc(obj):
+                    missing.append(f"{mod.__name__}.{name}")
+                if inspect.isclass(obj):
+                    missing += [f"{mod.__name__}.{name}.{m}" for m, f in vars(obj).items()
+                                if not m.startswith("_") and inspect.isfunction(f)
+                                and not inspect.getdoc(f)]
+    assert not missing, f"public callables without docstrings: {missing}"
