@@ -53,6 +53,8 @@ class SolverSettings:
       step_size: GD step ``eta`` (default ``step_factor / (lambda_max + lam)``).
       step_factor: GD step as a fraction of ``1 / (lambda_max + lam)``; must be < 2.
       armijo: sufficient-decrease constant of the GN line search.
+      anneal: GD halves its step whenever the loss rises (a ReLU kink was crossed), so it keeps
+        following the gradient flow to the kink-limited minimiser instead of chattering.
     """
 
     method: str = "gn"
@@ -62,6 +64,7 @@ class SolverSettings:
     step_size: float | None = None
     step_factor: float = 1.0
     armijo: float = 1e-4
+    anneal: bool = True
 
     def resolved(self) -> SolverSettings:
         """Settings with defaults filled in and checked."""
@@ -255,7 +258,8 @@ def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> A
         inf = jnp.asarray(jnp.inf, dt)
         # carry: theta, loss, g, f, hist, it, change, change_te, diverged, stalled, t_prev, n_ls
         init = (theta_init, loss0, g0, f0, hist0, jnp.asarray(0), inf, inf,
-                jnp.asarray(False), jnp.asarray(False), jnp.asarray(1.0, dt), jnp.asarray(0))
+                jnp.asarray(False), jnp.asarray(False), jnp.asarray(1.0, dt) if gn else eta,
+                jnp.asarray(0))
 
         def cond(c: tuple[Any, ...]) -> jax.Array:
             _, _, _, _, _, it, change, _, diverged, stalled, _, _ = c
@@ -286,8 +290,13 @@ def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> A
                 t_prev = jnp.where(ok, t, t_prev)
                 n_ls = n_ls + j + 1
             else:
-                ok = jnp.asarray(True)
-                new_theta = theta - eta * g
+                # t_prev holds the current GD step; it is halved whenever the loss rises (the
+                # step crossed a ReLU kink), so the iteration keeps tracking the gradient flow.
+                new_theta = theta - t_prev * g
+                rises = train_loss(new_theta) > loss + 1e-13 * jnp.abs(loss)
+                ok = ~rises if s.anneal else jnp.asarray(True)
+                t_prev = jnp.where(rises & s.anneal, 0.5 * t_prev, t_prev)
+                stalled = stalled | (t_prev < eta * 2.0**-40)
                 n_ls = n_ls + 1
             new_loss, new_g, new_f, _ = value_grad(new_theta)
             bad = ~jnp.isfinite(new_loss) | (new_loss > 1e8 * (loss0 + 1.0))
@@ -299,9 +308,10 @@ def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> A
             ch = jnp.where(it2 >= k, jnp.max(diff), inf)
             ch_te = jnp.where(it2 >= k, jnp.max(diff[n:], initial=0.0), inf)
             keep = lambda a, b: jnp.where(ok, a, b)  # noqa: E731
+            stop = ~ok if gn else jnp.asarray(False)
             return (keep(new_theta, theta), keep(new_loss, loss), keep(new_g, g),
                     keep(new_f, f), keep(hist2, hist), keep(it2, it), keep(ch, change),
-                    keep(ch_te, change_te), diverged | bad, stalled | ~ok, t_prev, n_ls)
+                    keep(ch_te, change_te), diverged | bad, stalled | stop, t_prev, n_ls)
 
         (theta, loss, g, f, _, it, change, change_te, diverged, stalled, _,
          n_ls) = jax.lax.while_loop(cond, body, init)

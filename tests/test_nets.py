@@ -1,0 +1,119 @@
+"""Flax models of eq. (1) and the deeper MLP; the empirical NTK against independent references."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import closed_form_kernel
+
+import ntk_influence as ni
+from ntk_influence import entk as E
+from ntk_influence import nets as N
+
+
+def _unit(n, d, seed=0):
+    x = np.random.default_rng(seed).normal(size=(n, d))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_symmetric_init_gives_exact_zero_output():
+    x = _unit(9, 6)
+    net = N.two_layer_net(6, 64, symmetric=True, seed=3)
+    assert np.all(N.initial_output(net, x) == 0.0)
+    std = N.two_layer_net(6, 64, symmetric=False, seed=3)
+    assert np.abs(N.initial_output(std, x)).max() > 1e-3
+
+
+def test_readout_is_fixed_and_model_matches_functional():
+    model = N.TwoLayerReLU(5, 32, kappa=0.7, seed=1)
+    net = N.functional(model)
+    assert net.n_params == 32 * 5  # a is not a trainable parameter
+    a = np.asarray(model.a[...])
+    assert set(np.unique(a)) <= {-1.0, 1.0}
+    x = _unit(7, 5)
+    w = np.asarray(model.w[...])
+    ref = np.maximum(x @ w.T, 0) @ a / np.sqrt(32)  # eq. (1) in NumPy
+    np.testing.assert_allclose(np.asarray(model(jnp.asarray(x))), ref, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(net.apply(net.theta0, jnp.asarray(x))), ref, rtol=1e-12)
+    np.testing.assert_allclose(np.std(w), 0.7, rtol=0.15)
+
+
+def test_param_dtype_float32():
+    net = N.two_layer_net(4, 16, param_dtype=np.float32)
+    assert net.dtype == np.float32
+    assert N.initial_output(net, _unit(3, 4)).dtype == np.float32
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"width": 0}, "width"), ({"width": 2.5}, "width"), ({"kappa": 0.0}, "kappa"),
+    ({"kappa": -1.0}, "kappa"), ({"width": 7, "symmetric": True}, "even"),
+    ({"param_dtype": np.int32}, "param_dtype")])
+def test_bad_model_settings(kwargs, match):
+    args = {"width": 8, **kwargs}
+    with pytest.raises(ni.InputError, match=match):
+        N.two_layer_net(4, args.pop("width"), **args)
+
+
+def test_mlp_bad_depth():
+    with pytest.raises(ni.InputError, match="depth"):
+        N.ReLUMLP(4, 8, depth=0)
+
+
+def test_entk_structured_equals_contraction_and_brute_force():
+    x1, x2 = _unit(6, 5, 1), _unit(4, 5, 2)
+    net = N.two_layer_net(5, 48, seed=2)
+    theta = net.theta0 + 0.1 * jax.random.normal(jax.random.PRNGKey(1), net.theta0.shape)
+    ks = E.entk(net, x1, x2, theta, method="structured")
+    kj = E.entk(net, x1, x2, theta, method="jacobian")
+    j1 = jax.jacobian(lambda t: net.apply(t, jnp.asarray(x1)))(theta)
+    j2 = jax.jacobian(lambda t: net.apply(t, jnp.asarray(x2)))(theta)
+    np.testing.assert_allclose(ks, j1 @ j2.T, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(kj, j1 @ j2.T, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(E.entk_jacobian(net, x1, block_size=2, theta=theta),
+                               j1 @ j1.T, rtol=1e-12, atol=1e-14)
+
+
+def test_entk_mlp_equals_brute_force():
+    x = _unit(5, 4)
+    net = N.functional(N.ReLUMLP(4, 16, depth=2, seed=0))
+    jac = jax.jacobian(lambda t: net.apply(t, jnp.asarray(x)))(net.theta0)
+    np.testing.assert_allclose(E.entk(net, x), jac @ jac.T, rtol=1e-12, atol=1e-13)
+    with pytest.raises(ni.InputError):
+        E.entk(net, x, method="structured")
+
+
+def _entk_error(width, x, seeds):
+    ref = closed_form_kernel(x, x)
+    return np.mean([E.relative_frobenius_error(E.entk(N.two_layer_net(x.shape[1], width,
+                                                                      seed=s), x), ref)
+                    for s in seeds])
+
+
+def test_entk_approaches_analytic_kernel_with_width():
+    x = _unit(6, 8)
+    e_small, e_big = _entk_error(2**10, x, range(4)), _entk_error(2**14, x, range(4))
+    # m^-1/2: a 16x wider net is about 4x closer.
+    assert 2.0 < e_small / e_big < 8.0
+    assert e_big < 0.03
+
+
+@pytest.mark.slow
+def test_entk_error_rate_over_widths():
+    x = _unit(10, 16)
+    widths = 2 ** np.arange(10, 17)
+    errs = [_entk_error(int(m), x, range(3)) for m in widths]
+    slope = np.polyfit(np.log(widths), np.log(errs), 1)[0]
+    assert -0.65 < slope < -0.35
+    assert all(a > b for a, b in zip(errs[::2], errs[2::2], strict=False))
+
+
+def test_mlp_entk_approaches_nt_kernel():
+    x = _unit(5, 6)
+    ref = np.asarray(ni.kernel_matrix(ni.relu_mlp_kernel(depth=2), x))
+    errs = [np.mean([E.relative_frobenius_error(
+        E.entk(N.functional(N.ReLUMLP(6, m, depth=2, seed=s)), x), ref) for s in range(2)])
+        for m in (64, 1024)]
+    assert errs[1] < errs[0] / 2
+    assert errs[1] < 0.1
