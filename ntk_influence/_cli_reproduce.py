@@ -436,9 +436,7 @@ def _run_part(part: Part, argv: list[str], resume: bool, quiet: bool = False) ->
 
 
 def _run(args: argparse.Namespace) -> Path:
-    from . import __version__
     from .cli import COMMANDS, _load_extra_commands
-    from .io import load_json, save_json
 
     _load_extra_commands()
     out = Path(args.out)
@@ -455,6 +453,25 @@ def _run(args: argparse.Namespace) -> Path:
         return _dry_run(args, parts, out, available)
     status: dict[str, dict[str, Any]] = {}
     t_all = time.perf_counter()
+    try:
+        _run_parts(args, parts, out, available, status)
+    finally:  # the report covers what finished, even when a part fails or is interrupted
+        try:
+            _finish(args, out, status, time.perf_counter() - t_all)
+        except Exception as e:  # never hide the part's own error behind the report's
+            log(args, f"could not write the report ({type(e).__name__}: {e})")
+    failed = [k for k, v in status.items() if v["status"] == "failed"]
+    if failed:
+        raise RuntimeError(f"parts {failed} failed; see {out / 'report.md'} and "
+                           f"{out / 'reproduce.json'} for the errors.")
+    return out
+
+
+def _run_parts(args: argparse.Namespace, parts: list[Part], out: Path, available: set[str],
+               status: dict[str, dict[str, Any]]) -> None:
+    """Run the parts in order, recording each one's status in ``status`` as it ends."""
+    from .io import load_json, save_json
+
     for part in parts:
         folder = out / part.name
         marker = folder / "part.json"
@@ -479,37 +496,57 @@ def _run(args: argparse.Namespace) -> Path:
         t0 = time.perf_counter()
         try:
             _run_part(part, argv, resume_part, args.quiet)
+        except KeyboardInterrupt:
+            status[part.name] = {"status": "interrupted", "argv": argv}
+            raise
         except Exception as e:
-            numerical = isinstance(e, (SingularKernelError, NotConvergedError))
-            if not args.keep_going or (isinstance(e, InputError) and not numerical):
-                raise
             status[part.name] = {"status": "failed", "argv": argv,
                                  "error": f"{type(e).__name__}: {e}",
                                  "traceback": traceback.format_exc()}
+            numerical = isinstance(e, (SingularKernelError, NotConvergedError))
+            if not args.keep_going or (isinstance(e, InputError) and not numerical):
+                raise
             log(args, f"{part.name}: failed ({type(e).__name__}: {e}); going on (--keep-going)")
             continue
         secs = time.perf_counter() - t0
         status[part.name] = {"status": "done", "argv": argv, "seconds": secs}
         save_json(marker, status[part.name])
         log(args, f"{part.name}: done in {secs:.1f} s")
-    total = time.perf_counter() - t_all
-    # parts not run this time keep their earlier results in the report
-    for part in PARTS:
+
+
+def _environment() -> dict[str, Any]:
+    """Versions and devices, so that numbers can be compared across machines."""
+    import platform
+
+    import jax
+
+    from . import __version__
+
+    dev = jax.devices()[0]
+    return {"ntk_influence": __version__, "jax": jax.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "backend": jax.default_backend(),
+            "device": getattr(dev, "device_kind", str(dev)), "devices": jax.device_count(),
+            "platform": platform.platform()}
+
+
+def _finish(args: argparse.Namespace, out: Path, status: dict[str, dict[str, Any]],
+            seconds: float) -> None:
+    """Write ``reproduce.json`` and ``report.md`` for the parts run now and those done before."""
+    from .io import load_json, save_json
+
+    for part in PARTS:  # parts not run this time keep their earlier results in the report
         marker = out / part.name / "part.json"
         if part.name not in status and marker.exists():
             old = load_json(marker)
             if old.get("status") == "done":
                 status[part.name] = old
     parts = [p for p in PARTS if p.name in status]
+    env = _environment()
     save_json(out / "reproduce.json", {
-        "command": "reproduce", "version": __version__, "mode": args.mode,
-        "settings": settings_of(args), "parts": status, "seconds_this_run": total})
-    _write_report(out, args, parts, status)
-    failed = [k for k, v in status.items() if v["status"] == "failed"]
-    if failed:
-        raise RuntimeError(f"parts {failed} failed; see {out / 'report.md'} and "
-                           f"{out / 'reproduce.json'} for the errors.")
-    return out
+        "command": "reproduce", "version": env["ntk_influence"], "mode": args.mode,
+        "settings": settings_of(args), "environment": env, "parts": status,
+        "seconds_this_run": seconds})
+    _write_report(out, args, parts, status, env)
 
 
 def _skip_reason(part: Part, args: argparse.Namespace, available: set[str]) -> str:
@@ -542,13 +579,15 @@ def _dry_run(args: argparse.Namespace, parts: list[Part], out: Path, available: 
 
 
 def _write_report(out: Path, args: argparse.Namespace, parts: list[Part],
-                  status: dict[str, dict[str, Any]]) -> None:
+                  status: dict[str, dict[str, Any]], env: dict[str, Any]) -> None:
     from .io import atomic_write_bytes
 
     lines = ["# Reproduction report", "",
              "Zhang & Zhang, *Rethinking Influence Functions of Neural Networks in the "
              "Over-Parameterized Regime* (AAAI 2022), reproduced with `ntk_influence`.", "",
              f"- data: `{args.data}` (seed {args.seed}); mode: `{args.mode}`; lambda = {args.lam:g}",
+             f"- ntk_influence {env['ntk_influence']}, JAX {env['jax']} on {env['backend']} "
+             f"({env['device']} x {env['devices']}), Python {env['python']}",
              "- sign of influence: positive = removing the point raises the test loss (helpful); "
              "losses are sums of squared errors over points (and outputs), as in eq. (2).", ""]
     lines += ["| part | status | seconds |", "|---|---|---:|"]
@@ -571,6 +610,8 @@ def _write_report(out: Path, args: argparse.Namespace, parts: list[Part],
                 lines.append(f"(could not summarise {folder}: {type(e).__name__}: {e})")
         elif st.get("status") == "failed":
             lines += ["**Failed:**", "", "```", st.get("error", ""), "```"]
+        elif st.get("status") == "interrupted":
+            lines.append("*interrupted; run again with `--resume` to continue*")
         else:
             lines.append(f"*{st.get('reason', 'not run')}*")
         lines.append("")

@@ -190,6 +190,8 @@ def test_reproduce_tiny_report(tmp_path, capsys):
     status = json.loads((out_dir / "reproduce.json").read_text())
     assert status["parts"]["kernel"]["status"] == "done"
     assert status["mode"] == "quick"
+    assert status["environment"]["jax"] and status["environment"]["backend"]
+    assert "JAX " in report
 
 
 @pytest.mark.parametrize("with_nets", [False, pytest.param(True, marks=pytest.mark.slow)])
@@ -247,6 +249,10 @@ def test_reproduce_resume_after_interruption(tmp_path, capsys, monkeypatch):
     assert (broken / "kernel" / "part.json").exists()
     assert json.loads((broken / "kernel" / "part.json").read_text())["status"] == "done"
     assert json.loads((broken / "kernel2" / "part.json").read_text())["status"] == "running"
+    # the report already shows what finished, and says how to continue
+    status = json.loads((broken / "reproduce.json").read_text())["parts"]
+    assert status["kernel"]["status"] == "done" and status["kernel2"]["status"] == "interrupted"
+    assert "--resume" in (broken / "report.md").read_text()
     first = (broken / "kernel" / "influence.npz").stat().st_mtime_ns
 
     code, out, _ = _run(_tiny_reproduce(broken, "--resume"), capsys)
@@ -291,6 +297,8 @@ def test_reproduce_keep_going_records_failure(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(rep, "PARTS", [bad, rep.PARTS[0]])
     code, _, _ = _run(_tiny_reproduce(tmp_path / "k"), capsys)
     assert code == EXIT_NUMERICAL  # without --keep-going the failure stops the run
+    status = json.loads((tmp_path / "k" / "reproduce.json").read_text())["parts"]
+    assert status["bad"]["status"] == "failed" and "kernel" not in status
     code, _, _ = _run(_tiny_reproduce(tmp_path / "k2", "--keep-going"), capsys)
     assert code != EXIT_OK
     status = json.loads((tmp_path / "k2" / "reproduce.json").read_text())
