@@ -16,7 +16,7 @@ Memory plan for the exact influence (``n`` training points, ``t`` test points, i
   the test points are streamed in rounds of ``devices x test_block`` points; each device builds
   its ``K_te`` block, solves ``A K_te`` and forms the influences (about six ``n x test_block``
   arrays). The rounds' results are copied to the host as they finish: ``alpha``, ``influence``
-  and ``ihvp`` take ``3 n t s`` of host memory (``2 n t s`` with ``keep_alpha=False``).
+  and ``ihvp`` take ``3 n t s`` of host memory.
 * On the CPU backend the same plan runs on the host with LAPACK (``potrf`` in place on ``K``,
   ``trtri`` for the diagonal, ``potrs`` per test block): two ``n x n`` arrays at most.
 
@@ -247,7 +247,7 @@ def memory_plan(n: int, n_test: int, d: int, *, outputs: int = 1, dtype: Any = n
       engine: ``"lapack"`` (host), ``"jax"`` (devices) or ``"auto"`` (by backend).
       device_memory: bytes per device (default: from the device; required to check devices).
       host_memory: bytes on the host (default: ``MemAvailable``).
-      keep_alpha: whether ``alpha`` is returned next to ``influence`` and ``ihvp``.
+      keep_alpha: whether ``alpha`` is returned (it is formed either way).
       kernel_block: kernel rows per device per round (JAX engine).
       check: raise when it does not fit.
 
@@ -265,7 +265,8 @@ def memory_plan(n: int, n_test: int, d: int, *, outputs: int = 1, dtype: Any = n
         device_memory if device_memory is not None else device_memory_bytes())
     nn = n * n * s
     inputs = (n + n_test) * (d + outputs) * s
-    results = (3 if keep_alpha else 2) * n * n_test * s + n_test * outputs * s
+    # alpha, influence and ihvp are all formed on the host (keep_alpha only drops alpha after)
+    results = 3 * n * n_test * s + n_test * outputs * s
     per_test = 6 * n * s  # K_te block, A K_te, influence, ihvp, two temporaries per column
     kte_host = n * n_test * s if eng == "lapack" else 0  # the host engine keeps K_te whole
     if eng == "lapack":
@@ -342,8 +343,8 @@ def _advice(plan: MemoryPlan, nn: int, results: int, inputs: int, per_test: int,
         tb = max(1, int(room // per_test))
         fix.append(f"use test_block={tb} or less (now {plan.test_block})")
     if results > plan.host_memory // 2:
-        fix.append(f"the results take {results / GB:.2f} GB on the host: pass keep_alpha=False, or"
-                   " call it on slices of the test points (the factor is reused) and save each")
+        fix.append(f"the results take {results / GB:.2f} GB on the host: call it on slices of the "
+                   "test points and save each slice")
     if plan.engine == "jax" and plan.n_devices > 1:
         fix.append("more devices shorten the test side but do not shrink the factorisation")
     return "; ".join(need) + ". " + "; ".join(fix) + ".\n" + plan.describe()
@@ -801,7 +802,8 @@ def large_influence(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: f
       precision_policy: ``"auto"`` (float64 where the device has it, else float32-refined),
         ``"float64"``, ``"float32"`` or ``"float32-refined"``.
       rtol: accuracy requested of the float32 policies (a :class:`PrecisionWarning` otherwise).
-      keep_alpha: return ``alpha`` (else a zero-size placeholder saves ``n t`` host memory).
+      keep_alpha: return ``alpha`` (else it is dropped after the computation and the result
+        holds a zero-size placeholder).
       device_memory: bytes per device for the plan (default: from the device).
       host_memory: bytes on the host for the plan (default: available memory).
       show_progress: progress bars.
