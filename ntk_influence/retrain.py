@@ -35,7 +35,7 @@ from .train import (
     blas_single_thread,
     check_xy,
     gd_step_size,
-    make_solver,
+    jitted_solver,
     train,
 )
 
@@ -187,8 +187,7 @@ def loo_retrain(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any, y_t
             "settings": dataclasses.asdict(s), "net": net.description, "chunk_size": cs})
     theta_start = full.theta if warm_start else net.theta0
     eta = gd_step_size(net, theta_start, xtr, lam, s) if s.method == "gd" else 0.0
-    solve = make_solver(net, s, n)
-    batched = jax.jit(jax.vmap(solve, in_axes=(None, None, None, None, 0, None, None)))
+    batched = jitted_solver(net, s, n, batched=True)
     x_all = jnp.concatenate([xtr, xte])
     lam_a, eta_a = jnp.asarray(lam, net.dtype), jnp.asarray(eta, net.dtype)
     chunks = [idx[c:c + cs] for c in range(0, idx.size, cs)]

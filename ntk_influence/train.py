@@ -24,6 +24,7 @@ over the last ``window`` steps is below ``f_tol``. The final gradient norm is al
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import warnings
 from typing import Any, NamedTuple
@@ -117,7 +118,8 @@ class TrainResult:
       f_change_test: the same over the test points only.
       iterations: steps taken.
       converged: whether ``f_change <= f_tol`` was met.
-      stalled: GN line search found no decrease (the run stopped there).
+      stalled: the GN line search found no decrease, or annealed GD shrank its step below
+        ``eta / 1024`` (stuck on a kink); the run stopped there and is not converged.
       evaluations: loss evaluations (GN line-search trials, or GD steps).
       method: ``"gn"`` or ``"gd"``.
       step_size: GD step used (NaN for GN).
@@ -296,7 +298,7 @@ def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> A
                 rises = train_loss(new_theta) > loss + 1e-13 * jnp.abs(loss)
                 ok = ~rises if s.anneal else jnp.asarray(True)
                 t_prev = jnp.where(rises & s.anneal, 0.5 * t_prev, t_prev)
-                stalled = stalled | (t_prev < eta * 2.0**-40)
+                stalled = stalled | (t_prev < eta * 2.0**-10)  # stuck on a kink: not converged
                 n_ls = n_ls + 1
             new_loss, new_g, new_f, _ = value_grad(new_theta)
             bad = ~jnp.isfinite(new_loss) | (new_loss > 1e8 * (loss0 + 1.0))
@@ -316,9 +318,20 @@ def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> A
         (theta, loss, g, f, _, it, change, change_te, diverged, stalled, _,
          n_ls) = jax.lax.while_loop(cond, body, init)
         return SolveOut(theta, f, loss, jnp.linalg.norm(g), gn0, change, change_te, it,
-                        change <= s.f_tol, diverged, stalled, n_ls)
+                        (change <= s.f_tol) & ~stalled, diverged, stalled, n_ls)
 
     return solve
+
+
+@functools.lru_cache(maxsize=16)
+def jitted_solver(net: FunctionalNet, settings: SolverSettings, n_train: int,
+                  batched: bool = False) -> Any:
+    """The jit-compiled :func:`make_solver` (vmapped over weights and starts when ``batched``),
+    cached so that repeated runs on the same net and settings compile once."""
+    solve = make_solver(net, settings, n_train)
+    if batched:
+        solve = jax.vmap(solve, in_axes=(None, None, None, None, 0, None, None))
+    return jax.jit(solve)
 
 
 def estimate_lambda_max(net: FunctionalNet, theta: jax.Array, x: Any, *,
@@ -426,7 +439,7 @@ def train(net: FunctionalNet, x_train: Any, y_train: Any, lam: float = 0.1, *,
     t_init = net.theta0 if theta_init is None else jnp.asarray(theta_init, net.dtype)
     t0 = time.perf_counter()
     eta = gd_step_size(net, t_init, xtr, lam, s) if s.method == "gd" else float("nan")
-    solve = jax.jit(make_solver(net, s, n))
+    solve = jitted_solver(net, s, n)
     with blas_single_thread():
         out = solve(net.theta0, t_init, jnp.concatenate([xtr, xte]), ytr, w,
                     jnp.asarray(lam, net.dtype),

@@ -30,9 +30,12 @@ def small():
 
 def test_gd_and_gn_reach_the_same_function(small):
     net, x, y, xt, gn, gd = small
-    assert gn.converged and gd.converged
-    # The minimiser sits on ReLU kinks (relative gradient ~1e-2 at the end for both), so the
-    # two endpoints agree to ~1e-5, which is far below the leave-one-out changes measured.
+    # The minimiser sits on ReLU kinks (relative gradient ~1e-2 at the end for both). GN meets
+    # the function-space tolerance; annealed GD ends when its step has shrunk on a kink (it is
+    # reported as stalled, not converged). The two endpoints agree to ~1e-5, far below the
+    # leave-one-out changes measured.
+    assert gn.converged and not gn.stalled
+    assert gd.converged or gd.stalled
     gap = max(np.abs(gn.f_train - gd.f_train).max(), np.abs(gn.f_test - gd.f_test).max())
     assert gap < 1e-4
     assert gn.loss <= gd.loss + 1e-9
