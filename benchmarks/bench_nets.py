@@ -55,23 +55,25 @@ def throughput(ds: ni.Dataset, width: int, retrains: int, steps: int) -> dict:
             "loo_nets_per_minute": 60.0 / (per_step * need)}
 
 
-def gn_vs_gd(ds: ni.Dataset, width: int, f_tol: float) -> dict:
+def gn_vs_gd(ds: ni.Dataset, width: int, f_tol: float, lam: float = 0.1) -> dict:
     net = N.two_layer_net(ds.x_train.shape[1], width, symmetric=True, seed=0)
     out = {}
-    for method, extra in (("gn", {}), ("gd", {"window": 50, "max_steps": 200000})):
+    for method, extra in (("gn", {}), ("gd", {"window": 50, "max_steps": 20000})):
         s = T.SolverSettings(method, f_tol=f_tol, **extra)
-        T.train(net, ds.x_train, ds.y_train, 0.1, x_test=ds.x_test,
-                settings=T.SolverSettings(method, f_tol=f_tol, max_steps=2), warn=False)
+        T.train(net, ds.x_train, ds.y_train, lam, x_test=ds.x_test, settings=s.resolved(),
+                warn=False)  # compile (cached by settings)
         t0 = time.perf_counter()
-        r = T.train(net, ds.x_train, ds.y_train, 0.1, x_test=ds.x_test, settings=s, warn=False)
+        r = T.train(net, ds.x_train, ds.y_train, lam, x_test=ds.x_test, settings=s, warn=False)
         out[method] = {"seconds": time.perf_counter() - t0, "iterations": r.iterations,
-                       "converged": r.converged, "grad_norm": r.grad_norm, "loss": r.loss,
+                       "converged": r.converged, "stalled": r.stalled,
+                       "grad_norm": r.grad_norm, "loss": r.loss,
                        "f_change": r.f_change, "f_test": r.f_test, "f_train": r.f_train}
     gap = max(np.abs(out["gn"]["f_test"] - out["gd"]["f_test"]).max(),
               np.abs(out["gn"]["f_train"] - out["gd"]["f_train"]).max())
     for m in out.values():
         m.pop("f_test"), m.pop("f_train")
-    return {"width": width, "n_train": int(ds.x_train.shape[0]), "f_tol": f_tol, **out,
+    return {"width": width, "n_train": int(ds.x_train.shape[0]), "f_tol": f_tol, "lam": lam,
+            **out,
             "speedup_gn_over_gd": out["gd"]["seconds"] / out["gn"]["seconds"],
             "max_prediction_gap": float(gap)}
 
@@ -104,21 +106,28 @@ def main() -> None:
     p.add_argument("--widths", type=int, nargs="+", default=[4096, 16384, 65536])
     p.add_argument("--retrains", type=int, default=4)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--solvers-only", action="store_true")
     args = p.parse_args()
     ds = ni.load_dataset("digits:3,8", n_train=200, n_test=50, seed=0)
     small = ni.load_dataset("digits:3,8", n_train=40, n_test=10, seed=0)
-    res = {"ihvp": ihvp_methods(small, 64)}
-    print(f"IHVP methods (n=40, width 64, P={res['ihvp']['n_params']}):")
-    for m in ("dense", "woodbury", "cg", "lissa"):
-        r = res["ihvp"][m]
-        print(f"  {m:9s} {r['seconds']:8.3f} s  iters {r['iterations']:6d}  residual "
-              f"{r['residual']:.1e}  max rel diff vs dense {r['max_rel_diff_vs_dense']:.1e}")
-    res["gn_vs_gd"] = gn_vs_gd(small, 1024, 1e-7)
-    g = res["gn_vs_gd"]
-    print(f"GN vs GD (n=40, width 1024, f_tol 1e-7): GN {g['gn']['seconds']:.2f} s "
-          f"({g['gn']['iterations']} it), GD {g['gd']['seconds']:.2f} s "
-          f"({g['gd']['iterations']} it, converged={g['gd']['converged']}) -> speed-up "
-          f"{g['speedup_gn_over_gd']:.1f}x, prediction gap {g['max_prediction_gap']:.1e}")
+    res: dict = {}
+    if not args.solvers_only:
+        res["ihvp"] = ihvp_methods(small, 64)
+        print(f"IHVP methods (n=40, width 64, P={res['ihvp']['n_params']}):")
+        for m in ("dense", "woodbury", "cg", "lissa"):
+            r = res["ihvp"][m]
+            print(f"  {m:9s} {r['seconds']:8.3f} s  iters {r['iterations']:6d}  residual "
+                  f"{r['residual']:.1e}  max rel diff vs dense {r['max_rel_diff_vs_dense']:.1e}")
+    tiny = ni.load_dataset("digits:3,8", n_train=8, n_test=4, seed=0)
+    res["gn_vs_gd"] = [gn_vs_gd(tiny, 1024, 1e-9, lam=5.0), gn_vs_gd(small, 1024, 1e-7)]
+    for g in res["gn_vs_gd"]:
+        print(f"GN vs GD (n={g['n_train']}, width 1024, lam {g['lam']}, f_tol {g['f_tol']}): "
+              f"GN {g['gn']['seconds']:.2f} s ({g['gn']['iterations']} it, converged="
+              f"{g['gn']['converged']}), GD {g['gd']['seconds']:.2f} s ({g['gd']['iterations']} "
+              f"it, converged={g['gd']['converged']}, stalled={g['gd']['stalled']}) -> speed-up "
+              f"{g['speedup_gn_over_gd']:.1f}x, prediction gap {g['max_prediction_gap']:.1e}")
+    if args.solvers_only:
+        args.widths = []
     res["throughput"] = []
     for w in args.widths:
         t = throughput(ds, w, args.retrains, args.steps)
@@ -127,8 +136,9 @@ def main() -> None:
               f"net, {t['gn_iterations_to_1e-6']} steps to 1e-6 -> "
               f"{t['loo_nets_per_minute']:.2f} LOO nets/min")
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "bench_nets.json").write_text(json.dumps(res, indent=2, default=float))
-    print(f"wrote {OUT / 'bench_nets.json'}")
+    name = "bench_nets_solvers.json" if args.solvers_only else "bench_nets.json"
+    (OUT / name).write_text(json.dumps(res, indent=2, default=float))
+    print(f"wrote {OUT / name}")
 
 
 if __name__ == "__main__":

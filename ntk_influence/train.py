@@ -54,7 +54,9 @@ class SolverSettings:
       step_size: GD step ``eta`` (default ``step_factor / (lambda_max + lam)``).
       step_factor: GD step as a fraction of ``1 / (lambda_max + lam)``; must be < 2.
       armijo: sufficient-decrease constant of the GN line search.
-      anneal: GD halves its step whenever the loss rises (a ReLU kink was crossed), so it keeps
+      anneal: off by default (fixed-step GD, the faithful discretisation, which chatters on
+        ReLU kinks and then reports non-convergence). When on, GD halves its step whenever the
+        loss rises (a ReLU kink was crossed), so it keeps
         following the gradient flow to the kink-limited minimiser instead of chattering.
     """
 
@@ -65,7 +67,7 @@ class SolverSettings:
     step_size: float | None = None
     step_factor: float = 1.0
     armijo: float = 1e-4
-    anneal: bool = True
+    anneal: bool = False
 
     def resolved(self) -> SolverSettings:
         """Settings with defaults filled in and checked."""
@@ -119,7 +121,7 @@ class TrainResult:
       iterations: steps taken.
       converged: whether ``f_change <= f_tol`` was met.
       stalled: the GN line search found no decrease, or annealed GD shrank its step below
-        ``eta / 1024`` (stuck on a kink); the run stopped there and is not converged.
+        ``2^-30 eta`` (stuck on a kink); the run stopped there and is not converged.
       evaluations: loss evaluations (GN line-search trials, or GD steps).
       method: ``"gn"`` or ``"gd"``.
       step_size: GD step used (NaN for GN).
@@ -298,7 +300,7 @@ def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> A
                 rises = train_loss(new_theta) > loss + 1e-13 * jnp.abs(loss)
                 ok = ~rises if s.anneal else jnp.asarray(True)
                 t_prev = jnp.where(rises & s.anneal, 0.5 * t_prev, t_prev)
-                stalled = stalled | (t_prev < eta * 2.0**-10)  # stuck on a kink: not converged
+                stalled = stalled | (t_prev < eta * 2.0**-30)  # stuck on a kink: not converged
                 n_ls = n_ls + 1
             new_loss, new_g, new_f, _ = value_grad(new_theta)
             bad = ~jnp.isfinite(new_loss) | (new_loss > 1e8 * (loss0 + 1.0))

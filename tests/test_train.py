@@ -24,7 +24,8 @@ def small():
     net = N.two_layer_net(5, 1024, symmetric=True, seed=1)
     gn = T.train(net, x, y, 5.0, x_test=xt, settings=T.SolverSettings("gn", f_tol=1e-12))
     gd = T.train(net, x, y, 5.0, x_test=xt,
-                 settings=T.SolverSettings("gd", f_tol=1e-12, window=50, max_steps=20000))
+                 settings=T.SolverSettings("gd", f_tol=1e-12, window=50, max_steps=20000,
+                                           anneal=True))
     return net, x, y, xt, gn, gd
 
 
