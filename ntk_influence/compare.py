@@ -236,7 +236,15 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
 
 
 def save_comparison(path: str | Path, c: WidthComparison) -> None:
-    """Save one width's comparison (``.npz`` arrays plus ``.json`` record) atomically."""
+    """Save one width's comparison (``.npz`` arrays plus ``.json`` record) atomically.
+
+    Args:
+      path: destination stem (suffixes are replaced).
+      c: the comparison.
+
+    Returns:
+      None.
+    """
     p = Path(path)
     save_npz(p.with_suffix(".npz"), train_index=c.train_index, actual=c.actual,
              **{f"pred_{k}": v for k, v in c.predicted.items()})
@@ -245,7 +253,14 @@ def save_comparison(path: str | Path, c: WidthComparison) -> None:
 
 
 def load_comparison(path: str | Path) -> WidthComparison:
-    """Load what :func:`save_comparison` wrote."""
+    """Load what :func:`save_comparison` wrote.
+
+    Args:
+      path: the stem given to :func:`save_comparison`.
+
+    Returns:
+      :class:`WidthComparison`.
+    """
     p = Path(path)
     arr, meta = load_npz(p.with_suffix(".npz")), load_json(p.with_suffix(".json"))
     pred = {k[len("pred_"):]: v for k, v in arr.items() if k.startswith("pred_")}

@@ -328,8 +328,17 @@ def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> A
 @functools.lru_cache(maxsize=16)
 def jitted_solver(net: FunctionalNet, settings: SolverSettings, n_train: int,
                   batched: bool = False) -> Any:
-    """The jit-compiled :func:`make_solver` (vmapped over weights and starts when ``batched``),
-    cached so that repeated runs on the same net and settings compile once."""
+    """The jit-compiled :func:`make_solver`, cached so that repeated runs compile once.
+
+    Args:
+      net: the network.
+      settings: resolved :class:`SolverSettings` (hashable: part of the cache key).
+      n_train: number of training rows.
+      batched: vmap over the per-point weights (one leave-one-out mask per row).
+
+    Returns:
+      The compiled solve function.
+    """
     solve = make_solver(net, settings, n_train)
     if batched:
         solve = jax.vmap(solve, in_axes=(None, None, None, None, 0, None, None))
@@ -372,7 +381,17 @@ def estimate_lambda_max(net: FunctionalNet, theta: jax.Array, x: Any, *,
 
 
 def check_xy(net: FunctionalNet, x: Any, y: Any, name: str) -> tuple[jax.Array, jax.Array]:
-    """Check ``(n, d)`` inputs and ``(n,)`` labels for the net; return device arrays."""
+    """Check ``(n, d)`` inputs and ``(n,)`` labels for the net.
+
+    Args:
+      net: the network (its input dimension is checked when known).
+      x: inputs.
+      y: labels.
+      name: ``"train"`` or ``"test"``, used in messages.
+
+    Returns:
+      ``(x, y)`` as device arrays in the net's dtype.
+    """
     from ._validate import as_array
 
     xa = as_array(x, f"x_{name}", (2,))
@@ -387,7 +406,18 @@ def check_xy(net: FunctionalNet, x: Any, y: Any, name: str) -> tuple[jax.Array, 
 
 def gd_step_size(net: FunctionalNet, theta: jax.Array, x: jax.Array, lam: float,
                  settings: SolverSettings) -> float:
-    """The GD step ``eta``: ``settings.step_size`` or ``step_factor / (lambda_max + lam)``."""
+    """The GD step ``eta``: ``settings.step_size`` or ``step_factor / (lambda_max + lam)``.
+
+    Args:
+      net: the network.
+      theta: parameters where ``lambda_max`` of the eNTK is estimated (the start).
+      x: ``(n, d)`` training inputs.
+      lam: the ridge.
+      settings: the solver settings.
+
+    Returns:
+      The step size.
+    """
     if settings.step_size is not None:
         return float(settings.step_size)
     return settings.step_factor / (estimate_lambda_max(net, theta, x) + lam)
