@@ -14,7 +14,46 @@ from ._errors import (
     TheoryAssumptionWarning,
 )
 from ._precision import precision
+from .analysis import LambdaSweep, influential_examples, lambda_sweep
+from .compare import (
+    WidthComparison,
+    agreement,
+    compare_width,
+    select_points,
+    table_markdown,
+    width_sweep,
+)
+from .complexity import (
+    ComplexityResult,
+    InfluenceGroups,
+    complexity_of_influence_groups,
+    group_complexity,
+    influence_groups,
+)
 from .data import Dataset, flip_labels, load_dataset, unit_normalize
+from .density import (
+    density_vs_error,
+    finite_mixture,
+    kde_log_density,
+    mixture_experiment,
+    point_error_rate,
+)
+from .dynamics import (
+    Agreement,
+    LabelNoiseResult,
+    LinearizedDynamics,
+    NoiseShares,
+    TimeInfluenceResult,
+    influence_over_time,
+    label_noise_experiment,
+    linearized_predictions,
+    most_influential,
+    noise_shares,
+    time_influence_from_kernels,
+)
+from .entk import entk, entk_jacobian, entk_two_layer, relative_frobenius_error
+from .ihvp import IHVPInfluence, IHVPResult, hessian_dense, hvp, ihvp_influence
+from .ihvp import ihvp as ihvp_solve
 from .influence import (
     InfluenceResult,
     influence_from_factor,
@@ -32,35 +71,98 @@ from .kernels import (
     stax_kernel,
 )
 from .krr import KRRFactor, Spectrum, factorize, spectrum
+from .nets import FunctionalNet, ReLUMLP, TwoLayerReLU, functional, initial_output, two_layer_net
+from .plots import influence_scatter, plot_figure, save_figure
+from .retrain import RetrainResult, actual_influence, loo_retrain, plan_chunk_size
+from .train import SolverSettings, TrainResult, estimate_lambda_max, objective
+from .train import train as train_net
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agreement",
+    "ComplexityResult",
     "Dataset",
+    "FunctionalNet",
+    "IHVPInfluence",
+    "IHVPResult",
+    "InfluenceGroups",
     "InfluenceResult",
     "InputError",
     "KRRFactor",
     "Kernel",
+    "LabelNoiseResult",
+    "LambdaSweep",
+    "LinearizedDynamics",
     "MemoryPlanError",
+    "NoiseShares",
     "NotConvergedError",
     "NotConvergedWarning",
+    "ReLUMLP",
+    "RetrainResult",
     "SingularKernelError",
+    "SolverSettings",
     "Spectrum",
     "TheoryAssumptionWarning",
+    "TimeInfluenceResult",
+    "TrainResult",
+    "TwoLayerReLU",
+    "WidthComparison",
+    "actual_influence",
+    "agreement",
     "closed_form_paper_kernel",
+    "compare_width",
+    "complexity_of_influence_groups",
+    "density_vs_error",
+    "entk",
+    "entk_jacobian",
+    "entk_two_layer",
+    "estimate_lambda_max",
     "factorize",
+    "finite_mixture",
     "flip_labels",
+    "functional",
+    "group_complexity",
+    "hessian_dense",
+    "hvp",
+    "ihvp_influence",
+    "ihvp_solve",
     "influence_from_factor",
     "influence_from_kernels",
+    "influence_groups",
+    "influence_over_time",
+    "influence_scatter",
+    "influential_examples",
+    "initial_output",
+    "kde_log_density",
     "kernel_matrix",
+    "label_noise_experiment",
+    "lambda_sweep",
+    "linearized_predictions",
     "load_dataset",
+    "loo_retrain",
+    "mixture_experiment",
+    "most_influential",
+    "noise_shares",
     "ntk_influence",
+    "objective",
     "paper_kernel",
     "paper_stax",
+    "plan_chunk_size",
+    "plot_figure",
+    "point_error_rate",
     "precision",
+    "relative_frobenius_error",
     "relu_mlp_kernel",
     "resolve_kernel",
+    "save_figure",
+    "select_points",
     "spectrum",
     "stax_kernel",
+    "table_markdown",
+    "time_influence_from_kernels",
+    "train_net",
+    "two_layer_net",
     "unit_normalize",
+    "width_sweep",
 ]
