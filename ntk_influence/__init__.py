@@ -30,7 +30,7 @@ from .complexity import (
     group_complexity,
     influence_groups,
 )
-from .data import Dataset, flip_labels, load_dataset, unit_normalize
+from .data import Dataset, dataset_from_arrays, flip_labels, load_dataset, unit_normalize
 from .density import (
     density_vs_error,
     finite_mixture,
@@ -113,6 +113,7 @@ __all__ = [
     "closed_form_paper_kernel",
     "compare_width",
     "complexity_of_influence_groups",
+    "dataset_from_arrays",
     "density_vs_error",
     "entk",
     "entk_jacobian",
