@@ -36,7 +36,7 @@ from .influence import influence_from_kernels
 from .io import load_json, load_npz, save_json, save_npz
 from .kernels import kernel_matrix, paper_kernel
 from .nets import initial_output, two_layer_net
-from .retrain import RetrainResult, loo_retrain
+from .retrain import RetrainResult, loo_retrain, retrain_tolerances
 from .train import SolverSettings, train
 
 VARIANTS = ("ntk", "ntk_f0", "entk0", "ihvp", "ntk_ihvp")
@@ -141,7 +141,7 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
                   seed: int = 0, settings: SolverSettings | None = None,
                   warm_start: bool = False, chunk_size: int | None = None,
                   store: str | Path | None = None, show_progress: bool = True,
-                  dtype: Any = np.float64) -> WidthComparison:
+                  dtype: Any = np.float64, rel_tol: float | None = None) -> WidthComparison:
     """Table 1 for one width: predicted influences against leave-one-out retraining.
 
     Args:
@@ -163,6 +163,10 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
       store: folder for resumable per-chunk retraining results.
       show_progress: progress bars.
       dtype: float64 (default) or float32 parameters.
+      rel_tol: stop each retrain when its predictions move less than ``rel_tol`` times the
+        kernel's predicted ``|Delta|`` (NTK with ``f_0``, eq. 9), floored at ``settings.f_tol``;
+        the full run uses the smallest of these tolerances. ``None``: ``settings.f_tol`` for all.
+        The measured solver error over the actual ``|Delta|`` is reported either way.
 
     Returns:
       :class:`WidthComparison`.
@@ -192,12 +196,23 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
         net = two_layer_net(xtr.shape[1], width, kappa=kappa, symmetric=symmetric, seed=seed,
                             param_dtype=dtype)
         f0_tr, f0_te = initial_output(net, xtr), initial_output(net, xte)
-        full = train(net, xtr, ytr, lam, x_test=xte, settings=s)
+    with precision(np.float64):
+        kfn = paper_kernel("first", implementation="closed_form")
+        kern = np.asarray(kernel_matrix(kfn, xtr))
+        kern_te = np.asarray(kernel_matrix(kfn, xtr, xte))
+        r_ntk = _kernel_influence(kern, kern_te, ytr, yte, lam)
+        r_f0 = _kernel_influence(kern, kern_te, ytr - f0_tr, yte - f0_te, lam)
+    delta_scale = np.abs(r_f0.delta[idx, 0])
+    tols = retrain_tolerances(s, idx.size, rel_tol, delta_scale)
+    with precision(dtype):
+        full = train(net, xtr, ytr, lam, x_test=xte,
+                     settings=dataclasses.replace(s, f_tol=float(tols.min())))
         t_train = time.perf_counter() - t0
         ret: RetrainResult = loo_retrain(net, xtr, ytr, xte, yte, lam, train_index=idx,
                                          settings=s, warm_start=warm_start, full=full,
                                          chunk_size=chunk_size, store=store,
-                                         show_progress=show_progress)
+                                         show_progress=show_progress, rel_tol=rel_tol,
+                                         delta_scale=delta_scale)
         from .ihvp import ihvp_influence
 
         t1 = time.perf_counter()
@@ -206,11 +221,6 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
         t_ihvp = time.perf_counter() - t1
         k0, k0_te = np.asarray(entk(net, xtr)), np.asarray(entk(net, xtr, xte))
     with precision(np.float64):
-        kfn = paper_kernel("first", implementation="closed_form")
-        kern = np.asarray(kernel_matrix(kfn, xtr))
-        kern_te = np.asarray(kernel_matrix(kfn, xtr, xte))
-        r_ntk = _kernel_influence(kern, kern_te, ytr, yte, lam)
-        r_f0 = _kernel_influence(kern, kern_te, ytr - f0_tr, yte - f0_te, lam)
         r_e0 = _kernel_influence(k0.astype(np.float64), k0_te.astype(np.float64), ytr - f0_tr,
                                  yte - f0_te, lam)
     pred = {"ntk": r_ntk.influence[idx, 0], "ntk_f0": r_f0.influence[idx, 0],
@@ -220,6 +230,8 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
     stats = {k: agreement(v, actual) for k, v in pred.items()}
     info = {"kappa": kappa, "symmetric": symmetric, "seed": seed, "lam": lam,
             "n_points": int(idx.size), "solver": s.method, "f_tol": s.f_tol,
+            "rel_tol": rel_tol, "full_f_tol": float(tols.min()),
+            "full_f_change_test": full.f_change_test,
             "full_grad_norm": full.grad_norm, "full_rel_grad_norm": full.rel_grad_norm,
             "full_iterations": full.iterations, "full_converged": full.converged,
             "full_f_change": full.f_change, "f_test": float(full.f_test[0]),

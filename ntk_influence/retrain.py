@@ -52,6 +52,11 @@ class RetrainResult:
       delta: ``(k, t)`` ``f^(i)(x_te) - f(x_te)``.
       influence: ``(k, t)`` ``I_nn = Delta (f - y_te) + Delta^2 / 2`` (eq. 7).
       solver_error: ``(k,)`` each retrain's largest test-prediction change over its last steps.
+      f_tol: ``(k,)`` the tolerance each retrain was stopped at (``settings.f_tol``, or
+        ``rel_tol`` times the predicted ``|Delta|`` when a relative rule was used).
+      rel_tol: the relative stopping rule (``None`` when every retrain used ``settings.f_tol``).
+      refined: ``(k,)`` retrains rerun with a tolerance from the measured ``|Delta|`` because the
+        predicted one was too large (relative rule only); their ``f_tol`` is the rerun's.
       full_solver_error: the same for the full training run.
       grad_norm: ``(k,)`` final gradient norms of the retrains.
       iterations: ``(k,)`` steps of each retrain.
@@ -71,6 +76,9 @@ class RetrainResult:
     influence: np.ndarray
     solver_error: np.ndarray
     full_solver_error: float
+    f_tol: np.ndarray
+    rel_tol: float | None
+    refined: np.ndarray
     grad_norm: np.ndarray
     iterations: np.ndarray
     converged: np.ndarray
@@ -86,6 +94,17 @@ class RetrainResult:
         err = self.solver_error[:, None] + self.full_solver_error
         return err / np.maximum(np.abs(self.delta), np.finfo(float).tiny)
 
+    def flagged(self, max_ratio: float = 0.05) -> np.ndarray:
+        """``(k,)`` retrains whose error bound exceeds ``max_ratio`` of ``|Delta|`` on any test.
+
+        Args:
+          max_ratio: the largest acceptable ``(err_i + err_full) / |Delta|``.
+
+        Returns:
+          Boolean mask over ``train_index``.
+        """
+        return (self.error_ratio > max_ratio).any(axis=1)
+
     def summary(self) -> dict[str, Any]:
         """Scalars describing the run, JSON-ready."""
         r = self.error_ratio
@@ -100,6 +119,12 @@ class RetrainResult:
             "min_abs_delta": float(np.abs(self.delta).min()),
             "median_abs_delta": float(np.median(np.abs(self.delta))),
             "max_error_ratio": float(r.max()), "median_error_ratio": float(np.median(r)),
+            "rel_tol": self.rel_tol, "min_f_tol": float(self.f_tol.min()),
+            "n_refined": int(self.refined.sum()),
+            "max_f_tol": float(self.f_tol.max()),
+            "n_flagged_5pct": int(self.flagged(0.05).sum()),
+            "flagged_5pct": [int(i) for i in self.train_index[self.flagged(0.05)]],
+            "total_iterations": int(self.iterations.sum()),
             "max_iterations": int(self.iterations.max()),
             "max_grad_norm": float(self.grad_norm.max()),
         }
@@ -146,7 +171,8 @@ def loo_retrain(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any, y_t
                 warm_start: bool = False, full: TrainResult | None = None,
                 chunk_size: int | None = None, memory_bytes: int = 2**32,
                 store: str | os.PathLike[str] | ResultStore | None = None,
-                show_progress: bool = True) -> RetrainResult:
+                show_progress: bool = True, rel_tol: float | None = None,
+                delta_scale: Any | None = None) -> RetrainResult:
     """Retrain without each point of ``train_index``: the actual influence of eq. (7).
 
     Args:
@@ -165,6 +191,15 @@ def loo_retrain(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any, y_t
       store: a folder (or :class:`ResultStore`) where each finished chunk is saved; a second
         call with the same folder and settings skips finished chunks.
       show_progress: progress bar on stderr.
+      rel_tol: relative stopping rule: retrain ``i`` stops when its prediction change is below
+        ``max(settings.f_tol, rel_tol * delta_scale[i])``. The measured error ratio
+        (:attr:`RetrainResult.error_ratio`) checks it afterwards against the actual ``|Delta|``;
+        a retrain whose error exceeds ``1.5 rel_tol`` of its measured ``|Delta|`` is rerun once
+        with ``rel_tol`` times the measured ``|Delta|``, and any still above ``4 rel_tol`` is
+        named in a warning.
+        The full run (when trained here) uses the smallest of these tolerances.
+      delta_scale: ``(k,)`` expected ``|Delta|`` per retrain (for instance the kernel's
+        leave-one-out prediction); required with ``rel_tol``.
 
     Returns:
       :class:`RetrainResult`.
@@ -175,8 +210,10 @@ def loo_retrain(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any, y_t
     xte, yte = check_xy(net, x_test, y_test, "test")
     n = xtr.shape[0]
     idx = check_indices(train_index, n, "train_index")
+    tols = retrain_tolerances(s, idx.size, rel_tol, delta_scale)
     if full is None:
-        full = train(net, xtr, ytr, lam, x_test=xte, settings=s)
+        full = train(net, xtr, ytr, lam, x_test=xte,
+                     settings=dataclasses.replace(s, f_tol=float(tols.min())))
     elif full.f_test.shape[0] != xte.shape[0]:
         raise InputError("full was trained with other test points; pass full=None.")
     cs = int(chunk_size or plan_chunk_size(net, n + xte.shape[0], memory_bytes))
@@ -184,45 +221,72 @@ def loo_retrain(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any, y_t
     if isinstance(store, (str, os.PathLike)):
         store = ResultStore(store, meta={
             "train_index": idx.tolist(), "lam": lam, "warm_start": bool(warm_start),
-            "settings": dataclasses.asdict(s), "net": net.description, "chunk_size": cs})
+            "settings": dataclasses.asdict(s), "net": net.description, "chunk_size": cs,
+            "f_tol": tols.tolist()})
     theta_start = full.theta if warm_start else net.theta0
     eta = gd_step_size(net, theta_start, xtr, lam, s) if s.method == "gd" else 0.0
     batched = jitted_solver(net, s, n, batched=True)
     x_all = jnp.concatenate([xtr, xte])
     lam_a, eta_a = jnp.asarray(lam, net.dtype), jnp.asarray(eta, net.dtype)
-    chunks = [idx[c:c + cs] for c in range(0, idx.size, cs)]
     keys = ("f_test", "f_change_test", "grad_norm", "iterations", "converged")
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+
+    def run(ids: np.ndarray, tl: np.ndarray, tag: str) -> dict[str, np.ndarray]:
+        # Chunks run until their slowest retrain stops, so group retrains of similar tolerance.
+        order = np.argsort(-tl, kind="stable")
+        idx_o, tols_o = ids[order], tl[order]
+        chunks = [idx_o[c:c + cs] for c in range(0, ids.size, cs)]
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+        for ci, chunk in progress(list(enumerate(chunks)), total=len(chunks),
+                                  desc=f"LOO {tag} (width {net.width})", enabled=show_progress):
+            name = f"{tag}_{ci}"
+            if store is not None and store.done(name):
+                got = store.load(name)
+                if not np.array_equal(got["train_index"], chunk):
+                    raise InputError(f"{store.root} {name} holds other indices; use another "
+                                     "folder or resume=False.")
+            else:
+                pad = np.concatenate([chunk, np.repeat(chunk[:1], cs - chunk.size)])
+                masks = np.ones((cs, n))
+                masks[np.arange(cs), pad] = 0.0
+                ctol = tols_o[ci * cs:ci * cs + chunk.size]
+                ctol = np.concatenate([ctol, np.repeat(ctol[:1], cs - chunk.size)])
+                with blas_single_thread():
+                    out = batched(net.theta0, theta_start, x_all, ytr,
+                                  jnp.asarray(masks, net.dtype), lam_a, eta_a,
+                                  jnp.asarray(ctol, net.dtype))
+                    jax.block_until_ready(out.theta)
+                if bool(jnp.any(out.diverged)):
+                    raise _divergence_error(eta, s.method)
+                k = chunk.size
+                got = {"train_index": chunk, "f_test": np.asarray(out.f_all)[:k, n:],
+                       "f_change_test": np.asarray(out.f_change_test)[:k],
+                       "grad_norm": np.asarray(out.grad_norm)[:k],
+                       "iterations": np.asarray(out.iterations)[:k],
+                       "converged": np.asarray(out.converged)[:k]}
+                if store is not None:
+                    store.save(name, **got)
+            for key in keys:
+                parts[key].append(np.asarray(got[key]))
+        inv = np.argsort(order)
+        return {k: np.concatenate(v)[inv] for k, v in parts.items()}
+
     t0 = time.perf_counter()
-    for ci, chunk in progress(list(enumerate(chunks)), total=len(chunks),
-                              desc=f"LOO retrain (width {net.width})", enabled=show_progress):
-        if store is not None and store.done(f"chunk_{ci}"):
-            got = store.load(f"chunk_{ci}")
-            if not np.array_equal(got["train_index"], chunk):
-                raise InputError(f"{store.root} chunk {ci} holds other indices; use another "
-                                 "folder or resume=False.")
-        else:
-            pad = np.concatenate([chunk, np.repeat(chunk[:1], cs - chunk.size)])
-            masks = np.ones((cs, n))
-            masks[np.arange(cs), pad] = 0.0
-            with blas_single_thread():
-                out = batched(net.theta0, theta_start, x_all, ytr,
-                              jnp.asarray(masks, net.dtype), lam_a, eta_a)
-                jax.block_until_ready(out.theta)
-            if bool(jnp.any(out.diverged)):
-                raise _divergence_error(eta, s.method)
-            k = chunk.size
-            got = {"train_index": chunk, "f_test": np.asarray(out.f_all)[:k, n:],
-                   "f_change_test": np.asarray(out.f_change_test)[:k],
-                   "grad_norm": np.asarray(out.grad_norm)[:k],
-                   "iterations": np.asarray(out.iterations)[:k],
-                   "converged": np.asarray(out.converged)[:k]}
-            if store is not None:
-                store.save(f"chunk_{ci}", **got)
-        for key in keys:
-            parts[key].append(np.asarray(got[key]))
+    cat = run(idx, tols, "chunk")
+    refined = np.zeros(idx.size, bool)
+    if rel_tol is not None:
+        # Check against the measured Delta: a retrain whose own error exceeds 1.5 rel_tol of
+        # the measured abs(Delta) (the prediction overestimated it) is rerun, once, from the
+        # same start with the tolerance set from the measured abs(Delta).
+        meas = np.abs(cat["f_test"].astype(np.float64) - np.asarray(full.f_test)[None]).min(1)
+        refined = cat["f_change_test"] > 1.5 * rel_tol * meas
+        if refined.any():
+            tols = tols.copy()
+            tols[refined] = np.maximum(s.f_tol, rel_tol * meas[refined])
+            again = run(idx[refined], tols[refined], "refine")
+            for key in keys:
+                cat[key] = cat[key].copy()
+                cat[key][refined] = again[key]
     secs = time.perf_counter() - t0
-    cat = {k: np.concatenate(v) for k, v in parts.items()}
     f_full = np.asarray(full.f_test, np.float64)
     f_loo = cat["f_test"].astype(np.float64)
     delta = f_loo - f_full[None]
@@ -230,13 +294,47 @@ def loo_retrain(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any, y_t
     res = RetrainResult(
         train_index=idx, f_test=f_full, y_test=y_np, f_loo_test=f_loo, delta=delta,
         influence=actual_influence(delta, f_full, y_np), solver_error=cat["f_change_test"],
-        full_solver_error=full.f_change_test, grad_norm=cat["grad_norm"],
+        full_solver_error=full.f_change_test, f_tol=tols, rel_tol=rel_tol, refined=refined,
+        grad_norm=cat["grad_norm"],
         iterations=cat["iterations"], converged=cat["converged"].astype(bool),
         warm_start=bool(warm_start), full=full, settings=s, chunk_size=cs, seconds=secs)
     if not res.converged.all():
         import warnings
 
         warnings.warn(f"{int((~res.converged).sum())} of {idx.size} retrains did not reach "
-                      f"f_tol={s.f_tol:g}; their solver_error is recorded in the result.",
+                      f"their f_tol; their solver_error is recorded in the result.",
                       NotConvergedWarning, stacklevel=2)
+    if rel_tol is not None and res.flagged(4 * rel_tol).any():
+        import warnings
+
+        bad = res.train_index[res.flagged(4 * rel_tol)]
+        warnings.warn(f"retrains {bad.tolist()} have solver error above {4 * rel_tol:g} of "
+                      "the measured abs(Delta) (the predicted scale was too large); rerun them "
+                      "with a smaller rel_tol.", NotConvergedWarning, stacklevel=2)
     return res
+
+
+def retrain_tolerances(settings: SolverSettings, k: int, rel_tol: float | None,
+                       delta_scale: Any | None) -> np.ndarray:
+    """Per-retrain stopping tolerances: ``settings.f_tol`` or the relative rule.
+
+    Args:
+      settings: resolved solver settings (``f_tol`` is the floor).
+      k: number of retrains.
+      rel_tol: fraction of the expected ``|Delta|`` (``None``: absolute ``f_tol`` only).
+      delta_scale: ``(k,)`` expected ``|Delta|`` per retrain.
+
+    Returns:
+      ``(k,)`` tolerances.
+    """
+    if rel_tol is None:
+        return np.full(k, settings.f_tol)
+    if not (0 < rel_tol < 1):
+        raise InputError(f"rel_tol must be in (0, 1), got {rel_tol!r}.")
+    if delta_scale is None:
+        raise InputError("rel_tol needs delta_scale, the expected abs(Delta) per retrain (for "
+                         "example the kernel leave-one-out prediction).")
+    sc = np.abs(np.asarray(delta_scale, np.float64)).reshape(-1)
+    if sc.shape != (k,) or not np.all(np.isfinite(sc)):
+        raise InputError(f"delta_scale must hold {k} finite values, got shape {sc.shape}.")
+    return np.maximum(settings.f_tol, rel_tol * sc)

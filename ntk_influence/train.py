@@ -209,10 +209,11 @@ def objective(net: FunctionalNet, theta: jax.Array, x: jax.Array, y: jax.Array, 
 def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> Any:
     """A pure function that trains ``net`` on eq. (2) and returns a :class:`SolveOut`.
 
-    The returned ``solve(theta0, theta_init, x_all, y, weights, lam, eta)`` takes the
+    The returned ``solve(theta0, theta_init, x_all, y, weights, lam, eta, tol=None)`` takes the
     regularisation centre, the starting point, the stacked train+test inputs (the first
-    ``n_train`` rows are the training set), labels, per-point weights, the ridge and the GD step;
-    it is jit/vmap-compatible (vmap over ``theta_init`` and ``weights`` for leave-one-out runs).
+    ``n_train`` rows are the training set), labels, per-point weights, the ridge, the GD step and
+    optionally a traced ``f_tol`` (default ``settings.f_tol``); it is jit/vmap-compatible (vmap over
+    ``theta_init`` and ``weights`` for leave-one-out runs).
 
     Args:
       net: the network.
@@ -226,8 +227,13 @@ def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> A
     k, gn = s.window, s.method == "gn"
     n = n_train
 
+    if gn and net.kind == "two_layer":
+        return _two_layer_gn_solver(net, s, n_train)
+
     def solve(theta0: jax.Array, theta_init: jax.Array, x_all: jax.Array, y: jax.Array,
-              weights: jax.Array, lam: jax.Array, eta: jax.Array) -> SolveOut:
+              weights: jax.Array, lam: jax.Array, eta: jax.Array,
+              tol: jax.Array | None = None) -> SolveOut:
+        f_tol = s.f_tol if tol is None else tol
         dt = theta0.dtype
         x_tr = x_all[:n]
         n_all = x_all.shape[0]
@@ -267,7 +273,7 @@ def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> A
 
         def cond(c: tuple[Any, ...]) -> jax.Array:
             _, _, _, _, _, it, change, _, diverged, stalled, _, _ = c
-            return (it < s.max_steps) & (change > s.f_tol) & ~diverged & ~stalled
+            return (it < s.max_steps) & (change > f_tol) & ~diverged & ~stalled
 
         def body(c: tuple[Any, ...]) -> tuple[Any, ...]:
             theta, loss, g, f, hist, it, change, change_te, diverged, stalled, t_prev, n_ls = c
@@ -320,7 +326,150 @@ def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> A
         (theta, loss, g, f, _, it, change, change_te, diverged, stalled, _,
          n_ls) = jax.lax.while_loop(cond, body, init)
         return SolveOut(theta, f, loss, jnp.linalg.norm(g), gn0, change, change_te, it,
-                        (change <= s.f_tol) & ~stalled, diverged, stalled, n_ls)
+                        (change <= f_tol) & ~stalled, diverged, stalled, n_ls)
+
+    return solve
+
+
+def _two_layer_gn_solver(net: FunctionalNet, s: SolverSettings, n: int) -> Any:
+    """Damped Gauss-Newton for the two-layer net of eq. (1), on pre-activations.
+
+    The same iteration as the generic ``"gn"`` solver (same direction, line search and stopping
+    rule), organised around ``Z = X W^T`` so that each step costs one ``n^2 m`` pattern Gram
+    (float32, exact for 0/1 patterns) and two ``n m d`` products:
+
+    - ``J dtheta = f - J(W) W(0)`` by positive homogeneity (``J(W) W = f``), and
+      ``J g = K D r + lam J dtheta``, so the gradient is never formed inside the loop;
+    - the direction ``p = -J^T (D r - u) / lam - dtheta`` needs one ``J^T`` product;
+    - ``Z_p = X P^T`` is formed once per step; every line-search trial is then
+      ``relu(Z + t Z_p)``, ``O(n m)``, and the accepted ``Z`` is carried to the next step.
+
+    The final predictions and gradient are recomputed from ``theta`` at the end.
+
+    Args:
+      net: a two-layer :class:`FunctionalNet`.
+      s: resolved settings (method ``"gn"``).
+      n: number of training rows.
+
+    Returns:
+      The solve function, with the signature of :func:`make_solver`'s.
+    """
+    k, m = s.window, net.width
+    a = net.state["a"][...]
+    symmetric = bool(net.description["symmetric"])
+    half = m // 2
+
+    def f_of(z: jax.Array) -> jax.Array:
+        h = jax.nn.relu(z)
+        if symmetric:
+            out = h[:, :half] @ a[:half] + h[:, half:] @ a[half:]
+        else:
+            out = h @ a
+        return out / jnp.sqrt(jnp.asarray(m, z.dtype))
+
+    def solve(theta0: jax.Array, theta_init: jax.Array, x_all: jax.Array, y: jax.Array,
+              weights: jax.Array, lam: jax.Array, eta: jax.Array,
+              tol: jax.Array | None = None) -> SolveOut:
+        f_tol = s.f_tol if tol is None else tol
+        dt = theta0.dtype
+        av = a.astype(dt)
+        rm = 1.0 / jnp.sqrt(jnp.asarray(m, dt))
+        x_tr = x_all[:n]
+        n_all = x_all.shape[0]
+        sw = jnp.sqrt(weights)
+        w0 = theta0.reshape(m, -1)
+        z0_tr = x_tr @ w0.T  # J(W) W(0) needs the initial pre-activations
+        gram_x = x_tr @ x_tr.T
+        eye = jnp.eye(n, dtype=dt)
+
+        def grad_of(theta: jax.Array) -> jax.Array:
+            f_all, vjp = jax.vjp(lambda t: net.apply(t, x_all), theta)
+            cot = jnp.zeros_like(f_all).at[:n].set(weights * (f_all[:n] - y))
+            return vjp(cot)[0] + lam * (theta - theta0)
+
+        def jt(sm: jax.Array, v: jax.Array) -> jax.Array:  # J^T v, flat (m d,)
+            return ((av * rm)[:, None] * ((sm * v[:, None]).T @ x_tr)).reshape(-1)
+
+        def loss_of(f_tr: jax.Array, dsq: jax.Array) -> jax.Array:
+            r = f_tr - y
+            return 0.5 * jnp.sum(weights * r * r) + 0.5 * lam * dsq
+
+        z_init = x_all @ theta_init.reshape(m, -1).T
+        f_init = f_of(z_init)
+        d_init = theta_init - theta0
+        loss0 = loss_of(f_init[:n], jnp.sum(d_init * d_init))
+        g0 = grad_of(theta_init)
+        hist0 = jnp.zeros((k + 1, n_all), dt).at[0].set(f_init)
+        inf = jnp.asarray(jnp.inf, dt)
+        # carry: theta, z, loss, f, hist, it, change, change_te, diverged, stalled, t_prev, n_ls
+        init = (theta_init, z_init, loss0, f_init, hist0, jnp.asarray(0), inf, inf,
+                jnp.asarray(False), jnp.asarray(False), jnp.asarray(1.0, dt), jnp.asarray(0))
+
+        def cond(c: tuple[Any, ...]) -> jax.Array:
+            _, _, _, _, _, it, change, _, diverged, stalled, _, _ = c
+            return (it < s.max_steps) & (change > f_tol) & ~diverged & ~stalled
+
+        def body(c: tuple[Any, ...]) -> tuple[Any, ...]:
+            theta, z, loss, f, hist, it, change, change_te, diverged, stalled, t_prev, n_ls = c
+            z_tr = z[:n]
+            sm = (z_tr > 0).astype(dt)
+            dtheta = theta - theta0
+            dr = weights * (f[:n] - y)
+            kmat = gram_x * _pattern_gram(sm, sm) * (rm * rm)
+            j_dtheta = f[:n] - ((z0_tr * sm) @ av) * rm
+            jg = kmat @ dr + lam * j_dtheta
+            kw = sw[:, None] * kmat * sw[None, :] + lam * eye
+            chol = jax.scipy.linalg.cho_factor(kw, lower=True)
+            u = sw * jax.scipy.linalg.cho_solve(chol, sw * jg)
+            p = -jt(sm, dr - u) / lam - dtheta
+            z_p = x_all @ p.reshape(m, -1).T
+            j_p = ((z_p[:n] * sm) @ av) * rm
+            dp, pp, dd = jnp.dot(dtheta, p), jnp.dot(p, p), jnp.dot(dtheta, dtheta)
+            slope = jnp.dot(dr, j_p) + lam * dp
+            slack = 1e-13 * jnp.abs(loss)
+
+            def trial(t: jax.Array) -> jax.Array:
+                return loss_of(f_of(z_tr + t * z_p[:n]), dd + 2 * t * dp + t * t * pp)
+
+            def ls_cond(lc: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
+                t, new_loss, j = lc
+                return (new_loss > loss + s.armijo * t * slope + slack) & (j < 40)
+
+            def ls_body(lc: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[Any, ...]:
+                t, _, j = lc
+                t = 0.5 * t
+                return t, trial(t), j + 1
+
+            t_try = jnp.minimum(1.0, 4.0 * t_prev)
+            t, new_loss, j = jax.lax.while_loop(ls_cond, ls_body,
+                                                (t_try, trial(t_try), jnp.asarray(0)))
+            ok = j < 40
+            new_theta = theta + t * p
+            new_z = z + t * z_p
+            new_f = f_of(new_z)
+            bad = ~jnp.isfinite(new_loss) | (new_loss > 1e8 * (loss0 + 1.0))
+            it2 = it + 1
+            slot = it2 % (k + 1)
+            hist2 = hist.at[slot].set(new_f)
+            old = hist2[(it2 - k) % (k + 1)]
+            diff = jnp.abs(new_f - old)
+            ch = jnp.where(it2 >= k, jnp.max(diff), inf)
+            ch_te = jnp.where(it2 >= k, jnp.max(diff[n:], initial=0.0), inf)
+            keep = lambda u_, v_: jnp.where(ok, u_, v_)  # noqa: E731
+            return (keep(new_theta, theta), keep(new_z, z), keep(new_loss, loss),
+                    keep(new_f, f), keep(hist2, hist), keep(it2, it), keep(ch, change),
+                    keep(ch_te, change_te), diverged | bad, stalled | ~ok,
+                    jnp.where(ok, t, t_prev), n_ls + j + 1)
+
+        (theta, _, _, _, _, it, change, change_te, diverged, stalled, _,
+         n_ls) = jax.lax.while_loop(cond, body, init)
+        # Recompute from theta: Z was updated incrementally inside the loop.
+        f_all = net.apply(theta, x_all)
+        dfin = theta - theta0
+        loss = loss_of(f_all[:n], jnp.sum(dfin * dfin))
+        return SolveOut(theta, f_all, loss, jnp.linalg.norm(grad_of(theta)),
+                        jnp.linalg.norm(g0), change, change_te, it,
+                        (change <= f_tol) & ~stalled, diverged, stalled, n_ls)
 
     return solve
 
@@ -340,8 +489,8 @@ def jitted_solver(net: FunctionalNet, settings: SolverSettings, n_train: int,
       The compiled solve function.
     """
     solve = make_solver(net, settings, n_train)
-    if batched:
-        solve = jax.vmap(solve, in_axes=(None, None, None, None, 0, None, None))
+    if batched:  # one leave-one-out mask and one tolerance per row
+        solve = jax.vmap(solve, in_axes=(None, None, None, None, 0, None, None, 0))
     return jax.jit(solve)
 
 

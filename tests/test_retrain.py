@@ -82,3 +82,36 @@ def test_bad_index(case):
     net, x, y, xt, yt, full, _ = case
     with pytest.raises(ni.InputError, match="outside"):
         R.loo_retrain(net, x, y, xt, yt, LAM, train_index=[10], full=full, show_progress=False)
+
+
+def test_relative_stopping_rule_keeps_influences_within_tolerance(case):
+    # Loose retrains stopped at 2% of the predicted abs(Delta) against tight ones (f_tol 1e-12):
+    # the prediction changes, hence the influences, agree to well under 2 x 2% of abs(Delta),
+    # with fewer solver steps, and each retrain records its tolerance and error ratio.
+    net, x, y, xt, yt, full, tight = case
+    rel = 0.02
+    scale = np.abs(tight.delta[:, 0])
+    loose_s = T.SolverSettings("gn", f_tol=1e-9)
+    loose = R.loo_retrain(net, x, y, xt, yt, LAM, train_index=tight.train_index,
+                          settings=loose_s, chunk_size=1, show_progress=False, rel_tol=rel,
+                          delta_scale=scale)
+    np.testing.assert_allclose(loose.f_tol, np.maximum(1e-9, rel * scale))
+    assert loose.full.settings.f_tol == pytest.approx(loose.f_tol.min())
+    assert loose.iterations.sum() < tight.iterations.sum()
+    err = np.abs(loose.delta - tight.delta) / np.abs(tight.delta)
+    assert err.max() < 2 * rel
+    np.testing.assert_allclose(loose.influence, tight.influence,
+                               atol=2 * rel * np.abs(tight.influence).max())
+    assert (loose.error_ratio[:, 0] > 0).all() and not loose.flagged(4 * rel).any()
+    summ = loose.summary()
+    assert summ["rel_tol"] == rel and summ["n_flagged_5pct"] == 0
+
+
+def test_relative_rule_bad_input():
+    s = T.SolverSettings("gn").resolved()
+    with pytest.raises(ni.InputError, match="delta_scale"):
+        R.retrain_tolerances(s, 3, 0.02, None)
+    with pytest.raises(ni.InputError, match="3 finite"):
+        R.retrain_tolerances(s, 3, 0.02, [1.0, 2.0])
+    with pytest.raises(ni.InputError, match="rel_tol"):
+        R.retrain_tolerances(s, 3, 1.5, [1.0, 2.0, 3.0])

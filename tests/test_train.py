@@ -113,3 +113,26 @@ def test_wrong_feature_count():
     x, y, _ = _data()
     with pytest.raises(ni.InputError, match="features"):
         T.train(N.two_layer_net(7, 16), x, y, 0.1)
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_two_layer_gn_path_equals_generic_gn(symmetric):
+    # The two-layer solver works on pre-activations (J dtheta by homogeneity, line search on
+    # Z + t Z_p); the generic solver forms gradients and Jacobian products with autodiff. Same
+    # iteration, so the iterates agree to rounding, after a few steps and at convergence.
+    import dataclasses
+
+    x, y, xt = _data(10)
+    net = N.two_layer_net(5, 128, symmetric=symmetric, seed=2)
+    generic = dataclasses.replace(net, kind="generic")
+    w = np.ones(10)
+    w[3] = 0.0
+    s = T.SolverSettings("gn", f_tol=1e-10)
+    a = T.train(net, x, y, 0.3, x_test=xt, settings=s, weights=w, warn=False)
+    b = T.train(generic, x, y, 0.3, x_test=xt, settings=s, weights=w, warn=False)
+    assert a.converged and a.iterations >= 5
+    assert a.iterations == b.iterations and a.evaluations == b.evaluations
+    np.testing.assert_allclose(a.theta, b.theta, atol=1e-10)
+    np.testing.assert_allclose(a.f_test, b.f_test, atol=1e-11)
+    np.testing.assert_allclose(a.grad_norm, b.grad_norm, rtol=1e-8)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-12)
