@@ -80,10 +80,14 @@ def test_bad_compare_input(digits38):
 def test_cli_compare_writes_table_and_resumes(tmp_path):
     out = tmp_path / "cmp"
     args = ["compare", "--n-train", "16", "--n-test", "4", "--widths", "32", "64",
-            "--n-points", "4", "--out", str(out), "--quiet"]
+            "--n-points", "4", "--rel-tol", "0.02", "--out", str(out), "--quiet"]
     assert main(args) == 0
     d = json.loads((out / "compare.json").read_text())
     assert [r["width"] for r in d["widths"]] == [32, 64]
+    for r in d["widths"]:  # the relative rule is recorded with its measured check
+        assert r["rel_tol"] == 0.02 and r["full_f_tol"] <= r["retrain_max_f_tol"]
+        assert r["full_f_tol"] == pytest.approx(r["retrain_min_f_tol"]) or r["retrain_n_refined"]
+        assert r["retrain_min_f_tol"] >= 1e-7 and "retrain_n_refined" in r
     for key in ("pearson", "spearman", "ihvp_pearson", "ihvp_spearman", "f0_test",
                 "full_grad_norm"):
         assert all(key in r for r in d["widths"])
