@@ -52,11 +52,6 @@ class RetrainResult:
       delta: ``(k, t)`` ``f^(i)(x_te) - f(x_te)``.
       influence: ``(k, t)`` ``I_nn = Delta (f - y_te) + Delta^2 / 2`` (eq. 7).
       solver_error: ``(k,)`` each retrain's largest test-prediction change over its last steps.
-      f_tol: ``(k,)`` the tolerance each retrain was stopped at (``settings.f_tol``, or
-        ``rel_tol`` times the predicted ``|Delta|`` when a relative rule was used).
-      rel_tol: the relative stopping rule (``None`` when every retrain used ``settings.f_tol``).
-      refined: ``(k,)`` retrains rerun with a tolerance from the measured ``|Delta|`` because the
-        predicted one was too large (relative rule only); their ``f_tol`` is the rerun's.
       full_solver_error: the same for the full training run.
       grad_norm: ``(k,)`` final gradient norms of the retrains.
       iterations: ``(k,)`` steps of each retrain.
@@ -66,6 +61,11 @@ class RetrainResult:
       settings: the :class:`SolverSettings`.
       chunk_size: retrains per vmapped chunk.
       seconds: wall time of the retraining (this call; resumed chunks not counted).
+      f_tol: ``(k,)`` the tolerance each retrain was stopped at (``settings.f_tol``, or
+        ``rel_tol`` times the predicted ``|Delta|`` when a relative rule was used).
+      rel_tol: the relative stopping rule (``None`` when every retrain used ``settings.f_tol``).
+      refined: ``(k,)`` retrains rerun with a tolerance from the measured ``|Delta|`` because the
+        predicted one was too large (relative rule only); their ``f_tol`` is the rerun's.
     """
 
     train_index: np.ndarray
@@ -76,9 +76,6 @@ class RetrainResult:
     influence: np.ndarray
     solver_error: np.ndarray
     full_solver_error: float
-    f_tol: np.ndarray
-    rel_tol: float | None
-    refined: np.ndarray
     grad_norm: np.ndarray
     iterations: np.ndarray
     converged: np.ndarray
@@ -87,6 +84,16 @@ class RetrainResult:
     settings: SolverSettings
     chunk_size: int
     seconds: float
+    f_tol: np.ndarray | None = None
+    rel_tol: float | None = None
+    refined: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        k = np.shape(self.train_index)[0]
+        if self.f_tol is None:  # absolute rule: every retrain used settings.f_tol
+            object.__setattr__(self, "f_tol", np.full(k, self.settings.f_tol))
+        if self.refined is None:
+            object.__setattr__(self, "refined", np.zeros(k, bool))
 
     @property
     def error_ratio(self) -> np.ndarray:
