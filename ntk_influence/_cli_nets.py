@@ -32,10 +32,11 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--f-tol", type=float, default=1e-7,
                    help="stop when predictions move less than this over the last steps "
                         "(default: %(default)s)")
-    p.add_argument("--rel-tol", type=float, default=None,
+    p.add_argument("--rel-tol", type=float, default=0.005,
                    help="stop each retrain when its predictions move less than this fraction "
                         "of the kernel-predicted abs(Delta) (floored at --f-tol; the full run "
-                        "uses the smallest); the measured ratio is reported (default: off)")
+                        "uses the smallest); the measured ratio is reported; 0 turns it off and "
+                        "uses --f-tol alone (default: %(default)s)")
     p.add_argument("--max-steps", type=int, default=None, help="solver iteration cap")
     p.add_argument("--warm-start", action="store_true",
                    help="retrain from the trained W instead of the same W(0)")
@@ -67,7 +68,7 @@ def _compare_run(args: argparse.Namespace) -> Path:
         resume=args.resume, test_index=args.test_index, n_points=args.n_points,
         kappa=args.kappa, symmetric=args.init == "symmetric", seed=args.net_seed,
         settings=settings, warm_start=args.warm_start, chunk_size=args.chunk_size,
-        show_progress=not args.quiet, dtype=args.dtype, rel_tol=args.rel_tol)
+        show_progress=not args.quiet, dtype=args.dtype, rel_tol=args.rel_tol or None)
     secs = time.perf_counter() - t0
     rows = [c.row() for c in results]
     io.save_json(out / "compare.json", {
