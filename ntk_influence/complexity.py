@@ -30,7 +30,7 @@ import numpy as np
 
 from ._errors import InputError, SingularKernelError
 from ._precision import precision
-from ._validate import as_array, check_labels, check_lam
+from ._validate import as_array, check_indices, check_labels, check_lam
 from .krr import factorize
 
 #: Condition number of ``K`` above which the ridgeless complexity switches to a small ridge.
@@ -129,17 +129,7 @@ def check_groups(groups: Any, n: int) -> list[np.ndarray]:
     out: list[np.ndarray] = []
     seen = np.full(n, -1, np.int64)
     for g_id, g in enumerate(groups):
-        arr = np.asarray(g)
-        if arr.size == 0:
-            raise InputError(f"group {g_id} is empty; every group needs at least one point.")
-        if not np.issubdtype(arr.dtype, np.integer):
-            raise InputError(f"group {g_id} must hold integer indices, got dtype {arr.dtype}.")
-        arr = arr.reshape(-1).astype(np.int64)
-        if arr.min() < 0 or arr.max() >= n:
-            bad = int(arr.min() if arr.min() < 0 else arr.max())
-            raise InputError(f"group {g_id} has index {bad} outside [0, {n}).")
-        if np.unique(arr).size != arr.size:
-            raise InputError(f"group {g_id} repeats an index; list each point once.")
+        arr = check_indices(g, n, f"group {g_id}")
         clash = arr[seen[arr] >= 0]
         if clash.size:
             raise InputError(f"groups {int(seen[clash[0]])} and {g_id} overlap (both hold "

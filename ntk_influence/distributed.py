@@ -1052,20 +1052,5 @@ def sharded_loo_retrain(net: Any, x_train: Any, y_train: Any, x_test: Any, y_tes
     o = got.outputs
     if bool(np.any(o["diverged"])):
         raise tr._divergence_error(eta, s.method)
-    f_full = np.asarray(full.f_test, np.float64)
-    f_loo = o["f_test"].astype(np.float64)
-    delta = f_loo - f_full[None]
-    y_np = np.asarray(yte, np.float64)
-    res = rt.RetrainResult(
-        train_index=idx, f_test=f_full, y_test=y_np, f_loo_test=f_loo, delta=delta,
-        influence=rt.actual_influence(delta, f_full, y_np), solver_error=o["f_change_test"],
-        full_solver_error=full.f_change_test, grad_norm=o["grad_norm"],
-        iterations=o["iterations"], converged=o["converged"].astype(bool),
-        warm_start=bool(warm_start), full=full, settings=s, chunk_size=cs, seconds=secs)
-    if not res.converged.all():
-        from ._errors import NotConvergedWarning
-
-        warnings.warn(f"{int((~res.converged).sum())} of {idx.size} retrains did not reach "
-                      f"f_tol={s.f_tol:g}; their solver_error is recorded in the result.",
-                      NotConvergedWarning, stacklevel=2)
-    return res
+    return rt.assemble_result(idx, full, o, yte, s, warm_start=warm_start, chunk_size=cs,
+                              seconds=secs)

@@ -294,23 +294,8 @@ def loo_retrain(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any, y_t
                 cat[key] = cat[key].copy()
                 cat[key][refined] = again[key]
     secs = time.perf_counter() - t0
-    f_full = np.asarray(full.f_test, np.float64)
-    f_loo = cat["f_test"].astype(np.float64)
-    delta = f_loo - f_full[None]
-    y_np = np.asarray(yte, np.float64)
-    res = RetrainResult(
-        train_index=idx, f_test=f_full, y_test=y_np, f_loo_test=f_loo, delta=delta,
-        influence=actual_influence(delta, f_full, y_np), solver_error=cat["f_change_test"],
-        full_solver_error=full.f_change_test, f_tol=tols, rel_tol=rel_tol, refined=refined,
-        grad_norm=cat["grad_norm"],
-        iterations=cat["iterations"], converged=cat["converged"].astype(bool),
-        warm_start=bool(warm_start), full=full, settings=s, chunk_size=cs, seconds=secs)
-    if not res.converged.all():
-        import warnings
-
-        warnings.warn(f"{int((~res.converged).sum())} of {idx.size} retrains did not reach "
-                      f"their f_tol; their solver_error is recorded in the result.",
-                      NotConvergedWarning, stacklevel=2)
+    res = assemble_result(idx, full, cat, yte, s, warm_start=warm_start, chunk_size=cs,
+                          seconds=secs, f_tol=tols, rel_tol=rel_tol, refined=refined)
     if rel_tol is not None and res.flagged(4 * rel_tol).any():
         import warnings
 
@@ -345,3 +330,45 @@ def retrain_tolerances(settings: SolverSettings, k: int, rel_tol: float | None,
     if sc.shape != (k,) or not np.all(np.isfinite(sc)):
         raise InputError(f"delta_scale must hold {k} finite values, got shape {sc.shape}.")
     return np.maximum(settings.f_tol, rel_tol * sc)
+
+
+def assemble_result(idx: np.ndarray, full: TrainResult, out: dict[str, np.ndarray], y_test: Any,
+                    settings: SolverSettings, *, warm_start: bool, chunk_size: int,
+                    seconds: float, **extra: Any) -> RetrainResult:
+    """Build a :class:`RetrainResult` from the per-retrain solver outputs (eq. 7).
+
+    Warns (:class:`NotConvergedWarning`) when any retrain did not reach its tolerance.
+
+    Args:
+      idx: the left-out training indices.
+      full: the full-data training run.
+      out: per-retrain arrays ``f_test``, ``f_change_test``, ``grad_norm``, ``iterations``,
+        ``converged``, in the order of ``idx``.
+      y_test: test labels.
+      settings: the solver settings shared by every run.
+      warm_start: whether the retrains started from the trained weights.
+      chunk_size: retrains per vmapped chunk.
+      seconds: wall time of the retraining.
+      **extra: further :class:`RetrainResult` fields (``f_tol``, ``rel_tol``, ``refined``).
+
+    Returns:
+      :class:`RetrainResult`.
+    """
+    f_full = np.asarray(full.f_test, np.float64)
+    f_loo = np.asarray(out["f_test"], np.float64)
+    delta = f_loo - f_full[None]
+    y_np = np.asarray(y_test, np.float64)
+    res = RetrainResult(
+        train_index=idx, f_test=f_full, y_test=y_np, f_loo_test=f_loo, delta=delta,
+        influence=actual_influence(delta, f_full, y_np), solver_error=out["f_change_test"],
+        full_solver_error=full.f_change_test, grad_norm=out["grad_norm"],
+        iterations=out["iterations"], converged=np.asarray(out["converged"]).astype(bool),
+        warm_start=bool(warm_start), full=full, settings=settings, chunk_size=chunk_size,
+        seconds=seconds, **extra)
+    if not res.converged.all():
+        import warnings
+
+        warnings.warn(f"{int((~res.converged).sum())} of {idx.size} retrains did not reach "
+                      f"their f_tol; their solver_error is recorded in the result.",
+                      NotConvergedWarning, stacklevel=3)
+    return res
