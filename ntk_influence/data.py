@@ -90,6 +90,20 @@ def unit_normalize(x: Any) -> np.ndarray:
     return (flat / norms[:, None]).reshape(arr.shape)
 
 
+def _center_and_normalize(x_tr: np.ndarray, x_te: np.ndarray, center: bool,
+                          steps: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Optionally centre on the training mean, then scale every point to unit norm.
+
+    Appends what was done to ``steps``.
+    """
+    if center:
+        mu = x_tr.mean(axis=0)
+        x_tr, x_te = x_tr - mu, x_te - mu
+        steps.append("centred on the training mean")
+    steps.append("flattened and scaled to unit norm")
+    return unit_normalize(x_tr), unit_normalize(x_te)
+
+
 def _encode(labels: np.ndarray, classes: tuple[int, ...]) -> np.ndarray:
     if len(classes) == 2:
         return np.where(labels == classes[0], 1.0, -1.0)
@@ -346,12 +360,7 @@ def _from_classes(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.nda
     x_train = xtr[itr].reshape(itr.size, -1).astype(np.float64)
     x_test = xte[ite].reshape(ite.size, -1).astype(np.float64)
     steps = [source]
-    if center:
-        mu = x_train.mean(axis=0)
-        x_train, x_test = x_train - mu, x_test - mu
-        steps.append("centred on the training mean")
-    x_train, x_test = unit_normalize(x_train), unit_normalize(x_test)
-    steps.append("flattened and scaled to unit norm")
+    x_train, x_test = _center_and_normalize(x_train, x_test, center, steps)
     y_train, y_test = _encode(ytr[itr], cls), _encode(yte[ite], cls)
     steps.append("labels +1/-1 (first class +1)" if len(cls) == 2 else "labels one-hot")
     noisy = np.zeros(0, np.int64)
@@ -443,12 +452,7 @@ def dataset_from_arrays(x_train: Any, y_train: Any, x_test: Any, y_test: Any, *,
     steps = [source]
     if ntr is not None or nte is not None:
         steps.append(f"subsampled to {itr.size} train / {ite.size} test")
-    if center:
-        mu = x_tr.mean(axis=0)
-        x_tr, x_te = x_tr - mu, x_te - mu
-        steps.append("centred on the training mean")
-    x_tr, x_te = unit_normalize(x_tr), unit_normalize(x_te)
-    steps.append("flattened and scaled to unit norm")
+    x_tr, x_te = _center_and_normalize(x_tr, x_te, center, steps)
     steps.append("labels as given")
     y_tr, y_te = ytr[itr], yte[ite]
     noisy = np.zeros(0, np.int64)

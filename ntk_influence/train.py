@@ -206,6 +206,21 @@ def objective(net: FunctionalNet, theta: jax.Array, x: jax.Array, y: jax.Array, 
     return 0.5 * jnp.sum(w * r * r) + 0.5 * lam * jnp.sum((theta - t0) ** 2)
 
 
+def _track_change(hist: jax.Array, it: jax.Array, new_f: jax.Array, k: int, n: int
+                  ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Record ``new_f`` in the ring buffer of the last ``k + 1`` predictions.
+
+    Returns the buffer, the new step count and the largest change of the predictions over the
+    last ``k`` steps on all points and on the test points (rows ``n:``); inf before ``k`` steps.
+    """
+    it2 = it + 1
+    hist2 = hist.at[it2 % (k + 1)].set(new_f)
+    diff = jnp.abs(new_f - hist2[(it2 - k) % (k + 1)])
+    ch = jnp.where(it2 >= k, jnp.max(diff), jnp.inf)
+    ch_te = jnp.where(it2 >= k, jnp.max(diff[n:], initial=0.0), jnp.inf)
+    return hist2, it2, ch, ch_te
+
+
 def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> Any:
     """A pure function that trains ``net`` on eq. (2) and returns a :class:`SolveOut`.
 
@@ -310,13 +325,7 @@ def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> A
                 n_ls = n_ls + 1
             new_loss, new_g, new_f, _ = value_grad(new_theta)
             bad = ~jnp.isfinite(new_loss) | (new_loss > 1e8 * (loss0 + 1.0))
-            it2 = it + 1
-            slot = it2 % (k + 1)
-            hist2 = hist.at[slot].set(new_f)
-            old = hist2[(it2 - k) % (k + 1)]
-            diff = jnp.abs(new_f - old)
-            ch = jnp.where(it2 >= k, jnp.max(diff), inf)
-            ch_te = jnp.where(it2 >= k, jnp.max(diff[n:], initial=0.0), inf)
+            hist2, it2, ch, ch_te = _track_change(hist, it, new_f, k, n)
             keep = lambda a, b: jnp.where(ok, a, b)  # noqa: E731
             stop = ~ok if gn else jnp.asarray(False)
             return (keep(new_theta, theta), keep(new_loss, loss), keep(new_g, g),
@@ -448,13 +457,7 @@ def _two_layer_gn_solver(net: FunctionalNet, s: SolverSettings, n: int) -> Any:
             new_z = z + t * z_p
             new_f = f_of(new_z)
             bad = ~jnp.isfinite(new_loss) | (new_loss > 1e8 * (loss0 + 1.0))
-            it2 = it + 1
-            slot = it2 % (k + 1)
-            hist2 = hist.at[slot].set(new_f)
-            old = hist2[(it2 - k) % (k + 1)]
-            diff = jnp.abs(new_f - old)
-            ch = jnp.where(it2 >= k, jnp.max(diff), inf)
-            ch_te = jnp.where(it2 >= k, jnp.max(diff[n:], initial=0.0), inf)
+            hist2, it2, ch, ch_te = _track_change(hist, it, new_f, k, n)
             keep = lambda u_, v_: jnp.where(ok, u_, v_)  # noqa: E731
             return (keep(new_theta, theta), keep(new_z, z), keep(new_loss, loss),
                     keep(new_f, f), keep(hist2, hist), keep(it2, it), keep(ch, change),
