@@ -10,6 +10,8 @@ from ._errors import (
     MemoryPlanError,
     NotConvergedError,
     NotConvergedWarning,
+    NumericalError,
+    PrecisionWarning,
     SingularKernelError,
     TheoryAssumptionWarning,
 )
@@ -43,7 +45,6 @@ from .distributed import (
     LargeInfluence,
     MemoryPlan,
     PrecisionReport,
-    PrecisionWarning,
     device_has_float64,
     float32_influence,
     initialize,
@@ -87,6 +88,7 @@ from .kernels import (
     stax_kernel,
 )
 from .krr import KRRFactor, Spectrum, factorize, spectrum
+from .losses import loss_change
 from .nets import FunctionalNet, ReLUMLP, TwoLayerReLU, functional, initial_output, two_layer_net
 from .plots import influence_scatter, plot_figure, save_figure
 from .retrain import RetrainResult, actual_influence, loo_retrain, plan_chunk_size
@@ -117,6 +119,7 @@ __all__ = [
     "NoiseShares",
     "NotConvergedError",
     "NotConvergedWarning",
+    "NumericalError",
     "PrecisionReport",
     "PrecisionWarning",
     "ReLUMLP",
@@ -167,6 +170,7 @@ __all__ = [
     "linearized_predictions",
     "load_dataset",
     "loo_retrain",
+    "loss_change",
     "make_mesh",
     "map_chunks",
     "memory_plan",

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import InputError, NotConvergedError, SingularKernelError
+from ._errors import InputError, NotConvergedError, NumericalError
 from .cli import Command, log, settings_of
 
 
@@ -503,7 +503,7 @@ def _run_parts(args: argparse.Namespace, parts: list[Part], out: Path, available
             status[part.name] = {"status": "failed", "argv": argv,
                                  "error": f"{type(e).__name__}: {e}",
                                  "traceback": traceback.format_exc()}
-            numerical = isinstance(e, (SingularKernelError, NotConvergedError))
+            numerical = isinstance(e, (NumericalError, NotConvergedError))
             if not args.keep_going or (isinstance(e, InputError) and not numerical):
                 raise
             log(args, f"{part.name}: failed ({type(e).__name__}: {e}); going on (--keep-going)")

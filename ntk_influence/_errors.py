@@ -1,4 +1,9 @@
-"""Exceptions and warnings raised by ntk_influence."""
+"""Exceptions and warnings raised by ntk_influence, all in one place.
+
+Usage errors (bad arguments, files, shapes) are :class:`InputError`. Numerical failures of a
+well-formed problem (a singular kernel) are :class:`NumericalError`. Both are ``ValueError``
+subclasses, so ``except ValueError`` catches either, but they are distinguishable.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,11 @@ class InputError(ValueError):
     """Bad input: the message says what is wrong and how to fix it."""
 
 
-class SingularKernelError(InputError):
+class NumericalError(ValueError):
+    """A well-formed problem that cannot be solved accurately in the working precision."""
+
+
+class SingularKernelError(NumericalError):
     """``K + lam I`` is not numerically positive definite."""
 
 
@@ -25,3 +34,7 @@ class TheoryAssumptionWarning(UserWarning):
 
 class NotConvergedWarning(UserWarning):
     """A solver stopped early; its result carries the residual so the caller can judge it."""
+
+
+class PrecisionWarning(UserWarning):
+    """The requested accuracy cannot be met in the working precision."""

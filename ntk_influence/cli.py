@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._errors import InputError, NotConvergedError, SingularKernelError
+from ._errors import InputError, NotConvergedError, NumericalError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NUMERICAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ntk-influence: interrupted; run again with --resume to continue.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (SingularKernelError, NotConvergedError) as e:
+    except (NumericalError, NotConvergedError) as e:
         print(f"ntk-influence: numerical failure: {e}", file=sys.stderr)
         return EXIT_NUMERICAL
     except InputError as e:

@@ -55,7 +55,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ._errors import InputError, MemoryPlanError, SingularKernelError
+from ._errors import InputError, MemoryPlanError, PrecisionWarning, SingularKernelError
 from ._precision import precision
 from ._validate import check_features, check_labels, check_lam
 from .influence import InfluenceResult, assemble_result
@@ -66,10 +66,6 @@ from .krr import KRRFactor, _lapack, cho_apply, lapack_cho_apply, resolve_engine
 AXIS = "data"
 PrecisionPolicy = Literal["auto", "float64", "float32", "float32-refined"]
 GB = 1e9
-
-
-class PrecisionWarning(UserWarning):
-    """The requested accuracy cannot be met in the working precision."""
 
 
 # --------------------------------------------------------------------------------------------

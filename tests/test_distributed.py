@@ -282,7 +282,7 @@ def test_float32_policy_accuracy_and_warning():
     x, y, xt, yt = _problem(n=150, t=10)
     ref = ni.ntk_influence(x, y, xt, yt, 0.1)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", dd.PrecisionWarning)
+        warnings.simplefilter("error", ni.PrecisionWarning)
         plain = dd.large_influence(x, y, xt, yt, 0.1, precision_policy="float32", rtol=1e-2)
         refined = dd.large_influence(x, y, xt, yt, 0.1, precision_policy="float32-refined",
                                      rtol=1e-2)
@@ -293,7 +293,7 @@ def test_float32_policy_accuracy_and_warning():
     # diag(A), hence the influence, keeps float32's error, within the reported estimate
     assert err(refined.result.a_diag, ref.a_diag) <= 10 * refined.precision.diag_error_estimate
     assert err(refined.result.influence, ref.influence) <= 1e-4
-    with pytest.warns(dd.PrecisionWarning, match="cannot be met"):
+    with pytest.warns(ni.PrecisionWarning, match="cannot be met"):
         dd.large_influence(x, y, xt, yt, 1e-4, precision_policy="float32-refined", rtol=1e-9)
     assert dd.resolve_policy("auto") == "float64"  # the CPU has float64
     with pytest.raises(ni.InputError):
