@@ -1,7 +1,7 @@
 """Benchmark: large n on the CPU against the NumPy/LAPACK floor and the memory plan; float32.
 
 Part 1 (``time``): for n in {4000, 8000, 16000} (``n_test = n/4``, ``d = 784``, synthetic
-unit-norm inputs) it times :func:`ntk_influence.distributed.large_influence` (the memory-planned
+unit-norm inputs) it times :func:`ntk_influence.large_influence` (the memory-planned
 path: kernel, in-place Cholesky, inverse diagonal, spectrum, test blocks) against the NumPy/LAPACK
 floor of ``bench_influence.py`` on the same inputs, each in its own subprocess, and compares the
 peak resident memory of ours with the plan's host figure. The largest size runs once.
@@ -48,12 +48,12 @@ def _worker(method: str, n: int, d: int) -> dict:
     out: dict = {"method": method, "n": n, "d": d}
     t0 = time.perf_counter()
     if method == "ours":
-        from ntk_influence import distributed as dd
+        from ntk_influence import scale as dd
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = dd.large_influence(x, y, xt, yt, LAM)
-        out.update(plan_host_mb=res.plan.host_bytes / 2**20, engine=res.plan.engine,
+        out.update(plan_host_mb=res.plan.host_bytes / 2**20, backend=res.plan.backend,
                    test_block=res.plan.test_block, checksum=float(np.sum(res.result.influence)))
     else:
         out["checksum"] = float(np.sum(floor(x, y, xt, yt, LAM)))
@@ -93,7 +93,7 @@ def part_time(sizes: list[int], d: int, repeats: int) -> list[dict]:
                "ours_peak_mb": max(q["peak_mb"] for q in runs["ours"]),
                "plan_host_mb": o["plan_host_mb"],
                "floor_peak_mb": max(q["peak_mb"] for q in runs["floor"]),
-               "nxn_mb": n * n * 8 / 2**20, "engine": o["engine"],
+               "nxn_mb": n * n * 8 / 2**20, "backend": o["backend"],
                "results_agree": abs(o["checksum"] - f["checksum"]) <= 1e-6 * max(
                    1.0, abs(f["checksum"]))}
         rows.append(row)
@@ -123,7 +123,7 @@ def _structured(n: int, t: int, d: int, seed: int = 1) -> tuple[np.ndarray, ...]
 def part_precision(cases: list[tuple[int, list[float]]], d: int, n_test: int) -> list[dict]:
     """Float32 policies against the float64 reference."""
     import ntk_influence as ni
-    from ntk_influence import distributed as dd
+    from ntk_influence import scale as dd
 
     print(f"{'n':>6} {'lam':>7} {'cond':>9} {'policy':>16} {'beta':>9} {'alpha':>9} "
           f"{'diag(A)':>9} {'influence':>9} {'estimate':>9} {'steps':>7}")

@@ -15,7 +15,7 @@ from ._errors import (
     SingularKernelError,
     TheoryAssumptionWarning,
 )
-from ._precision import precision
+from ._precision import device_has_float64, precision
 from .analysis import LambdaSweep, influential_examples, lambda_sweep
 from .compare import (
     WidthComparison,
@@ -39,21 +39,6 @@ from .density import (
     kde_log_density,
     mixture_experiment,
     point_error_rate,
-)
-from .distributed import (
-    ChunkMapResult,
-    LargeInfluence,
-    MemoryPlan,
-    PrecisionReport,
-    device_has_float64,
-    float32_influence,
-    initialize,
-    large_influence,
-    make_mesh,
-    map_chunks,
-    memory_plan,
-    refine_solve,
-    sharded_loo_retrain,
 )
 from .dynamics import (
     Agreement,
@@ -87,11 +72,25 @@ from .kernels import (
     resolve_kernel,
     stax_kernel,
 )
-from .krr import KRRFactor, Spectrum, factorize, spectrum
+from .krr import KRRFactor, factorize, refine_solve
 from .losses import loss_change
 from .nets import FunctionalNet, ReLUMLP, TwoLayerReLU, functional, initial_output, two_layer_net
 from .plots import influence_scatter, plot_figure, save_figure
 from .retrain import RetrainResult, actual_influence, loo_retrain, plan_chunk_size
+from .scale import (
+    ChunkMapResult,
+    LargeInfluence,
+    MemoryPlan,
+    PrecisionReport,
+    float32_influence,
+    initialize,
+    large_influence,
+    make_mesh,
+    map_chunks,
+    memory_plan,
+    sharded_loo_retrain,
+)
+from .spectrum import Spectrum
 from .train import SolverSettings, TrainResult, estimate_lambda_max, objective
 from .train import train as train_net
 
@@ -192,7 +191,6 @@ __all__ = [
     "save_figure",
     "select_points",
     "sharded_loo_retrain",
-    "spectrum",
     "stax_kernel",
     "table_markdown",
     "time_influence_from_kernels",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import jax
 import numpy as np
@@ -32,3 +33,16 @@ def precision(dtype: np.dtype | type | str = np.float64) -> Iterator[np.dtype]:
         manager = ctx(want)
     with manager:
         yield dt
+
+
+def device_has_float64(device: Any | None = None) -> bool:
+    """Whether ``device`` computes in float64 (CPU and GPU do; TPU does not).
+
+    Args:
+      device: a JAX device (default: the first device).
+
+    Returns:
+      True when float64 arithmetic is native there.
+    """
+    dev = device or jax.devices()[0]
+    return dev.platform in ("cpu", "gpu", "cuda", "rocm")

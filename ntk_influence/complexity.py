@@ -29,7 +29,6 @@ from typing import Any, Literal
 import numpy as np
 
 from ._errors import InputError, SingularKernelError
-from ._precision import precision
 from ._validate import as_array, check_indices, check_labels, check_lam
 from .krr import factorize
 
@@ -190,13 +189,11 @@ def group_complexity(k_train: Any, y_train: Any, groups: Any, lam: float = 0.0, 
             if lam_used <= lam:
                 raise InputError(f"ridge={ridge!r} must exceed lam={lam:g} to help conditioning.")
         factor = factorize(k, y, lam_used, spectrum_method="exact")
-    with precision(factor.dtype):
-        chol_inv = np.asarray(factor.chol_inv)
-        beta = np.asarray(factor.beta)
+    beta = factor.beta
     quad_full = float(np.sum(y * beta))
     norm_rest, sizes, values = [], [], []
     for s in glist:
-        b_ss = chol_inv[:, s].T @ chol_inv[:, s]  # B_SS = (L^-1 e_S)^T (L^-1 e_S)
+        b_ss = factor.a_columns(s)[s]  # B_SS, one solve per group
         d = float(np.sum(beta[s] * np.linalg.solve(b_ss, beta[s])))
         rest = max(quad_full - d, 0.0)
         norm_rest.append(np.sqrt(rest))

@@ -20,16 +20,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ._errors import InputError
-from ._precision import precision
 from ._validate import as_array, check_features, check_indices, check_labels, check_lam
 from .data import unit_normalize
 from .kernels import Kernel, kernel_matrix, resolve_kernel
-from .krr import KRRFactor, SpectrumMethod, cho_apply, factorize, lapack_cho_apply
+from .krr import Backend, DeviceFactor, KRRFactor, factorize, resolve_backend
+from .losses import loss_change
+from .spectrum import Spectrum, SpectrumMethod
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,12 +51,13 @@ class InfluenceResult:
       beta: ``(K + lam I)^-1 y``.
       self_influence: ``(n_train,)`` influence of each point on its own loss.
       lam: the ridge.
-      lambda_min: least eigenvalue of ``K``.
-      lambda_max: largest eigenvalue of ``K``.
-      cond: condition number of ``K + lam I``.
-      spectrum_method: how the eigenvalues were obtained (``exact``/``lanczos``).
+      cond_estimate: the factorisation's cheap lower bound on ``cond(K + lam I)``.
       kernel: kernel description.
-      factor: the :class:`KRRFactor`, kept for exact group removal.
+      factor: the :class:`KRRFactor`, kept for exact group removal and the spectrum.
+      spectrum_cache: the spectrum, when it was computed before the factor was dropped.
+
+    The extreme eigenvalues (``lambda_min``, ``lambda_max``, ``cond`` and the Theorem 3 bounds)
+    are properties computed on first read from the factorisation.
     """
 
     influence: np.ndarray
@@ -72,12 +72,74 @@ class InfluenceResult:
     beta: np.ndarray
     self_influence: np.ndarray
     lam: float
-    lambda_min: float
-    lambda_max: float
-    cond: float
-    spectrum_method: str
+    cond_estimate: float
     kernel: str
     factor: KRRFactor | None = dataclasses.field(default=None, repr=False, compare=False)
+    spectrum_cache: Spectrum | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def spectrum(self) -> Spectrum:
+        """Extreme eigenvalues of ``K`` (computed on first read, then cached by the factor)."""
+        if self.spectrum_cache is not None:
+            return self.spectrum_cache
+        if self.factor is None:
+            raise InputError("this result was made with keep_factor=False and spectrum='none'; "
+                             "recompute with keep_factor=True or another spectrum method.")
+        return self.factor.spectrum
+
+    @property
+    def lambda_min(self) -> float:
+        """Least eigenvalue of ``K``."""
+        return self.spectrum.lambda_min
+
+    @property
+    def lambda_max(self) -> float:
+        """Largest eigenvalue of ``K``."""
+        return self.spectrum.lambda_max
+
+    @property
+    def spectrum_method(self) -> str:
+        """How the eigenvalues were obtained (``"exact"``, ``"iterative"`` or ``"none"``)."""
+        return self.spectrum.method
+
+    @property
+    def cond(self) -> float:
+        """``cond(K + lam I) = (lambda_max + lam) / (lambda_min + lam)``."""
+        sp = self.spectrum
+        return float((sp.lambda_max + self.lam) / (sp.lambda_min + self.lam))
+
+    @classmethod
+    def from_test_side(cls, factor: KRRFactor, y_test: np.ndarray, alpha: np.ndarray,
+                       influence: np.ndarray, ihvp: np.ndarray, f_test: np.ndarray,
+                       kernel_name: str) -> InfluenceResult:
+        """Build the result from a factorisation and the test-side arrays of any backend.
+
+        The training-side quantities (leverage, residuals, self-influence: eq. 9 at ``x_i``)
+        come from the factor.
+
+        Args:
+          factor: the factorisation of ``K + lam I``.
+          y_test: ``(n_test,)`` or ``(n_test, k)`` test labels.
+          alpha: ``(n_train, n_test)`` ``A K_te``.
+          influence: ``(n_train, n_test)`` exact influences.
+          ihvp: ``(n_train, n_test)`` IHVP estimates.
+          f_test: ``(n_test, k)`` predictions.
+          kernel_name: description stored in the result.
+
+        Returns:
+          :class:`InfluenceResult`.
+        """
+        beta, a_diag, y, lam = factor.beta, factor.a_diag, factor.y, factor.lam
+        h = factor.leverage
+        r = -lam * beta  # training residual f(x_i) - y_i
+        d = -beta * h[:, None] / a_diag[:, None]  # f^(i)(x_i) - f(x_i), no cancellation
+        self_infl = loss_change(d, r, axis=1)
+        shape = (lambda a: a[:, 0]) if y_test.ndim == 1 else (lambda a: a)
+        return cls(influence=influence, ihvp=ihvp, alpha=alpha, leverage=h,
+                   f_test=shape(f_test), y_test=y_test, f_train=shape(y + r),
+                   loo_f_train=shape(y - beta / a_diag[:, None]), a_diag=a_diag,
+                   beta=shape(beta), self_influence=self_infl, lam=lam,
+                   cond_estimate=factor.cond_estimate, kernel=kernel_name, factor=factor)
 
     @property
     def n_train(self) -> int:
@@ -170,8 +232,7 @@ class InfluenceResult:
         s = check_indices(idx, self.n_train, "idx")
         if s.size >= self.n_train:
             raise InputError("cannot remove every training point; leave at least one.")
-        with precision(self.factor.dtype):
-            a_ss = np.asarray(self.factor.a_columns(s))[s]
+        a_ss = self.factor.a_columns(s)[s]
         beta_s = self._y2(self.beta)[s]
         coef = np.linalg.solve(a_ss, beta_s)  # (|S|, k)
         d = -(self.alpha[s].T @ coef)
@@ -189,11 +250,9 @@ class InfluenceResult:
         single = (isinstance(groups, np.ndarray) and groups.ndim == 1) or (
             isinstance(groups, (list, tuple)) and all(np.ndim(g) == 0 for g in groups))
         glist = [np.asarray(groups)] if single else [np.asarray(g) for g in groups]
-        out = []
         r = self._y2(self.test_residual)
-        for g in glist:
-            d = self.group_delta(g).reshape(self.n_test, -1)
-            out.append(np.sum(d * r + 0.5 * d * d, axis=1))
+        out = [loss_change(self.group_delta(g).reshape(self.n_test, -1), r, axis=1)
+               for g in glist]
         res = np.stack(out)
         return res[0] if single else res
 
@@ -221,28 +280,19 @@ class InfluenceResult:
         return order[kind][: int(k)]
 
 
-@jax.jit
-def _test_side(chol: jax.Array, beta: jax.Array, a_diag: jax.Array, lam: jax.Array,
-               k_test: jax.Array, y_test: jax.Array) -> tuple[jax.Array, ...]:
-    alpha = cho_apply(chol, k_test)  # (n, t) = A K_te, two triangular solves
-    f_te = k_test.T @ beta  # (t, k)
-    r_te = f_te - y_test
-    c = -beta / a_diag[:, None]  # LOO residuals (n, k)
-    e = -lam * beta  # training residuals (n, k)
-    influence = alpha * (c @ r_te.T) + 0.5 * alpha**2 * jnp.sum(c * c, axis=1)[:, None]
-    ihvp = alpha * (e @ r_te.T)
-    return alpha, f_te, influence, ihvp
-
-
 def influence_from_factor(factor: KRRFactor, k_test: Any, y_test: Any, *, block_size: int = 4096,
                           kernel_name: str = "precomputed") -> InfluenceResult:
-    """Exact NTK influence and IHVP for test kernels ``k_test`` from an existing factorisation.
+    """Exact NTK influence (eq. 8-9) and IHVP (eq. 13) for test kernels from a factorisation.
+
+    The test points are processed in blocks by the factor's backend (host LAPACK solves, one
+    jit program on a device, or refined float32 solves), all through
+    :func:`ntk_influence.losses.influence_block`.
 
     Args:
-      factor: from :func:`ntk_influence.krr.factorize`.
+      factor: from :func:`ntk_influence.factorize`.
       k_test: ``(n_train, n_test)`` kernel between training and test points.
       y_test: ``(n_test,)`` or ``(n_test, k)`` test labels.
-      block_size: test points per block (jit-compiled on the JAX engine).
+      block_size: test points per block (one jit compilation on a device).
       kernel_name: description stored in the result.
 
     Returns:
@@ -260,88 +310,36 @@ def influence_from_factor(factor: KRRFactor, k_test: Any, y_test: Any, *, block_
     if yt2.shape[1] != kk:
         raise InputError(f"y_test has {yt2.shape[1]} outputs but y_train has {kk}.")
     dt = factor.dtype
-    alpha = np.empty((n, t), dt)
-    infl = np.empty((n, t), dt)
-    ihvp = np.empty((n, t), dt)
+    alpha, infl, ihvp = (np.empty((n, t), dt) for _ in range(3))
     f_te = np.empty((t, kk), dt)
     bs = max(1, min(int(block_size), t))
-    if isinstance(factor.chol, np.ndarray):  # host (LAPACK) factor: stay on the host
-        beta_h, ad = np.asarray(factor.beta), np.asarray(factor.a_diag)
-        c = -beta_h / ad[:, None]  # LOO residuals (n, k)
-        c2 = 0.5 * np.sum(c * c, axis=1)[:, None]
-        e = -factor.lam * beta_h  # training residuals (n, k)
-        for s in range(0, t, bs):
-            kb = np.ascontiguousarray(kt[:, s:s + bs], dtype=dt)
-            a_b = lapack_cho_apply(factor.chol, kb)
-            f_b = kb.T @ beta_h
-            r_b = f_b - yt2[s:s + bs]
-            alpha[:, s:s + bs], f_te[s:s + bs] = a_b, f_b
-            infl[:, s:s + bs] = a_b * (c @ r_b.T) + a_b * a_b * c2
-            ihvp[:, s:s + bs] = a_b * (e @ r_b.T)
-    else:
-        with precision(dt):
-            lam = jnp.asarray(factor.lam, dt)
-            for s in range(0, t, bs):
-                kb, yb = kt[:, s:s + bs], yt2[s:s + bs]
-                m = kb.shape[1]
-                if m < bs:  # pad so every block has one shape (one compilation)
-                    kb = np.pad(kb, ((0, 0), (0, bs - m)))
-                    yb = np.pad(yb, ((0, bs - m), (0, 0)))
-                out = _test_side(factor.chol, factor.beta, factor.a_diag, lam,
-                                 jnp.asarray(kb, dt), jnp.asarray(yb, dt))
-                a_b, f_b, i_b, h_b = (np.asarray(o) for o in out)
-                alpha[:, s:s + m], f_te[s:s + m] = a_b[:, :m], f_b[:m]
-                infl[:, s:s + m], ihvp[:, s:s + m] = i_b[:, :m], h_b[:, :m]
-    return assemble_result(factor, yt, alpha, infl, ihvp, f_te, kernel_name)
+    pad = isinstance(factor, DeviceFactor)  # one block shape, one compilation
+    for s in range(0, t, bs):
+        kb, yb = kt[:, s:s + bs], yt2[s:s + bs]
+        m = kb.shape[1]
+        if pad and m < bs:
+            kb = np.pad(kb, ((0, 0), (0, bs - m)))
+            yb = np.pad(yb, ((0, bs - m), (0, 0)))
+        a_b, f_b, i_b, h_b = factor.test_side(kb, yb)
+        alpha[:, s:s + m], f_te[s:s + m] = a_b[:, :m], f_b[:m]
+        infl[:, s:s + m], ihvp[:, s:s + m] = i_b[:, :m], h_b[:, :m]
+    return InfluenceResult.from_test_side(factor, np.asarray(yt, dt), alpha, infl, ihvp, f_te,
+                                          kernel_name)
 
 
-def assemble_result(factor: KRRFactor, y_test: np.ndarray, alpha: np.ndarray,
-                    influence: np.ndarray, ihvp: np.ndarray, f_test: np.ndarray,
-                    kernel_name: str) -> InfluenceResult:
-    """Build an :class:`InfluenceResult` from a factorisation and the test-side arrays.
-
-    The training-side quantities (leverage, residuals, self-influence, eq. 9 at ``x_i``) come
-    from the factor; the test-side arrays come from any engine (host, device, sharded).
-
-    Args:
-      factor: the factorisation of ``K + lam I``.
-      y_test: ``(n_test,)`` or ``(n_test, k)`` test labels.
-      alpha: ``(n_train, n_test)`` ``A K_te``.
-      influence: ``(n_train, n_test)`` exact influences.
-      ihvp: ``(n_train, n_test)`` IHVP estimates.
-      f_test: ``(n_test, k)`` predictions.
-      kernel_name: description stored in the result.
-
-    Returns:
-      :class:`InfluenceResult`.
-    """
-    with precision(factor.dtype):
-        beta = np.asarray(factor.beta)
-        a_diag = np.asarray(factor.a_diag)
-        y = np.asarray(factor.y)
-    yt = y_test
-    f_te = f_test
-    infl = influence
-    lamf = factor.lam
-    scalar = yt.ndim == 1
-    h = 1.0 - lamf * a_diag
-    r = -lamf * beta  # training residual
-    d = -beta * h[:, None] / a_diag[:, None]  # f^(i)(x_i) - f(x_i), no cancellation
-    self_infl = np.sum(d * (r + 0.5 * d), axis=1)
-    shape = (lambda a: a[:, 0]) if scalar else (lambda a: a)
-    sp = factor.spectrum
-    return InfluenceResult(
-        influence=infl, ihvp=ihvp, alpha=alpha, leverage=h, f_test=shape(f_te), y_test=yt,
-        f_train=shape(y + r), loo_f_train=shape(y - beta / a_diag[:, None]), a_diag=a_diag,
-        beta=shape(beta), self_influence=self_infl, lam=lamf, lambda_min=sp.lambda_min,
-        lambda_max=sp.lambda_max, cond=factor.cond, spectrum_method=sp.method, kernel=kernel_name,
-        factor=factor)
+def _finish(res: InfluenceResult, keep_factor: bool) -> InfluenceResult:
+    """Drop the factor when asked, computing the spectrum first unless its method is "none"."""
+    if keep_factor or res.factor is None:
+        return res
+    sp = res.factor.spectrum if res.factor.spectrum_method != "none" else None
+    return dataclasses.replace(res, factor=None, spectrum_cache=sp)
 
 
 def influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test: Any, lam: float = 0.1,
                            *, spectrum: SpectrumMethod = "auto", block_size: int = 4096,
                            dtype: Any = np.float64, kernel_name: str = "precomputed",
-                           keep_factor: bool = True) -> InfluenceResult:
+                           keep_factor: bool = True, backend: Backend = "auto",
+                           overwrite_k: bool = False) -> InfluenceResult:
     """Exact NTK influence (eq. 8-9) from precomputed kernel matrices.
 
     Args:
@@ -350,11 +348,15 @@ def influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test: Any,
       y_train: ``(n_train,)`` or ``(n_train, k)`` labels (e.g. one-hot).
       y_test: ``(n_test,)`` or ``(n_test, k)`` labels.
       lam: ridge ``lam >= 0`` (0 only when ``K`` is numerically positive definite).
-      spectrum: ``"auto"``, ``"exact"``, ``"lanczos"`` or ``"none"`` (extreme eigenvalues).
+      spectrum: how the extreme eigenvalues are computed when first read: ``"auto"`` (dense up to
+        n = 1024, else iterative), ``"exact"``, ``"iterative"`` or ``"none"``.
       block_size: test points per block.
-      dtype: float64 (default) or float32.
+      dtype: float64 (default) or float32: the dtype of every returned array.
       kernel_name: description stored in the result.
-      keep_factor: keep the factorisation in the result (needed by ``group_influence``).
+      keep_factor: keep the factorisation in the result (group removal, lazy spectrum); when
+        False the spectrum is computed before the factor is dropped.
+      backend: where the factorisation runs (see :func:`ntk_influence.factorize`).
+      overwrite_k: let the host backend factorise ``k_train`` in place (it is destroyed).
 
     Returns:
       :class:`InfluenceResult`.
@@ -362,22 +364,27 @@ def influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test: Any,
     lam = check_lam(lam)
     k = as_array(k_train, "k_train", (2,))
     y = check_labels(y_train, k.shape[0], "y_train")
-    factor = factorize(k, y, lam, spectrum_method=spectrum, dtype=dtype)
+    factor = factorize(k, y, lam, spectrum_method=spectrum, dtype=dtype, backend=backend,
+                       overwrite_k=overwrite_k)
+    del k
     res = influence_from_factor(factor, k_test, y_test, block_size=block_size,
                                 kernel_name=kernel_name)
-    return res if keep_factor else dataclasses.replace(res, factor=None)
+    return _finish(res, keep_factor)
 
 
 def ntk_influence(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: float = 0.1, *,
                   kernel: Kernel | str | Any = "paper", normalize: bool = False,
                   spectrum: SpectrumMethod = "auto", block_size: int = 2048,
-                  dtype: Any = np.float64, keep_factor: bool = True) -> InfluenceResult:
+                  dtype: Any = np.float64, keep_factor: bool = True,
+                  backend: Backend = "auto") -> InfluenceResult:
     """Exact influence of every training point on every test loss for the infinite-width net.
 
     Computes the NTK (default: eq. 4, the paper's two-layer ReLU net with the first layer
     trained), factorises ``K + lam I`` once, and returns the exact leave-one-out influence
     (eq. 8-9), the kernel-regime IHVP (eq. 13), Prop. 2's terms, the ridge leverage and
-    Theorem 3's bounds. Runs in float64 by default without touching the global x64 flag.
+    Theorem 3's bounds. The memory plan is checked before anything large is allocated
+    (:class:`MemoryPlanError` otherwise). Returns float64 by default whatever JAX's global x64
+    flag is.
 
     Args:
       x_train: ``(n_train, d)`` inputs (unit norm for eq. 4; see ``normalize``).
@@ -388,10 +395,13 @@ def ntk_influence(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: flo
       kernel: ``"paper"``, ``"paper-both"``, a :class:`Kernel` or a stax ``kernel_fn``.
       normalize: scale every input to unit norm first (otherwise non-unit inputs raise for
         kernels that assume it).
-      spectrum: how to get ``lambda_min``/``lambda_max`` (``"auto"``: exact up to n=2048).
+      spectrum: how the extreme eigenvalues are computed when first read (``"auto"``: dense up
+        to n = 1024, else iterative; ``"none"``).
       block_size: rows per kernel block and test points per influence block.
       dtype: float64 (default) or float32.
-      keep_factor: keep the factorisation for exact group removal.
+      keep_factor: keep the factorisation for exact group removal and the lazy spectrum.
+      backend: where the factorisation runs (see :func:`ntk_influence.factorize`); for a mesh of
+        several devices use :func:`ntk_influence.large_influence`.
 
     Returns:
       :class:`InfluenceResult` with ``influence``, ``ihvp``, ``leverage``, ``f_test`` and more.
@@ -400,15 +410,22 @@ def ntk_influence(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: flo
       >>> res = ni.ntk_influence(x_tr, y_tr, x_te, y_te, lam=0.1)
       >>> res.influence.shape  # (n_train, n_test)
     """
+    from .scale.memory import memory_plan
+
     lam = check_lam(lam)
     xtr, xte = check_features(x_train, x_test)
     ytr = check_labels(y_train, xtr.shape[0], "y_train")
-    check_labels(y_test, xte.shape[0], "y_test")
+    yte = check_labels(y_test, xte.shape[0], "y_test")
     k = resolve_kernel(kernel)
     if normalize:
         xtr, xte = unit_normalize(xtr), unit_normalize(xte)
+    bk = resolve_backend(backend, dtype)
+    memory_plan(xtr.shape[0], xte.shape[0], int(np.prod(xtr.shape[1:])),
+                outputs=ytr.reshape(xtr.shape[0], -1).shape[1],
+                dtype=np.float64 if bk.startswith("float32") else dtype,
+                backend="lapack" if bk == "lapack" else "jax", test_block=block_size)
     k_train = kernel_matrix(k, xtr, block_size=block_size, dtype=dtype)
     k_test = kernel_matrix(k, xtr, xte, block_size=block_size, dtype=dtype)
-    return influence_from_kernels(k_train, k_test, ytr, y_test, lam, spectrum=spectrum,
+    return influence_from_kernels(k_train, k_test, ytr, yte, lam, spectrum=spectrum,
                                   block_size=block_size, dtype=dtype, kernel_name=k.name,
-                                  keep_factor=keep_factor)
+                                  keep_factor=keep_factor, backend=bk, overwrite_k=True)

@@ -1,16 +1,28 @@
 """One factorisation of ``K + lam I`` that serves every exact computation (eq. 5, 6, 9).
 
-:func:`factorize` computes the Cholesky factor ``L`` of ``K + lam I``, the diagonal of
-``A = (K + lam I)^-1``, ``beta = A y`` and the extreme eigenvalues of ``K``. Everything downstream
-(KRR predictions, exact leave-one-out, leverage, group removal, complexity) reuses it.
+:func:`factorize` returns a :class:`KRRFactor`: ``diag(A)`` of ``A = (K + lam I)^-1``,
+``beta = A y``, solves with ``A``, the ridge leverage and, on demand, the spectrum. Everything
+downstream (KRR predictions, exact leave-one-out, group removal, complexity) reuses it. One
+argument, ``backend``, chooses where the work runs; every backend returns host arrays in the
+dtype asked for (float64 by default), whatever JAX's global x64 flag is:
 
-Cost and memory (float64, ``n`` training points): one Cholesky (``n^3/3`` flops), the inverse's
-diagonal from ``L^-1``, computed by a recursive blocked inverse (``n^3/3`` flops in matrix
-products, far faster than a triangular solve against the identity), and a Lanczos estimate of
-the spectrum that stops as soon as it has converged (memory-bound ``O(n^2)`` products with ``L``
-and ``L^-1``). ``L^-1`` is then dropped: :attr:`KRRFactor.chol_inv` recomputes it on first use,
-and every later solve uses triangular solves with ``L``. Peak memory: the host ``K``, ``L`` and
-``L^-1`` (three ``n x n`` arrays).
+* ``"lapack"``: host LAPACK through SciPy (``potrf``, ``trtri`` for ``diag(A)``, ``potrs`` for
+  every solve). The default on a CPU backend, where OpenBLAS beats XLA's CPU products.
+* ``"jax"``: one jit program on the default device (GPU, or CPU when asked): Cholesky,
+  ``diag(A)`` from ``L^-1`` (a recursive blocked inverse, or ``n x b`` column blocks when memory
+  is tight), solves by triangular solves. The default on a GPU. :func:`ntk_influence.scale
+  .large_influence` shards its test side over a device mesh.
+* ``"float32-refined"``: Cholesky in float32 on the device, every solve (``beta``, ``A K_te``)
+  refined to float64 accuracy with float64 residuals from the host ``K`` (:func:`refine_solve`);
+  ``diag(A)`` keeps float32's relative error, about ``cond * eps32``, which is reported. The
+  default on a device without float64 (TPU).
+* ``"float32"``: the same without refinement.
+
+The factorisation also checks the conditioning, the same way for every backend: a cheap lower
+bound ``cond(K + lam I) >= max(max_i M_ii, 1^T M 1 / n) * max_i A_ii`` (``M = K + lam I``) raises
+:class:`SingularKernelError` when the matrix is numerically singular and warns
+(:class:`PrecisionWarning`) when ``cond * eps`` exceeds the dtype's tolerance. The exact extreme
+eigenvalues (Theorem 3) are computed only when read (:attr:`KRRFactor.spectrum`).
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import warnings
+from collections.abc import Callable
 from typing import Any, Literal
 
 import jax
@@ -25,130 +38,37 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
 
-from ._errors import InputError, NotConvergedWarning, SingularKernelError
-from ._precision import precision
+from ._errors import InputError, PrecisionWarning, SingularKernelError
+from ._precision import device_has_float64, precision
 from ._validate import as_array, check_indices, check_lam
+from .losses import influence_block
+from .spectrum import ITERATIVE_TOL, Spectrum, check_method, compute_spectrum
 
-SpectrumMethod = Literal["auto", "exact", "lanczos", "none"]
-Engine = Literal["auto", "lapack", "jax"]
-EXACT_SPECTRUM_MAX_N = 512
-LANCZOS_MAX_STEPS = 4
-LANCZOS_BLOCK = 32
-LANCZOS_TOL = 1e-2
+Backend = Literal["auto", "lapack", "jax", "float32-refined", "float32"]
+BACKENDS = ("auto", "lapack", "jax", "float32-refined", "float32")
+WARN_RTOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 1e-2}
 _INV_LEAF = 256
 
 
-@dataclasses.dataclass(frozen=True)
-class Spectrum:
-    """Extreme eigenvalues of ``K`` and how they were obtained.
-
-    Attributes:
-      lambda_min: least eigenvalue of ``K``.
-      lambda_max: largest eigenvalue of ``K``.
-      method: ``"exact"`` (dense eigvalsh), ``"lanczos"`` or ``"none"``.
-      residual: Lanczos residual bound on each estimate (0 for exact).
-      converged: whether the estimates met the tolerance.
-      steps: Lanczos steps taken for ``(lambda_min, lambda_max)`` (0 for exact).
-    """
-
-    lambda_min: float
-    lambda_max: float
-    method: str
-    residual: tuple[float, float] = (0.0, 0.0)
-    converged: bool = True
-    steps: tuple[int, int] = (0, 0)
-
-
-@dataclasses.dataclass(frozen=True)
-class KRRFactor:
-    """The factorisation of ``K + lam I`` and the quantities every influence needs.
-
-    Attributes:
-      chol: lower Cholesky factor ``L`` of ``K + lam I`` (``A = L^-T L^-1``).
-      a_diag: ``diag(A)``.
-      beta: ``A y``, shape ``(n, k)``.
-      y: training labels as ``(n, k)``.
-      lam: the ridge.
-      spectrum: extreme eigenvalues of ``K``.
-      cond: condition number of ``K + lam I``, ``(lambda_max + lam)/(lambda_min + lam)``.
-      dtype: the dtype of the factor.
-    """
-
-    chol: jax.Array
-    a_diag: jax.Array
-    beta: jax.Array
-    y: jax.Array
-    lam: float
-    spectrum: Spectrum
-    cond: float
-    dtype: np.dtype
-
-    @property
-    def n(self) -> int:
-        """Number of training points."""
-        return int(self.a_diag.shape[0])
-
-    @functools.cached_property
-    def chol_inv(self) -> jax.Array:
-        """``L^-1`` (computed on first use and cached; costs one more ``n x n`` array)."""
-        if isinstance(self.chol, np.ndarray):
-            return _lapack(self.dtype, "trtri")(self.chol, lower=1)[0]
-        with precision(self.dtype):
-            return tri_inv(self.chol)
-
-    def solve(self, b: Any) -> jax.Array:
-        """Return ``A b = (K + lam I)^-1 b`` for ``b`` of shape ``(n,)`` or ``(n, m)``."""
-        if isinstance(self.chol, np.ndarray):
-            return lapack_cho_apply(self.chol, np.asarray(b, self.dtype))
-        with precision(self.dtype):
-            return cho_apply(self.chol, jnp.asarray(b, self.dtype))
-
-    def a_columns(self, idx: Any) -> jax.Array:
-        """Return the columns ``A[:, idx]`` (shape ``(n, len(idx))``)."""
-        idx = check_indices(idx, self.n, "idx")
-        if isinstance(self.chol, np.ndarray):
-            e = np.zeros((self.n, idx.size), self.dtype)
-            e[idx, np.arange(idx.size)] = 1.0
-            return lapack_cho_apply(self.chol, e)
-        with precision(self.dtype):
-            e = jnp.zeros((self.n, idx.size), self.dtype).at[idx, jnp.arange(idx.size)].set(1.0)
-            return cho_apply(self.chol, e)
-
-    @property
-    def leverage(self) -> jax.Array:
-        """Ridge leverage scores ``h_i = 1 - lam A_ii`` (Theorem 3)."""
-        return 1.0 - self.lam * self.a_diag
-
-
-def resolve_engine(engine: str) -> str:
-    """``"lapack"`` or ``"jax"`` for an engine argument (``"auto"``: LAPACK on a CPU backend).
+def resolve_backend(backend: str, dtype: Any = np.float64) -> str:
+    """The backend to use for ``backend`` (``"auto"``: by the default device).
 
     Args:
-      engine: ``"auto"``, ``"lapack"`` or ``"jax"``.
+      backend: one of ``"auto"``, ``"lapack"``, ``"jax"``, ``"float32-refined"``, ``"float32"``.
+      dtype: the dtype asked for.
 
     Returns:
-      The engine to use.
+      A concrete backend name.
     """
-    if engine not in ("auto", "lapack", "jax"):
-        raise InputError(f"engine must be 'auto', 'lapack' or 'jax', got {engine!r}.")
-    if engine == "auto":
-        return "lapack" if jax.default_backend() == "cpu" else "jax"
-    return engine
-
-
-@jax.jit
-def cho_apply(chol: jax.Array, b: jax.Array) -> jax.Array:
-    """``(L L^T)^-1 b`` by two triangular solves with the lower Cholesky factor ``L``.
-
-    Args:
-      chol: ``(n, n)`` lower-triangular factor.
-      b: ``(n,)`` or ``(n, m)`` right-hand side.
-
-    Returns:
-      The solution, shaped like ``b``.
-    """
-    z = solve_triangular(chol, b, lower=True)
-    return solve_triangular(chol, z, lower=True, trans=1)
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+    if backend != "auto":
+        return backend
+    if jax.default_backend() == "cpu":
+        return "lapack"
+    if np.dtype(dtype) == np.float64 and not device_has_float64():
+        return "float32-refined"
+    return "jax"
 
 
 def _lapack(dtype: Any, name: str) -> Any:
@@ -161,7 +81,7 @@ def lapack_cho_apply(chol: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(L L^T)^-1 b`` by LAPACK ``potrs`` with the lower Cholesky factor ``L`` (host arrays).
 
     Args:
-      chol: ``(n, n)`` lower-triangular factor (host array).
+      chol: ``(n, n)`` lower-triangular factor.
       b: ``(n,)`` or ``(n, m)`` right-hand side.
 
     Returns:
@@ -173,67 +93,19 @@ def lapack_cho_apply(chol: np.ndarray, b: np.ndarray) -> np.ndarray:
     return x
 
 
-def _factor_lapack(k: np.ndarray, y: np.ndarray, lam: float, dt: np.dtype
-                   ) -> tuple[np.ndarray, ...]:
-    """Host factorisation: ``potrf`` on a copy of ``K + lam I``, ``trtri``, ``potrs``."""
-    kk = np.array(k, dtype=dt, order="F", copy=True)
-    kk[np.diag_indices_from(kk)] += lam
-    chol, info = _lapack(dt, "potrf")(kk, lower=1, overwrite_a=1, clean=1)
-    del kk
-    if info != 0 or not np.all(np.isfinite(np.diagonal(chol))):
-        return chol, None, None, None, False
-    inv, info = _lapack(dt, "trtri")(chol, lower=1)
-    if info != 0:
-        return chol, None, None, None, False
-    a_diag = np.einsum("ij,ij->j", inv, inv)
-    beta = lapack_cho_apply(chol, y.astype(dt))
-    return chol, inv, a_diag, beta, True
+@jax.jit
+def cho_apply(chol: jax.Array, b: jax.Array) -> jax.Array:
+    """``(L L^T)^-1 b`` by two triangular solves with the lower Cholesky factor ``L`` (device).
 
+    Args:
+      chol: ``(n, n)`` lower-triangular factor.
+      b: ``(n,)`` or ``(n, m)`` right-hand side.
 
-def _block_lanczos_np(matvec: Any, n: int, dt: np.dtype, block: int, steps: int,
-                      seed: int) -> tuple[float, float]:
-    """NumPy twin of :func:`_block_lanczos` for host factors (same algorithm).
-
-    Runs BLAS on one thread: the products are memory-bound, and skinny products on several
-    threads are ten times slower on a busy machine.
+    Returns:
+      The solution, shaped like ``b``.
     """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        return _block_lanczos_np_body(matvec, n, dt, block, steps, seed)
-
-
-def _block_lanczos_np_body(matvec: Any, n: int, dt: np.dtype, block: int, steps: int,
-                           seed: int) -> tuple[float, float]:
-    def orth(w: np.ndarray) -> np.ndarray:
-        for _ in range(2):
-            g = w.T @ w
-            g[np.diag_indices_from(g)] += max(1e-13, 10 * float(np.finfo(dt).eps)) * np.trace(g) \
-                + np.finfo(dt).tiny
-            r = np.linalg.cholesky(g)
-            w = np.linalg.solve(r, w.T).T
-        return w
-
-    qs = [orth(np.random.default_rng(seed).normal(size=(n, block)).astype(dt))]
-    ms = []
-    for i in range(steps):
-        w = matvec(qs[-1])
-        ms.append(w)
-        if i == steps - 1:
-            break
-        v = np.concatenate(qs, axis=1)
-        w = w - v @ (v.T @ w)
-        w = w - v @ (v.T @ w)
-        qs.append(orth(w))
-    v, mv = np.concatenate(qs, axis=1), np.concatenate(ms, axis=1)
-    gs, gu = np.linalg.eigh(v.T @ v)
-    keep = gs > max(1e-10, 100 * float(np.finfo(dt).eps)) * gs[-1]
-    w = gu[:, keep] / np.sqrt(gs[keep])
-    v, mv = v @ w, mv @ w
-    h = v.T @ mv
-    evals, evecs = np.linalg.eigh(0.5 * (h + h.T))
-    u, theta = evecs[:, -1], evals[-1]
-    return float(theta), float(np.linalg.norm(mv @ u - theta * (v @ u)))
+    z = solve_triangular(chol, b, lower=True)
+    return solve_triangular(chol, z, lower=True, trans=1)
 
 
 def _tri_inv(chol: jax.Array) -> jax.Array:
@@ -249,254 +121,477 @@ def _tri_inv(chol: jax.Array) -> jax.Array:
     return jnp.concatenate([top, jnp.concatenate([q, r], axis=1)], axis=0)
 
 
-tri_inv = jax.jit(_tri_inv)
-tri_inv.__doc__ = """Inverse of a lower-triangular ``(n, n)`` matrix (blocked, ``n^3/3`` flops)."""
+@jax.jit
+def _inv_diag_recursive(chol: jax.Array) -> jax.Array:
+    inv = jax.lax.optimization_barrier(_tri_inv(chol))
+    return jnp.sum(inv * inv, axis=0)
+
+
+@functools.partial(jax.jit, static_argnums=(2,))
+def _inv_diag_block(chol: jax.Array, j0: jax.Array, b: int) -> jax.Array:
+    n = chol.shape[0]
+    e = (jnp.arange(n)[:, None] == (j0 + jnp.arange(b))[None, :]).astype(chol.dtype)
+    x = solve_triangular(chol, e, lower=True)
+    return jnp.sum(x * x, axis=0)
+
+
+def inverse_diagonal(chol: jax.Array, *, mode: str = "recursive", block: int = 1024) -> jax.Array:
+    """``diag((L L^T)^-1)`` from a lower Cholesky factor on a device.
+
+    Args:
+      chol: ``(n, n)`` lower factor.
+      mode: ``"recursive"`` (build ``L^-1``: one more ``n x n`` array, ``n^3/3`` flops) or
+        ``"blocked"`` (``block`` columns of ``L^-1`` at a time: ``n x block`` workspace, ``n^3``
+        flops).
+      block: columns per block for ``"blocked"``.
+
+    Returns:
+      ``(n,)`` diagonal of the inverse.
+    """
+    if mode == "recursive":
+        return _inv_diag_recursive(chol)
+    if mode != "blocked":
+        raise InputError(f"mode must be 'recursive' or 'blocked', got {mode!r}.")
+    n = chol.shape[0]
+    b = int(min(block, n))
+    starts = list(range(0, n - b + 1, b)) + ([n - b] if n % b else [])
+    parts = [_inv_diag_block(chol, jnp.asarray(j, jnp.int32), b) for j in starts]
+    if n % b:  # the last block overlaps the one before it
+        parts[-1] = parts[-1][b - n % b:]
+    return jnp.concatenate(parts)
 
 
 @functools.partial(jax.jit, donate_argnums=(0,))
-def _factor(k: jax.Array, y: jax.Array, lam: jax.Array) -> tuple[jax.Array, ...]:
+def _chol_device(k: jax.Array, lam: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Cholesky of ``K + lam I`` (``K`` donated), its success and a lower bound on ``lambda_max``."""
     n = k.shape[0]
     idx = jnp.arange(n)
+    lmax_lb = jnp.maximum(jnp.max(jnp.diagonal(k)), jnp.sum(k) / n) + lam
     chol = jnp.linalg.cholesky(k.at[idx, idx].add(lam))
-    ok = jnp.all(jnp.isfinite(jnp.diagonal(chol))) & jnp.all(jnp.diagonal(chol) > 0)
-    chol = jnp.where(ok, chol, jnp.eye(n, dtype=k.dtype))  # keep the solves below finite
-    # L^-1 by matrix products; the barrier keeps XLA from fusing the squares into the products.
-    inv = jax.lax.optimization_barrier(_tri_inv(chol))
-    a_diag = jnp.sum(inv * inv, axis=0)
-    beta = inv.T @ (inv @ y)
-    return chol, inv, a_diag, beta, ok
+    dg = jnp.diagonal(chol)
+    ok = jnp.all(jnp.isfinite(dg)) & jnp.all(dg > 0)
+    return jnp.where(ok, chol, jnp.eye(n, dtype=k.dtype)), ok, lmax_lb
 
 
-def _matvec(kind: str, mat: jax.Array, lam: jax.Array, v: jax.Array) -> jax.Array:
-    """``K v = L L^T v - lam v`` for kind ``"k"`` (``mat = L``); ``A v = L^-T L^-1 v`` for kind
-    ``"a"`` (``mat = L^-1``: dense products are far faster than triangular solves of vectors)."""
-    if kind == "k":
-        return mat @ (mat.T @ v) - lam * v
-    if kind == "a_chol":  # A v by triangular solves with L (no L^-1 in memory)
-        return cho_apply(mat, v)
-    return mat.T @ (mat @ v)
+def refine_solve(solve32: Callable[[np.ndarray], np.ndarray], matvec64: Callable[..., Any],
+                 b: np.ndarray, *, rtol: float = 1e-13, max_steps: int = 5
+                 ) -> tuple[np.ndarray, int, float]:
+    """Mixed-precision iterative refinement: float32 solves, float64 residuals.
 
-
-def _orthonormalize(w: jax.Array) -> jax.Array:
-    """Orthonormal columns spanning ``w`` by Cholesky QR, twice (XLA's CPU QR is far slower)."""
-    for _ in range(2):
-        g = w.T @ w
-        shift = max(1e-13, 10 * float(jnp.finfo(w.dtype).eps)) * jnp.trace(g) + \
-            jnp.finfo(w.dtype).tiny
-        r = jnp.linalg.cholesky(g + shift * jnp.eye(g.shape[0], dtype=g.dtype))
-        w = solve_triangular(r, w.T, lower=True).T
-    return w
-
-
-@functools.partial(jax.jit, static_argnums=(0, 3, 4))
-def _block_lanczos(kind: str, mat: jax.Array, lam: jax.Array, block: int, steps: int,
-                   key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Block Lanczos (block Krylov + Rayleigh-Ritz, full reorthogonalisation) for the top pair.
-
-    The products are ``n x n`` by ``n x block``: as memory-bound as a single matrix-vector
-    product on a CPU or GPU, so a block of b vectors grows the Krylov space b times faster.
-
-    Returns ``(theta, residual)``: the largest Ritz value and ``||M u - theta u||`` for its unit
-    Ritz vector ``u``; some eigenvalue of ``M`` lies within ``residual`` of ``theta``.
-    """
-    n = mat.shape[0]
-    m = block * steps
-    q = _orthonormalize(jax.random.normal(key, (n, block), mat.dtype))
-    v = jnp.zeros((n, m), mat.dtype).at[:, :block].set(q)
-    mv = jnp.zeros((n, m), mat.dtype)
-
-    def body(i: jax.Array, c: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        v, mv = c
-        qi = jax.lax.dynamic_slice_in_dim(v, i * block, block, axis=1)
-        w = _matvec(kind, mat, lam, qi)
-        mv = jax.lax.dynamic_update_slice_in_dim(mv, w, i * block, axis=1)
-        w = w - v @ (v.T @ w)  # full reorthogonalisation (unfilled columns are 0), twice
-        w = w - v @ (v.T @ w)
-        qn = _orthonormalize(w)
-        nxt = jnp.minimum((i + 1) * block, m - block)  # last iteration writes a dummy block
-        v = jnp.where(i + 1 < steps, jax.lax.dynamic_update_slice_in_dim(v, qn, nxt, axis=1), v)
-        return v, mv
-
-    v, mv = jax.lax.fori_loop(0, steps, body, (v, mv))
-    # Rayleigh-Ritz on a re-orthonormalised basis: directions that lost rank (an exhausted
-    # Krylov space) are dropped; M V is linear in V, so the same recombination serves both.
-    gs, gu = jnp.linalg.eigh(v.T @ v)
-    cut = max(1e-10, 100 * float(jnp.finfo(v.dtype).eps)) * gs[-1]
-    w = jnp.where(gs > cut, 1.0 / jnp.sqrt(jnp.maximum(gs, jnp.finfo(v.dtype).tiny)), 0.0)
-    v, mv = v @ (gu * w), mv @ (gu * w)
-    h = v.T @ mv
-    evals, evecs = jnp.linalg.eigh(0.5 * (h + h.T))
-    u = evecs[:, -1]
-    theta = evals[-1]
-    return theta, jnp.linalg.norm(mv @ u - theta * (v @ u))
-
-
-def _lanczos(kind: str, mat: jax.Array, lam: float, steps: int, tol: float,
-             seed: int = 0, block: int = LANCZOS_BLOCK, retry: bool = False) -> tuple[float, float, int]:
-    """Largest eigenvalue of ``K`` (kind ``"k"``, pass ``L``) or ``A`` (``"a"``, pass ``L^-1``).
-
-    Runs block Lanczos with ``steps`` blocks; with ``retry``, if the residual misses ``tol``
-    (relative to the Ritz value) it runs once more with twice the steps. Kind ``"kmat"`` takes
-    ``K`` itself (host arrays). Returns ``(theta, residual, steps)``.
-    """
-    n = mat.shape[0]
-    block = int(max(1, min(block, n)))
-    s = int(max(1, min(steps, -(-n // block))))
-    key = jax.random.PRNGKey(seed)
-    host = isinstance(mat, np.ndarray)
-    if host:
-        mv = {"k": lambda q: mat @ (mat.T @ q) - lam * q, "kmat": lambda q: mat @ q,
-              "a": lambda q: mat.T @ (mat @ q)}[kind]
-    for attempt in range(2 if retry else 1):
-        if host:
-            theta, res = _block_lanczos_np(mv, n, mat.dtype, block, s, seed)
-        else:
-            theta, res = (float(t) for t in _block_lanczos(
-                kind, mat, jnp.asarray(lam, mat.dtype), block, s, key))
-        if res <= tol * abs(theta) or s * block >= n or attempt == (1 if retry else 0):
-            break
-        s = int(min(2 * s, -(-n // block)))
-    return theta, res, s
-
-
-def spectrum(k: Any, chol: Any, lam: float, method: SpectrumMethod = "auto",
-             steps: int = LANCZOS_MAX_STEPS, tol: float = LANCZOS_TOL, *,
-             chol_inv: Any = None, retry: bool = False) -> Spectrum:
-    """Extreme eigenvalues of ``K``: dense ``eigvalsh`` or Lanczos (``lambda_min`` through ``A``).
-
-    Block Lanczos on ``K`` (or ``L L^T - lam I``) gives ``lambda_max``; on
-    ``A = (K + lam I)^-1`` it gives ``lambda_min = 1/mu_max(A) - lam``. Each runs ``steps`` blocks
-    of 32 vectors (and, with ``retry``, once more with twice as many when the Ritz residual
-    misses ``tol`` relative to the Ritz value).
-    The Ritz value can only under-estimate ``mu_max``, so the Lanczos ``lambda_min`` is an upper
-    estimate, and the residual bound says by how much it may be off.
+    ``x <- x + M32^-1 (b - M x)``, with ``M x`` in float64; converges to float64 accuracy when
+    ``cond(M) * eps32 < 1``, at a rate of about ``cond(M) * eps32`` per step.
 
     Args:
-      k: ``(n, n)`` kernel matrix (``"exact"`` needs it; Lanczos uses it for ``lambda_max`` on
-        host factors; may be None).
-      chol: lower Cholesky factor of ``K + lam I``.
-      lam: ridge.
-      method: ``"auto"`` (exact up to n=512, else Lanczos), ``"exact"``, ``"lanczos"``, ``"none"``.
-      steps: block Lanczos steps (blocks of 32 vectors) of the first run.
-      tol: relative residual tolerance of each Ritz value.
-      chol_inv: ``L^-1`` if already at hand (host factors compute it otherwise; device factors
-        use triangular solves with ``L`` instead).
-      retry: double the steps once when a residual misses ``tol``.
+      solve32: ``r -> M^-1 r`` in float32 (returns float64 arrays).
+      matvec64: ``x -> M x`` in float64.
+      b: ``(n,)`` or ``(n, m)`` right-hand side.
+      rtol: stop when ``||b - M x|| <= rtol ||b||`` (Frobenius, per call).
+      max_steps: at most this many refinement steps.
 
     Returns:
-      :class:`Spectrum`.
+      ``(x, steps, relative_residual)``.
     """
-    n = int(chol.shape[0])
-    if method == "auto":
-        method = "exact" if (n <= EXACT_SPECTRUM_MAX_N and k is not None) else "lanczos"
-    if method == "none":
-        return Spectrum(float("nan"), float("nan"), "none", (float("nan"),) * 2, False)
-    if method == "exact":
-        if k is None:
-            raise InputError("spectrum='exact' needs the kernel matrix; pass k or use 'lanczos'.")
-        ev = np.asarray(jnp.linalg.eigvalsh(jnp.asarray(k)))
-        return Spectrum(float(ev[0]), float(ev[-1]), "exact")
-    if method != "lanczos":
-        raise InputError(f"spectrum must be 'auto', 'exact', 'lanczos' or 'none', got {method!r}.")
-    host_k = isinstance(chol, np.ndarray) and isinstance(k, np.ndarray)
-    lmax, rmax, smax = _lanczos("kmat", k, lam, steps, tol, retry=retry) if host_k else \
-        _lanczos("k", chol, lam, steps, tol, retry=retry)
-    if chol_inv is not None:
-        inv = chol_inv
-    elif isinstance(chol, np.ndarray):
-        inv = _lapack(chol.dtype, "trtri")(chol, lower=1)[0]
-    else:
-        inv = None  # device factor: triangular solves with L, no n x n L^-1
-    if inv is None:
-        mu, rmu, smin = _lanczos("a_chol", chol, lam, steps, tol, seed=1, retry=retry)
-    else:
-        mu, rmu, smin = _lanczos("a", inv, lam, steps, tol, seed=1, retry=retry)
-    lmin = 1.0 / mu - lam
-    # |delta lambda_min| <= r/mu^2 to first order in the residual.
-    rmin = rmu / mu**2
-    conv = rmax <= tol * lmax and rmu <= tol * mu
-    if not conv:
-        warnings.warn(
-            f"Lanczos spectrum estimate not converged (residuals {rmin:.2e} "
-            f"on lambda_min, {rmax:.2e} on lambda_max); use spectrum='exact' for exact values.",
-            NotConvergedWarning, stacklevel=3)
-    return Spectrum(float(lmin), float(lmax), "lanczos", (float(rmin), float(rmax)), bool(conv),
-                    (smin, smax))
+    b = np.asarray(b, np.float64)
+    nb = float(np.linalg.norm(b)) or 1.0
+    x = solve32(b)
+    r = b - matvec64(x)
+    res = float(np.linalg.norm(r)) / nb
+    steps = 0
+    while res > rtol and steps < max_steps:
+        x_new = x + solve32(r)
+        r_new = b - matvec64(x_new)
+        res_new = float(np.linalg.norm(r_new)) / nb
+        steps += 1
+        if res_new >= res:  # stagnated: cond * eps32 >= 1 for this system
+            break
+        x, r, res = x_new, r_new, res_new
+    return x, steps, res
 
 
-def _check_symmetric(k: np.ndarray, block: int = 1024) -> None:
-    """Raise unless ``k`` is symmetric to ``1e-8`` relative (blocked: no ``n x n`` temporaries)."""
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class KRRFactor:
+    """The factorisation of ``K + lam I`` and the quantities every influence needs.
+
+    Subclasses hold the backend's factor; every public method returns host arrays in
+    :attr:`dtype`.
+
+    Attributes:
+      a_diag: ``(n,)`` ``diag(A)``, ``A = (K + lam I)^-1``.
+      beta: ``(n, k)`` ``A y`` (eq. 6).
+      y: ``(n, k)`` training labels.
+      lam: the ridge.
+      dtype: the dtype of every returned array.
+      backend: ``"lapack"``, ``"jax"``, ``"float32-refined"`` or ``"float32"``.
+      cond_estimate: a cheap lower bound on ``cond(K + lam I)``, used for the singularity check
+        and the precision warning (see the module docstring).
+      spectrum_method: how :attr:`spectrum` is computed when first read.
+    """
+
+    a_diag: np.ndarray
+    beta: np.ndarray
+    y: np.ndarray
+    lam: float
+    dtype: np.dtype
+    backend: str
+    cond_estimate: float
+    spectrum_method: str = "auto"
+
+    @property
+    def n(self) -> int:
+        """Number of training points."""
+        return int(self.a_diag.shape[0])
+
+    @property
+    def leverage(self) -> np.ndarray:
+        """Ridge leverage scores ``h_i = 1 - lam A_ii`` (Theorem 3)."""
+        return 1.0 - self.lam * self.a_diag
+
+    def inverse_diagonal(self) -> np.ndarray:
+        """``diag(A)``."""
+        return self.a_diag
+
+    def solve(self, b: Any) -> np.ndarray:
+        """Return ``A b = (K + lam I)^-1 b`` for ``b`` of shape ``(n,)`` or ``(n, m)``."""
+        raise NotImplementedError
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        """Return ``K v`` (used by the iterative spectrum)."""
+        raise NotImplementedError
+
+    def dense(self) -> np.ndarray:
+        """Return ``K + lam I`` as a dense float64 host array (used by the exact spectrum)."""
+        raise NotImplementedError
+
+    def a_columns(self, idx: Any) -> np.ndarray:
+        """Return the columns ``A[:, idx]`` (shape ``(n, len(idx))``)."""
+        idx = check_indices(idx, self.n, "idx")
+        e = np.zeros((self.n, idx.size), self.dtype)
+        e[idx, np.arange(idx.size)] = 1.0
+        return self.solve(e)
+
+    @functools.cached_property
+    def spectrum(self) -> Spectrum:
+        """Extreme eigenvalues of ``K``, computed on first read (Theorem 3, condition number)."""
+        tol = ITERATIVE_TOL if self.dtype == np.float64 else 1e-5
+        return compute_spectrum(self.n, self.lam, self.spectrum_method, matvec_k=self.matvec,
+                                matvec_a=self.solve, dense_m=self.dense, tol=tol)
+
+    @property
+    def cond(self) -> float:
+        """``cond(K + lam I) = (lambda_max + lam) / (lambda_min + lam)`` from :attr:`spectrum`."""
+        sp = self.spectrum
+        return float((sp.lambda_max + self.lam) / (sp.lambda_min + self.lam))
+
+    def test_side(self, k_test: np.ndarray, y_test: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``alpha``, predictions, influence and IHVP for one block of test points (eq. 6-9, 13).
+
+        Args:
+          k_test: ``(n, t)`` kernel between the training points and the block.
+          y_test: ``(t, k)`` labels of the block.
+
+        Returns:
+          ``(alpha (n, t), f_test (t, k), influence (n, t), ihvp (n, t))`` host arrays.
+        """
+        kb = np.asarray(k_test, self.dtype)
+        alpha = self.solve(kb)
+        f = kb.T @ self.beta
+        infl, ihvp = influence_block(alpha, self.beta, self.a_diag, self.lam,
+                                     f - np.asarray(y_test, self.dtype))
+        return alpha, f, infl, ihvp
+
+
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class LapackFactor(KRRFactor):
+    """Host LAPACK backend: ``chol`` is the NumPy lower Cholesky factor ``L``."""
+
+    chol: np.ndarray
+
+    def solve(self, b: Any) -> np.ndarray:
+        """Return ``A b`` by ``potrs``."""
+        return lapack_cho_apply(self.chol, np.asarray(b, self.dtype))
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        """Return ``K v = L (L^T v) - lam v``."""
+        v = np.asarray(v, self.dtype)
+        return self.chol @ (self.chol.T @ v) - self.lam * v
+
+    def dense(self) -> np.ndarray:
+        """Return ``L L^T``."""
+        c = self.chol.astype(np.float64)
+        return c @ c.T
+
+
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class DeviceFactor(KRRFactor):
+    """JAX backend: ``chol`` is the lower Cholesky factor on a device."""
+
+    chol: jax.Array
+
+    def device_arrays(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``(L, beta, diag(A))`` on the factor's device, for device test sides."""
+        with precision(self.dtype):
+            dev = next(iter(self.chol.devices()))
+            return (self.chol, jax.device_put(jnp.asarray(self.beta, self.dtype), dev),
+                    jax.device_put(jnp.asarray(self.a_diag, self.dtype), dev))
+
+    def solve(self, b: Any) -> np.ndarray:
+        """Return ``A b`` by two triangular solves on the device."""
+        with precision(self.dtype):
+            return np.asarray(cho_apply(self.chol, jnp.asarray(b, self.dtype)))
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        """Return ``K v = L (L^T v) - lam v``."""
+        with precision(self.dtype):
+            vj = jnp.asarray(v, self.dtype)
+            return np.asarray(self.chol @ (self.chol.T @ vj) - self.lam * vj)
+
+    def dense(self) -> np.ndarray:
+        """Return ``L L^T``."""
+        c = np.asarray(self.chol, np.float64)
+        return c @ c.T
+
+    def test_side(self, k_test: np.ndarray, y_test: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The test block in one jit program on the device (see :meth:`KRRFactor.test_side`)."""
+        with precision(self.dtype):
+            chol, beta, a_diag = self.device_arrays()
+            out = device_test_side(chol, beta, a_diag, jnp.asarray(self.lam, self.dtype),
+                                   jnp.asarray(k_test, self.dtype),
+                                   jnp.asarray(y_test, self.dtype))
+            return tuple(np.asarray(o) for o in out)  # type: ignore[return-value]
+
+
+@jax.jit
+def device_test_side(chol: jax.Array, beta: jax.Array, a_diag: jax.Array, lam: jax.Array,
+                     k_test: jax.Array, y_test: jax.Array) -> tuple[jax.Array, ...]:
+    """Eq. (6), (8)-(9) and (13) for a test block on a device: ``alpha``, ``f``, influence, IHVP.
+
+    Args:
+      chol: ``(n, n)`` lower Cholesky factor of ``K + lam I``.
+      beta: ``(n, k)`` ``A y``.
+      a_diag: ``(n,)`` ``diag(A)``.
+      lam: the ridge.
+      k_test: ``(n, t)`` test kernel block.
+      y_test: ``(t, k)`` test labels.
+
+    Returns:
+      ``(alpha, f_test, influence, ihvp)``.
+    """
+    alpha = cho_apply(chol, k_test)
+    f = k_test.T @ beta
+    infl, ihvp = influence_block(alpha, beta, a_diag, lam, f - y_test)
+    return alpha, f, infl, ihvp
+
+
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class Float32Factor(KRRFactor):
+    """Float32 backends: a float32 Cholesky on the device, solves refined in float64.
+
+    Attributes:
+      chol: float32 lower Cholesky factor on the device.
+      k64: the float64 host ``K`` that gives the refinement's residuals.
+      refine: whether solves are refined (``"float32-refined"``).
+      max_steps: refinement steps at most per solve.
+      stats: the worst refinement steps and residuals so far (``beta`` and test blocks).
+    """
+
+    chol: jax.Array
+    k64: np.ndarray
+    refine: bool = True
+    max_steps: int = 5
+    stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def _solve32(self, r: np.ndarray) -> np.ndarray:
+        with precision(np.float32):
+            return np.asarray(cho_apply(self.chol, jnp.asarray(r, jnp.float32)), np.float64)
+
+    def solve(self, b: Any, *, record: str | None = None) -> np.ndarray:
+        """Return ``A b``: a float32 solve, refined with float64 residuals when ``refine``."""
+        b = np.asarray(b, np.float64)
+        if not self.refine:
+            return self._solve32(b)
+        x, steps, res = refine_solve(self._solve32, lambda v: self.k64 @ v + self.lam * v, b,
+                                     max_steps=self.max_steps)
+        if record is not None:
+            st, rs = self.stats.get(record, (0, 0.0))
+            self.stats[record] = (max(st, steps), max(rs, res))
+        return x
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        """Return ``K v`` from the float64 host ``K``."""
+        return self.k64 @ v
+
+    def dense(self) -> np.ndarray:
+        """Return ``K + lam I`` from the float64 host ``K``."""
+        m = np.array(self.k64, np.float64)
+        m[np.diag_indices_from(m)] += self.lam
+        return m
+
+    def test_side(self, k_test: np.ndarray, y_test: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The test block with refined solves on the host (see :meth:`KRRFactor.test_side`)."""
+        kb = np.asarray(k_test, np.float64)
+        alpha = self.solve(kb, record="test")
+        f = kb.T @ self.beta
+        infl, ihvp = influence_block(alpha, self.beta, self.a_diag, self.lam,
+                                     f - np.asarray(y_test, np.float64))
+        return alpha, f, infl, ihvp
+
+
+def check_symmetric(k: np.ndarray, block: int = 1024) -> None:
+    """Raise unless ``k`` is symmetric to ``1e-8`` relative (blocked: no ``n x n`` temporaries).
+
+    Args:
+      k: ``(n, n)`` host matrix.
+    """
     n = k.shape[0]
     scale = max(float(np.abs(np.diagonal(k)).max()), 1.0)
     worst = 0.0
     for s in range(0, n, block):
         worst = max(worst, float(np.abs(k[s:s + block] - k[:, s:s + block].T).max()))
-        scale = max(scale, float(np.abs(k[s:s + block]).max()))
     if worst > 1e-8 * scale:
         raise InputError(f"k_train is not symmetric (max |K - K^T| = {worst:.3g}); pass K(x, x).")
 
 
-def factorize(k_train: Any, y_train: Any, lam: float, *, spectrum_method: SpectrumMethod = "auto",
-              dtype: Any = np.float64, engine: Engine = "auto") -> KRRFactor:
-    """Factorise ``K + lam I`` once (Cholesky) and compute ``A``'s diagonal, ``beta`` and spectrum.
+def check_conditioning(cond: float, lambda_max: float, n: int, lam: float, dtype: Any, *,
+                       warn: bool = True) -> None:
+    """Raise when ``K + lam I`` is numerically singular; warn when ``cond * eps`` is large.
 
-    Eq. (5)-(6): ``beta = (K + lam I)^-1 y``. Raises :class:`SingularKernelError` when
-    ``K + lam I`` is not numerically positive definite (suggesting a larger ``lam``).
+    Every backend and every public path calls this with the same estimate (a lower bound on the
+    condition number), so the same input gets the same verdict everywhere. Singular means
+    ``cond >= 1 / (10 n eps)`` in float64 (the Cholesky's backward error then reaches the
+    smallest eigenvalue) and ``cond >= 1 / eps`` in float32; the warning fires above
+    ``cond * eps > 1e-6`` (float64) or ``1e-2`` (float32).
 
     Args:
-      k_train: ``(n, n)`` symmetric kernel matrix.
+      cond: lower bound on ``cond(K + lam I)``.
+      lambda_max: lower bound on ``lambda_max(K + lam I)``.
+      n: training points.
+      lam: the ridge.
+      dtype: the dtype the factor is computed in.
+      warn: emit the :class:`PrecisionWarning` (the float32 backends report instead).
+    """
+    dt = np.dtype(dtype)
+    eps = float(np.finfo(dt).eps)
+    limit = 1.0 / (10 * n * eps) if dt == np.float64 else 1.0 / eps
+    fix = f"use lam > 0 large enough, e.g. lam={max(1e-6 * lambda_max, 1e-3):.1g}, or remove " \
+        "duplicate and near-duplicate points"
+    if not np.isfinite(cond) or cond >= limit:
+        raise SingularKernelError(
+            f"K + lam*I is numerically singular (lam={lam:g}, n={n}, {dt.name}): its condition "
+            f"number is at least {cond:.3g}. The kernel has duplicate points or lam is too small; "
+            f"{fix}.")
+    if warn and cond * eps > WARN_RTOL[dt]:
+        warnings.warn(
+            f"cond(K + lam*I) >= {cond:.3g} in {dt.name}, so the influences may carry a relative "
+            f"error of about {cond * eps:.1g}; {fix}.", PrecisionWarning, stacklevel=4)
+
+
+def factorize(k_train: Any, y_train: Any, lam: float, *, backend: Backend = "auto",
+              dtype: Any = np.float64, spectrum_method: str = "auto",
+              inverse: Literal["recursive", "blocked"] = "recursive", inv_block: int = 1024,
+              overwrite_k: bool = False, max_refine_steps: int = 5) -> KRRFactor:
+    """Factorise ``K + lam I`` once: ``diag(A)``, ``beta = A y`` (eq. 5-6) and solves with ``A``.
+
+    Raises :class:`SingularKernelError` when ``K + lam I`` is not numerically positive definite
+    (the message suggests a ``lam``), and warns (:class:`PrecisionWarning`) when its condition
+    number costs more than the dtype's tolerance. The spectrum is left for the first read of
+    :attr:`KRRFactor.spectrum`.
+
+    Args:
+      k_train: ``(n, n)`` symmetric kernel matrix (a host array, or a device ``jax.Array`` for
+        the ``"jax"`` backend, whose buffer is then donated to the Cholesky).
       y_train: ``(n,)`` or ``(n, k)`` labels.
       lam: ridge ``lam >= 0``.
-      spectrum_method: how to get ``lambda_min``/``lambda_max`` (see :func:`spectrum`).
-      dtype: float64 (default) or float32.
-      engine: ``"lapack"`` (host LAPACK through SciPy; the factor's arrays are NumPy arrays),
-        ``"jax"`` (one jit program on the default device) or ``"auto"`` (LAPACK when JAX's
-        default backend is the CPU, where XLA's matrix products are slower than OpenBLAS; JAX on
-        GPU/TPU). Both give the same numbers to rounding.
+      backend: ``"auto"``, ``"lapack"``, ``"jax"``, ``"float32-refined"`` or ``"float32"``
+        (see the module docstring).
+      dtype: dtype of the results, float64 (default) or float32 (the float32 backends always
+        return float64 results).
+      spectrum_method: how the spectrum is computed when read: ``"auto"`` (dense up to n = 1024,
+        else iterative), ``"exact"``, ``"iterative"`` or ``"none"``.
+      inverse: ``"recursive"`` or ``"blocked"`` ``diag(A)`` on a device (see
+        :func:`inverse_diagonal`).
+      inv_block: columns per block for ``inverse="blocked"``.
+      overwrite_k: let the LAPACK backend factorise a C-ordered host ``k_train`` in place (saves
+        one ``n x n`` copy; the caller's matrix is destroyed).
+      max_refine_steps: refinement steps per solve for ``"float32-refined"``.
 
     Returns:
-      :class:`KRRFactor`.
+      A :class:`KRRFactor`.
     """
     lam = check_lam(lam)
-    engine = resolve_engine(engine)
-    k = as_array(k_train, "k_train", (2,))
-    if k.shape[0] != k.shape[1]:
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise InputError(f"dtype must be float32 or float64, got {dt}.")
+    bk = resolve_backend(backend, dt)
+    on_device = isinstance(k_train, jax.Array) and bk == "jax"
+    k = k_train if on_device else as_array(k_train, "k_train", (2,))
+    if k.ndim != 2 or k.shape[0] != k.shape[1]:
         raise InputError(f"k_train must be square, got shape {k.shape}.")
-    y = as_array(y_train, "y_train", (1, 2))
-    if y.shape[0] != k.shape[0]:
-        raise InputError(f"y_train has {y.shape[0]} rows but k_train is {k.shape[0]} x {k.shape[0]}.")
-    y2 = y.reshape(y.shape[0], -1)
-    _check_symmetric(k)
     n = k.shape[0]
-    with precision(dtype) as dt:
-        use_exact = spectrum_method == "exact" or (spectrum_method == "auto"
-                                                   and n <= EXACT_SPECTRUM_MAX_N)
-        # The device copy of K is donated to the Cholesky (no second n x n buffer when XLA can
-        # alias it); the exact spectrum, for small n, reads the host matrix instead.
-        if engine == "lapack":
-            yj = y2.astype(dt)
-            chol, inv, a_diag, beta, ok = _factor_lapack(k, yj, lam, dt)
-        else:
-            kj = jnp.array(k, dt, copy=True)
-            yj = jnp.asarray(y2, dt)
-            chol, inv, a_diag, beta, ok = _factor(kj, yj, jnp.asarray(lam, dt))
-            del kj
-        if not bool(ok):
-            raise SingularKernelError(
-                f"K + lam*I is not numerically positive definite (lam={lam:g}, n={n}); "
-                "the kernel matrix is singular or has duplicate points. Use lam > 0 "
-                "(e.g. lam=1e-3 or larger).")
-        spec = spectrum(k if (use_exact or engine == "lapack") else None, chol, lam,
-                        spectrum_method, chol_inv=inv)
+    y = as_array(y_train, "y_train", (1, 2))
+    if y.shape[0] != n:
+        raise InputError(f"y_train has {y.shape[0]} rows but k_train is {n} x {n}.")
+    y2 = y.reshape(n, -1)
+    if not on_device:
+        check_symmetric(k)
+    spectrum_method = check_method(spectrum_method)
+    common = dict(lam=lam, backend=bk, spectrum_method=spectrum_method)
+    singular = SingularKernelError(
+        f"K + lam*I is not numerically positive definite (lam={lam:g}, n={n}); the kernel matrix "
+        "is singular or has duplicate points. Use lam > 0 (e.g. lam=1e-3 or larger).")
+    if bk == "lapack":
+        kk = k.T if (overwrite_k and k.flags.c_contiguous and k.dtype == dt) else \
+            np.array(k, dtype=dt, order="F", copy=True)
+        lmax_lb = max(float(np.max(np.diagonal(kk))), float(kk.sum()) / n) + lam
+        kk[np.diag_indices_from(kk)] += lam
+        chol, info = _lapack(dt, "potrf")(kk, lower=1, overwrite_a=1, clean=1)
+        del kk
+        if info != 0 or not np.all(np.isfinite(np.diagonal(chol))):
+            raise singular
+        inv, info = _lapack(dt, "trtri")(chol, lower=1)
+        if info != 0:
+            raise singular
+        a_diag = np.einsum("ij,ij->j", inv, inv)
         del inv
-        eps = float(np.finfo(dt).eps)
-        dg = np.asarray(jnp.diagonal(chol))
-        cond = (spec.lambda_max + lam) / (spec.lambda_min + lam) if spec.method != "none" else \
-            float(dg.max() / dg.min()) ** 2
-        if spec.method != "none" and (spec.lambda_min + lam) <= 10 * n * eps * spec.lambda_max:
-            raise SingularKernelError(
-                f"K + lam*I is numerically singular: lambda_min(K) + lam = "
-                f"{spec.lambda_min + lam:.3g} against lambda_max = {spec.lambda_max:.3g} "
-                f"(condition {cond:.3g}, {np.dtype(dt).name}). Use lam > 0, e.g. lam="
-                f"{max(1e-6 * spec.lambda_max, 1e-3):.1g}.")
-    return KRRFactor(chol, a_diag, beta, yj, lam, spec, float(cond), np.dtype(dt))
+        beta = lapack_cho_apply(chol, y2.astype(dt))
+        factor: KRRFactor = LapackFactor(chol=chol, a_diag=a_diag, beta=beta, y=y2.astype(dt),
+                                         dtype=dt, cond_estimate=0.0, **common)
+    elif bk == "jax":
+        with precision(dt):
+            kj = k if on_device else jnp.array(k, dt, copy=True)
+            chol, ok, lmax = _chol_device(kj.astype(dt), jnp.asarray(lam, dt))
+            del kj
+            if not bool(ok):
+                raise singular
+            a_diag = np.asarray(inverse_diagonal(chol, mode=inverse, block=inv_block))
+            beta = np.asarray(cho_apply(chol, jnp.asarray(y2, dt)))
+            lmax_lb = float(lmax)
+        factor = DeviceFactor(chol=chol, a_diag=a_diag, beta=beta, y=y2.astype(dt), dtype=dt,
+                              cond_estimate=0.0, **common)
+    else:
+        k64 = np.asarray(k, np.float64)
+        with precision(np.float32):
+            chol, ok, lmax = _chol_device(jnp.asarray(k64, jnp.float32),
+                                          jnp.asarray(lam, jnp.float32))
+            if not bool(ok):
+                raise SingularKernelError(
+                    f"K + lam*I is not positive definite in float32 (lam={lam:g}, n={n}); use a "
+                    "larger lam or the float64 backends.")
+            a_diag = np.asarray(inverse_diagonal(chol, mode=inverse, block=inv_block),
+                                np.float64)
+            lmax_lb = float(lmax)
+        f32 = Float32Factor(chol=chol, k64=k64, refine=bk == "float32-refined",
+                            max_steps=int(max_refine_steps), a_diag=a_diag,
+                            beta=np.zeros_like(y2, np.float64), y=y2.astype(np.float64),
+                            dtype=np.dtype(np.float64), cond_estimate=0.0, **common)
+        beta = f32.solve(y2, record="beta")
+        factor = dataclasses.replace(f32, beta=beta, stats=f32.stats)
+    if not np.all(np.isfinite(factor.a_diag)) or not np.all(factor.a_diag > 0):
+        raise singular
+    cond = lmax_lb * float(np.max(factor.a_diag))
+    f32 = bk.startswith("float32")
+    check_conditioning(cond, lmax_lb, n, lam, np.float32 if f32 else dt, warn=not f32)
+    object.__setattr__(factor, "cond_estimate", float(cond))
+    return factor

@@ -165,13 +165,18 @@ def test_lambda_zero_allowed_when_pd_and_rejected_when_singular():
         ni.ntk_influence(xd, np.concatenate([y, y[:2]]), x[:3], y[:3], lam=0.0)
 
 
-def test_spectrum_lanczos_close_to_exact(setup):
+def test_spectrum_iterative_and_exact_match_eigvalsh(setup):
     ds, k, kt, res = setup
-    sp = ni.factorize(k, ds.y_train, LAM, spectrum_method="lanczos").spectrum
-    assert sp.method == "lanczos"
-    assert sp.lambda_max == pytest.approx(res.lambda_max, rel=1e-8)
-    assert sp.lambda_min >= res.lambda_min - 1e-10  # Ritz values can only over-estimate it
-    assert sp.lambda_min == pytest.approx(res.lambda_min, rel=1e-3, abs=1e-4)
+    ev = np.linalg.eigvalsh(k)
+    assert res.spectrum_method == "exact"  # n <= 1024: dense, computed on first read
+    assert res.lambda_max == pytest.approx(ev[-1], rel=1e-12)
+    assert res.lambda_min == pytest.approx(ev[0], rel=1e-9, abs=1e-12)
+    sp = ni.factorize(k, ds.y_train, LAM, spectrum_method="iterative").spectrum
+    assert sp.method == "iterative" and sp.converged
+    assert sp.lambda_max == pytest.approx(ev[-1], rel=1e-10)
+    assert sp.lambda_min == pytest.approx(ev[0], rel=1e-6, abs=1e-10)
+    assert res.cond == pytest.approx((ev[-1] + LAM) / (ev[0] + LAM), rel=1e-9)
+    assert res.cond_estimate <= res.cond * (1 + 1e-12)  # the cheap estimate is a lower bound
 
 
 def test_ranking(setup):
