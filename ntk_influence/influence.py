@@ -247,6 +247,9 @@ class InfluenceResult:
         Returns:
           ``(n_test,)`` for one group, ``(n_groups, n_test)`` for a list.
         """
+        if np.ndim(groups) == 0 and not isinstance(groups, (list, tuple)):
+            raise InputError(f"groups must be an index array or a list of index arrays, got "
+                             f"{groups!r}; for one point pass [i].")
         single = (isinstance(groups, np.ndarray) and groups.ndim == 1) or (
             isinstance(groups, (list, tuple)) and all(np.ndim(g) == 0 for g in groups))
         glist = [np.asarray(groups)] if single else [np.asarray(g) for g in groups]
@@ -269,15 +272,25 @@ class InfluenceResult:
         Returns:
           ``(k,)`` training indices, most extreme first.
         """
-        if not 0 <= int(test_index) < self.n_test:
-            raise InputError(f"test_index {test_index} outside [0, {self.n_test}).")
-        col = self.influence[:, int(test_index)]
+        j = _whole_number(test_index, "test_index", 0, self.n_test - 1)
+        k = _whole_number(k, "k", 1, None)
+        col = self.influence[:, j]
         order = {"helpful": np.argsort(-col, kind="stable"),
                  "harmful": np.argsort(col, kind="stable"),
                  "uninfluential": np.argsort(np.abs(col), kind="stable")}
         if kind not in order:
             raise InputError(f"kind must be 'helpful', 'harmful' or 'uninfluential', got {kind!r}.")
-        return order[kind][: int(k)]
+        return order[kind][:k]
+
+
+def _whole_number(value: Any, name: str, lo: int, hi: int | None) -> int:
+    """``value`` as an int in ``[lo, hi]``; floats, bools and strings are refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{name} must be a whole number, got {value!r}.")
+    if value < lo or (hi is not None and value > hi):
+        rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise InputError(f"{name} must be in {rng}, got {value}.")
+    return int(value)
 
 
 def influence_from_factor(factor: KRRFactor, k_test: Any, y_test: Any, *, block_size: int = 4096,
