@@ -247,7 +247,7 @@ class InfluenceResult:
         Returns:
           ``(n_test,)`` for one group, ``(n_groups, n_test)`` for a list.
         """
-        if np.ndim(groups) == 0 and not isinstance(groups, (list, tuple)):
+        if np.isscalar(groups) or (isinstance(groups, np.ndarray) and groups.ndim == 0):
             raise InputError(f"groups must be an index array or a list of index arrays, got "
                              f"{groups!r}; for one point pass [i].")
         single = (isinstance(groups, np.ndarray) and groups.ndim == 1) or (
