@@ -16,6 +16,7 @@ from ._errors import (
     TheoryAssumptionWarning,
 )
 from ._precision import precision
+from ._validate import UnitNormReport, ensure_unit_norm
 from .analysis import LambdaSweep, influential_examples, lambda_sweep
 from .compare import (
     WidthComparison,
@@ -131,6 +132,7 @@ __all__ = [
     "TimeInfluenceResult",
     "TrainResult",
     "TwoLayerReLU",
+    "UnitNormReport",
     "WidthComparison",
     "actual_influence",
     "agreement",
@@ -140,6 +142,7 @@ __all__ = [
     "dataset_from_arrays",
     "density_vs_error",
     "device_has_float64",
+    "ensure_unit_norm",
     "entk",
     "entk_jacobian",
     "entk_two_layer",

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import InputError
-from ._validate import as_array
+from ._validate import as_array, ensure_unit_norm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,15 +79,10 @@ def unit_normalize(x: Any) -> np.ndarray:
       x: ``(n, ...)`` array; each point is flattened for the norm.
 
     Returns:
-      Array of the same shape with ``||x_i|| = 1``.
+      Float64 array of the same shape with ``||x_i|| = 1`` (all-zero rows raise); see
+      :func:`ensure_unit_norm` for the record of what was rescaled.
     """
-    arr = as_array(x, "x", (2, 3, 4))
-    flat = arr.reshape(arr.shape[0], -1)
-    norms = np.linalg.norm(flat, axis=1)
-    if np.any(norms == 0):
-        raise InputError(f"x[{int(np.argmin(norms))}] is all zeros and cannot be unit-normalised; "
-                         "drop it or centre the data first.")
-    return (flat / norms[:, None]).reshape(arr.shape)
+    return ensure_unit_norm(x, "x", normalize=True)[0]
 
 
 def _center_and_normalize(x_tr: np.ndarray, x_te: np.ndarray, center: bool,
