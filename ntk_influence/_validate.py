@@ -181,6 +181,55 @@ def check_unit_norm(x: Any, name: str) -> UnitNormReport:
     return ensure_unit_norm(x, name)[1]
 
 
+def check_classes(classes: Any) -> tuple[int, ...]:
+    """Check a class list: at least two distinct integers (``bool`` is not an integer).
+
+    Args:
+      classes: a sequence of class labels, or a comma-separated string like ``"3,8"``.
+
+    Returns:
+      The classes as a tuple of ``int``.
+    """
+    if isinstance(classes, str):
+        try:
+            classes = tuple(int(c) for c in classes.split(","))
+        except ValueError as e:
+            raise InputError(f"classes must be comma-separated integers like 3,8, got {classes!r}.") from e
+    try:
+        items = list(classes)
+    except TypeError as e:
+        raise InputError(f"classes must be a sequence of integers like (3, 8), got {classes!r}.") from e
+    bad = [c for c in items if isinstance(c, (bool, np.bool_))
+           or not isinstance(c, (int, np.integer, float, np.floating))
+           or not float(c).is_integer()]
+    if bad:
+        raise InputError(f"classes must be integer class labels, got {bad[0]!r} in {classes!r}.")
+    cls = tuple(int(c) for c in items)
+    if len(cls) < 2 or len(set(cls)) != len(cls):
+        raise InputError(f"a task needs at least two distinct classes, got {classes!r}; "
+                         "give e.g. classes=(3, 8).")
+    return cls
+
+
+def check_count(n: Any, name: str) -> int | None:
+    """Check a number of points: None or an integer >= 1 (``bool`` and ``2.5`` are refused).
+
+    Args:
+      n: the count.
+      name: the argument's name, used in the message.
+
+    Returns:
+      ``n`` as an ``int``, or None.
+    """
+    if n is None:
+        return None
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+        raise InputError(f"{name} must be a whole number of points (or None for all), got {n!r}.")
+    if n < 1:
+        raise InputError(f"{name} must be >= 1, got {n}.")
+    return int(n)
+
+
 def check_indices(idx: Any, n: int, name: str) -> np.ndarray:
     """Check integer indices lie in ``[0, n)`` and are unique."""
     arr = np.asarray(idx)
