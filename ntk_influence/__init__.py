@@ -16,6 +16,7 @@ from ._errors import (
     TheoryAssumptionWarning,
 )
 from ._precision import device_has_float64, precision
+from ._validate import UnitNormReport, ensure_unit_norm
 from .analysis import LambdaSweep, influential_examples, lambda_sweep
 from .compare import (
     WidthComparison,
@@ -130,6 +131,7 @@ __all__ = [
     "TimeInfluenceResult",
     "TrainResult",
     "TwoLayerReLU",
+    "UnitNormReport",
     "WidthComparison",
     "actual_influence",
     "agreement",
@@ -139,6 +141,7 @@ __all__ = [
     "dataset_from_arrays",
     "density_vs_error",
     "device_has_float64",
+    "ensure_unit_norm",
     "entk",
     "entk_jacobian",
     "entk_two_layer",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -9,7 +10,10 @@ import numpy as np
 
 from ._errors import InputError, TheoryAssumptionWarning
 
+#: Rows whose norm is within this of 1 are rescaled to unit norm; rows further off raise.
 UNIT_NORM_TOL = 1e-6
+#: Rows whose norm is within this of 1 are taken as unit norm already (rounding of x / ||x||).
+UNIT_NORM_ROUNDING = 64 * float(np.finfo(np.float64).eps)
 
 
 def as_array(x: Any, name: str, ndim: tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
@@ -27,7 +31,14 @@ def as_array(x: Any, name: str, ndim: tuple[int, ...], dtype: Any = np.float64) 
     if x is None:
         raise InputError(f"{name} is None; pass an array.")
     try:
-        arr = np.asarray(x, dtype=dtype)
+        raw = np.asarray(x)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{name} cannot be converted to an array: {e}") from e
+    if np.iscomplexobj(raw):
+        raise InputError(f"{name} is complex ({raw.dtype}); pass real values (e.g. the real part "
+                         "or the modulus, whichever your data means).")
+    try:
+        arr = np.asarray(raw, dtype=dtype)
     except (TypeError, ValueError) as e:
         raise InputError(f"{name} cannot be converted to a {np.dtype(dtype).name} array: {e}") from e
     if arr.ndim not in ndim:
@@ -87,15 +98,136 @@ def check_labels(y: Any, n: int, name: str) -> np.ndarray:
     return arr
 
 
-def check_unit_norm(x: np.ndarray, name: str) -> None:
-    """Raise unless every row of ``x`` has unit Euclidean norm."""
-    norms = np.linalg.norm(x.reshape(x.shape[0], -1), axis=1)
-    worst = int(np.argmax(np.abs(norms - 1.0)))
-    if abs(norms[worst] - 1.0) > UNIT_NORM_TOL:
+@dataclasses.dataclass(frozen=True)
+class UnitNormReport:
+    """What :func:`ensure_unit_norm` did to the rows of one input.
+
+    Attributes:
+      name: the argument's name.
+      n_rows: number of rows (points).
+      n_renormalized: rows rescaled to unit norm (rows already unit to rounding are kept as
+        they are and not counted).
+      max_deviation: the largest ``| ||x_i|| - 1 |`` before rescaling.
+      normalize: whether every row was asked to be scaled (``normalize=True``).
+    """
+
+    name: str
+    n_rows: int
+    n_renormalized: int
+    max_deviation: float
+    normalize: bool
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description.
+
+        Returns:
+          The fields as plain Python values.
+        """
+        return dataclasses.asdict(self)
+
+
+def ensure_unit_norm(x: Any, name: str = "x", *, normalize: bool = False,
+                     tol: float = UNIT_NORM_TOL) -> tuple[np.ndarray, UnitNormReport]:
+    """Return ``x`` with unit-norm rows, as eq. (4) assumes, and a record of what was rescaled.
+
+    Every row (point, flattened for its norm) with ``| ||x_i|| - 1 | <= tol`` is rescaled to
+    ``x_i / ||x_i||`` (rows already unit to rounding are left as they are); any row further off
+    raises, unless ``normalize=True``, which rescales every row. All-zero rows always raise.
+
+    Args:
+      x: ``(n, ...)`` finite real array.
+      name: the argument's name, used in messages and the report.
+      normalize: scale every row to unit norm instead of rejecting rows that are not.
+      tol: the largest deviation of a norm from 1 that is corrected without ``normalize``.
+
+    Returns:
+      ``(x_unit, report)``: a float64 array of ``x``'s shape, and a :class:`UnitNormReport`.
+    """
+    arr = as_array(x, name, (2, 3, 4))
+    flat = arr.reshape(arr.shape[0], -1)
+    norms = np.linalg.norm(flat, axis=1)
+    if np.any(norms == 0):
+        raise InputError(f"{name}[{int(np.argmin(norms))}] is all zeros and cannot be scaled to "
+                         "unit norm; drop it or centre the data first.")
+    dev = np.abs(norms - 1.0)
+    worst = int(np.argmax(dev))
+    if not normalize and dev[worst] > tol:
         raise InputError(
-            f"{name}[{worst}] has norm {norms[worst]:.6g}, but this kernel (eq. 4) assumes "
-            "||x|| = 1; pass normalize=True or call ni.unit_normalize(x) first."
+            f"{name}[{worst}] has norm {norms[worst]:.10g}, but this kernel (eq. 4) assumes "
+            f"||x|| = 1 (norms within {tol:g} of 1 are rescaled); pass normalize=True or "
+            "normalise the data first (ni.unit_normalize(x))."
         )
+    scale = dev > UNIT_NORM_ROUNDING
+    out = flat.copy()
+    out[scale] /= norms[scale, None]
+    report = UnitNormReport(name, int(arr.shape[0]), int(scale.sum()), float(dev[worst]),
+                            bool(normalize))
+    return out.reshape(arr.shape), report
+
+
+def check_unit_norm(x: Any, name: str) -> UnitNormReport:
+    """Raise unless every row of ``x`` is within ``UNIT_NORM_TOL`` of unit norm.
+
+    Rows within the tolerance are accepted but not rescaled here; use :func:`ensure_unit_norm`
+    to get the rescaled array.
+
+    Args:
+      x: ``(n, ...)`` array.
+      name: the argument's name.
+
+    Returns:
+      The :class:`UnitNormReport` of the check.
+    """
+    return ensure_unit_norm(x, name)[1]
+
+
+def check_classes(classes: Any) -> tuple[int, ...]:
+    """Check a class list: at least two distinct integers (``bool`` is not an integer).
+
+    Args:
+      classes: a sequence of class labels, or a comma-separated string like ``"3,8"``.
+
+    Returns:
+      The classes as a tuple of ``int``.
+    """
+    if isinstance(classes, str):
+        try:
+            classes = tuple(int(c) for c in classes.split(","))
+        except ValueError as e:
+            raise InputError(f"classes must be comma-separated integers like 3,8, got {classes!r}.") from e
+    try:
+        items = list(classes)
+    except TypeError as e:
+        raise InputError(f"classes must be a sequence of integers like (3, 8), got {classes!r}.") from e
+    bad = [c for c in items if isinstance(c, (bool, np.bool_))
+           or not isinstance(c, (int, np.integer, float, np.floating))
+           or not float(c).is_integer()]
+    if bad:
+        raise InputError(f"classes must be integer class labels, got {bad[0]!r} in {classes!r}.")
+    cls = tuple(int(c) for c in items)
+    if len(cls) < 2 or len(set(cls)) != len(cls):
+        raise InputError(f"a task needs at least two distinct classes, got {classes!r}; "
+                         "give e.g. classes=(3, 8).")
+    return cls
+
+
+def check_count(n: Any, name: str) -> int | None:
+    """Check a number of points: None or an integer >= 1 (``bool`` and ``2.5`` are refused).
+
+    Args:
+      n: the count.
+      name: the argument's name, used in the message.
+
+    Returns:
+      ``n`` as an ``int``, or None.
+    """
+    if n is None:
+        return None
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+        raise InputError(f"{name} must be a whole number of points (or None for all), got {n!r}.")
+    if n < 1:
+        raise InputError(f"{name} must be >= 1, got {n}.")
+    return int(n)
 
 
 def check_indices(idx: Any, n: int, name: str) -> np.ndarray:

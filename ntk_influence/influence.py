@@ -23,7 +23,14 @@ from typing import Any, Literal
 import numpy as np
 
 from ._errors import InputError
-from ._validate import as_array, check_features, check_indices, check_labels, check_lam
+from ._validate import (
+    as_array,
+    check_features,
+    check_indices,
+    check_labels,
+    check_lam,
+    ensure_unit_norm,
+)
 from .data import unit_normalize
 from .kernels import Kernel, kernel_matrix, resolve_kernel
 from .krr import Backend, DeviceFactor, KRRFactor, factorize, resolve_backend
@@ -55,6 +62,9 @@ class InfluenceResult:
       kernel: kernel description.
       factor: the :class:`KRRFactor`, kept for exact group removal and the spectrum.
       spectrum_cache: the spectrum, when it was computed before the factor was dropped.
+      input_norms: what the unit-norm step did to ``x_train`` and ``x_test`` (rows rescaled,
+        largest deviation; :class:`~ntk_influence.UnitNormReport`), for kernels that assume
+        ``||x|| = 1``; None when the kernel does not.
 
     The extreme eigenvalues (``lambda_min``, ``lambda_max``, ``cond`` and the Theorem 3 bounds)
     are properties computed on first read from the factorisation.
@@ -76,6 +86,7 @@ class InfluenceResult:
     kernel: str
     factor: KRRFactor | None = dataclasses.field(default=None, repr=False, compare=False)
     spectrum_cache: Spectrum | None = dataclasses.field(default=None, repr=False, compare=False)
+    input_norms: dict[str, Any] | None = None
 
     @property
     def spectrum(self) -> Spectrum:
@@ -406,8 +417,9 @@ def ntk_influence(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: flo
       y_test: ``(n_test,)`` or ``(n_test, k)`` labels.
       lam: ridge of eq. (2)/(5), ``lam >= 0``.
       kernel: ``"paper"``, ``"paper-both"``, a :class:`Kernel` or a stax ``kernel_fn``.
-      normalize: scale every input to unit norm first (otherwise non-unit inputs raise for
-        kernels that assume it).
+      normalize: scale every input to unit norm first. Otherwise, for kernels that assume unit
+        norm, rows within 1e-6 of it are rescaled exactly (recorded in ``input_norms``) and
+        any other row raises.
       spectrum: how the extreme eigenvalues are computed when first read (``"auto"``: dense up
         to n = 1024, else iterative; ``"none"``).
       block_size: rows per kernel block and test points per influence block.
@@ -430,7 +442,12 @@ def ntk_influence(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: flo
     ytr = check_labels(y_train, xtr.shape[0], "y_train")
     yte = check_labels(y_test, xte.shape[0], "y_test")
     k = resolve_kernel(kernel)
-    if normalize:
+    norms = None
+    if k.unit_norm:  # rescale near-unit rows (recorded) or refuse, unless normalize=True
+        xtr, rep_tr = ensure_unit_norm(xtr, "x_train", normalize=normalize)
+        xte, rep_te = ensure_unit_norm(xte, "x_test", normalize=normalize)
+        norms = {"x_train": rep_tr.describe(), "x_test": rep_te.describe()}
+    elif normalize:
         xtr, xte = unit_normalize(xtr), unit_normalize(xte)
     bk = resolve_backend(backend, dtype)
     memory_plan(xtr.shape[0], xte.shape[0], int(np.prod(xtr.shape[1:])),
@@ -439,6 +456,7 @@ def ntk_influence(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: flo
                 backend="lapack" if bk == "lapack" else "jax", test_block=block_size)
     k_train = kernel_matrix(k, xtr, block_size=block_size, dtype=dtype)
     k_test = kernel_matrix(k, xtr, xte, block_size=block_size, dtype=dtype)
-    return influence_from_kernels(k_train, k_test, ytr, yte, lam, spectrum=spectrum,
-                                  block_size=block_size, dtype=dtype, kernel_name=k.name,
-                                  keep_factor=keep_factor, backend=bk, overwrite_k=True)
+    res = influence_from_kernels(k_train, k_test, ytr, yte, lam, spectrum=spectrum,
+                                 block_size=block_size, dtype=dtype, kernel_name=k.name,
+                                 keep_factor=keep_factor, backend=bk, overwrite_k=True)
+    return dataclasses.replace(res, input_norms=norms)

@@ -199,7 +199,7 @@ def test_npz_missing_and_malformed(tmp_path):
         ni.load_dataset(f"npz:{p}")
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"this is not a zip archive")
-    with pytest.raises(ni.InputError, match=r"not a readable \.npz"):
+    with pytest.raises(ni.InputError, match=r"not an \.npz file"):
         ni.load_dataset(f"npz:{bad}")
     q = tmp_path / "rows.npz"
     np.savez(q, x_train=np.ones((3, 2)), y_train=np.ones(4), x_test=np.ones((2, 2)),

@@ -133,3 +133,22 @@ def test_bad_backend_and_spectrum_names():
         ni.factorize(kk, y, lam, backend="cuda")
     with pytest.raises(ni.InputError, match="spectrum"):
         ni.factorize(kk, y, lam, spectrum_method="arnoldi")
+
+
+def test_near_unit_inputs_are_rescaled_and_recorded():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(30, 6))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.sign(rng.normal(size=30))
+    off = x.copy()
+    off[4] *= 1 - 5e-7  # near unit: rescaled exactly, not used as it is
+    res = ni.ntk_influence(off, y, x[:4], y[:4], lam=0.1)
+    ref = ni.ntk_influence(x, y, x[:4], y[:4], lam=0.1)
+    assert res.input_norms["x_train"]["n_renormalized"] == 1
+    assert res.input_norms["x_train"]["max_deviation"] == pytest.approx(5e-7, rel=1e-6)
+    np.testing.assert_allclose(res.influence, ref.influence, rtol=1e-12,
+                               atol=1e-14 * np.abs(ref.influence).max())
+    assert res.factor.dense()[4, 4] == pytest.approx(0.5 + 0.1, abs=1e-15)
+    off[4] *= 0.9
+    with pytest.raises(ni.InputError, match="normalize=True"):
+        ni.ntk_influence(off, y, x[:4], y[:4], lam=0.1)

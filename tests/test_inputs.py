@@ -55,8 +55,8 @@ def test_non_unit_norm_raise_or_normalize(xy):
         ni.ntk_influence(3 * x, y, xt, yt)
     a = ni.ntk_influence(3 * x, y, 2 * xt, yt, normalize=True)
     b = ni.ntk_influence(x, y, xt, yt)
-    # Rounding of 3x/|3x| moves x.x' near 1 by ~1e-16, which NT's arccos amplifies to ~1e-8.
-    np.testing.assert_allclose(a.influence, b.influence, rtol=1e-6, atol=1e-12)
+    # 3x/|3x| differs from x by rounding only, and eq. (4) is evaluated stably (measured 4e-16).
+    np.testing.assert_allclose(a.influence, b.influence, rtol=0, atol=1e-13)
 
 
 def test_large_labels_warn(xy):
@@ -91,3 +91,59 @@ def test_group_errors(xy):
 def test_errors_are_value_errors():
     assert issubclass(ni.InputError, ValueError)
     assert issubclass(ni.SingularKernelError, ValueError)
+
+
+def _rows(scale):
+    x = ni.unit_normalize(np.random.default_rng(4).normal(size=(5, 3)))
+    return x * np.asarray(scale, float).reshape(-1, 1)
+
+
+# (input, normalize, rows rescaled, largest deviation of a norm from 1)
+UNIT_NORM_CASES = {
+    "unit already": (_rows(1.0), False, 0, 1e-15),
+    "within tolerance": (_rows([1 - 5e-7, 1, 1, 1 + 8e-7, 1]), False, 2, 8e-7),
+    "normalize=True": (_rows([3, 1, 0.5, 1, 2]), True, 3, 2.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNIT_NORM_CASES))
+def test_ensure_unit_norm_rescales_and_reports(case):
+    x, normalize, n_rescaled, dev = UNIT_NORM_CASES[case]
+    out, rep = ni.ensure_unit_norm(x, "x_train", normalize=normalize)
+    assert rep == ni.UnitNormReport("x_train", 5, n_rescaled, rep.max_deviation, normalize)
+    if n_rescaled:
+        assert rep.max_deviation == pytest.approx(dev, rel=1e-6)
+    else:
+        assert rep.max_deviation < dev
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=0, atol=4e-16)
+    np.testing.assert_allclose(out, ni.unit_normalize(x), rtol=0, atol=4e-16)
+    assert rep.describe()["n_renormalized"] == n_rescaled
+    if n_rescaled == 0:
+        assert np.array_equal(out, x)
+
+
+# (input, normalize, message)
+UNIT_NORM_ERRORS = {
+    "beyond tolerance": (_rows([1, 1 + 2e-6, 1, 1, 1]), False,
+                         r"x_train\[1\] has norm 1.000002.*normalize=True"),
+    "far off": (_rows(3.0), False, "normalize=True or normalise the data"),
+    "zero row": (np.zeros((2, 3)), True, r"x_train\[0\] is all zeros"),
+    "zero row, no normalize": (np.zeros((2, 3)), False, "all zeros"),
+    "complex": (np.ones((2, 3)) * (1 + 1j) / np.sqrt(6), False, "complex"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNIT_NORM_ERRORS))
+def test_ensure_unit_norm_rejects(case):
+    x, normalize, msg = UNIT_NORM_ERRORS[case]
+    with pytest.raises(ni.InputError, match=msg):
+        ni.ensure_unit_norm(x, "x_train", normalize=normalize)
+
+
+def test_complex_inputs_rejected_everywhere(xy):
+    x, y, xt, yt = xy
+    for args in ((x + 0j, y, xt, yt), (x, y + 1e-3j, xt, yt)):
+        with pytest.raises(ni.InputError, match="complex"):
+            ni.ntk_influence(*args)
+    with pytest.raises(ni.InputError, match="complex"):
+        ni.kernel_matrix("paper", x.astype(complex))

@@ -17,13 +17,73 @@ def _sphere(n, d, seed):
     return ni.unit_normalize(np.random.default_rng(seed).normal(size=(n, d)))
 
 
-def test_paper_kernel_equals_closed_form_eq4():
-    x, z = _sphere(30, 10, 0), _sphere(17, 10, 1)
-    k = ni.kernel_matrix("paper", x, z)
-    assert k.dtype == np.float64
-    np.testing.assert_allclose(k, closed_form_kernel(x, z), atol=1e-8, rtol=0)
-    kc = ni.kernel_matrix("paper-closed-form", x, z)
-    np.testing.assert_allclose(kc, closed_form_kernel(x, z), atol=1e-14)
+def _hard_pairs(d: int = 12, seed: int = 7) -> np.ndarray:
+    """Rows that stress eq. (4): duplicates, near-parallel, antipodal, orthogonal pairs."""
+    rng = np.random.default_rng(seed)
+    b = _sphere(4, d, seed)
+    unit = lambda v: ni.unit_normalize(v[None])[0]  # noqa: E731
+    return np.array([
+        b[0], b[0].copy(),                               # exact duplicates
+        unit(b[0] + 1e-9 * rng.normal(size=d)),          # near-parallel
+        unit(b[0] + 1e-12 * rng.normal(size=d)),
+        -b[0],                                           # antipodal
+        unit(-(b[0] + 1e-9 * rng.normal(size=d))),       # near-antipodal
+        np.eye(d)[0], np.eye(d)[1],                      # exactly orthogonal
+        unit(b[1] - (b[1] @ b[0]) * b[0]),               # orthogonal to b[0] up to rounding
+        b[2], b[3],
+    ])
+
+
+def _assert_eq4(k, ref, rtol):
+    """``|K - ref| <= rtol / 2`` everywhere (K's scale is K(x, x) = 1/2), relative where |ref| > 1e-3."""
+    err = np.abs(k - ref)
+    assert err.max() <= rtol * 0.5, err.max()
+    big = np.abs(ref) > 1e-3
+    assert (err[big] / np.abs(ref[big])).max() <= rtol
+
+
+def test_closed_form_matches_extended_precision_reference():
+    x = _hard_pairs()
+    z = np.concatenate([x, _sphere(9, 12, 8)])
+    ref = closed_form_kernel(x, z)
+    assert np.all(ref[:4, :4] > 0.5 - 1e-9) and ref[0, 4] == pytest.approx(0, abs=1e-20)
+    for name in ("paper", "paper-closed-form"):
+        k = ni.kernel_matrix(name, x, z)
+        assert k.dtype == np.float64
+        _assert_eq4(k, ref, 1e-13)
+    k = ni.kernel_matrix("paper", x)
+    assert np.all(np.diag(k) == 0.5) and k[0, 1] == 0.5 and np.array_equal(k, k.T)
+    # The arccos form of eq. (4) loses half the digits on the near-parallel pairs.
+    g = np.clip(x @ z.T, -1, 1)
+    with pytest.raises(AssertionError):
+        _assert_eq4(g * (np.pi - np.arccos(g)) / (2 * np.pi), ref, 1e-13)
+
+
+def test_closed_form_on_sphere_and_in_float32():
+    x, z = _sphere(40, 30, 0), _sphere(17, 30, 1)
+    ref = closed_form_kernel(x, z)
+    _assert_eq4(ni.kernel_matrix("paper", x, z), ref, 1e-13)
+    k32 = ni.kernel_matrix("paper", _hard_pairs(), dtype=np.float32)
+    assert k32.dtype == np.float32 and np.all(np.diag(k32) == 0.5)
+    _assert_eq4(k32, closed_form_kernel(_hard_pairs(), _hard_pairs()), 1e-6)
+
+
+def test_many_near_parallel_pairs_take_several_passes():
+    # 30 near-copies of one point: 900 near-parallel pairs, more than one pass (n1 + n2) fixes.
+    rng = np.random.default_rng(3)
+    base = _sphere(1, 8, 2)
+    x = ni.unit_normalize(base + 1e-8 * rng.normal(size=(30, 8)))
+    _assert_eq4(ni.kernel_matrix("paper", x, block_size=7), closed_form_kernel(x, x), 1e-13)
+
+
+def test_nt_route_agrees_to_its_own_limit():
+    x = np.concatenate([_hard_pairs(), _sphere(20, 12, 9)])
+    z = _sphere(7, 12, 10)
+    for a, b in ((x, x), (x, z)):
+        knt = ni.kernel_matrix("paper-nt", a, b)
+        np.testing.assert_allclose(knt, ni.kernel_matrix("paper", a, b), atol=1e-8, rtol=0)
+        np.testing.assert_allclose(knt, closed_form_kernel(a, b), atol=1e-8, rtol=0)
+    assert ni.paper_kernel(implementation="nt").name != ni.paper_kernel().name
 
 
 def _arccos1(x1, x2):
@@ -72,8 +132,18 @@ def test_stax_deep_mlp_and_conv_kernels():
 
 def test_non_unit_norm_rejected_with_fix():
     x = np.random.default_rng(0).normal(size=(5, 3))
-    with pytest.raises(ni.InputError, match="normalize=True"):
-        ni.kernel_matrix("paper", x)
+    for name in ("paper", "paper-nt", "paper-both"):
+        with pytest.raises(ni.InputError, match="normalize=True"):
+            ni.kernel_matrix(name, x)
+
+
+def test_near_unit_rows_rescaled_before_the_kernel():
+    x = _sphere(6, 5, 11)
+    k = ni.kernel_matrix("paper", x * (1 - 5e-7), x * (1 + 9e-7))
+    assert np.all(np.diag(k) == 0.5)
+    _assert_eq4(k, closed_form_kernel(x, x), 1e-13)
+    with pytest.raises(ni.InputError, match=r"x2\[\d\] has norm 1.000002"):
+        ni.kernel_matrix("paper", x, x * (1 + 2e-6))
 
 
 def test_import_does_not_load_tensorflow_and_keeps_x64_off():

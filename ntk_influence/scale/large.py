@@ -14,7 +14,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from jax.sharding import Mesh
 
-from .._validate import check_features, check_labels, check_lam, check_unit_norm
+from .._validate import check_features, check_labels, check_lam, ensure_unit_norm
 from ..influence import InfluenceResult, influence_from_kernels
 from ..kernels import Kernel, kernel_matrix, resolve_kernel
 from ..krr import DeviceFactor, factorize
@@ -80,9 +80,11 @@ def large_influence(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: f
     ytr = check_labels(y_train, xtr.shape[0], "y_train")
     yte = check_labels(y_test, xte.shape[0], "y_test")
     k = resolve_kernel(kernel)
-    if k.unit_norm:
-        check_unit_norm(xtr.reshape(xtr.shape[0], -1), "x_train")
-        check_unit_norm(xte.reshape(xte.shape[0], -1), "x_test")
+    norms = None
+    if k.unit_norm:  # rescale near-unit rows (recorded) or refuse
+        xtr, rep_tr = ensure_unit_norm(xtr, "x_train")
+        xte, rep_te = ensure_unit_norm(xte, "x_test")
+        norms = {"x_train": rep_tr.describe(), "x_test": rep_te.describe()}
     mesh = mesh or make_mesh()
     pol = resolve_policy(precision_policy, mesh.devices.flat[0])
     n, t = xtr.shape[0], xte.shape[0]
@@ -112,6 +114,7 @@ def large_influence(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: f
                                                     test_block=plan.test_block,
                                                     show_progress=show_progress)
         res = InfluenceResult.from_test_side(factor, yte, alpha, infl, ihvp, f_te, k.name)
+    res = dataclasses.replace(res, input_norms=norms)
     if not keep_alpha:
         res = dataclasses.replace(res, alpha=np.empty((n, 0), res.alpha.dtype))
     return LargeInfluence(res, plan, rep)
