@@ -51,13 +51,24 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return p
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
+    """Convert ``x`` to plain JSON types: NumPy arrays and scalars, tuples and paths included.
+
+    Non-finite floats become None (JSON has no NaN/Inf), so two settings dicts compare equal after
+    a round trip through a file exactly when their :func:`jsonable` forms are equal.
+
+    Args:
+      x: dicts, lists, tuples, NumPy arrays and scalars, paths, or plain values.
+
+    Returns:
+      The same data in dicts (string keys), lists, ints, floats, bools, strings and None.
+    """
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
+        return jsonable(x.tolist())
     if isinstance(x, (np.integer,)):
         return int(x)
     if isinstance(x, (np.floating, float)):
@@ -80,7 +91,7 @@ def save_json(path: str | os.PathLike[str], obj: Any) -> Path:
     Returns:
       The destination path.
     """
-    text = json.dumps(_jsonable(obj), indent=2, sort_keys=False)
+    text = json.dumps(jsonable(obj), indent=2, sort_keys=False)
     return atomic_write_bytes(path, (text + "\n").encode())
 
 
@@ -145,7 +156,7 @@ class ResultStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         meta_path = self.root / "meta.json"
-        meta = _jsonable(meta or {})
+        meta = jsonable(meta or {})
         if meta_path.exists() and resume:
             old = load_json(meta_path)
             if old != meta:

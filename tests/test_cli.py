@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import ntk_influence as ni
-from ntk_influence import _cli_reproduce as rep
 from ntk_influence.cli import COMMANDS, EXIT_NUMERICAL, EXIT_OK, EXIT_USAGE, build_parser, main
+from ntk_influence.cli import reproduce as rep
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--data", "digits:3,8", "--n-train", "24", "--n-test", "6", "--quiet"]
@@ -26,8 +26,25 @@ def _run(argv, capsys):
 
 
 def _names():
-    build_parser()
     return [c.name for c in COMMANDS]
+
+
+EXPECTED = ["influence", "compare", "lambda-sweep", "density", "examples", "complexity", "dynamics",
+            "label-noise", "reproduce"]
+
+
+def test_command_table_is_complete_and_listed(capsys):
+    assert _names() == EXPECTED
+    code, out, _ = _run(["--help"], capsys)
+    assert code == EXIT_OK
+    listed = out[out.index("COMMAND"):]
+    for name in EXPECTED:
+        assert f"    {name} " in listed or f"    {name}\n" in listed, name
+    assert "SIGTERM" in out and "130" in out
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert list(sub) == EXPECTED
+    for part in rep.PARTS:  # every part of the reproduction runs a registered subcommand
+        assert part.command in EXPECTED, part.name
 
 
 # ------------------------------------------------------------------ help and usage
@@ -158,8 +175,6 @@ ANALYSIS = {
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n == "compare"
                                                else []) for n in ANALYSIS])
 def test_analysis_subcommands_end_to_end(name, tmp_path, capsys):
-    if name not in _names():
-        pytest.skip(f"{name} is not registered")
     out_dir = tmp_path / name
     code, out, err = _run([name, *TINY, *ANALYSIS[name], "--out", out_dir], capsys)
     assert code == EXIT_OK, err
@@ -207,14 +222,13 @@ def test_reproduce_every_part_tiny(with_nets, tmp_path, capsys):
         if part.name == "table1" and not with_nets:
             assert "table1" not in status
             continue
-        st = status[part.name]["status"]
-        assert st == ("done" if part.command in names else "skipped"), part.name
-        if st == "done":
-            pngs = list((out_dir / part.name).glob("*.png"))
-            assert pngs, f"{part.name} drew no figure"
-            for p in pngs:  # every figure is linked from the report
-                assert f"{part.name}/{p.name}" in report
-            assert list((out_dir / part.name).glob("*.json"))
+        assert part.command in names
+        assert status[part.name]["status"] == "done", part.name
+        pngs = list((out_dir / part.name).glob("*.png"))
+        assert pngs, f"{part.name} drew no figure"
+        for p in pngs:  # every figure is linked from the report
+            assert f"{part.name}/{p.name}" in report
+        assert list((out_dir / part.name).glob("*.json"))
     assert "could not summarise" not in report
 
 
@@ -223,7 +237,7 @@ def _two_part_plan(monkeypatch):
     k = rep.PARTS[0]
     second = rep.Part("kernel2", "second", "influence",
                       lambda a, m: ["influence", *rep._data_argv(a, m), "--lam", "0.3"],
-                      "second part", rep._kernel_report)
+                      "second part", rep.kernel_report)
     monkeypatch.setattr(rep, "PARTS", [k, second])
 
 
@@ -276,7 +290,7 @@ def test_reproduce_resume_after_interruption(tmp_path, capsys, monkeypatch):
 
 def test_reproduce_missing_subcommand_is_skipped_with_a_message(tmp_path, capsys, monkeypatch):
     ghost = rep.Part("ghost", "A part whose subcommand is absent", "no-such-subcommand",
-                     lambda a, m: ["no-such-subcommand"], "absent", rep._generic_report)
+                     lambda a, m: ["no-such-subcommand"], "absent", rep.generic_report)
     monkeypatch.setattr(rep, "PARTS", [rep.PARTS[0], ghost])
     code, _, _ = _run(_tiny_reproduce(tmp_path / "g"), capsys)
     assert code == EXIT_OK
@@ -293,7 +307,7 @@ def test_reproduce_keep_going_records_failure(tmp_path, capsys, monkeypatch):
     x = np.concatenate([x, x])
     np.savez(tmp_path / "dup.npz", x_train=x, y_train=np.sign(x[:, 0]), x_test=x[:2],
              y_test=np.sign(x[:2, 0]))
-    bad = rep.Part("bad", "A failing part", "influence", boom, "fails", rep._generic_report)
+    bad = rep.Part("bad", "A failing part", "influence", boom, "fails", rep.generic_report)
     monkeypatch.setattr(rep, "PARTS", [bad, rep.PARTS[0]])
     code, _, _ = _run(_tiny_reproduce(tmp_path / "k"), capsys)
     assert code == EXIT_NUMERICAL  # without --keep-going the failure stops the run
@@ -321,9 +335,9 @@ def test_reproduce_dry_run_every_part_parses(mode, tmp_path, capsys):
     code, out, _ = _run(["reproduce", mode, "--dry-run", "--out", tmp_path / "d"], capsys)
     assert code == EXIT_OK
     names = _names()
-    for part in rep.PARTS:
-        if part.command in names:  # every part's arguments were accepted by its subcommand
-            assert f"ntk-influence {part.command} " in out
+    for part in rep.PARTS:  # every part's arguments were accepted by its subcommand
+        assert part.command in names
+        assert f"ntk-influence {part.command} " in out
     # the mode's sizes are capped at the pool: digits 3 vs 8 has 250 training points
     if mode == "--full":
         assert "--n-train 250" in out
@@ -343,3 +357,39 @@ def test_reproduce_multiclass_skips_table1_with_a_reason(tmp_path, capsys):
     assert code == EXIT_OK
     assert "# table1: skipped (Table 1 retrains scalar-output nets" in out
     assert "ntk-influence label-noise --data digits:0,1,7" in out
+
+
+def test_warnings_are_reported_without_source_lines(tmp_path, capsys, monkeypatch):
+    import warnings
+
+    import ntk_influence.influence as influence_module
+
+    real = influence_module.ntk_influence
+
+    def warns(*args, **kwargs):
+        warnings.warn("solver stopped early:\n  residual 1e-3", ni.NotConvergedWarning, stacklevel=2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(influence_module, "ntk_influence", warns)
+    code, _, err = _run(["influence", *TINY, "--out", tmp_path / "w"], capsys)
+    assert code == EXIT_OK
+    lines = err.strip().splitlines()
+    assert "ntk-influence: warning: solver stopped early: residual 1e-3" in lines
+    assert not [ln for ln in lines if "warnings.warn" in ln or ".py:" in ln], err
+
+
+def test_sigterm_stops_like_ctrl_c(tmp_path, capsys, monkeypatch):
+    import signal
+
+    import ntk_influence.influence as influence_module
+
+    def killed(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the run")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(influence_module, "ntk_influence", killed)
+    code, out, err = _run(["influence", *TINY, "--out", tmp_path / "t"], capsys)
+    assert code == 130
+    assert "terminated (SIGTERM)" in err and "--resume" in err and "results in" not in out
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is restored

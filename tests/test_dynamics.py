@@ -81,22 +81,22 @@ def test_end_of_training_is_krr():
     np.testing.assert_allclose(dyn.f_test[1], res.f_test, atol=1e-12)
 
 
-@pytest.mark.parametrize("engine", ["jax", "numpy"])
+@pytest.mark.parametrize("backend", ["jax", "lapack"])
 @pytest.mark.parametrize("lam", [0.0, 0.05])
-def test_exact_matches_brute_force_refits(lam, engine):
+def test_exact_matches_brute_force_refits(lam, backend):
     x, xt, k, kt, y, yt = _toy(n=18, m=5)
     times = [0.0, 0.3, 2.0, 25.0] + ([np.inf] if lam > 0 else [])
-    res = dy.time_influence_from_kernels(k, kt, y, yt, lam, times, chunk_size=5, engine=engine)
+    res = dy.time_influence_from_kernels(k, kt, y, yt, lam, times, chunk_size=5, backend=backend)
     ref = _brute(k, kt, y, yt, lam, times)
     scale = np.abs(ref).max(axis=(1, 2), keepdims=True) + 1e-300
     assert np.max(np.abs(res.influence - ref) / scale) < 1e-9
     assert np.all(res.influence[0] == 0.0)  # t = 0: nothing learned, no influence
 
 
-@pytest.mark.parametrize("engine", ["jax", "numpy"])
-def test_exact_multi_output_matches_brute_force(engine):
+@pytest.mark.parametrize("backend", ["jax", "lapack"])
+def test_exact_multi_output_matches_brute_force(backend):
     x, xt, k, kt, y, yt = _toy(n=15, m=4, k_out=3)
-    res = dy.time_influence_from_kernels(k, kt, y, yt, 0.1, [0.7, 9.0], engine=engine)
+    res = dy.time_influence_from_kernels(k, kt, y, yt, 0.1, [0.7, 9.0], backend=backend)
     ref = _brute(k, kt, y, yt, 0.1, [0.7, 9.0])
     assert np.max(np.abs(res.influence - ref)) / np.abs(ref).max() < 1e-9
 
@@ -255,8 +255,9 @@ def test_bad_input():
             dy.label_noise_experiment(x, y, xt, yt, 0.1, [1.0], fraction=frac)
     with pytest.raises(ni.InputError, match="both"):
         dy.influence_over_time(x, y, xt, yt, 0.1, [1.0], k_train=k)
-    with pytest.raises(ni.InputError, match="engine"):
-        dy.time_influence_from_kernels(k, kt, y, yt, 0.1, [1.0], engine="torch")
+    for bad in ("torch", "numpy"):
+        with pytest.raises(ni.InputError, match="backend must be 'auto', 'lapack'"):
+            dy.time_influence_from_kernels(k, kt, y, yt, 0.1, [1.0], backend=bad)
     with pytest.raises(ni.InputError, match="transpose"):
         dy.time_influence_from_kernels(k, kt.T, y, yt, 0.1, [1.0])
     sing = np.ones((4, 4))
@@ -283,3 +284,19 @@ def test_exact_matches_brute_force_larger(digits38):
             d = _pred(k[np.ix_(keep, keep)], kt[keep], ds.y_train[keep], 0.01, t) - f
             ref = d * (f - ds.y_test[:8]) + 0.5 * d * d
             assert np.max(np.abs(res.influence[a, i] - ref)) <= 1e-9 * np.abs(ref).max()
+
+
+def test_time_agreement_closed_forms():
+    rng = np.random.default_rng(3)
+    ex = rng.normal(size=(2, 7, 4))
+    same = ni.time_agreement(ex, ex)
+    np.testing.assert_allclose(same.rel_error, 0.0, atol=1e-15)
+    np.testing.assert_allclose([same.pearson, same.slope, same.top1_match], 1.0, rtol=1e-12)
+    doubled = ni.time_agreement(ex, 2.0 * ex)  # slope 2, relative error 1, ranks unchanged
+    np.testing.assert_allclose(doubled.slope, 2.0, rtol=1e-12)
+    np.testing.assert_allclose(doubled.rel_error, 1.0, rtol=1e-12)
+    np.testing.assert_allclose(doubled.spearman, 1.0, rtol=1e-12)
+    flipped = ni.time_agreement(ex, -ex)
+    np.testing.assert_allclose(flipped.pearson, -1.0, rtol=1e-12)
+    np.testing.assert_allclose(flipped.top1_match, 1.0)  # largest |I| is the same point
+    assert isinstance(flipped, ni.TimeAgreement)
