@@ -39,6 +39,7 @@ from ._common import (
     report_warning,
     settings_of,
 )
+from ._outdir import run_in_folder
 
 COMMANDS: tuple[Command, ...] = (
     core.INFLUENCE,
@@ -54,7 +55,10 @@ COMMANDS: tuple[Command, ...] = (
 """Every subcommand, in the order ``--help`` lists them."""
 
 EPILOG = ("exit codes: 0 success, 2 bad usage or input, 3 numerical failure, 1 other failure, "
-          "130 interrupted (Ctrl-C or SIGTERM; finished work is kept, continue with --resume).")
+          "130 interrupted (Ctrl-C or SIGTERM; finished work is kept, continue with --resume). "
+          "--out is locked while a run uses it; its fingerprint.json records the settings and "
+          "data, and --resume into a folder of other settings is refused (--force starts "
+          "afresh).")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sigterm_as_interrupt(), warnings.catch_warnings(), precision("float64"):
             warnings.showwarning = report_warning
-            out = args.func(args)
+            out = run_in_folder(args, args.func)
     except KeyboardInterrupt as e:
         why = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
         print(f"ntk-influence: {why}; run again with --resume to continue.", file=sys.stderr)

@@ -56,7 +56,10 @@ def add_data_arguments(p: argparse.ArgumentParser, n_train: int = 200, n_test: i
 
 
 def load_data_from_args(args: argparse.Namespace) -> Any:
-    """Load the :class:`Dataset` the data options describe.
+    """Load the :class:`Dataset` the data options describe and claim ``--out`` for it.
+
+    The folder's fingerprint is checked against this run's settings and data (a ``--resume``
+    into a folder of other settings is refused) and then recorded.
 
     Args:
       args: parsed arguments with the options of :func:`add_data_arguments`.
@@ -65,9 +68,12 @@ def load_data_from_args(args: argparse.Namespace) -> Any:
       The :class:`~ntk_influence.data.Dataset`.
     """
     from ..data import load_dataset
+    from ._outdir import claim_output
 
-    return load_dataset(args.data, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
-                        label_noise=args.label_noise, center=args.center)
+    ds = load_dataset(args.data, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
+                      label_noise=args.label_noise, center=args.center)
+    claim_output(args, ds)
+    return ds
 
 
 def log(args: argparse.Namespace, msg: str) -> None:
@@ -107,7 +113,11 @@ def add_run_arguments(p: argparse.ArgumentParser, name: str) -> None:
                    help="TOML file of option values (keys as on the command line, e.g. "
                         "n-train = 100); the command line overrides it")
     g.add_argument("--resume", action="store_true",
-                   help="reuse finished work in --out after an interruption")
+                   help="reuse finished work in --out after an interruption (refused if --out "
+                        "holds results of other settings)")
+    g.add_argument("--force", action="store_true",
+                   help="with --resume, start afresh when --out holds results of other settings "
+                        "instead of refusing")
     g.add_argument("--quiet", action="store_true", help="no progress output")
 
 

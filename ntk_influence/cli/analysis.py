@@ -19,6 +19,7 @@ import numpy as np
 
 from .._errors import InputError
 from ._common import Command, add_data_arguments, load_data_from_args, log, settings_of
+from ._outdir import NOT_CONTENT
 
 DEFAULT_TIMES = (*np.geomspace(0.01, 1000.0, 11).tolist(), float("inf"))
 
@@ -26,7 +27,7 @@ DEFAULT_TIMES = (*np.geomspace(0.01, 1000.0, 11).tolist(), float("inf"))
 # ------------------------------------------------------------------ shared helpers
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in settings_of(args).items() if k not in ("resume", "quiet", "out")}
+    return {k: v for k, v in settings_of(args).items() if k not in NOT_CONTENT}
 
 
 def _finished(args: argparse.Namespace, out: Path) -> bool:
@@ -40,7 +41,7 @@ def _finished(args: argparse.Namespace, out: Path) -> bool:
         old = io.load_json(path).get("settings", {})
     except (OSError, ValueError):
         return False
-    same = {k: v for k, v in old.items() if k not in ("resume", "quiet", "out")} == \
+    same = {k: v for k, v in old.items() if k not in NOT_CONTENT} == \
         io.jsonable(_settings(args))
     if same:
         log(args, f"{args.command} already finished in {out}; skipping (--resume)")
@@ -121,12 +122,12 @@ def _sweep_run(args: argparse.Namespace) -> Path:
     from ..plots import lambda_sweep_plot
 
     out = Path(args.out)
-    if _finished(args, out):
-        return out
     lams = list(DEFAULT_LAMS if args.lams is None else args.lams)
     if not lams or min(lams) <= 0:
         raise InputError("--lams must be positive ridges, e.g. --lams 0.0625 1 16.")
     ds = load_data_from_args(args)
+    if _finished(args, out):
+        return out
     t0 = time.perf_counter()
     k, kt = _kernels(args, ds)
     store = io.ResultStore(out / "work", meta={"settings": _settings(args)}, resume=args.resume)
@@ -195,8 +196,6 @@ def _density_run(args: argparse.Namespace) -> Path:
     from ..plots import density_plot, mixture_plot
 
     out = Path(args.out)
-    if _finished(args, out):
-        return out
     bw: Any = args.bandwidth
     if bw not in ("scott", "silverman"):
         try:
@@ -204,6 +203,8 @@ def _density_run(args: argparse.Namespace) -> Path:
         except ValueError as e:
             raise InputError(f"--bandwidth must be scott, silverman or a number, got {bw!r}.") from e
     ds = load_data_from_args(args)
+    if _finished(args, out):
+        return out
     t0 = time.perf_counter()
     res = ntk_influence(ds.x_train, ds.y_train, ds.x_test, ds.y_test, args.lam,
                         kernel=args.kernel)
@@ -260,9 +261,9 @@ def _examples_run(args: argparse.Namespace) -> Path:
     from ..plots import influential_examples_plot
 
     out = Path(args.out)
+    ds = load_data_from_args(args)
     if _finished(args, out):
         return out
-    ds = load_data_from_args(args)
     res = ntk_influence(ds.x_train, ds.y_train, ds.x_test, ds.y_test, args.lam,
                         kernel=args.kernel)
     ex = influential_examples(res, args.test_index, args.k)
@@ -308,9 +309,9 @@ def _complexity_run(args: argparse.Namespace) -> Path:
     from ..plots import complexity_plot
 
     out = Path(args.out)
+    ds = load_data_from_args(args)
     if _finished(args, out):
         return out
-    ds = load_data_from_args(args)
     k, kt = _kernels(args, ds)
     res = influence_from_kernels(k, kt, ds.y_train, ds.y_test, args.lam)
     g, c = complexity_of_influence_groups(k, ds.y_train, res, args.groups, args.complexity_lam,
@@ -361,9 +362,9 @@ def _dynamics_run(args: argparse.Namespace) -> Path:
 
     out = Path(args.out)
     times = check_times(args.times)
+    ds = load_data_from_args(args)
     if _finished(args, out):
         return out
-    ds = load_data_from_args(args)
     t0 = time.perf_counter()
     k, kt = _kernels(args, ds)
     fo = time_influence_from_kernels(k, kt, ds.y_train, ds.y_test, args.lam, times,
@@ -439,9 +440,9 @@ def _noise_run(args: argparse.Namespace) -> Path:
     times = check_times(args.times)
     if args.label_noise:
         raise InputError("label-noise flips labels itself; use --noise, not --label-noise.")
+    ds = load_data_from_args(args)
     if _finished(args, out):
         return out
-    ds = load_data_from_args(args)
     t0 = time.perf_counter()
     k, kt = _kernels(args, ds)
     y_noisy, noisy = flip_labels(ds.y_train, frac, args.seed)

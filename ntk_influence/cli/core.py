@@ -28,13 +28,12 @@ def _influence_run(args: argparse.Namespace) -> Path:
     from ..influence import ntk_influence
 
     out = Path(args.out)
+    ds = load_data_from_args(args)
     if args.resume and (out / "influence.npz").exists() and (out / "summary.json").exists():
         old = io.load_json(out / "summary.json").get("settings", {})
         if _same_settings(old, settings_of(args)):
             log(args, f"influence already computed in {out}; skipping (--resume)")
             return out
-        log(args, f"{out} holds results made with other settings; computing again")
-    ds = load_data_from_args(args)
     t0 = time.perf_counter()
     res = ntk_influence(ds.x_train, ds.y_train, ds.x_test, ds.y_test, lam=args.lam,
                         kernel=args.kernel, spectrum=args.spectrum, block_size=args.block_size)
@@ -70,7 +69,7 @@ def _same_settings(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether two runs' settings agree, ignoring how they were run (out, resume, quiet)."""
     from ..io import jsonable
 
-    skip = ("out", "resume", "quiet")
+    skip = ("out", "resume", "quiet", "force")
     strip = lambda d: {k: v for k, v in jsonable(d).items() if k not in skip}  # noqa: E731
     return strip(old) == strip(new)
 

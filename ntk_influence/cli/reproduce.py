@@ -4,9 +4,10 @@ The reproduction is a list of parts (Table 1 and Figure 1, Figures 2-7, and the 
 influence they all rest on). Each part runs one subcommand of this CLI into its own folder of
 ``--out DIR``; a part that finishes writes ``DIR/<part>/part.json``. With ``--resume`` the finished
 parts are skipped (when their settings match) and the unfinished one is run again with
-``--resume``, so the sweeps inside it continue where they stopped. At the end ``DIR/report.md``
-gathers the tables and figures and ``DIR/reproduce.json`` the status, settings and timing of every
-part. ``--quick`` (default) is sized to finish in minutes on a 2-core CPU for digits; ``--full``
+``--resume``, so the sweeps inside it continue where they stopped. ``--resume`` with other
+settings than the folder's (see ``fingerprint.json``) is refused; ``--force`` then runs again only
+the parts whose arguments changed. At the end ``DIR/report.md`` gathers the tables and figures
+and ``DIR/reproduce.json`` the status, settings and timing of every part. ``--quick`` (default) is sized to finish in minutes on a 2-core CPU for digits; ``--full``
 uses the paper's sizes.
 """
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from .._errors import InputError, NotConvergedError, NumericalError
 from ._common import Command, log, settings_of
+from ._outdir import claim_output, run_in_folder
 from ._report import (
     fig2_report,
     fig3_report,
@@ -225,7 +227,7 @@ def _run_part(part: Part, argv: list[str], resume: bool, quiet: bool = False) ->
     except SystemExit as e:
         raise InputError(f"part {part.name}: the arguments {argv} were refused by "
                          f"'{part.command}' (see the message above).") from e
-    sub.func(sub)
+    run_in_folder(sub, sub.func)
 
 
 def _run(args: argparse.Namespace) -> Path:
@@ -243,6 +245,8 @@ def _run(args: argparse.Namespace) -> Path:
     args.pool_outputs = 1 if pool.y_train.ndim == 1 else int(pool.y_train.shape[1])
     if args.dry_run:
         return _dry_run(args, parts, out, available)
+    # the parts check their own folders; a finished part is reused only with the same arguments
+    claim_output(args, pool, restart=False)
     status: dict[str, dict[str, Any]] = {}
     t_all = time.perf_counter()
     try:
