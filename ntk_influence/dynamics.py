@@ -33,6 +33,8 @@ change of the time-``t`` test loss, ``I_t = Delta (f_te(t) - y_te) + Delta^2 / 2
   The first-order influence is ``Delta_hat (f_te(t) - y_te)``, the time-``t`` analogue of the
   classic estimate: at ``t = inf`` it *is* the kernel IHVP of eq. (13), and for ``t -> 0`` it is
   exact to leading order in ``t``.
+
+The matrix function ``g_t`` and the two routes' kernels live in :mod:`ntk_influence.flow`.
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ from ._errors import InputError, SingularKernelError
 from ._precision import precision
 from ._validate import as_array, check_features, check_labels, check_lam
 from .data import flip_labels, unit_normalize
+from .flow import (
+    first_order_delta,
+    g_flow,
+    loo_delta_jax,
+    loo_delta_lapack,
+)
 from .io import progress as _progress
 from .kernels import Kernel, kernel_matrix, resolve_kernel
 from .losses import loss_change
@@ -57,9 +65,6 @@ Method = Literal["exact", "first-order", "both"]
 ByKind = Literal["abs", "helpful", "harmful"]
 Backend = Literal["auto", "lapack", "jax"]
 
-_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(8)
-_GL_NODES = 0.5 * (_GL_NODES + 1.0)  # on [0, 1]
-_GL_WEIGHTS = 0.5 * _GL_WEIGHTS
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,66 +113,6 @@ def flow_time(times: Any, n_train: int, time_unit: TimeUnit = "flow") -> np.ndar
     if time_unit == "paper":
         return 2.0 * t / float(n_train)
     raise InputError(f"time_unit must be 'flow' or 'paper', got {time_unit!r}.")
-
-
-def _g(t: float, mu: np.ndarray) -> np.ndarray:
-    """``g_t(mu) = (1 - exp(-t mu)) / mu`` (``t`` at ``mu = 0``; ``1/mu`` at ``t = inf``)."""
-    if np.isinf(t):
-        return 1.0 / mu
-    safe = np.where(mu == 0, 1.0, mu)
-    return np.where(mu == 0, t, -np.expm1(-t * mu) / safe)
-
-
-def _g_prime(t: float, mu: np.ndarray) -> np.ndarray:
-    """``g_t'(mu) = -(1 - e^{-x}(1 + x)) / mu^2`` with ``x = t mu``, a series for small ``|x|``."""
-    if np.isinf(t):
-        return -1.0 / mu**2
-    x = t * mu
-    small = np.abs(x) < 0.5
-    xs = np.where(small, x, 0.0)
-    # 1 - e^{-x}(1 + x) = sum_{k>=2} (-1)^k (k - 1) x^k / k!, so g' = -t^2 sum (-1)^k (k-1) x^(k-2)/k!
-    series = np.zeros_like(xs)
-    term = np.ones_like(xs) / 2.0  # x^(k-2)/k! at k = 2
-    for k in range(2, 24):
-        series += (-1) ** k * (k - 1) * term
-        term = term * xs / (k + 1)
-    xl = np.where(small, 1.0, x)
-    mul = np.where(small, 1.0, mu)
-    large = -(-np.expm1(-xl) - xl * np.exp(-xl)) / mul**2
-    return np.where(small, -t * t * series, large)
-
-
-def divided_differences(t: float, mu: np.ndarray) -> np.ndarray:
-    """First divided differences ``G_jl = g_t[mu_j, mu_l]`` (``g_t'(mu_j)`` on the diagonal).
-
-    Pairs closer than a quarter of the local scale ``max(min(|mu_j|, |mu_l|), 1/t)`` use an
-    8-point Gauss-Legendre rule on ``int_0^1 g'(mu_l + s (mu_j - mu_l)) ds`` instead of the
-    quotient, so there is no cancellation.
-
-    Args:
-      t: flow time (``np.inf`` allowed).
-      mu: ``(n,)`` eigenvalues of ``K + lam I``.
-
-    Returns:
-      ``(n, n)`` symmetric matrix.
-    """
-    a, b = mu[:, None], mu[None, :]
-    if t == 0:
-        return np.zeros((mu.size, mu.size))
-    if np.isinf(t):
-        return -1.0 / (a * b)
-    diff = a - b
-    scale = np.maximum(np.minimum(np.abs(a), np.abs(b)), 1.0 / t)
-    close = np.abs(diff) <= 0.25 * scale
-    ga, gb = _g(t, mu)[:, None], _g(t, mu)[None, :]
-    out = (ga - gb) / np.where(close, 1.0, diff)
-    ii, jj = np.nonzero(close)
-    lo, d = mu[jj], mu[ii] - mu[jj]
-    quad = np.zeros(ii.size)
-    for s, w in zip(_GL_NODES, _GL_WEIGHTS):
-        quad += w * _g_prime(t, lo + s * d)
-    out[ii, jj] = quad
-    return out
 
 
 def _check_kernels(k_train: Any, k_test: Any, y_train: Any, y_test: Any | None
@@ -256,7 +201,7 @@ def linearized_predictions(k_train: Any, k_test: Any, y_train: Any, lam: float, 
     yt, ktt, ktr = u.T @ y2, u.T @ kt, u.T @ k
     f_te, f_tr = [], []
     for t in ft:
-        c = _g(t, mu)[:, None] * yt
+        c = g_flow(t, mu)[:, None] * yt
         f_te.append(ktt.T @ c)
         f_tr.append(ktr.T @ c)
     sq = (lambda a: a[..., 0]) if y.ndim == 1 else (lambda a: a)
@@ -351,70 +296,6 @@ class TimeInfluenceResult:
     n_train: int
 
 
-def _phi_jax(t: jax.Array, mu: jax.Array) -> jax.Array:
-    zero = mu == 0
-    safe = jnp.where(zero, 1.0, mu)
-    val = jnp.where(jnp.isinf(t), 1.0 / safe, -jnp.expm1(-jnp.where(jnp.isinf(t), 0.0, t) * mu)
-                    / safe)
-    return jnp.where(zero, t, val)
-
-
-@jax.jit
-def _loo_chunk(k: jax.Array, k_test: jax.Array, y: jax.Array, lam: jax.Array, times: jax.Array,
-               fill: jax.Array, f_full: jax.Array, idx: jax.Array) -> jax.Array:
-    """``Delta`` for every left-out point in ``idx``: ``(b, T, n_test, k)``."""
-    n = k.shape[0]
-    eye = jnp.eye(n, dtype=k.dtype)
-
-    def one(i: jax.Array) -> jax.Array:
-        keep = (jnp.arange(n) != i).astype(k.dtype)
-        m = k * keep[:, None] * keep[None, :] + lam * eye
-        m = m.at[i, i].set(fill)
-        mu, u = jnp.linalg.eigh(m)
-        yt = u.T @ (y * keep[:, None])
-        kt = u.T @ (k_test * keep[:, None])
-        g = _phi_jax(times[:, None], mu[None, :])
-        f = jnp.einsum("nm,tn,nk->tmk", kt, g, yt)
-        return f - f_full
-
-    return jax.vmap(one)(idx)
-
-
-def _loo_numpy(k: np.ndarray, kt: np.ndarray, y2: np.ndarray, lam: float, ft: np.ndarray,
-               f_full: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """``Delta`` for the left-out points ``idx`` with LAPACK's ``eigh``: ``(b, T, m, k)``."""
-    n = k.shape[0]
-    out = np.empty((idx.size, *f_full.shape))
-    for b, i in enumerate(idx):
-        keep = np.arange(n) != i
-        mu, u = np.linalg.eigh(k[np.ix_(keep, keep)] + lam * np.eye(n - 1))
-        ktt, yt = u.T @ kt[keep], u.T @ y2[keep]
-        g = np.stack([_g(t, mu) for t in ft])  # (T, n-1)
-        out[b] = np.einsum("nm,tn,nk->tmk", ktt, g, yt) - f_full
-    return out
-
-
-def _first_order(k: np.ndarray, kt: np.ndarray, y2: np.ndarray, lam: float, ft: np.ndarray,
-                 mu: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """First-order ``Delta_hat = -dF/dw_i`` for every point: ``(T, n, n_test, k)``."""
-    s = mu - lam  # eigenvalues of K
-    ktt, yt = u.T @ kt, u.T @ y2
-    ssum = 0.5 * (s[:, None] + s[None, :])
-    out = []
-    for t in ft:
-        gm = _g(t, mu)
-        gy = u @ (gm[:, None] * yt)  # g(M) y, (n, k)
-        gk = u @ (gm[:, None] * ktt)  # g(M) K_te, (n, m)
-        p = divided_differences(t, mu) * ssum
-        d = np.empty((k.shape[0], kt.shape[1], y2.shape[1]))
-        for c in range(y2.shape[1]):
-            cmat = (u * yt[:, c][None, :]) @ p  # C_ij = sum_l U_il y~_l P_lj
-            r = (u * cmat) @ ktt  # R_i,te = sum_j U_ij C_ij k~_j,te
-            d[:, :, c] = 0.5 * kt * gy[:, c][:, None] + 0.5 * gk * y2[:, c][:, None] + r
-        out.append(-d)
-    return np.stack(out)
-
-
 def auto_chunk_size(n: int, n_times: int, n_test: int, k: int, budget_bytes: float = 2.5e8
                     ) -> int:
     """Left-out points per batch of the exact time-``t`` influence that fit a memory budget.
@@ -493,7 +374,7 @@ def time_influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test:
     nk = y2.shape[1]
     mu, u = _eigh(k, lam, ft)
     ktt, ytil = u.T @ kt, u.T @ y2
-    f_full = np.stack([ktt.T @ (_g(t, mu)[:, None] * ytil) for t in ft])  # (T, m, k)
+    f_full = np.stack([ktt.T @ (g_flow(t, mu)[:, None] * ytil) for t in ft])  # (T, m, k)
     r = f_full - yt2[None]
     exact = first = None
     if method in ("exact", "both"):
@@ -512,16 +393,16 @@ def time_influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test:
                                enabled=show_progress):
                 idx = sel[s:s + bs]
                 if backend == "lapack":
-                    d = _loo_numpy(k, kt, y2, lam, ft, f_full, idx)
+                    d = loo_delta_lapack(k, kt, y2, lam, ft, f_full, idx)
                 else:
                     pad = bs - idx.size
                     idx_p = np.concatenate([idx, np.repeat(idx[-1:], pad)]) if pad else idx
-                    d = np.asarray(_loo_chunk(*args, lam_j, t_j, fill, ff,
+                    d = np.asarray(loo_delta_jax(*args, lam_j, t_j, fill, ff,
                                               jnp.asarray(idx_p)))[: idx.size]  # (b, T, m, k)
                 infl = loss_change(d, r[None], axis=-1)  # (b, T, m)
                 exact[:, s:s + idx.size] = np.transpose(infl, (1, 0, 2))
     if method in ("first-order", "both"):
-        dh = _first_order(k, kt, y2, lam, ft, mu, u)[:, sel]  # (T, n_sel, m, k)
+        dh = first_order_delta(k, kt, y2, lam, ft, mu, u)[:, sel]  # (T, n_sel, m, k)
         first = np.sum(dh * r[:, None], axis=-1)
     agr = time_agreement(exact, first) if method == "both" else None
     sq = (lambda a: a[..., 0]) if y.ndim == 1 else (lambda a: a)

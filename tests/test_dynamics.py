@@ -10,6 +10,7 @@ from scipy.integrate import solve_ivp
 
 import ntk_influence as ni
 from ntk_influence import dynamics as dy
+from ntk_influence import flow
 
 TIMES = [0.0, 0.3, 2.0, 25.0, np.inf]
 
@@ -171,16 +172,16 @@ def test_first_order_agreement_improves_early_and_with_ridge():
 def test_divided_differences_and_derivative():
     mu = np.array([1e-3, 0.2, 0.2 + 1e-9, 0.2 + 0.04, 1.0, 3.0, 50.0])
     for t in (0.05, 2.0, 30.0):
-        g = dy.divided_differences(t, mu)
+        g = flow.divided_differences(t, mu)
         assert np.allclose(g, g.T, rtol=1e-13, atol=0)
-        gm = dy._g(t, mu)
+        gm = flow.g_flow(t, mu)
         for i in range(mu.size):
             for j in range(mu.size):
                 if abs(mu[i] - mu[j]) > 0.3 * min(mu[i], mu[j]):
                     q = (gm[i] - gm[j]) / (mu[i] - mu[j])
                     assert g[i, j] == pytest.approx(q, rel=1e-10)
         # near-equal pairs: close to the derivative at the midpoint
-        assert g[1, 2] == pytest.approx(dy._g_prime(t, np.array([0.2 + 5e-10]))[0], rel=1e-8)
+        assert g[1, 2] == pytest.approx(flow.g_flow_prime(t, np.array([0.2 + 5e-10]))[0], rel=1e-8)
         # the quadrature branch (|gap| = 0.2 mu) against a quotient in long arithmetic
         a, b = mu[3], mu[1]
         ga = -np.expm1(np.longdouble(-t * a)) / np.longdouble(a)
@@ -190,10 +191,10 @@ def test_divided_differences_and_derivative():
     # derivative: series and closed form agree with a finite difference
     for t, m0 in ((3.0, 0.1), (3.0, 0.2), (0.01, 5.0), (100.0, 0.02)):
         h = 1e-6 * m0
-        fd = (dy._g(t, np.array([m0 + h])) - dy._g(t, np.array([m0 - h])))[0] / (2 * h)
-        assert dy._g_prime(t, np.array([m0]))[0] == pytest.approx(fd, rel=1e-6)
-    assert np.all(dy.divided_differences(0.0, mu) == 0)
-    np.testing.assert_allclose(dy.divided_differences(np.inf, mu), -1 / np.outer(mu, mu))
+        fd = (flow.g_flow(t, np.array([m0 + h])) - flow.g_flow(t, np.array([m0 - h])))[0] / (2 * h)
+        assert flow.g_flow_prime(t, np.array([m0]))[0] == pytest.approx(fd, rel=1e-6)
+    assert np.all(flow.divided_differences(0.0, mu) == 0)
+    np.testing.assert_allclose(flow.divided_differences(np.inf, mu), -1 / np.outer(mu, mu))
 
 
 def test_most_influential_and_noise_bookkeeping_by_hand():

@@ -7,8 +7,8 @@ parts are skipped (when their settings match) and the unfinished one is run agai
 ``--resume``, so the sweeps inside it continue where they stopped. ``--resume`` with other
 settings than the folder's (see ``fingerprint.json``) is refused; ``--force`` then runs again only
 the parts whose arguments changed. At the end ``DIR/report.md`` gathers the tables and figures
-and ``DIR/reproduce.json`` the status, settings and timing of every part. ``--quick`` (default) is sized to finish in minutes on a 2-core CPU for digits; ``--full``
-uses the paper's sizes.
+and ``DIR/reproduce.json`` the status, settings and timing of every part. ``--quick`` (default)
+is sized to finish in minutes on a 2-core CPU for digits; ``--full`` uses the paper's sizes.
 """
 
 from __future__ import annotations
