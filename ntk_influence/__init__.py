@@ -42,16 +42,17 @@ from .density import (
     point_error_rate,
 )
 from .dynamics import (
-    Agreement,
     LabelNoiseResult,
     LinearizedDynamics,
     NoiseShares,
+    TimeAgreement,
     TimeInfluenceResult,
     influence_over_time,
     label_noise_experiment,
     linearized_predictions,
     most_influential,
     noise_shares,
+    time_agreement,
     time_influence_from_kernels,
 )
 from .entk import entk, entk_jacobian, entk_two_layer, relative_frobenius_error
@@ -98,7 +99,6 @@ from .train import train as train_net
 __version__ = "0.1.0"
 
 __all__ = [
-    "Agreement",
     "ChunkMapResult",
     "ComplexityResult",
     "Dataset",
@@ -128,6 +128,7 @@ __all__ = [
     "SolverSettings",
     "Spectrum",
     "TheoryAssumptionWarning",
+    "TimeAgreement",
     "TimeInfluenceResult",
     "TrainResult",
     "TwoLayerReLU",
@@ -196,6 +197,7 @@ __all__ = [
     "sharded_loo_retrain",
     "stax_kernel",
     "table_markdown",
+    "time_agreement",
     "time_influence_from_kernels",
     "train_net",
     "two_layer_net",

@@ -18,11 +18,11 @@ change of the time-``t`` test loss, ``I_t = Delta (f_te(t) - y_te) + Delta^2 / 2
 ``Delta = f^(i)_te(t) - f_te(t)`` (summed over outputs; never a difference of two losses).
 
 - *Exact* (:func:`time_influence_from_kernels` with ``method="exact"``): one ``eigh`` per
-  left-out point, ``O(n^4)`` in total, in chunks of points. The ``"jax"`` engine batches a chunk
+  left-out point, ``O(n^4)`` in total, in chunks of points. The ``"jax"`` backend batches a chunk
   with ``vmap`` (for GPU/TPU); to keep one shape per batch, row and column ``i`` of ``K`` are
   zeroed, ``M_ii`` is set to a positive constant and ``y_i``, ``K_te[i]`` to zero: that
   decoupled ``n x n`` problem has exactly the predictions of the ``(n-1) x (n-1)`` one. The
-  ``"numpy"`` engine (the default on CPU) loops LAPACK's ``eigh`` (``syevd``) over the reduced
+  ``"lapack"`` backend (the default on CPU) loops LAPACK's ``eigh`` (``syevd``) over the reduced
   ``(n-1) x (n-1)`` matrices.
 - *First order* (``method="first-order"``): weight the loss of point ``i`` by ``w_i``; the flow
   of the weighted eq. (2) predicts ``F(w) = K_te^T S g_t(S K S + lam I) S y`` with
@@ -33,6 +33,8 @@ change of the time-``t`` test loss, ``I_t = Delta (f_te(t) - y_te) + Delta^2 / 2
   The first-order influence is ``Delta_hat (f_te(t) - y_te)``, the time-``t`` analogue of the
   classic estimate: at ``t = inf`` it *is* the kernel IHVP of eq. (13), and for ``t -> 0`` it is
   exact to leading order in ``t``.
+
+The matrix function ``g_t`` and the two routes' kernels live in :mod:`ntk_influence.flow`.
 """
 
 from __future__ import annotations
@@ -48,16 +50,21 @@ from ._errors import InputError, SingularKernelError
 from ._precision import precision
 from ._validate import as_array, check_features, check_labels, check_lam
 from .data import flip_labels, unit_normalize
+from .flow import (
+    first_order_delta,
+    g_flow,
+    loo_delta_jax,
+    loo_delta_lapack,
+)
 from .io import progress as _progress
 from .kernels import Kernel, kernel_matrix, resolve_kernel
+from .losses import loss_change
 
 TimeUnit = Literal["flow", "paper"]
 Method = Literal["exact", "first-order", "both"]
 ByKind = Literal["abs", "helpful", "harmful"]
+Backend = Literal["auto", "lapack", "jax"]
 
-_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(8)
-_GL_NODES = 0.5 * (_GL_NODES + 1.0)  # on [0, 1]
-_GL_WEIGHTS = 0.5 * _GL_WEIGHTS
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,66 +113,6 @@ def flow_time(times: Any, n_train: int, time_unit: TimeUnit = "flow") -> np.ndar
     if time_unit == "paper":
         return 2.0 * t / float(n_train)
     raise InputError(f"time_unit must be 'flow' or 'paper', got {time_unit!r}.")
-
-
-def _g(t: float, mu: np.ndarray) -> np.ndarray:
-    """``g_t(mu) = (1 - exp(-t mu)) / mu`` (``t`` at ``mu = 0``; ``1/mu`` at ``t = inf``)."""
-    if np.isinf(t):
-        return 1.0 / mu
-    safe = np.where(mu == 0, 1.0, mu)
-    return np.where(mu == 0, t, -np.expm1(-t * mu) / safe)
-
-
-def _g_prime(t: float, mu: np.ndarray) -> np.ndarray:
-    """``g_t'(mu) = -(1 - e^{-x}(1 + x)) / mu^2`` with ``x = t mu``, a series for small ``|x|``."""
-    if np.isinf(t):
-        return -1.0 / mu**2
-    x = t * mu
-    small = np.abs(x) < 0.5
-    xs = np.where(small, x, 0.0)
-    # 1 - e^{-x}(1 + x) = sum_{k>=2} (-1)^k (k - 1) x^k / k!, so g' = -t^2 sum (-1)^k (k-1) x^(k-2)/k!
-    series = np.zeros_like(xs)
-    term = np.ones_like(xs) / 2.0  # x^(k-2)/k! at k = 2
-    for k in range(2, 24):
-        series += (-1) ** k * (k - 1) * term
-        term = term * xs / (k + 1)
-    xl = np.where(small, 1.0, x)
-    mul = np.where(small, 1.0, mu)
-    large = -(-np.expm1(-xl) - xl * np.exp(-xl)) / mul**2
-    return np.where(small, -t * t * series, large)
-
-
-def divided_differences(t: float, mu: np.ndarray) -> np.ndarray:
-    """First divided differences ``G_jl = g_t[mu_j, mu_l]`` (``g_t'(mu_j)`` on the diagonal).
-
-    Pairs closer than a quarter of the local scale ``max(min(|mu_j|, |mu_l|), 1/t)`` use an
-    8-point Gauss-Legendre rule on ``int_0^1 g'(mu_l + s (mu_j - mu_l)) ds`` instead of the
-    quotient, so there is no cancellation.
-
-    Args:
-      t: flow time (``np.inf`` allowed).
-      mu: ``(n,)`` eigenvalues of ``K + lam I``.
-
-    Returns:
-      ``(n, n)`` symmetric matrix.
-    """
-    a, b = mu[:, None], mu[None, :]
-    if t == 0:
-        return np.zeros((mu.size, mu.size))
-    if np.isinf(t):
-        return -1.0 / (a * b)
-    diff = a - b
-    scale = np.maximum(np.minimum(np.abs(a), np.abs(b)), 1.0 / t)
-    close = np.abs(diff) <= 0.25 * scale
-    ga, gb = _g(t, mu)[:, None], _g(t, mu)[None, :]
-    out = (ga - gb) / np.where(close, 1.0, diff)
-    ii, jj = np.nonzero(close)
-    lo, d = mu[jj], mu[ii] - mu[jj]
-    quad = np.zeros(ii.size)
-    for s, w in zip(_GL_NODES, _GL_WEIGHTS):
-        quad += w * _g_prime(t, lo + s * d)
-    out[ii, jj] = quad
-    return out
 
 
 def _check_kernels(k_train: Any, k_test: Any, y_train: Any, y_test: Any | None
@@ -254,7 +201,7 @@ def linearized_predictions(k_train: Any, k_test: Any, y_train: Any, lam: float, 
     yt, ktt, ktr = u.T @ y2, u.T @ kt, u.T @ k
     f_te, f_tr = [], []
     for t in ft:
-        c = _g(t, mu)[:, None] * yt
+        c = g_flow(t, mu)[:, None] * yt
         f_te.append(ktt.T @ c)
         f_tr.append(ktr.T @ c)
     sq = (lambda a: a[..., 0]) if y.ndim == 1 else (lambda a: a)
@@ -266,7 +213,7 @@ def linearized_predictions(k_train: Any, k_test: Any, y_train: Any, lam: float, 
 # --------------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
-class Agreement:
+class TimeAgreement:
     """Agreement of the first-order with the exact time-``t`` influence, one value per time.
 
     Attributes:
@@ -285,7 +232,7 @@ class Agreement:
     top1_match: np.ndarray
 
 
-def agreement(exact: Any, first_order: Any) -> Agreement:
+def time_agreement(exact: Any, first_order: Any) -> TimeAgreement:
     """Compare first-order and exact influences time by time.
 
     Args:
@@ -293,7 +240,7 @@ def agreement(exact: Any, first_order: Any) -> Agreement:
       first_order: ``(T, n, m)`` first-order influences.
 
     Returns:
-      :class:`Agreement`.
+      :class:`TimeAgreement`.
     """
     from scipy import stats
 
@@ -312,7 +259,7 @@ def agreement(exact: Any, first_order: Any) -> Agreement:
         den = float(np.dot(a - a.mean(), a - a.mean()))
         sl.append(float(np.dot(a - a.mean(), b - b.mean())) / den if den > 0 else np.nan)
         top.append(np.mean(np.argmax(np.abs(e), 0) == np.argmax(np.abs(f), 0)))
-    return Agreement(*(np.asarray(v, float) for v in (rel, pr, sr, sl, top)))
+    return TimeAgreement(*(np.asarray(v, float) for v in (rel, pr, sr, sl, top)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,7 +279,7 @@ class TimeInfluenceResult:
       first_order: ``(T, n_sel, n_test)`` first-order influences, or None.
       f_test: ``(T, n_test)`` (or ``(T, n_test, k)``) predictions at each time.
       y_test: test labels.
-      agreement: :class:`Agreement` when both were computed, else None.
+      agreement: :class:`TimeAgreement` when both were computed, else None.
       n_train: number of training points.
     """
 
@@ -345,75 +292,27 @@ class TimeInfluenceResult:
     first_order: np.ndarray | None
     f_test: np.ndarray
     y_test: np.ndarray
-    agreement: Agreement | None
+    agreement: TimeAgreement | None
     n_train: int
 
 
-def _phi_jax(t: jax.Array, mu: jax.Array) -> jax.Array:
-    zero = mu == 0
-    safe = jnp.where(zero, 1.0, mu)
-    val = jnp.where(jnp.isinf(t), 1.0 / safe, -jnp.expm1(-jnp.where(jnp.isinf(t), 0.0, t) * mu)
-                    / safe)
-    return jnp.where(zero, t, val)
+def auto_chunk_size(n: int, n_times: int, n_test: int, k: int, budget_bytes: float = 2.5e8
+                    ) -> int:
+    """Left-out points per batch of the exact time-``t`` influence that fit a memory budget.
 
+    Each point in a batch holds three ``n x n`` float64 matrices (the downdated ``K + lam I``, its
+    eigenvectors and a work copy) and its ``Delta`` of ``n_times x n_test x k`` values.
 
-@jax.jit
-def _loo_chunk(k: jax.Array, k_test: jax.Array, y: jax.Array, lam: jax.Array, times: jax.Array,
-               fill: jax.Array, f_full: jax.Array, idx: jax.Array) -> jax.Array:
-    """``Delta`` for every left-out point in ``idx``: ``(b, T, n_test, k)``."""
-    n = k.shape[0]
-    eye = jnp.eye(n, dtype=k.dtype)
+    Args:
+      n: training points.
+      n_times: training times.
+      n_test: test points.
+      k: outputs per point.
+      budget_bytes: memory budget for one batch (default about 250 MB).
 
-    def one(i: jax.Array) -> jax.Array:
-        keep = (jnp.arange(n) != i).astype(k.dtype)
-        m = k * keep[:, None] * keep[None, :] + lam * eye
-        m = m.at[i, i].set(fill)
-        mu, u = jnp.linalg.eigh(m)
-        yt = u.T @ (y * keep[:, None])
-        kt = u.T @ (k_test * keep[:, None])
-        g = _phi_jax(times[:, None], mu[None, :])
-        f = jnp.einsum("nm,tn,nk->tmk", kt, g, yt)
-        return f - f_full
-
-    return jax.vmap(one)(idx)
-
-
-def _loo_numpy(k: np.ndarray, kt: np.ndarray, y2: np.ndarray, lam: float, ft: np.ndarray,
-               f_full: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """``Delta`` for the left-out points ``idx`` with LAPACK's ``eigh``: ``(b, T, m, k)``."""
-    n = k.shape[0]
-    out = np.empty((idx.size, *f_full.shape))
-    for b, i in enumerate(idx):
-        keep = np.arange(n) != i
-        mu, u = np.linalg.eigh(k[np.ix_(keep, keep)] + lam * np.eye(n - 1))
-        ktt, yt = u.T @ kt[keep], u.T @ y2[keep]
-        g = np.stack([_g(t, mu) for t in ft])  # (T, n-1)
-        out[b] = np.einsum("nm,tn,nk->tmk", ktt, g, yt) - f_full
-    return out
-
-
-def _first_order(k: np.ndarray, kt: np.ndarray, y2: np.ndarray, lam: float, ft: np.ndarray,
-                 mu: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """First-order ``Delta_hat = -dF/dw_i`` for every point: ``(T, n, n_test, k)``."""
-    s = mu - lam  # eigenvalues of K
-    ktt, yt = u.T @ kt, u.T @ y2
-    ssum = 0.5 * (s[:, None] + s[None, :])
-    out = []
-    for t in ft:
-        gm = _g(t, mu)
-        gy = u @ (gm[:, None] * yt)  # g(M) y, (n, k)
-        gk = u @ (gm[:, None] * ktt)  # g(M) K_te, (n, m)
-        p = divided_differences(t, mu) * ssum
-        d = np.empty((k.shape[0], kt.shape[1], y2.shape[1]))
-        for c in range(y2.shape[1]):
-            cmat = (u * yt[:, c][None, :]) @ p  # C_ij = sum_l U_il y~_l P_lj
-            r = (u * cmat) @ ktt  # R_i,te = sum_j U_ij C_ij k~_j,te
-            d[:, :, c] = 0.5 * kt * gy[:, c][:, None] + 0.5 * gk * y2[:, c][:, None] + r
-        out.append(-d)
-    return np.stack(out)
-
-
-def _auto_chunk(n: int, n_times: int, n_test: int, k: int, budget_bytes: float = 2.5e8) -> int:
+    Returns:
+      The batch size, in ``[1, n]``.
+    """
     per = 8.0 * (3 * n * n + n_times * n_test * k + n * n_test)
     return int(max(1, min(n, budget_bytes // per)))
 
@@ -422,7 +321,7 @@ def time_influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test:
                                 lam: float, times: Any, *, time_unit: TimeUnit = "flow",
                                 method: Method = "exact", train_index: Any = None,
                                 chunk_size: int | None = None, show_progress: bool = False,
-                                engine: Literal["auto", "jax", "numpy"] = "auto",
+                                backend: Backend = "auto",
                                 ) -> TimeInfluenceResult:
     """Influence of every (or each selected) training point on every test loss at times ``t``.
 
@@ -443,9 +342,9 @@ def time_influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test:
       train_index: left-out points to compute (default: all); rows of the result follow it.
       chunk_size: left-out points per batched ``eigh`` (default: fit about 250 MB).
       show_progress: progress bar over chunks.
-      engine: exact route's ``eigh``: ``"jax"`` (jit + vmap over a chunk; GPU/TPU),
-        ``"numpy"`` (a loop of LAPACK ``eigh`` on the ``(n-1) x (n-1)`` matrices; faster on
-        CPU) or ``"auto"`` (``"numpy"`` when JAX's default backend is the CPU).
+      backend: exact route's ``eigh``: ``"jax"`` (jit + vmap over a chunk; GPU/TPU),
+        ``"lapack"`` (a host loop of NumPy/LAPACK ``eigh`` on the ``(n-1) x (n-1)`` matrices;
+        faster on CPU) or ``"auto"`` (``"lapack"`` when JAX's default backend is the CPU).
 
     Returns:
       :class:`TimeInfluenceResult`.
@@ -453,6 +352,11 @@ def time_influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test:
     lam = check_lam(lam)
     if method not in ("exact", "first-order", "both"):
         raise InputError(f"method must be 'exact', 'first-order' or 'both', got {method!r}.")
+    if backend not in ("auto", "lapack", "jax"):
+        raise InputError(f"backend must be 'auto', 'lapack' (host NumPy/LAPACK eigh) or 'jax' "
+                         f"(jit + vmap), got {backend!r}.")
+    if backend == "auto":
+        backend = "lapack" if jax.default_backend() == "cpu" else "jax"
     k, kt, y, yt = _check_kernels(k_train, k_test, y_train, y_test)
     n, m = kt.shape
     tt = check_times(times)
@@ -470,15 +374,11 @@ def time_influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test:
     nk = y2.shape[1]
     mu, u = _eigh(k, lam, ft)
     ktt, ytil = u.T @ kt, u.T @ y2
-    f_full = np.stack([ktt.T @ (_g(t, mu)[:, None] * ytil) for t in ft])  # (T, m, k)
+    f_full = np.stack([ktt.T @ (g_flow(t, mu)[:, None] * ytil) for t in ft])  # (T, m, k)
     r = f_full - yt2[None]
     exact = first = None
-    if engine not in ("auto", "jax", "numpy"):
-        raise InputError(f"engine must be 'auto', 'jax' or 'numpy', got {engine!r}.")
-    if engine == "auto":
-        engine = "numpy" if jax.default_backend() == "cpu" else "jax"
     if method in ("exact", "both"):
-        bs = int(chunk_size) if chunk_size else _auto_chunk(n, ft.size, m, nk)
+        bs = int(chunk_size) if chunk_size else auto_chunk_size(n, ft.size, m, nk)
         if bs < 1:
             raise InputError(f"chunk_size must be >= 1, got {chunk_size}.")
         exact = np.empty((ft.size, sel.size, m))
@@ -492,19 +392,19 @@ def time_influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test:
             for s in _progress(starts, total=len(starts), desc="exact influence over time",
                                enabled=show_progress):
                 idx = sel[s:s + bs]
-                if engine == "numpy":
-                    d = _loo_numpy(k, kt, y2, lam, ft, f_full, idx)
+                if backend == "lapack":
+                    d = loo_delta_lapack(k, kt, y2, lam, ft, f_full, idx)
                 else:
                     pad = bs - idx.size
                     idx_p = np.concatenate([idx, np.repeat(idx[-1:], pad)]) if pad else idx
-                    d = np.asarray(_loo_chunk(*args, lam_j, t_j, fill, ff,
+                    d = np.asarray(loo_delta_jax(*args, lam_j, t_j, fill, ff,
                                               jnp.asarray(idx_p)))[: idx.size]  # (b, T, m, k)
-                infl = np.sum(d * (r[None] + 0.5 * d), axis=-1)  # (b, T, m)
+                infl = loss_change(d, r[None], axis=-1)  # (b, T, m)
                 exact[:, s:s + idx.size] = np.transpose(infl, (1, 0, 2))
     if method in ("first-order", "both"):
-        dh = _first_order(k, kt, y2, lam, ft, mu, u)[:, sel]  # (T, n_sel, m, k)
+        dh = first_order_delta(k, kt, y2, lam, ft, mu, u)[:, sel]  # (T, n_sel, m, k)
         first = np.sum(dh * r[:, None], axis=-1)
-    agr = agreement(exact, first) if method == "both" else None
+    agr = time_agreement(exact, first) if method == "both" else None
     sq = (lambda a: a[..., 0]) if y.ndim == 1 else (lambda a: a)
     return TimeInfluenceResult(tt, ft, time_unit, lam, sel.astype(np.int64), exact, first,
                                sq(f_full), yt, agr, n)
@@ -529,7 +429,7 @@ def influence_over_time(x_train: Any, y_train: Any, x_test: Any, y_test: Any, la
                         time_unit: TimeUnit = "flow", method: Literal["exact", "first-order"]
                         = "exact", chunk_size: int | None = None,
                         show_progress: bool = False,
-                        engine: Literal["auto", "jax", "numpy"] = "auto") -> np.ndarray:
+                        backend: Backend = "auto") -> np.ndarray:
     """Exact influence of every training point on every test loss at each training time.
 
     Eq. (20) with ``lam`` (DESIGN item 7): the leave-one-out change of the time-``t`` test loss
@@ -552,7 +452,7 @@ def influence_over_time(x_train: Any, y_train: Any, x_test: Any, y_test: Any, la
       method: ``"exact"`` (default) or ``"first-order"``.
       chunk_size: left-out points per batched ``eigh``.
       show_progress: progress bar.
-      engine: ``"auto"``, ``"jax"`` or ``"numpy"`` (see :func:`time_influence_from_kernels`).
+      backend: ``"auto"``, ``"lapack"`` or ``"jax"`` (see :func:`time_influence_from_kernels`).
 
     Returns:
       ``(len(times), n_train, n_test)`` influences.
@@ -566,7 +466,7 @@ def influence_over_time(x_train: Any, y_train: Any, x_test: Any, y_test: Any, la
     k, kt = _kernels_for(x_train, x_test, kernel, normalize, k_train, k_test)
     res = time_influence_from_kernels(k, kt, y_train, y_test, lam, times, time_unit=time_unit,
                                       method=method, chunk_size=chunk_size,
-                                      show_progress=show_progress, engine=engine)
+                                      show_progress=show_progress, backend=backend)
     return res.influence if method == "exact" else res.first_order
 
 

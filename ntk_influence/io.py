@@ -51,13 +51,24 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return p
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
+    """Convert ``x`` to plain JSON types: NumPy arrays and scalars, tuples and paths included.
+
+    Non-finite floats become None (JSON has no NaN/Inf), so two settings dicts compare equal after
+    a round trip through a file exactly when their :func:`jsonable` forms are equal.
+
+    Args:
+      x: dicts, lists, tuples, NumPy arrays and scalars, paths, or plain values.
+
+    Returns:
+      The same data in dicts (string keys), lists, ints, floats, bools, strings and None.
+    """
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
+        return jsonable(x.tolist())
     if isinstance(x, (np.integer,)):
         return int(x)
     if isinstance(x, (np.floating, float)):
@@ -70,6 +81,49 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix or "value": d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        out.update(_flat(v, key) if isinstance(v, dict) else {key: v})
+    return out
+
+
+def settings_differences(stored: Any, requested: Any, limit: int = 3) -> str:
+    """Say which settings differ, briefly: ``"lam: 0.1 stored, 0.5 requested"``.
+
+    Nested dicts are compared key by key (dotted names); long values are shortened.
+
+    Args:
+      stored: the settings found (a dict, usually read from a file).
+      requested: the settings of the current run.
+      limit: how many differences are named (the rest are counted).
+
+    Returns:
+      One line naming the differences.
+    """
+    old, new = _flat(jsonable(stored)), _flat(jsonable(requested))
+    missing = object()
+
+    def show(v: Any) -> str:
+        if v is missing:
+            return "absent"
+        text = str(v)
+        if isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v):
+            text = v[:8]  # a hash
+        return text if len(text) <= 28 else text[:25] + "..."
+
+    keys = [k for k in dict.fromkeys([*new, *old])
+            if old.get(k, missing) != new.get(k, missing)]
+    parts = [f"{k}: {show(old.get(k, missing))} stored, {show(new.get(k, missing))} requested"
+             for k in keys[:limit]]
+    if len(keys) > limit:
+        parts.append(f"{len(keys) - limit} more")
+    return "; ".join(parts) or "no difference"
+
+
 def save_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented JSON atomically (NumPy values converted; NaN/Inf become null).
 
@@ -80,7 +134,7 @@ def save_json(path: str | os.PathLike[str], obj: Any) -> Path:
     Returns:
       The destination path.
     """
-    text = json.dumps(_jsonable(obj), indent=2, sort_keys=False)
+    text = json.dumps(jsonable(obj), indent=2, sort_keys=False)
     return atomic_write_bytes(path, (text + "\n").encode())
 
 
@@ -145,13 +199,14 @@ class ResultStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         meta_path = self.root / "meta.json"
-        meta = _jsonable(meta or {})
+        meta = jsonable(meta or {})
         if meta_path.exists() and resume:
             old = load_json(meta_path)
             if old != meta:
                 raise InputError(
-                    f"{self.root} holds results made with other settings ({old} != {meta}); "
-                    "use another --out folder or run without --resume to start over.")
+                    f"{self.root} holds results of other settings "
+                    f"({settings_differences(old, meta)}); use another folder, or start over "
+                    "without resuming.")
         if not resume:
             for f in self.root.glob("item_*.npz"):
                 f.unlink()

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import ntk_influence as ni
-from ntk_influence import _cli_reproduce as rep
 from ntk_influence.cli import COMMANDS, EXIT_NUMERICAL, EXIT_OK, EXIT_USAGE, build_parser, main
+from ntk_influence.cli import reproduce as rep
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--data", "digits:3,8", "--n-train", "24", "--n-test", "6", "--quiet"]
@@ -26,8 +26,25 @@ def _run(argv, capsys):
 
 
 def _names():
-    build_parser()
     return [c.name for c in COMMANDS]
+
+
+EXPECTED = ["influence", "compare", "lambda-sweep", "density", "examples", "complexity", "dynamics",
+            "label-noise", "reproduce"]
+
+
+def test_command_table_is_complete_and_listed(capsys):
+    assert _names() == EXPECTED
+    code, out, _ = _run(["--help"], capsys)
+    assert code == EXIT_OK
+    listed = out[out.index("COMMAND"):]
+    for name in EXPECTED:
+        assert f"    {name} " in listed or f"    {name}\n" in listed, name
+    assert "SIGTERM" in out and "130" in out
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert list(sub) == EXPECTED
+    for part in rep.PARTS:  # every part of the reproduction runs a registered subcommand
+        assert part.command in EXPECTED, part.name
 
 
 # ------------------------------------------------------------------ help and usage
@@ -134,10 +151,16 @@ def test_influence_resume_skips_finished(tmp_path, capsys):
     before = (out_dir / "influence.npz").stat().st_mtime_ns
     assert _run(["influence", *TINY, "--out", out_dir, "--resume"], capsys)[0] == EXIT_OK
     assert (out_dir / "influence.npz").stat().st_mtime_ns == before
-    # other settings in the same folder are computed, not mistaken for finished work
+    # other settings are never mistaken for finished work: refused under --resume, computed
+    # afresh with --force or without --resume
     assert _run(["influence", *TINY, "--lam", "0.4", "--out", out_dir, "--resume"],
+                capsys)[0] == EXIT_USAGE
+    assert (out_dir / "influence.npz").stat().st_mtime_ns == before
+    assert _run(["influence", *TINY, "--lam", "0.4", "--out", out_dir, "--resume", "--force"],
                 capsys)[0] == EXIT_OK
     assert json.loads((out_dir / "summary.json").read_text())["lam"] == 0.4
+    assert _run(["influence", *TINY, "--lam", "0.3", "--out", out_dir], capsys)[0] == EXIT_OK
+    assert json.loads((out_dir / "summary.json").read_text())["lam"] == 0.3
 
 
 # ------------------------------------------------------------------ compare and the analyses
@@ -158,8 +181,6 @@ ANALYSIS = {
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n == "compare"
                                                else []) for n in ANALYSIS])
 def test_analysis_subcommands_end_to_end(name, tmp_path, capsys):
-    if name not in _names():
-        pytest.skip(f"{name} is not registered")
     out_dir = tmp_path / name
     code, out, err = _run([name, *TINY, *ANALYSIS[name], "--out", out_dir], capsys)
     assert code == EXIT_OK, err
@@ -170,6 +191,7 @@ def test_analysis_subcommands_end_to_end(name, tmp_path, capsys):
     assert list(out_dir.glob("*.npz")), "no arrays written"
     assert list(out_dir.glob("*.png")), "no figure written"
     assert not list(out_dir.rglob("*.tmp")), "a temporary file was left behind"
+    assert (out_dir / "fingerprint.json").exists() and not (out_dir / ".ntk-influence.lock").exists()
 
 
 # ------------------------------------------------------------------ reproduce
@@ -207,14 +229,13 @@ def test_reproduce_every_part_tiny(with_nets, tmp_path, capsys):
         if part.name == "table1" and not with_nets:
             assert "table1" not in status
             continue
-        st = status[part.name]["status"]
-        assert st == ("done" if part.command in names else "skipped"), part.name
-        if st == "done":
-            pngs = list((out_dir / part.name).glob("*.png"))
-            assert pngs, f"{part.name} drew no figure"
-            for p in pngs:  # every figure is linked from the report
-                assert f"{part.name}/{p.name}" in report
-            assert list((out_dir / part.name).glob("*.json"))
+        assert part.command in names
+        assert status[part.name]["status"] == "done", part.name
+        pngs = list((out_dir / part.name).glob("*.png"))
+        assert pngs, f"{part.name} drew no figure"
+        for p in pngs:  # every figure is linked from the report
+            assert f"{part.name}/{p.name}" in report
+        assert list((out_dir / part.name).glob("*.json"))
     assert "could not summarise" not in report
 
 
@@ -223,7 +244,7 @@ def _two_part_plan(monkeypatch):
     k = rep.PARTS[0]
     second = rep.Part("kernel2", "second", "influence",
                       lambda a, m: ["influence", *rep._data_argv(a, m), "--lam", "0.3"],
-                      "second part", rep._kernel_report)
+                      "second part", rep.kernel_report)
     monkeypatch.setattr(rep, "PARTS", [k, second])
 
 
@@ -266,8 +287,12 @@ def test_reproduce_resume_after_interruption(tmp_path, capsys, monkeypatch):
         assert a.keys() == b.keys()
         for key in a:
             np.testing.assert_array_equal(a[key], b[key])
-    # a resumed part with other settings is run again rather than reused
-    code, _, _ = _run(_tiny_reproduce(broken, "--resume", "--lam", "0.2"), capsys)
+    # resuming with other settings is refused; with --force, only the parts whose arguments
+    # changed are run again
+    code, _, err = _run(_tiny_reproduce(broken, "--resume", "--lam", "0.2"), capsys)
+    assert code == EXIT_USAGE and "lam: 0.1 stored, 0.2 requested" in err
+    assert calls[3:] == []
+    code, _, _ = _run(_tiny_reproduce(broken, "--resume", "--force", "--lam", "0.2"), capsys)
     assert code == EXIT_OK
     assert calls[3:] == ["kernel"]  # kernel2 (fixed lam 0.3) is unchanged and reused
     lam = json.loads((broken / "kernel" / "summary.json").read_text())["lam"]
@@ -276,7 +301,7 @@ def test_reproduce_resume_after_interruption(tmp_path, capsys, monkeypatch):
 
 def test_reproduce_missing_subcommand_is_skipped_with_a_message(tmp_path, capsys, monkeypatch):
     ghost = rep.Part("ghost", "A part whose subcommand is absent", "no-such-subcommand",
-                     lambda a, m: ["no-such-subcommand"], "absent", rep._generic_report)
+                     lambda a, m: ["no-such-subcommand"], "absent", rep.generic_report)
     monkeypatch.setattr(rep, "PARTS", [rep.PARTS[0], ghost])
     code, _, _ = _run(_tiny_reproduce(tmp_path / "g"), capsys)
     assert code == EXIT_OK
@@ -293,7 +318,7 @@ def test_reproduce_keep_going_records_failure(tmp_path, capsys, monkeypatch):
     x = np.concatenate([x, x])
     np.savez(tmp_path / "dup.npz", x_train=x, y_train=np.sign(x[:, 0]), x_test=x[:2],
              y_test=np.sign(x[:2, 0]))
-    bad = rep.Part("bad", "A failing part", "influence", boom, "fails", rep._generic_report)
+    bad = rep.Part("bad", "A failing part", "influence", boom, "fails", rep.generic_report)
     monkeypatch.setattr(rep, "PARTS", [bad, rep.PARTS[0]])
     code, _, _ = _run(_tiny_reproduce(tmp_path / "k"), capsys)
     assert code == EXIT_NUMERICAL  # without --keep-going the failure stops the run
@@ -321,9 +346,9 @@ def test_reproduce_dry_run_every_part_parses(mode, tmp_path, capsys):
     code, out, _ = _run(["reproduce", mode, "--dry-run", "--out", tmp_path / "d"], capsys)
     assert code == EXIT_OK
     names = _names()
-    for part in rep.PARTS:
-        if part.command in names:  # every part's arguments were accepted by its subcommand
-            assert f"ntk-influence {part.command} " in out
+    for part in rep.PARTS:  # every part's arguments were accepted by its subcommand
+        assert part.command in names
+        assert f"ntk-influence {part.command} " in out
     # the mode's sizes are capped at the pool: digits 3 vs 8 has 250 training points
     if mode == "--full":
         assert "--n-train 250" in out
@@ -343,3 +368,185 @@ def test_reproduce_multiclass_skips_table1_with_a_reason(tmp_path, capsys):
     assert code == EXIT_OK
     assert "# table1: skipped (Table 1 retrains scalar-output nets" in out
     assert "ntk-influence label-noise --data digits:0,1,7" in out
+
+
+def test_warnings_are_reported_without_source_lines(tmp_path, capsys, monkeypatch):
+    import warnings
+
+    import ntk_influence.influence as influence_module
+
+    real = influence_module.ntk_influence
+
+    def warns(*args, **kwargs):
+        warnings.warn("solver stopped early:\n  residual 1e-3", ni.NotConvergedWarning, stacklevel=2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(influence_module, "ntk_influence", warns)
+    code, _, err = _run(["influence", *TINY, "--out", tmp_path / "w"], capsys)
+    assert code == EXIT_OK
+    lines = err.strip().splitlines()
+    assert "ntk-influence: warning: solver stopped early: residual 1e-3" in lines
+    assert not [ln for ln in lines if "warnings.warn" in ln or ".py:" in ln], err
+
+
+def test_sigterm_stops_like_ctrl_c(tmp_path, capsys, monkeypatch):
+    import signal
+
+    import ntk_influence.influence as influence_module
+
+    def killed(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the run")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(influence_module, "ntk_influence", killed)
+    code, out, err = _run(["influence", *TINY, "--out", tmp_path / "t"], capsys)
+    assert code == 130
+    assert "terminated (SIGTERM)" in err and "--resume" in err and "results in" not in out
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is restored
+
+
+# ------------------------------------------------------------------ output folders: fingerprint, lock
+
+def _refused(code, err, name):
+    assert code == EXIT_USAGE, err
+    msg = err.strip().splitlines()[-1]
+    assert msg.startswith("ntk-influence: error: ") and len(msg) < 300, msg
+    assert f"{name}: " in msg and "--force" in msg and "--out" in msg, msg
+    return msg
+
+
+@pytest.mark.parametrize("first, second, name, shown", [
+    (["--lam", "0.1"], ["--lam", "0.5"], "lam", "0.1 stored, 0.5 requested"),
+    (["--data", "digits:3,8"], ["--data", "digits:1,7"], "data",
+     "digits:3,8 stored, digits:1,7 requested"),
+    (["--seed", "0"], ["--seed", "1"], "seed", "0 stored, 1 requested"),
+])
+def test_resume_with_other_settings_is_refused(first, second, name, shown, tmp_path, capsys):
+    out_dir = tmp_path / "r"
+    assert _run(["influence", *TINY, *first, "--out", out_dir], capsys)[0] == EXIT_OK
+    stamp = (out_dir / "influence.npz").stat().st_mtime_ns
+    code, out, err = _run(["influence", *TINY, *second, "--out", out_dir, "--resume"], capsys)
+    assert f"{name}: {shown}" in _refused(code, err, name)
+    assert "results in" not in out
+    assert (out_dir / "influence.npz").stat().st_mtime_ns == stamp  # nothing was touched
+    # --force starts afresh with the new settings
+    code, _, err = _run(["influence", *TINY, *second, "--out", out_dir, "--resume", "--force"],
+                        capsys)
+    assert code == EXIT_OK, err
+    s = json.loads((out_dir / "summary.json").read_text())["settings"]
+    assert str(s[name]) == second[1]
+
+
+def test_resume_with_changed_data_arrays_is_refused(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = ni.unit_normalize(rng.normal(size=(12, 4)))
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=x[:9], y_train=np.sign(x[:9, 0]), x_test=x[9:], y_test=np.sign(x[9:, 0]))
+    argv = ["influence", "--data", f"npz:{path}", "--out", tmp_path / "o", "--quiet"]
+    assert _run(argv, capsys)[0] == EXIT_OK
+    np.savez(path, x_train=x[:9][::-1], y_train=np.sign(x[:9, 0])[::-1], x_test=x[9:],
+             y_test=np.sign(x[9:, 0]))  # same spec, other arrays
+    code, _, err = _run([*argv, "--resume"], capsys)
+    _refused(code, err, "data_sha256")
+
+
+def test_compare_resume_with_other_lam_is_refused_before_any_training(tmp_path, capsys,
+                                                                        monkeypatch):
+    import ntk_influence.compare as compare_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare_module, "width_sweep", interrupted)
+    argv = ["compare", *TINY, "--widths", "16", "--n-points", "4", "--out", tmp_path / "c"]
+    assert _run([*argv, "--lam", "0.1"], capsys)[0] == 130
+    code, _, err = _run([*argv, "--lam", "0.5", "--resume"], capsys)
+    assert "lam: 0.1 stored, 0.5 requested" in _refused(code, err, "lam")
+    code, _, err = _run([*argv, "--lam", "0.1", "--widths", "32", "--resume"], capsys)
+    assert "widths: [16] stored, [32] requested" in _refused(code, err, "widths")
+
+
+def test_lambda_sweep_refusal_is_short(tmp_path, capsys):
+    argv = ["lambda-sweep", *TINY, "--out", tmp_path / "s"]
+    assert _run([*argv, "--lams", "0.1", "1"], capsys)[0] == EXIT_OK
+    code, _, err = _run([*argv, "--lams", "0.1", "2", "--resume"], capsys)
+    assert "lams: [0.1, 1.0] stored, [0.1, 2.0] requested" in _refused(code, err, "lams")
+
+
+def _hold_lock(folder):
+    """Another process holding ``folder``'s lock, as a running ``ntk-influence`` would."""
+    folder.mkdir(parents=True, exist_ok=True)
+    code = ("import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.write(fd, str(os.getpid()).encode())\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(120)\n")
+    p = subprocess.Popen([sys.executable, "-c", code, str(folder / ".ntk-influence.lock")],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "locked"
+    return p
+
+
+def test_second_run_into_a_folder_in_use_is_refused(tmp_path, capsys):
+    out_dir = tmp_path / "busy"
+    holder = _hold_lock(out_dir)
+    try:
+        code, out, err = _run(["influence", *TINY, "--out", out_dir], capsys)
+        assert code == EXIT_USAGE and "results in" not in out
+        assert f"in use by another run (pid {holder.pid})" in err
+        assert not (out_dir / "summary.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone (killed: its lock file is left behind): the next run takes over
+    assert (out_dir / ".ntk-influence.lock").read_text().strip() == str(holder.pid)
+    code, _, err = _run(["influence", *TINY[:-1], "--out", out_dir], capsys)
+    assert code == EXIT_OK, err
+    assert f"took over the lock of pid {holder.pid}" in err
+    assert not (out_dir / ".ntk-influence.lock").exists()  # released at the end
+
+
+def test_resume_removes_partial_files_of_a_killed_run(tmp_path, capsys):
+    out_dir = tmp_path / "dyn"
+    argv = ["dynamics", *TINY, "--times", "0.5", "inf", "--chunk-size", "8", "--out", out_dir]
+    assert _run(argv, capsys)[0] == EXIT_OK
+    (out_dir / "summary.json").unlink()
+    (out_dir / "work" / "item_8.npz").unlink()
+    partial = [out_dir / "work" / ".item_8.npz.k3j2h1.tmp", out_dir / ".summary.json.x9y8.tmp"]
+    for p in partial:
+        p.write_bytes(b"half a file")
+    (out_dir / "notes.tmp").write_text("kept: not a partial file of ours")
+    assert _run([*argv, "--resume"], capsys)[0] == EXIT_OK
+    assert not any(p.exists() for p in partial)
+    assert (out_dir / "notes.tmp").exists() and (out_dir / "work" / "item_8.npz").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "under-file", "read-only"])
+def test_unusable_out_is_refused_before_computing(where, tmp_path, capsys, monkeypatch):
+    import ntk_influence.influence as influence_module
+    from ntk_influence.cli import _outdir
+
+    def never(*args, **kwargs):
+        raise AssertionError("computed before checking --out")
+
+    monkeypatch.setattr(influence_module, "ntk_influence", never)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    if where == "file":
+        out_dir, expect = blocker, "is a file, not a folder"
+    elif where == "under-file":
+        out_dir, expect = blocker / "sub" / "dir", f"lies under {blocker}, which is a file"
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        if os.geteuid() == 0:  # root writes anywhere: simulate a read-only mount instead
+            real = os.access
+            monkeypatch.setattr(_outdir.os, "access",
+                                lambda p, mode: False if Path(p) == ro else real(p, mode))
+        out_dir, expect = ro / "out", f"{ro} is not writable"
+    code, out, err = _run(["influence", *TINY, "--out", out_dir], capsys)
+    assert code == EXIT_USAGE and "results in" not in out
+    assert expect in err and "Traceback" not in err

@@ -52,9 +52,24 @@ def test_density_complexity_examples(tmp_path):
     assert _run(["complexity", *TINY, "--groups", "5", "--out", c]) == EXIT_OK
     s = _summary(c)
     assert len(s["groups"]) == 5
-    assert s["B"] == "K^-1" or s["B"].startswith("(K + ")
+    lam_used = s["lam_used"]
+    assert s["B"] == ("K^-1" if lam_used == 0 else f"(K + {lam_used:.3g} I)^-1")
     z = io.load_npz(c / "complexity.npz")
     assert z["complexity"].shape == (5,) and (c / "fig5_complexity.png").exists()
+    # eq. (19) by dense solves on the reduced kernels, with the ridge the command reports
+    ds = ni.load_dataset("digits:3,8", n_train=30, n_test=8)
+    k = ni.kernel_matrix("paper", ds.x_train)
+    y = ds.y_train
+
+    def norm(idx):
+        kk = k[np.ix_(idx, idx)] + lam_used * np.eye(idx.size)
+        return np.sqrt(y[idx] @ np.linalg.solve(kk, y[idx]))
+
+    everything = np.arange(30)
+    for g, size in enumerate(r["size"] for r in s["groups"]):
+        rest = everything[z["group_of_point"] != g]
+        assert rest.size == 30 - size
+        np.testing.assert_allclose(z["complexity"][g], norm(everything) - norm(rest), rtol=1e-6)
     assert _run(["examples", *TINY, "--test-index", "0", "2", "--k", "3", "--out", e]) == EXIT_OK
     z = io.load_npz(e / "examples.npz")
     assert z["helpful"].shape == (2, 3) and (e / "fig4_examples.png").exists()

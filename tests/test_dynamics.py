@@ -10,6 +10,7 @@ from scipy.integrate import solve_ivp
 
 import ntk_influence as ni
 from ntk_influence import dynamics as dy
+from ntk_influence import flow
 
 TIMES = [0.0, 0.3, 2.0, 25.0, np.inf]
 
@@ -81,22 +82,22 @@ def test_end_of_training_is_krr():
     np.testing.assert_allclose(dyn.f_test[1], res.f_test, atol=1e-12)
 
 
-@pytest.mark.parametrize("engine", ["jax", "numpy"])
+@pytest.mark.parametrize("backend", ["jax", "lapack"])
 @pytest.mark.parametrize("lam", [0.0, 0.05])
-def test_exact_matches_brute_force_refits(lam, engine):
+def test_exact_matches_brute_force_refits(lam, backend):
     x, xt, k, kt, y, yt = _toy(n=18, m=5)
     times = [0.0, 0.3, 2.0, 25.0] + ([np.inf] if lam > 0 else [])
-    res = dy.time_influence_from_kernels(k, kt, y, yt, lam, times, chunk_size=5, engine=engine)
+    res = dy.time_influence_from_kernels(k, kt, y, yt, lam, times, chunk_size=5, backend=backend)
     ref = _brute(k, kt, y, yt, lam, times)
     scale = np.abs(ref).max(axis=(1, 2), keepdims=True) + 1e-300
     assert np.max(np.abs(res.influence - ref) / scale) < 1e-9
     assert np.all(res.influence[0] == 0.0)  # t = 0: nothing learned, no influence
 
 
-@pytest.mark.parametrize("engine", ["jax", "numpy"])
-def test_exact_multi_output_matches_brute_force(engine):
+@pytest.mark.parametrize("backend", ["jax", "lapack"])
+def test_exact_multi_output_matches_brute_force(backend):
     x, xt, k, kt, y, yt = _toy(n=15, m=4, k_out=3)
-    res = dy.time_influence_from_kernels(k, kt, y, yt, 0.1, [0.7, 9.0], engine=engine)
+    res = dy.time_influence_from_kernels(k, kt, y, yt, 0.1, [0.7, 9.0], backend=backend)
     ref = _brute(k, kt, y, yt, 0.1, [0.7, 9.0])
     assert np.max(np.abs(res.influence - ref)) / np.abs(ref).max() < 1e-9
 
@@ -171,16 +172,16 @@ def test_first_order_agreement_improves_early_and_with_ridge():
 def test_divided_differences_and_derivative():
     mu = np.array([1e-3, 0.2, 0.2 + 1e-9, 0.2 + 0.04, 1.0, 3.0, 50.0])
     for t in (0.05, 2.0, 30.0):
-        g = dy.divided_differences(t, mu)
+        g = flow.divided_differences(t, mu)
         assert np.allclose(g, g.T, rtol=1e-13, atol=0)
-        gm = dy._g(t, mu)
+        gm = flow.g_flow(t, mu)
         for i in range(mu.size):
             for j in range(mu.size):
                 if abs(mu[i] - mu[j]) > 0.3 * min(mu[i], mu[j]):
                     q = (gm[i] - gm[j]) / (mu[i] - mu[j])
                     assert g[i, j] == pytest.approx(q, rel=1e-10)
         # near-equal pairs: close to the derivative at the midpoint
-        assert g[1, 2] == pytest.approx(dy._g_prime(t, np.array([0.2 + 5e-10]))[0], rel=1e-8)
+        assert g[1, 2] == pytest.approx(flow.g_flow_prime(t, np.array([0.2 + 5e-10]))[0], rel=1e-8)
         # the quadrature branch (|gap| = 0.2 mu) against a quotient in long arithmetic
         a, b = mu[3], mu[1]
         ga = -np.expm1(np.longdouble(-t * a)) / np.longdouble(a)
@@ -190,10 +191,10 @@ def test_divided_differences_and_derivative():
     # derivative: series and closed form agree with a finite difference
     for t, m0 in ((3.0, 0.1), (3.0, 0.2), (0.01, 5.0), (100.0, 0.02)):
         h = 1e-6 * m0
-        fd = (dy._g(t, np.array([m0 + h])) - dy._g(t, np.array([m0 - h])))[0] / (2 * h)
-        assert dy._g_prime(t, np.array([m0]))[0] == pytest.approx(fd, rel=1e-6)
-    assert np.all(dy.divided_differences(0.0, mu) == 0)
-    np.testing.assert_allclose(dy.divided_differences(np.inf, mu), -1 / np.outer(mu, mu))
+        fd = (flow.g_flow(t, np.array([m0 + h])) - flow.g_flow(t, np.array([m0 - h])))[0] / (2 * h)
+        assert flow.g_flow_prime(t, np.array([m0]))[0] == pytest.approx(fd, rel=1e-6)
+    assert np.all(flow.divided_differences(0.0, mu) == 0)
+    np.testing.assert_allclose(flow.divided_differences(np.inf, mu), -1 / np.outer(mu, mu))
 
 
 def test_most_influential_and_noise_bookkeeping_by_hand():
@@ -255,8 +256,9 @@ def test_bad_input():
             dy.label_noise_experiment(x, y, xt, yt, 0.1, [1.0], fraction=frac)
     with pytest.raises(ni.InputError, match="both"):
         dy.influence_over_time(x, y, xt, yt, 0.1, [1.0], k_train=k)
-    with pytest.raises(ni.InputError, match="engine"):
-        dy.time_influence_from_kernels(k, kt, y, yt, 0.1, [1.0], engine="torch")
+    for bad in ("torch", "numpy"):
+        with pytest.raises(ni.InputError, match="backend must be 'auto', 'lapack'"):
+            dy.time_influence_from_kernels(k, kt, y, yt, 0.1, [1.0], backend=bad)
     with pytest.raises(ni.InputError, match="transpose"):
         dy.time_influence_from_kernels(k, kt.T, y, yt, 0.1, [1.0])
     sing = np.ones((4, 4))
@@ -283,3 +285,19 @@ def test_exact_matches_brute_force_larger(digits38):
             d = _pred(k[np.ix_(keep, keep)], kt[keep], ds.y_train[keep], 0.01, t) - f
             ref = d * (f - ds.y_test[:8]) + 0.5 * d * d
             assert np.max(np.abs(res.influence[a, i] - ref)) <= 1e-9 * np.abs(ref).max()
+
+
+def test_time_agreement_closed_forms():
+    rng = np.random.default_rng(3)
+    ex = rng.normal(size=(2, 7, 4))
+    same = ni.time_agreement(ex, ex)
+    np.testing.assert_allclose(same.rel_error, 0.0, atol=1e-15)
+    np.testing.assert_allclose([same.pearson, same.slope, same.top1_match], 1.0, rtol=1e-12)
+    doubled = ni.time_agreement(ex, 2.0 * ex)  # slope 2, relative error 1, ranks unchanged
+    np.testing.assert_allclose(doubled.slope, 2.0, rtol=1e-12)
+    np.testing.assert_allclose(doubled.rel_error, 1.0, rtol=1e-12)
+    np.testing.assert_allclose(doubled.spearman, 1.0, rtol=1e-12)
+    flipped = ni.time_agreement(ex, -ex)
+    np.testing.assert_allclose(flipped.pearson, -1.0, rtol=1e-12)
+    np.testing.assert_allclose(flipped.top1_match, 1.0)  # largest |I| is the same point
+    assert isinstance(flipped, ni.TimeAgreement)

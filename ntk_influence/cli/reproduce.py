@@ -4,17 +4,17 @@ The reproduction is a list of parts (Table 1 and Figure 1, Figures 2-7, and the 
 influence they all rest on). Each part runs one subcommand of this CLI into its own folder of
 ``--out DIR``; a part that finishes writes ``DIR/<part>/part.json``. With ``--resume`` the finished
 parts are skipped (when their settings match) and the unfinished one is run again with
-``--resume``, so the sweeps inside it continue where they stopped. At the end ``DIR/report.md``
-gathers the tables and figures and ``DIR/reproduce.json`` the status, settings and timing of every
-part. ``--quick`` (default) is sized to finish in minutes on a 2-core CPU for digits; ``--full``
-uses the paper's sizes.
+``--resume``, so the sweeps inside it continue where they stopped. ``--resume`` with other
+settings than the folder's (see ``fingerprint.json``) is refused; ``--force`` then runs again only
+the parts whose arguments changed. At the end ``DIR/report.md`` gathers the tables and figures
+and ``DIR/reproduce.json`` the status, settings and timing of every part. ``--quick`` (default)
+is sized to finish in minutes on a 2-core CPU for digits; ``--full`` uses the paper's sizes.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 import traceback
 from collections.abc import Callable
@@ -23,8 +23,20 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import InputError, NotConvergedError, NumericalError
-from .cli import Command, log, settings_of
+from .._errors import InputError, NotConvergedError, NumericalError
+from ._common import Command, log, settings_of
+from ._outdir import claim_output, run_in_folder
+from ._report import (
+    fig2_report,
+    fig3_report,
+    fig5_report,
+    fig6_report,
+    fig7_report,
+    generic_report,
+    kernel_report,
+    table1_report,
+    write_report,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,113 +84,10 @@ def _data_argv(args: argparse.Namespace, mode: str, *, n_train: int | None = Non
     return out
 
 
-def _fmt(x: Any, digits: int = 4) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, (bool, np.bool_)):
-        return str(bool(x))
-    if isinstance(x, (int, np.integer)):
-        return str(int(x))
-    try:
-        xf = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    if not np.isfinite(xf):
-        return str(xf)
-    return f"{xf:.{digits}g}"
-
-
-def _fmt_t(t: Any) -> str:
-    """A training time; JSON stores ``inf`` (the end of training) as null."""
-    return "inf" if t is None else _fmt(t, 3)
-
-
-def _figures(folder: Path) -> list[str]:
-    return [f"![{p.stem}]({folder.name}/{p.name})" for p in sorted(folder.glob("*.png"))]
-
-
-def _md_table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> list[str]:
-    if not rows:
-        return []
-    lines = ["| " + " | ".join(h for _, h in cols) + " |",
-             "|" + "|".join("---:" for _ in cols) + "|"]
-    for r in rows:
-        lines.append("| " + " | ".join(_fmt(r.get(k)) for k, _ in cols) + " |")
-    return lines
-
-
-def _scalars(d: dict[str, Any], prefix: str = "", depth: int = 0) -> list[tuple[str, Any]]:
-    """Scalar entries of a (nested) JSON summary, for a compact key-value listing."""
-    out: list[tuple[str, Any]] = []
-    for k, v in d.items():
-        if k in ("settings", "data", "command"):
-            continue
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and depth < 1:
-            out += _scalars(v, key + ".", depth + 1)
-        elif isinstance(v, (int, float, bool)) or v is None:
-            out.append((key, v))
-    return out
-
-
-def _generic_report(folder: Path) -> list[str]:
-    """The scalars of every JSON summary in ``folder`` and its figures."""
-    lines: list[str] = []
-    for p in sorted(folder.glob("*.json")):
-        if p.name == "part.json":
-            continue
-        try:
-            d = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        items = _scalars(d) if isinstance(d, dict) else []
-        if items:
-            lines += [f"Key numbers from `{folder.name}/{p.name}`:", ""]
-            lines += [f"- `{k}`: {_fmt(v)}" for k, v in items[:30]]
-            lines.append("")
-    return lines + _figures(folder)
-
-
 # ------------------------------------------------------------------ part: kernel influence
 
 def _kernel_argv(args: argparse.Namespace, mode: str) -> list[str]:
     return ["influence", *_data_argv(args, mode), "--lam", str(args.lam)]
-
-
-def _kernel_report(folder: Path) -> list[str]:
-    """Kernel-regime IHVP against exact LOO influence (Prop. 2, Theorem 3) and its figure."""
-    from . import plots
-    from .io import load_json, load_npz
-
-    z = load_npz(folder / "influence.npz")
-    s = load_json(folder / "summary.json")
-    infl, ihvp = z["influence"], z["ihvp"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.abs(infl - ihvp) / np.abs(infl)
-    rate = rate[np.isfinite(rate)]
-    j = int(np.argmax(np.abs(infl).sum(axis=0)))
-    top = np.argsort(-np.abs(infl[:, j]))[:40]
-    fig = plots.influence_scatter(ihvp[top, j], infl[top, j],
-                                  xlabel="exact NTK influence (leave-one-out, eq. 9)",
-                                  ylabel="IHVP estimate in the kernel regime (eq. 13)",
-                                  title=f"test point {j}: 40 most influential training points",
-                                  path=folder / "kernel_ihvp_vs_exact.png")
-    _close(fig)
-    th = s["theorem3"]
-    return [
-        f"- training points {infl.shape[0]}, test points {infl.shape[1]}, lambda = "
-        f"{_fmt(s['lam'])}, cond(K + lam I) = {_fmt(s['conditioning']['cond_K_plus_lam_I'])}",
-        f"- IHVP error rate |I - Ihat| / |I| over all pairs: median {_fmt(np.median(rate))}, "
-        f"mean {_fmt(np.mean(rate))}",
-        f"- ridge leverage h_i in [{_fmt(th['leverage_min'])}, {_fmt(th['leverage_max'])}], "
-        f"inside Theorem 3's [{_fmt(th['lower'])}, {_fmt(th['upper'])}]",
-        "", *_figures(folder)]
-
-
-def _close(fig: Any) -> None:
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
 
 
 # ------------------------------------------------------------------ part: Table 1 / Figure 1
@@ -196,121 +105,7 @@ def _table1_argv(args: argparse.Namespace, mode: str) -> list[str]:
             "--test-index", "0", "--lam", str(args.lam)]
 
 
-def _table1_report(folder: Path) -> list[str]:
-    """Table 1 (R and rho per width), the full comparison table, and Figure 1 for both methods."""
-    from . import plots
-    from .io import load_json, load_npz
-
-    p = folder / "compare.json"
-    if not p.exists():
-        return _generic_report(folder)
-    d = load_json(p)
-    rows = d.get("widths", [])
-    lines = ["Table 1 (predicted against actual influence of the removed points on one test "
-             "point):", ""]
-    lines += _md_table(rows, [("width", "width"), ("pearson", "R (NTK)"),
-                              ("spearman", "rho (NTK)"), ("ntk_slope", "slope (NTK)"),
-                              ("ihvp_pearson", "R (IHVP)"), ("ihvp_spearman", "rho (IHVP)"),
-                              ("ihvp_slope", "slope (IHVP)"),
-                              ("retrain_max_error_ratio", "max solver error / abs(Delta)")])
-    if rows:
-        big = max(rows, key=lambda r: r["width"])
-        z = folder / f"width_{big['width']}.npz"
-        if z.exists():
-            arr = load_npz(z)
-            _close(plots.influence_scatter(
-                arr["pred_ihvp"], arr["actual"],
-                ylabel="classic IHVP on the trained net (eq. 12)",
-                title=f"width {big['width']}: IHVP against retraining",
-                path=folder / "figure1_ihvp.png"))
-    md = folder / "compare.md"
-    if md.exists():
-        lines += ["", "All comparisons (NTK ignoring / including the initial output f0, the "
-                  "empirical NTK at W(0), the IHVP on the finite net and in the NTK limit):", "",
-                  md.read_text().strip()]
-    note = d.get("note")
-    if note:
-        lines += ["", note]
-    return [*lines, "", *_figures(folder)]
-
-
 # ------------------------------------------------------------------ parts: Figures 2-7
-
-def _summary(folder: Path) -> dict[str, Any]:
-    from .io import load_json
-
-    return load_json(folder / "summary.json")
-
-
-def _fig2_report(folder: Path) -> list[str]:
-    s = _summary(folder)
-    rows = s.get("per_lambda", [])
-    lines = [f"lambda_min(K) = {_fmt(s.get('lambda_min'))}, lambda_max(K) = "
-             f"{_fmt(s.get('lambda_max'))}; error rate = {s.get('error_rate', '')}.", ""]
-    lines += _md_table(rows, [("lam", "lambda"), ("mean_error_rate", "mean error rate"),
-                              ("median_error_rate", "median"),
-                              ("theorem3_lower", "Theorem 3 lower bound"),
-                              ("upper", "upper quantity"), ("mean_leverage", "mean h_i"),
-                              ("eq16_violations", "eq. (16) violations"),
-                              ("leverage_in_bounds", "h_i in bounds")])
-    return [*lines, "", *_figures(folder)]
-
-
-def _fig3_report(folder: Path) -> list[str]:
-    s = _summary(folder)
-    lines = []
-    for key, label in (("spearman_density_error", "Spearman(density, IHVP error rate)"),
-                       ("spearman_leverage_error", "Spearman(leverage h_i, IHVP error rate)"),
-                       ("spearman_density_leverage", "Spearman(density, leverage)")):
-        v = s.get(key, (s.get("density") or {}).get(key))
-        if v is not None:
-            lines.append(f"- {label}: {_fmt(v)}")
-    mix = s.get("mixture")
-    if isinstance(mix, dict):
-        lines.append(f"- Definition 1 mixture: p_k = {mix.get('p')}, median error rate per "
-                     f"component = {[_fmt(v, 3) for v in mix.get('component_error', [])]}, "
-                     f"Spearman(p_k, error) = {_fmt(mix.get('spearman_p_error'))}")
-    if not lines:
-        return _generic_report(folder)
-    return [*lines, "", *_figures(folder)]
-
-
-def _fig5_report(folder: Path) -> list[str]:
-    s = _summary(folder)
-    lines = [f"{s.get('grouping', '')}. B = {s.get('B')}, cond = {_fmt(s.get('cond'))}.", ""]
-    lines += _md_table(s.get("groups", []), [("group", "group"), ("size", "size"),
-                                             ("mean_influence", "influence score"),
-                                             ("complexity", "complexity C")])
-    return [*lines, "", *_figures(folder)]
-
-
-def _fig6_report(folder: Path) -> list[str]:
-    s = _summary(folder)
-    lines = [f"- time unit: {s.get('time_unit')}; times: "
-             f"{', '.join(_fmt_t(t) for t in s.get('times', []))}",
-             f"- changes of the most influential point between consecutive times (over test "
-             f"points): {s.get('changes_of_most_influential')}"]
-    ag = s.get("agreement_first_order_vs_exact")
-    if isinstance(ag, dict):
-        rows = [{"t": _fmt_t(t), **{k: (v[i] if isinstance(v, list) else v)
-                                    for k, v in ag.items()}}
-                for i, t in enumerate(s.get("times", []))]
-        lines += ["", "First-order against exact influence at each time:", ""]
-        lines += _md_table(rows, [("t", "t"), ("pearson", "R"), ("spearman", "rho"),
-                                  ("slope", "slope"), ("rel_error", "relative error"),
-                                  ("top1_match", "same most influential")])
-    return [*lines, "", *_figures(folder)]
-
-
-def _fig7_report(folder: Path) -> list[str]:
-    s = _summary(folder)
-    rows = [{"t": _fmt_t(t), "clean": c, "noisy": n} for t, c, n in
-            zip(s.get("times", []), s.get("share_clean", []), s.get("share_noisy", []))]
-    lines = [f"{s.get('n_noisy')} training labels flipped ({_fmt(s.get('noise_fraction'))}); "
-             f"{s.get('rule')}; time unit {s.get('time_unit')}.", ""]
-    lines += _md_table(rows, [("t", "t"), ("clean", "share clean"), ("noisy", "share noisy")])
-    return [*lines, "", *_figures(folder)]
-
 
 DYN_TIMES = ["0.01", "0.03", "0.1", "0.3", "1", "3", "10", "30", "100", "300", "1000", "inf"]
 
@@ -328,45 +123,45 @@ def _simple(command: str, extra: dict[str, list[str]], **data_kw: Any
 PARTS: list[Part] = [
     Part("kernel", "Exact NTK influence and the kernel-regime IHVP", "influence", _kernel_argv,
          "Exact leave-one-out influence of every training point on every test loss through the "
-         "NTK (eq. 8-9) and the classic IHVP estimate in the same regime (eq. 13).", _kernel_report),
+         "NTK (eq. 8-9) and the classic IHVP estimate in the same regime (eq. 13).", kernel_report),
     Part("table1", "Table 1 and Figure 1: NTK influence against leave-one-out retraining",
          "compare", _table1_argv,
          "Finite two-layer ReLU nets of growing width, retrained without each of the most "
          "influential points; correlation of the predicted influences with the actual ones.",
-         _table1_report),
+         table1_report),
     Part("figure2", "Figure 2: regularisation and Theorem 3", "lambda-sweep",
          _simple("lambda-sweep", {"quick": [], "full": []}),
          "Mean relative error of the IHVP estimate for lambda = 2^-4 ... 2^4 against Theorem 3's "
          "lower bound lambda_min/(lambda_min+lambda); the ridge leverage h_i is the exact "
-         "per-point error of term I.", _fig2_report),
+         "per-point error of term I.", fig2_report),
     Part("figure3", "Figure 3: data density and Theorem 4", "density",
          _simple("density", {"quick": ["--mixture-n", "300"], "full": ["--mixture-n", "2000"]}),
          "Gaussian KDE density of each training point (after PCA to 10 dimensions, Scott's "
          "bandwidth) against its median IHVP error rate; and the finite mixture of Definition 1, "
-         "where rarer components have larger error rates.", _fig3_report),
+         "where rarer components have larger error rates.", fig3_report),
     Part("figure4", "Figure 4: most helpful, harmful and uninfluential images", "examples",
          _simple("examples", {"quick": ["--test-index", "0", "1", "2", "--k", "5"],
                               "full": ["--test-index", "0", "1", "2", "3", "--k", "8"]}),
          "For a few test images, the training images with the largest positive influence "
          "(helpful), the most negative (harmful) and the smallest |I| (uninfluential).",
-         _generic_report),
+         generic_report),
     Part("figure5", "Figure 5: complexity of groups sorted by influence", "complexity",
          _simple("complexity", {"quick": [], "full": []}),
          "Training points sorted by influence (summed over the test points) into ten groups, "
          "group 0 most harmful, group 9 most helpful; complexity of each group by eq. (19).",
-         _fig5_report),
+         fig5_report),
     Part("figure6", "Figure 6: the most influential images along training", "dynamics",
          _simple("dynamics", {"quick": ["--times", *DYN_TIMES, "--method", "both"],
                               "full": ["--times", *DYN_TIMES, "--method", "both"]}),
          "Exact influence at training time t of the linearised network (eq. 20, with the ridge), "
          "the most influential training image for some test images over time, and the agreement "
-         "of the first-order estimate with the exact one.", _fig6_report),
+         "of the first-order estimate with the exact one.", fig6_report),
     Part("figure7", "Figure 7: label noise along training", "label-noise",
          _simple("label-noise", {"quick": ["--times", *DYN_TIMES, "--noise", "0.4"],
                                  "full": ["--times", *DYN_TIMES, "--noise", "0.4"]}),
          "40% of the training labels flipped; over training time, the share of clean and of "
          "noisy points among the most influential training point of every test point.",
-         _fig7_report),
+         fig7_report),
 ]
 
 
@@ -423,7 +218,7 @@ def _part_argv(part: Part, args: argparse.Namespace, folder: Path) -> list[str]:
 
 
 def _run_part(part: Part, argv: list[str], resume: bool, quiet: bool = False) -> None:
-    from .cli import build_parser
+    from . import build_parser
 
     parser = build_parser()
     try:
@@ -432,25 +227,26 @@ def _run_part(part: Part, argv: list[str], resume: bool, quiet: bool = False) ->
     except SystemExit as e:
         raise InputError(f"part {part.name}: the arguments {argv} were refused by "
                          f"'{part.command}' (see the message above).") from e
-    sub.func(sub)
+    run_in_folder(sub, sub.func)
 
 
 def _run(args: argparse.Namespace) -> Path:
-    from .cli import COMMANDS, _load_extra_commands
+    from . import COMMANDS
 
-    _load_extra_commands()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     available = {c.name for c in COMMANDS}
     parts = _selected(args)
     # the mode's sizes are capped at what the data has (digits 3 vs 8: 250 train / 107 test)
-    from .data import load_dataset
+    from ..data import load_dataset
 
     pool = load_dataset(args.data, n_train=None, n_test=None, seed=args.seed)
     args.pool_sizes = (int(pool.x_train.shape[0]), int(pool.x_test.shape[0]))
     args.pool_outputs = 1 if pool.y_train.ndim == 1 else int(pool.y_train.shape[1])
     if args.dry_run:
         return _dry_run(args, parts, out, available)
+    # the parts check their own folders; a finished part is reused only with the same arguments
+    claim_output(args, pool, restart=False)
     status: dict[str, dict[str, Any]] = {}
     t_all = time.perf_counter()
     try:
@@ -470,7 +266,7 @@ def _run(args: argparse.Namespace) -> Path:
 def _run_parts(args: argparse.Namespace, parts: list[Part], out: Path, available: set[str],
                status: dict[str, dict[str, Any]]) -> None:
     """Run the parts in order, recording each one's status in ``status`` as it ends."""
-    from .io import load_json, save_json
+    from ..io import load_json, save_json
 
     for part in parts:
         folder = out / part.name
@@ -520,7 +316,7 @@ def _environment() -> dict[str, Any]:
 
     import jax
 
-    from . import __version__
+    from .. import __version__
 
     dev = jax.devices()[0]
     return {"ntk_influence": __version__, "jax": jax.__version__, "numpy": np.__version__,
@@ -532,7 +328,7 @@ def _environment() -> dict[str, Any]:
 def _finish(args: argparse.Namespace, out: Path, status: dict[str, dict[str, Any]],
             seconds: float) -> None:
     """Write ``reproduce.json`` and ``report.md`` for the parts run now and those done before."""
-    from .io import load_json, save_json
+    from ..io import load_json, save_json
 
     for part in PARTS:  # parts not run this time keep their earlier results in the report
         marker = out / part.name / "part.json"
@@ -546,7 +342,7 @@ def _finish(args: argparse.Namespace, out: Path, status: dict[str, dict[str, Any
         "command": "reproduce", "version": env["ntk_influence"], "mode": args.mode,
         "settings": settings_of(args), "environment": env, "parts": status,
         "seconds_this_run": seconds})
-    _write_report(out, args, parts, status, env)
+    write_report(out, args, parts, status, env)
 
 
 def _skip_reason(part: Part, args: argparse.Namespace, available: set[str]) -> str:
@@ -561,7 +357,7 @@ def _skip_reason(part: Part, args: argparse.Namespace, available: set[str]) -> s
 
 def _dry_run(args: argparse.Namespace, parts: list[Part], out: Path, available: set[str]) -> Path:
     """Parse every part's arguments with its subcommand's parser and print the commands."""
-    from .cli import build_parser
+    from . import build_parser
 
     parser = build_parser()
     for part in parts:
@@ -578,48 +374,6 @@ def _dry_run(args: argparse.Namespace, parts: list[Part], out: Path, available: 
     return out
 
 
-def _write_report(out: Path, args: argparse.Namespace, parts: list[Part],
-                  status: dict[str, dict[str, Any]], env: dict[str, Any]) -> None:
-    from .io import atomic_write_bytes
-
-    lines = ["# Reproduction report", "",
-             "Zhang & Zhang, *Rethinking Influence Functions of Neural Networks in the "
-             "Over-Parameterized Regime* (AAAI 2022), reproduced with `ntk_influence`.", "",
-             f"- data: `{args.data}` (seed {args.seed}); mode: `{args.mode}`; lambda = {args.lam:g}",
-             f"- ntk_influence {env['ntk_influence']}, JAX {env['jax']} on {env['backend']} "
-             f"({env['device']} x {env['devices']}), Python {env['python']}",
-             "- sign of influence: positive = removing the point raises the test loss (helpful); "
-             "losses are sums of squared errors over points (and outputs), as in eq. (2).", ""]
-    lines += ["| part | status | seconds |", "|---|---|---:|"]
-    for p in parts:
-        st = status.get(p.name, {})
-        lines.append(f"| [{p.name}](#{p.name}) | {st.get('status', 'not run')} | "
-                     f"{_fmt(st.get('seconds'), 3)} |")
-    lines.append("")
-    for p in parts:
-        st = status.get(p.name, {})
-        lines += [f"<a id=\"{p.name}\"></a>", f"## {p.title}", "", p.caption, ""]
-        folder = out / p.name
-        if st.get("status") == "done":
-            shown = " ".join(f"DIR/{p.name}" if a == str(folder) else a for a in st["argv"])
-            lines.append(f"Command: `ntk-influence {shown}`")
-            lines.append("")
-            try:
-                lines += p.report(folder)
-            except Exception as e:  # a report helper must never lose the computed results
-                lines.append(f"(could not summarise {folder}: {type(e).__name__}: {e})")
-        elif st.get("status") == "failed":
-            lines += ["**Failed:**", "", "```", st.get("error", ""), "```"]
-        elif st.get("status") == "interrupted":
-            lines.append("*interrupted; run again with `--resume` to continue*")
-        else:
-            lines.append(f"*{st.get('reason', 'not run')}*")
-        lines.append("")
-    atomic_write_bytes(out / "report.md", "\n".join(lines).encode())
-
-
-COMMANDS: list[Command] = [
-    Command("reproduce", "run everything the paper shows (Table 1, Figures 1-7) for one dataset "
-            "and write report.md with the tables and figures, plus all arrays and JSON",
-            _args, _run),
-]
+REPRODUCE = Command("reproduce", "run everything the paper shows (Table 1, Figures 1-7) for one "
+                    "dataset and write report.md with the tables and figures, plus all arrays "
+                    "and JSON", _args, _run)

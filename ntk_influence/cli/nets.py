@@ -8,7 +8,7 @@ import io as _io
 import time
 from pathlib import Path
 
-from .cli import Command, add_data_arguments, load_data_from_args, log, settings_of
+from ._common import Command, add_data_arguments, load_data_from_args, log, settings_of
 
 
 def _compare_args(p: argparse.ArgumentParser) -> None:
@@ -51,10 +51,10 @@ def _fmt(v: object) -> object:
 
 
 def _compare_run(args: argparse.Namespace) -> Path:
-    from . import io
-    from .compare import table_markdown, width_sweep
-    from .plots import influence_scatter
-    from .train import SolverSettings
+    from .. import io
+    from ..compare import table_markdown, width_sweep
+    from ..plots import influence_scatter
+    from ..train import SolverSettings
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,5 +101,5 @@ def _compare_run(args: argparse.Namespace) -> Path:
     return out
 
 
-COMMANDS = [Command("compare", "NTK influence against leave-one-out retraining of finite nets "
-                    "over widths (Table 1, Figure 1)", _compare_args, _compare_run)]
+COMPARE = Command("compare", "NTK influence against leave-one-out retraining of finite nets over "
+                  "widths (Table 1, Figure 1)", _compare_args, _compare_run)

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import InputError
-from .cli import Command, add_data_arguments, load_data_from_args, log, settings_of
+from .._errors import InputError
+from ._common import Command, add_data_arguments, load_data_from_args, log, settings_of
+from ._outdir import NOT_CONTENT
 
 DEFAULT_TIMES = (*np.geomspace(0.01, 1000.0, 11).tolist(), float("inf"))
 
@@ -26,12 +27,12 @@ DEFAULT_TIMES = (*np.geomspace(0.01, 1000.0, 11).tolist(), float("inf"))
 # ------------------------------------------------------------------ shared helpers
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in settings_of(args).items() if k not in ("resume", "quiet", "out")}
+    return {k: v for k, v in settings_of(args).items() if k not in NOT_CONTENT}
 
 
 def _finished(args: argparse.Namespace, out: Path) -> bool:
     """Under ``--resume``, whether ``out/summary.json`` exists with the same settings."""
-    from . import io
+    from .. import io
 
     path = out / "summary.json"
     if not (args.resume and path.exists()):
@@ -40,8 +41,8 @@ def _finished(args: argparse.Namespace, out: Path) -> bool:
         old = io.load_json(path).get("settings", {})
     except (OSError, ValueError):
         return False
-    same = {k: v for k, v in old.items() if k not in ("resume", "quiet", "out")} == \
-        io._jsonable(_settings(args))
+    same = {k: v for k, v in old.items() if k not in NOT_CONTENT} == \
+        io.jsonable(_settings(args))
     if same:
         log(args, f"{args.command} already finished in {out}; skipping (--resume)")
     return same
@@ -56,7 +57,7 @@ def _kernel_args(p: argparse.ArgumentParser, lam: float = 0.1) -> None:
 
 
 def _kernels(args: argparse.Namespace, ds: Any) -> tuple[np.ndarray, np.ndarray]:
-    from .kernels import kernel_matrix
+    from ..kernels import kernel_matrix
 
     return kernel_matrix(args.kernel, ds.x_train), kernel_matrix(args.kernel, ds.x_train,
                                                                  ds.x_test)
@@ -84,12 +85,12 @@ def _exact_resumable(args: argparse.Namespace, out: Path, k: np.ndarray, kt: np.
                      y: np.ndarray, yt: np.ndarray, lam: float, times: np.ndarray
                      ) -> np.ndarray:
     """Exact time-t influence of every training point, chunk by chunk, saved in ``out/work``."""
-    from . import io
-    from .dynamics import _auto_chunk, time_influence_from_kernels
+    from .. import io
+    from ..dynamics import auto_chunk_size, time_influence_from_kernels
 
     n, m = kt.shape
     nk = 1 if y.ndim == 1 else y.shape[1]
-    bs = args.chunk_size or max(1, min(_auto_chunk(n, len(times), m, nk), 64))
+    bs = args.chunk_size or max(1, min(auto_chunk_size(n, len(times), m, nk), 64))
     store = io.ResultStore(out / "work", meta={"settings": _settings(args), "chunk": bs},
                            resume=args.resume)
     res = np.empty((len(times), n, m))
@@ -116,17 +117,17 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
 
 
 def _sweep_run(args: argparse.Namespace) -> Path:
-    from . import io
-    from .analysis import DEFAULT_LAMS, collect_sweep, sweep_point
-    from .plots import lambda_sweep_plot
+    from .. import io
+    from ..analysis import DEFAULT_LAMS, collect_sweep, sweep_point
+    from ..plots import lambda_sweep_plot
 
     out = Path(args.out)
-    if _finished(args, out):
-        return out
     lams = list(DEFAULT_LAMS if args.lams is None else args.lams)
     if not lams or min(lams) <= 0:
         raise InputError("--lams must be positive ridges, e.g. --lams 0.0625 1 16.")
     ds = load_data_from_args(args)
+    if _finished(args, out):
+        return out
     t0 = time.perf_counter()
     k, kt = _kernels(args, ds)
     store = io.ResultStore(out / "work", meta={"settings": _settings(args)}, resume=args.resume)
@@ -189,14 +190,12 @@ def _density_args(p: argparse.ArgumentParser) -> None:
 
 
 def _density_run(args: argparse.Namespace) -> Path:
-    from . import io
-    from .density import density_vs_error, mixture_experiment
-    from .influence import ntk_influence
-    from .plots import density_plot, mixture_plot
+    from .. import io
+    from ..density import density_vs_error, mixture_experiment
+    from ..influence import ntk_influence
+    from ..plots import density_plot, mixture_plot
 
     out = Path(args.out)
-    if _finished(args, out):
-        return out
     bw: Any = args.bandwidth
     if bw not in ("scott", "silverman"):
         try:
@@ -204,6 +203,8 @@ def _density_run(args: argparse.Namespace) -> Path:
         except ValueError as e:
             raise InputError(f"--bandwidth must be scott, silverman or a number, got {bw!r}.") from e
     ds = load_data_from_args(args)
+    if _finished(args, out):
+        return out
     t0 = time.perf_counter()
     res = ntk_influence(ds.x_train, ds.y_train, ds.x_test, ds.y_test, args.lam,
                         kernel=args.kernel)
@@ -254,15 +255,15 @@ def _examples_args(p: argparse.ArgumentParser) -> None:
 
 
 def _examples_run(args: argparse.Namespace) -> Path:
-    from . import io
-    from .analysis import influential_examples
-    from .influence import ntk_influence
-    from .plots import influential_examples_plot
+    from .. import io
+    from ..analysis import influential_examples
+    from ..influence import ntk_influence
+    from ..plots import influential_examples_plot
 
     out = Path(args.out)
+    ds = load_data_from_args(args)
     if _finished(args, out):
         return out
-    ds = load_data_from_args(args)
     res = ntk_influence(ds.x_train, ds.y_train, ds.x_test, ds.y_test, args.lam,
                         kernel=args.kernel)
     ex = influential_examples(res, args.test_index, args.k)
@@ -302,15 +303,15 @@ def _complexity_args(p: argparse.ArgumentParser) -> None:
 
 
 def _complexity_run(args: argparse.Namespace) -> Path:
-    from . import io
-    from .complexity import complexity_of_influence_groups
-    from .influence import influence_from_kernels
-    from .plots import complexity_plot
+    from .. import io
+    from ..complexity import complexity_of_influence_groups
+    from ..influence import influence_from_kernels
+    from ..plots import complexity_plot
 
     out = Path(args.out)
+    ds = load_data_from_args(args)
     if _finished(args, out):
         return out
-    ds = load_data_from_args(args)
     k, kt = _kernels(args, ds)
     res = influence_from_kernels(k, kt, ds.y_train, ds.y_test, args.lam)
     g, c = complexity_of_influence_groups(k, ds.y_train, res, args.groups, args.complexity_lam,
@@ -350,15 +351,20 @@ def _dynamics_args(p: argparse.ArgumentParser) -> None:
 
 
 def _dynamics_run(args: argparse.Namespace) -> Path:
-    from . import io
-    from .dynamics import agreement, check_times, most_influential, time_influence_from_kernels
-    from .plots import most_influential_plot, time_agreement_plot
+    from .. import io
+    from ..dynamics import (
+        check_times,
+        most_influential,
+        time_agreement,
+        time_influence_from_kernels,
+    )
+    from ..plots import most_influential_plot, time_agreement_plot
 
     out = Path(args.out)
     times = check_times(args.times)
+    ds = load_data_from_args(args)
     if _finished(args, out):
         return out
-    ds = load_data_from_args(args)
     t0 = time.perf_counter()
     k, kt = _kernels(args, ds)
     fo = time_influence_from_kernels(k, kt, ds.y_train, ds.y_test, args.lam, times,
@@ -387,7 +393,7 @@ def _dynamics_run(args: argparse.Namespace) -> Path:
         "changes_of_most_influential": [int(np.sum(top[i] != top[i - 1]))
                                         for i in range(1, len(times))]}
     if args.method == "both":
-        ag = agreement(exact, fo.first_order)
+        ag = time_agreement(exact, fo.first_order)
         summary["agreement_first_order_vs_exact"] = {
             "rel_error": ag.rel_error, "pearson": ag.pearson, "spearman": ag.spearman,
             "slope": ag.slope, "top1_match": ag.top1_match}
@@ -417,9 +423,9 @@ def _noise_args(p: argparse.ArgumentParser) -> None:
 
 
 def _noise_run(args: argparse.Namespace) -> Path:
-    from . import io
-    from .data import flip_labels
-    from .dynamics import (
+    from .. import io
+    from ..data import flip_labels
+    from ..dynamics import (
         LabelNoiseResult,
         check_fraction,
         check_times,
@@ -427,16 +433,16 @@ def _noise_run(args: argparse.Namespace) -> Path:
         noise_shares,
         time_influence_from_kernels,
     )
-    from .plots import label_noise_plot
+    from ..plots import label_noise_plot
 
     out = Path(args.out)
     frac = check_fraction(args.noise)
     times = check_times(args.times)
     if args.label_noise:
         raise InputError("label-noise flips labels itself; use --noise, not --label-noise.")
+    ds = load_data_from_args(args)
     if _finished(args, out):
         return out
-    ds = load_data_from_args(args)
     t0 = time.perf_counter()
     k, kt = _kernels(args, ds)
     y_noisy, noisy = flip_labels(ds.y_train, frac, args.seed)
@@ -466,17 +472,21 @@ def _noise_run(args: argparse.Namespace) -> Path:
     return out
 
 
-COMMANDS: list[Command] = [
-    Command("lambda-sweep", "Figure 2: IHVP relative error per lambda against Theorem 3's bounds "
-            "and the ridge leverage", _sweep_args, _sweep_run),
-    Command("density", "Figure 3 / Theorem 4: KDE density of training points against their IHVP "
-            "error rate, and the Definition 1 mixture experiment", _density_args, _density_run),
-    Command("examples", "Figure 4: most helpful, most harmful and least influential training "
-            "images for chosen test points", _examples_args, _examples_run),
-    Command("complexity", "Figure 5: complexity (eq. 19) of ten groups sorted by influence",
-            _complexity_args, _complexity_run),
-    Command("dynamics", "Figure 6: exact and first-order influence along training (eq. 20) and "
-            "the most influential point over time", _dynamics_args, _dynamics_run),
-    Command("label-noise", "Figure 7: share of clean and noisy points among the most influential "
-            "points over training time, with flipped labels", _noise_args, _noise_run),
-]
+LAMBDA_SWEEP = Command(
+    "lambda-sweep", "Figure 2: IHVP relative error per lambda against Theorem 3's bounds and the "
+    "ridge leverage", _sweep_args, _sweep_run)
+DENSITY = Command(
+    "density", "Figure 3 / Theorem 4: KDE density of training points against their IHVP error "
+    "rate, and the Definition 1 mixture experiment", _density_args, _density_run)
+EXAMPLES = Command(
+    "examples", "Figure 4: most helpful, most harmful and least influential training images for "
+    "chosen test points", _examples_args, _examples_run)
+COMPLEXITY = Command(
+    "complexity", "Figure 5: complexity (eq. 19) of ten groups sorted by influence",
+    _complexity_args, _complexity_run)
+DYNAMICS = Command(
+    "dynamics", "Figure 6: exact and first-order influence along training (eq. 20) and the most "
+    "influential point over time", _dynamics_args, _dynamics_run)
+LABEL_NOISE = Command(
+    "label-noise", "Figure 7: share of clean and noisy points among the most influential points "
+    "over training time, with flipped labels", _noise_args, _noise_run)

@@ -1,0 +1,174 @@
+"""The ``ntk-influence`` command line: a thin layer over the importable functions.
+
+The subcommands are listed once, in :data:`COMMANDS`; each lives in one module of this package
+(``core``: influence; ``nets``: compare; ``analysis``: the paper's figures; ``reproduce``: all of
+them in one report), imported directly, so a missing module is an ImportError, never a silently
+absent subcommand. Every subcommand takes ``--out DIR``, ``--config FILE.toml``, ``--resume`` and
+``--quiet``, writes its results atomically and ends with a line naming where the results are.
+Exit codes: 0 success, 2 bad usage or input, 3 numerical failure (singular kernel, solver not
+converged), 1 any other failure, 130 interrupted (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+import traceback
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .._errors import InputError, NotConvergedError, NumericalError
+from . import analysis, core, nets, reproduce
+from ._common import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_NUMERICAL,
+    EXIT_OK,
+    EXIT_USAGE,
+    Command,
+    add_data_arguments,
+    add_run_arguments,
+    apply_config,
+    load_data_from_args,
+    log,
+    report_warning,
+    settings_of,
+)
+from ._outdir import run_in_folder
+
+COMMANDS: tuple[Command, ...] = (
+    core.INFLUENCE,
+    nets.COMPARE,
+    analysis.LAMBDA_SWEEP,
+    analysis.DENSITY,
+    analysis.EXAMPLES,
+    analysis.COMPLEXITY,
+    analysis.DYNAMICS,
+    analysis.LABEL_NOISE,
+    reproduce.REPRODUCE,
+)
+"""Every subcommand, in the order ``--help`` lists them."""
+
+EPILOG = ("exit codes: 0 success, 2 bad usage or input, 3 numerical failure, 1 other failure, "
+          "130 interrupted (Ctrl-C or SIGTERM; finished work is kept, continue with --resume). "
+          "--out is locked while a run uses it; its fingerprint.json records the settings and "
+          "data, and --resume into a folder of other settings is refused (--force starts "
+          "afresh).")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand of :data:`COMMANDS`.
+
+    Returns:
+      The ``argparse`` parser.
+    """
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="ntk-influence",
+        description="Influence functions of wide neural networks through the NTK "
+                    "(Zhang & Zhang, AAAI 2022).", epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for c in COMMANDS:
+        p = sub.add_parser(c.name, help=c.help, description=c.help, epilog=EPILOG)
+        c.add_arguments(p)
+        add_run_arguments(p, c.name)
+        p.set_defaults(func=c.run)
+    return parser
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interruption so that a run stops as cleanly as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only; no-op elsewhere).
+
+    Returns:
+      A context manager; the previous handler is restored on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code.
+
+    Python warnings raised while a subcommand runs are printed as
+    ``ntk-influence: warning: <message>``; SIGTERM stops the run like Ctrl-C (exit 130).
+
+    Args:
+      argv: arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+      0 success, 2 bad usage/input, 3 numerical failure, 1 other failure, 130 interrupted.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        apply_config(parser, argv)
+        args = parser.parse_args(argv)
+    except InputError as e:
+        print(f"ntk-influence: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as e:
+        return int(e.code or 0) if isinstance(e.code, int) else EXIT_USAGE
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    from .._precision import precision
+
+    try:
+        with sigterm_as_interrupt(), warnings.catch_warnings(), precision("float64"):
+            warnings.showwarning = report_warning
+            out = run_in_folder(args, args.func)
+    except KeyboardInterrupt as e:
+        why = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        print(f"ntk-influence: {why}; run again with --resume to continue.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (NumericalError, NotConvergedError) as e:
+        print(f"ntk-influence: numerical failure: {e}", file=sys.stderr)
+        return EXIT_NUMERICAL
+    except InputError as e:
+        print(f"ntk-influence: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception:
+        traceback.print_exc()
+        print("ntk-influence: failed (see the traceback above).", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"results in {Path(out).resolve()}")
+    return EXIT_OK
+
+
+__all__ = [
+    "COMMANDS",
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_NUMERICAL",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Command",
+    "add_data_arguments",
+    "build_parser",
+    "load_data_from_args",
+    "log",
+    "main",
+    "settings_of",
+]

@@ -1,0 +1,221 @@
+"""Shared pieces of the command line: exit codes, the command record, option groups, config files
+and the progress reporter.
+
+Every subcommand takes ``--out DIR``, ``--config FILE.toml`` (values the command line overrides),
+``--resume`` and ``--quiet``, writes its results atomically and ends with a line naming where the
+results are. Exit codes: 0 success, 2 bad usage or input, 3 numerical failure (singular kernel,
+solver not converged), 1 any other failure, 130 interrupted (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .._errors import InputError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NUMERICAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A subcommand: its name, help, argument builder and runner (returns the output folder)."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], Path]
+
+
+def add_data_arguments(p: argparse.ArgumentParser, n_train: int = 200, n_test: int = 50) -> None:
+    """Add the shared data options (``--data``, ``--n-train``, ``--n-test``, ``--seed``...).
+
+    Args:
+      p: the subcommand's parser.
+      n_train: default number of training points.
+      n_test: default number of test points.
+    """
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default="digits:3,8", metavar="SPEC",
+                   help="digits | digits:3,8 | mnist:DIR[:3,8] | cifar10:DIR[:3,5] | npz:PATH "
+                        "(default: %(default)s; nothing is downloaded)")
+    g.add_argument("--n-train", type=int, default=n_train,
+                   help="training points, stratified by class (default: %(default)s)")
+    g.add_argument("--n-test", type=int, default=n_test,
+                   help="test points, stratified by class (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0, help="subsampling seed (default: %(default)s)")
+    g.add_argument("--center", action="store_true",
+                   help="centre inputs on the training mean before unit-normalising")
+    g.add_argument("--label-noise", type=float, default=0.0,
+                   help="fraction of training labels to flip (default: %(default)s)")
+
+
+def load_data_from_args(args: argparse.Namespace) -> Any:
+    """Load the :class:`Dataset` the data options describe and claim ``--out`` for it.
+
+    The folder's fingerprint is checked against this run's settings and data (a ``--resume``
+    into a folder of other settings is refused) and then recorded.
+
+    Args:
+      args: parsed arguments with the options of :func:`add_data_arguments`.
+
+    Returns:
+      The :class:`~ntk_influence.data.Dataset`.
+    """
+    from ..data import load_dataset
+    from ._outdir import claim_output
+
+    ds = load_dataset(args.data, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
+                      label_noise=args.label_noise, center=args.center)
+    claim_output(args, ds)
+    return ds
+
+
+def log(args: argparse.Namespace, msg: str) -> None:
+    """Print a progress message to stderr unless ``--quiet``.
+
+    Args:
+      args: parsed arguments (``quiet`` is read).
+      msg: the message.
+    """
+    if not getattr(args, "quiet", False):
+        print(f"[ntk-influence] {msg}", file=sys.stderr, flush=True)
+
+
+def settings_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings a command ran with, for the JSON summary.
+
+    Args:
+      args: parsed arguments.
+
+    Returns:
+      Option name -> value, without the runner and the config path.
+    """
+    return {k: v for k, v in vars(args).items() if k not in ("func", "config")}
+
+
+def add_run_arguments(p: argparse.ArgumentParser, name: str) -> None:
+    """Add the options every subcommand shares (``--out``, ``--config``, ``--resume``, ``--quiet``).
+
+    Args:
+      p: the subcommand's parser.
+      name: the subcommand (names the default output folder).
+    """
+    g = p.add_argument_group("run")
+    g.add_argument("--out", default=f"results/{name}", metavar="DIR",
+                   help="output folder (default: %(default)s)")
+    g.add_argument("--config", metavar="FILE.toml",
+                   help="TOML file of option values (keys as on the command line, e.g. "
+                        "n-train = 100); the command line overrides it")
+    g.add_argument("--resume", action="store_true",
+                   help="reuse finished work in --out after an interruption (refused if --out "
+                        "holds results of other settings)")
+    g.add_argument("--force", action="store_true",
+                   help="with --resume, start afresh when --out holds results of other settings "
+                        "instead of refusing")
+    g.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Read ``--config FILE.toml`` (if given) into the chosen subcommand's defaults.
+
+    Keys are option names as on the command line (``n-train = 100``); a table named after the
+    subcommand takes precedence over top-level keys. Values are checked as the command line would.
+
+    Args:
+      parser: the full parser (from :func:`ntk_influence.cli.build_parser`).
+      argv: the command line.
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("command", nargs="?")
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    if not known.config:
+        return
+    path = Path(known.config)
+    if not path.is_file():
+        raise InputError(f"config file {path} not found.")
+    try:
+        cfg = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"config file {path} is not valid TOML: {e}") from e
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    sp = sub.choices.get(known.command)
+    if sp is None:
+        return
+    cfg = cfg.get(known.command, cfg) if isinstance(cfg.get(known.command), dict) else cfg
+    by_option = {o: a for a in sp._actions for o in a.option_strings}
+    by_dest: dict[str, list[argparse.Action]] = {}
+    for a in sp._actions:
+        by_dest.setdefault(a.dest, []).append(a)
+    valid = sorted(o[2:] for o in by_option if o.startswith("--") and o not in ("--help", "--config"))
+    values: dict[str, Any] = {}
+    for key, val in cfg.items():
+        if isinstance(val, dict):
+            continue
+        action = by_option.get("--" + key)
+        if action is None or key in ("help", "config"):
+            consts = [a for a in by_dest.get(key.replace("-", "_"), [])
+                      if isinstance(a, argparse._StoreConstAction) and a.const == val]
+            if not consts:
+                raise InputError(f"unknown option {key!r} (or value {val!r}) in {path}; valid "
+                                 f"keys: {valid}.")
+            values[consts[0].dest] = val
+            continue
+        values[action.dest] = _config_value(action, key, val, path)
+    sp.set_defaults(**values)
+
+
+def _config_value(action: argparse.Action, key: str, val: Any, path: Path) -> Any:
+    """Check and convert one config value the way the command line would."""
+    where = f"{key!r} in {path}"
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(val, bool):
+            raise InputError(f"{where} must be true or false, got {val!r}.")
+        return val
+    if isinstance(action, argparse._StoreConstAction):
+        if val is True:
+            return action.const
+        raise InputError(f"{where} must be true (it selects {action.const!r}), got {val!r}.")
+    many = action.nargs in ("+", "*") or isinstance(action.nargs, int)
+    if many and not isinstance(val, list):
+        val = [val]
+    if not many and isinstance(val, list):
+        raise InputError(f"{where} takes one value, got the list {val!r}.")
+
+    def one(v: Any) -> Any:
+        if action.type is not None and not isinstance(v, bool):
+            try:
+                v = action.type(v)
+            except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
+                raise InputError(f"{where}: {v!r} is not a valid value ({e}).") from e
+        if action.choices is not None and v not in action.choices:
+            raise InputError(f"{where}: {v!r} is not one of {list(action.choices)}.")
+        return v
+
+    return [one(v) for v in val] if many else one(val)
+
+
+
+
+def report_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                   file: Any = None, line: str | None = None) -> None:
+    """Print a Python warning as ``ntk-influence: warning: <message>`` (no source line).
+
+    Installed as ``warnings.showwarning`` while a subcommand runs.
+
+    Args:
+      message: the warning (or its text).
+      category: its class.
+      filename: where it was raised (not shown).
+      lineno: the line (not shown).
+      file: the stream (default: stderr).
+      line: the source line (not shown).
+    """
+    text = " ".join(str(message).split())
+    print(f"ntk-influence: warning: {text}", file=file or sys.stderr, flush=True)

@@ -1,0 +1,214 @@
+"""The output folder of a run: checked before any work, locked while the run lasts, fingerprinted.
+
+- ``--out`` must be (or be creatable as) a writable folder; a file, a path under a file or a
+  read-only place is refused before anything is computed.
+- ``DIR/.ntk-influence.lock`` holds the pid of the run using ``DIR`` under an exclusive
+  ``flock``; a second run into ``DIR`` is refused and names that pid. The kernel drops the lock
+  when its holder dies, so a lock file left by a killed run is taken over.
+- ``DIR/fingerprint.json`` records everything that determines the folder's content: the command,
+  its settings (data spec, sizes, seeds, lam, widths, solver options...), a SHA-256 of the data
+  arrays and the library's version. ``--resume`` into a folder with another fingerprint is
+  refused (exit 2) with the settings that differ; ``--force`` starts afresh instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._errors import InputError
+from ..io import jsonable, load_json, save_json, settings_differences
+from ._common import log, settings_of
+
+LOCK_NAME = ".ntk-influence.lock"
+FINGERPRINT_NAME = "fingerprint.json"
+NOT_CONTENT = ("out", "resume", "quiet", "force", "config", "parts", "skip", "keep_going",
+               "dry_run", "pool_sizes", "pool_outputs")
+"""Options that say how a run is done or shown, not what it computes (left out of fingerprints)."""
+
+
+def check_out_dir(out: str | os.PathLike[str]) -> Path:
+    """Check that ``out`` is, or can be made, a writable folder, and create it.
+
+    Args:
+      out: the ``--out`` path.
+
+    Returns:
+      The folder.
+    """
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"--out {p} is a file, not a folder; pass a folder path.")
+    top = p
+    while not top.exists() and top != top.parent:
+        top = top.parent
+    if not top.is_dir():
+        raise InputError(f"--out {p} lies under {top}, which is a file, not a folder.")
+    if not os.access(top, os.W_OK | os.X_OK):
+        raise InputError(f"--out {p}: {top} is not writable; pass a folder you can write to.")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--out {p} cannot be created ({e.strerror}).") from e
+    return p
+
+
+def _holder(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    return os.read(fd, 64).decode(errors="replace").strip()
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, args: argparse.Namespace | None = None) -> Iterator[None]:
+    """Hold ``folder``'s lock file for the length of the block.
+
+    Args:
+      folder: the output folder (it exists).
+      args: parsed arguments, for the progress message when a stale lock is taken over.
+
+    Returns:
+      A context manager; the lock file is removed on exit.
+    """
+    path = folder / LOCK_NAME
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise InputError(f"--out {folder} is not writable ({e.strerror}).") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            pid = _holder(fd) or "unknown"
+            os.close(fd)
+            raise InputError(f"{folder} is in use by another run (pid {pid}); wait for it to end "
+                             "or use another --out.") from None
+        try:  # the file may have been removed by its previous holder meanwhile: lock it afresh
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    stale = _holder(fd)
+    if stale and args is not None:
+        log(args, f"took over the lock of pid {stale}, which is no longer running")
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def remove_partial_files(folder: Path) -> int:
+    """Delete the temporary files (``.NAME.XXXX.tmp``) a killed run left under ``folder``.
+
+    Only call while holding the folder's lock: a running writer's files look the same.
+
+    Args:
+      folder: the output folder.
+
+    Returns:
+      How many files were removed.
+    """
+    n = 0
+    for f in folder.rglob(".*.tmp"):
+        if f.is_file():
+            f.unlink()
+            n += 1
+    return n
+
+
+def data_hash(*arrays: Any) -> str:
+    """SHA-256 of arrays' dtypes, shapes and bytes (the data's identity in a fingerprint).
+
+    Args:
+      *arrays: NumPy arrays (or array-likes).
+
+    Returns:
+      The hex digest.
+    """
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def fingerprint(args: argparse.Namespace, data: Any) -> dict[str, Any]:
+    """What determines the content of a run's folder.
+
+    Args:
+      args: parsed arguments.
+      data: the :class:`~ntk_influence.data.Dataset` the run uses.
+
+    Returns:
+      ``command``, ``version``, ``data_sha256`` and every content setting, as plain JSON.
+    """
+    from .. import __version__
+
+    settings = {k: v for k, v in settings_of(args).items() if k not in NOT_CONTENT}
+    return jsonable({**settings, "version": __version__,
+                     "data_sha256": data_hash(data.x_train, data.y_train, data.x_test,
+                                              data.y_test)})
+
+
+def claim_output(args: argparse.Namespace, data: Any, restart: bool = True) -> None:
+    """Check ``--out``'s fingerprint against this run's and record this run's.
+
+    Under ``--resume``, a folder fingerprinted with other settings is refused (InputError, exit 2)
+    unless ``--force``, which starts afresh (``args.resume`` is set to False when ``restart``).
+
+    Args:
+      args: parsed arguments (``out``, ``resume``, ``force``).
+      data: the dataset the run uses.
+      restart: with ``--force``, turn ``--resume`` off (False: the command checks its pieces).
+    """
+    out = Path(args.out)
+    path = out / FINGERPRINT_NAME
+    new = fingerprint(args, data)
+    if args.resume and path.exists():
+        try:
+            old = load_json(path)
+        except (OSError, ValueError):
+            old = {}
+        if old != new:
+            diff = settings_differences(old, new)
+            if not getattr(args, "force", False):
+                raise InputError(f"{out} holds results of other settings ({diff}); use a new "
+                                 "--out, or --force to start afresh.")
+            log(args, f"{out} holds results of other settings ({diff}); starting afresh (--force)")
+            if restart:
+                args.resume = False
+    save_json(path, new)
+
+
+def run_in_folder(args: argparse.Namespace, func: Callable[[argparse.Namespace], Path]) -> Path:
+    """Run a subcommand with its output folder checked, locked and (under ``--resume``) cleaned.
+
+    Args:
+      args: parsed arguments.
+      func: the subcommand's runner.
+
+    Returns:
+      What ``func`` returns (the output folder).
+    """
+    folder = check_out_dir(args.out)
+    with folder_lock(folder, args):
+        if args.resume:
+            n = remove_partial_files(folder)
+            if n:
+                log(args, f"removed {n} partial file(s) an interrupted run left in {folder}")
+        return func(args)
