@@ -51,7 +51,7 @@ def _finished(args: argparse.Namespace, out: Path) -> bool:
 def _kernel_args(p: argparse.ArgumentParser, lam: float = 0.1) -> None:
     add_data_arguments(p)
     p.add_argument("--lam", type=float, default=lam, help="ridge lambda (default: %(default)s)")
-    p.add_argument("--kernel", default="paper", choices=["paper", "paper-both"],
+    p.add_argument("--kernel", default="paper", choices=["paper", "paper-nt", "paper-both"],
                    help="paper: eq. (4), first layer trained; paper-both: both layers "
                         "(default: %(default)s)")
 

@@ -13,13 +13,18 @@ from ._common import Command, add_data_arguments, load_data_from_args, log, sett
 def _influence_args(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p)
     p.add_argument("--lam", type=float, default=0.1, help="ridge lambda >= 0 (default: %(default)s)")
-    p.add_argument("--kernel", default="paper", choices=["paper", "paper-both", "paper-closed-form"],
-                   help="paper: eq. (4), first layer trained; paper-both: both layers "
+    p.add_argument("--kernel", default="paper",
+                   choices=["paper", "paper-nt", "paper-both", "paper-closed-form"],
+                   help="paper: eq. (4), first layer trained, in closed form; paper-nt: the same "
+                        "through Neural Tangents (ntk - nngp, ~1e-9); paper-both: both layers "
                         "(default: %(default)s)")
     p.add_argument("--top", type=int, default=5,
                    help="helpful/harmful points listed per test point in summary.json")
-    p.add_argument("--spectrum", default="auto", choices=["auto", "exact", "lanczos", "none"],
-                   help="how lambda_min/lambda_max are computed (default: %(default)s)")
+    p.add_argument("--spectrum", default="auto",
+                   choices=["auto", "exact", "iterative", "lanczos", "none"],
+                   help="how lambda_min/lambda_max are computed: auto (dense up to n=1024, else "
+                        "ARPACK), exact, iterative (ARPACK; 'lanczos' is the same), none "
+                        "(default: %(default)s)")
     p.add_argument("--block-size", type=int, default=2048, help="kernel/test block size")
 
 
