@@ -68,7 +68,7 @@ from .dynamics import (
     noise_shares,
     time_influence_from_kernels,
 )
-from .entk import entk, entk_jacobian, entk_two_layer, relative_frobenius_error
+from .empirical import entk, entk_jacobian, entk_two_layer, relative_frobenius_error
 from .ihvp import IHVPInfluence, IHVPResult, hessian_dense, hvp, ihvp_influence
 from .ihvp import ihvp as ihvp_solve
 from .influence import (

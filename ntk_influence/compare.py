@@ -31,7 +31,7 @@ import numpy as np
 from ._errors import InputError
 from ._precision import precision
 from ._validate import check_lam
-from .entk import entk
+from .empirical import entk
 from .influence import influence_from_kernels
 from .io import load_json, load_npz, save_json, save_npz
 from .kernels import kernel_matrix, paper_kernel

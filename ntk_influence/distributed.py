@@ -1047,6 +1047,6 @@ def sharded_loo_retrain(net: Any, x_train: Any, y_train: Any, x_test: Any, y_tes
         secs = time.perf_counter() - t0
     o = got.outputs
     if bool(np.any(o["diverged"])):
-        raise tr._divergence_error(eta, s.method)
+        raise tr.divergence_error(eta, s.method)
     return rt.assemble_result(idx, full, o, yte, s, warm_start=warm_start, chunk_size=cs,
                               seconds=secs)

@@ -30,7 +30,7 @@ import numpy as np
 
 from ._errors import InputError, MemoryPlanError
 from ._validate import check_indices, check_lam
-from .entk import entk
+from .empirical import entk
 from .nets import FunctionalNet
 from .train import blas_single_thread, check_xy, objective
 

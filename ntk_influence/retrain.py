@@ -31,9 +31,9 @@ from .nets import FunctionalNet
 from .train import (
     SolverSettings,
     TrainResult,
-    _divergence_error,
     blas_single_thread,
     check_xy,
+    divergence_error,
     gd_step_size,
     jitted_solver,
     train,
@@ -263,7 +263,7 @@ def loo_retrain(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any, y_t
                                   jnp.asarray(ctol, net.dtype))
                     jax.block_until_ready(out.theta)
                 if bool(jnp.any(out.diverged)):
-                    raise _divergence_error(eta, s.method)
+                    raise divergence_error(eta, s.method)
                 k = chunk.size
                 got = {"train_index": chunk, "f_test": np.asarray(out.f_all)[:k, n:],
                        "f_change_test": np.asarray(out.f_change_test)[:k],

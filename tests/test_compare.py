@@ -11,7 +11,7 @@ import ntk_influence as ni
 from ntk_influence import compare as C
 from ntk_influence import nets as N
 from ntk_influence.cli import main
-from ntk_influence.entk import entk
+from ntk_influence.empirical import entk
 
 
 def test_agreement_reports_slope_and_error():

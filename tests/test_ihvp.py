@@ -11,7 +11,7 @@ import ntk_influence as ni
 from ntk_influence import ihvp as H
 from ntk_influence import nets as N
 from ntk_influence import train as T
-from ntk_influence.entk import entk
+from ntk_influence.empirical import entk
 
 LAM = 0.3
 

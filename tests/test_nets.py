@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,9 +9,8 @@ import pytest
 from conftest import closed_form_kernel
 
 import ntk_influence as ni
+from ntk_influence import empirical as E
 from ntk_influence import nets as N
-
-E = importlib.import_module("ntk_influence.entk")  # the package exports a function named entk
 
 
 def _unit(n, d, seed=0):

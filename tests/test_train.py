@@ -124,7 +124,7 @@ def test_two_layer_gn_path_equals_generic_gn(symmetric):
 
     x, y, xt = _data(10)
     net = N.two_layer_net(5, 128, symmetric=symmetric, seed=2)
-    generic = dataclasses.replace(net, kind="generic")
+    generic = dataclasses.replace(net, kind="generic", gn_step=None)
     w = np.ones(10)
     w[3] = 0.0
     s = T.SolverSettings("gn", f_tol=1e-10)
