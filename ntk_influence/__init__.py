@@ -17,6 +17,7 @@ from ._errors import (
 )
 from ._precision import precision
 from .analysis import LambdaSweep, influential_examples, lambda_sweep
+from .chunks import ChunkMapResult, map_chunks
 from .compare import (
     WidthComparison,
     agreement,
@@ -41,7 +42,6 @@ from .density import (
     point_error_rate,
 )
 from .distributed import (
-    ChunkMapResult,
     LargeInfluence,
     MemoryPlan,
     PrecisionReport,
@@ -50,10 +50,8 @@ from .distributed import (
     initialize,
     large_influence,
     make_mesh,
-    map_chunks,
     memory_plan,
     refine_solve,
-    sharded_loo_retrain,
 )
 from .dynamics import (
     Agreement,
@@ -91,7 +89,7 @@ from .krr import KRRFactor, Spectrum, factorize, spectrum
 from .losses import loss_change
 from .nets import FunctionalNet, ReLUMLP, TwoLayerReLU, functional, initial_output, two_layer_net
 from .plots import influence_scatter, plot_figure, save_figure
-from .retrain import RetrainResult, actual_influence, loo_retrain, plan_chunk_size
+from .retrain import RetrainResult, actual_influence, loo_retrain, plan_chunk_size, retrain_without
 from .train import SolverSettings, TrainResult, estimate_lambda_max, objective
 from .train import train as train_net
 
@@ -189,9 +187,9 @@ __all__ = [
     "relative_frobenius_error",
     "relu_mlp_kernel",
     "resolve_kernel",
+    "retrain_without",
     "save_figure",
     "select_points",
-    "sharded_loo_retrain",
     "spectrum",
     "stax_kernel",
     "table_markdown",
