@@ -18,6 +18,7 @@ from ._errors import (
 from ._precision import device_has_float64, precision
 from ._validate import UnitNormReport, ensure_unit_norm
 from .analysis import LambdaSweep, influential_examples, lambda_sweep
+from .chunks import ChunkMapResult, map_chunks
 from .compare import (
     WidthComparison,
     agreement,
@@ -55,7 +56,7 @@ from .dynamics import (
     time_agreement,
     time_influence_from_kernels,
 )
-from .entk import entk, entk_jacobian, entk_two_layer, relative_frobenius_error
+from .empirical import entk, entk_jacobian, entk_two_layer, relative_frobenius_error
 from .ihvp import IHVPInfluence, IHVPResult, hessian_dense, hvp, ihvp_influence
 from .ihvp import ihvp as ihvp_solve
 from .influence import (
@@ -78,9 +79,8 @@ from .krr import KRRFactor, factorize, refine_solve
 from .losses import loss_change
 from .nets import FunctionalNet, ReLUMLP, TwoLayerReLU, functional, initial_output, two_layer_net
 from .plots import influence_scatter, plot_figure, save_figure
-from .retrain import RetrainResult, actual_influence, loo_retrain, plan_chunk_size
+from .retrain import RetrainResult, actual_influence, loo_retrain, plan_chunk_size, retrain_without
 from .scale import (
-    ChunkMapResult,
     LargeInfluence,
     MemoryPlan,
     PrecisionReport,
@@ -88,9 +88,7 @@ from .scale import (
     initialize,
     large_influence,
     make_mesh,
-    map_chunks,
     memory_plan,
-    sharded_loo_retrain,
 )
 from .spectrum import Spectrum
 from .train import SolverSettings, TrainResult, estimate_lambda_max, objective
@@ -192,9 +190,9 @@ __all__ = [
     "relative_frobenius_error",
     "relu_mlp_kernel",
     "resolve_kernel",
+    "retrain_without",
     "save_figure",
     "select_points",
-    "sharded_loo_retrain",
     "stax_kernel",
     "table_markdown",
     "time_agreement",

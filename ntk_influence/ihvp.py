@@ -21,6 +21,7 @@ The IHVP influence of eq. (12) is ``grad l(x_te)^T H^-1 grad l(x_i)`` with
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any
 
@@ -29,8 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import InputError, MemoryPlanError
+from ._precision import precision
 from ._validate import check_indices, check_lam
-from .entk import entk
+from .empirical import entk
 from .nets import FunctionalNet
 from .train import blas_single_thread, check_xy, objective
 
@@ -63,10 +65,22 @@ class IHVPResult:
     settings: dict[str, Any]
 
 
+def _in_net_precision(fn: Any) -> Any:
+    """Run ``fn(net, ...)`` in the net's precision, whatever JAX's global x64 flag."""
+
+    @functools.wraps(fn)
+    def wrapped(net: FunctionalNet, *args: Any, **kwargs: Any) -> Any:
+        with precision(net.dtype):
+            return fn(net, *args, **kwargs)
+
+    return wrapped
+
+
 def _loss_fn(net: FunctionalNet, x: jax.Array, y: jax.Array, lam: float) -> Any:
     return lambda t: objective(net, t, x, y, lam)
 
 
+@_in_net_precision
 def hessian_dense(net: FunctionalNet, theta: jax.Array, x_train: Any, y_train: Any,
                   lam: float) -> jax.Array:
     """The dense Hessian of eq. (2) from ``jax.hessian`` (tiny nets only).
@@ -150,6 +164,7 @@ def _lissa(hv_batch: Any, v: jax.Array, key: jax.Array, n: int, batch: int, dept
     return h / scale
 
 
+@_in_net_precision
 def ihvp(net: FunctionalNet, theta: jax.Array, x_train: Any, y_train: Any, v: Any,
          lam: float = 0.1, *, method: str = "woodbury", tol: float = 1e-10,
          maxiter: int | None = None, depth: int = 5000, scale: float | None = None,
@@ -271,6 +286,7 @@ class IHVPInfluence:
     solve: IHVPResult
 
 
+@_in_net_precision
 def ihvp_influence(net: FunctionalNet, theta: jax.Array, x_train: Any, y_train: Any, x_test: Any,
                    y_test: Any, lam: float = 0.1, *, train_index: Any | None = None,
                    method: str = "woodbury", **kwargs: Any) -> IHVPInfluence:

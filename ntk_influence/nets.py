@@ -23,6 +23,7 @@ from flax import nnx
 from jax.flatten_util import ravel_pytree
 
 from ._errors import InputError
+from ._precision import precision
 
 
 class FixedWeight(nnx.Variable):
@@ -33,9 +34,6 @@ def _check_dtype(param_dtype: Any) -> np.dtype:
     dt = np.dtype(param_dtype)
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise InputError(f"param_dtype must be float32 or float64, got {dt}.")
-    if dt == np.float64 and not jax.config.jax_enable_x64:
-        raise InputError("param_dtype=float64 needs JAX 64-bit mode; build the net inside "
-                         "`with ni.precision('float64'):` or pass param_dtype='float32'.")
     return dt
 
 
@@ -96,13 +94,14 @@ class TwoLayerReLU(nnx.Module):
         if symmetric and m % 2:
             raise InputError(f"symmetric initialisation pairs neurons, so width must be even; "
                              f"got {m}. Use width={m + 1}.")
-        kw, ka = jax.random.split(jax.random.PRNGKey(int(seed)))
-        half = m // 2 if symmetric else m
-        w = kappa * jax.random.normal(kw, (half, d), dtype=dt)
-        a = jnp.where(jax.random.bernoulli(ka, 0.5, (half,)), 1.0, -1.0).astype(dt)
-        if symmetric:
-            w = jnp.concatenate([w, w])
-            a = jnp.concatenate([a, -a])
+        with precision(dt):  # float64 parameters whatever the caller's x64 flag
+            kw, ka = jax.random.split(jax.random.PRNGKey(int(seed)))
+            half = m // 2 if symmetric else m
+            w = kappa * jax.random.normal(kw, (half, d), dtype=dt)
+            a = jnp.where(jax.random.bernoulli(ka, 0.5, (half,)), 1.0, -1.0).astype(dt)
+            if symmetric:
+                w = jnp.concatenate([w, w])
+                a = jnp.concatenate([a, -a])
         self.w = nnx.Param(w)
         self.a = FixedWeight(a)
         self.width, self.d, self.kappa, self.symmetric, self.seed = m, d, kappa, symmetric, seed
@@ -110,6 +109,21 @@ class TwoLayerReLU(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """Outputs ``f(x)`` of eq. (1) for ``(n, d)`` inputs, shape ``(n,)``."""
         return _two_layer_apply(self.w[...], self.a[...], x, self.symmetric)
+
+    @staticmethod
+    def gauss_newton_step(net: FunctionalNet, problem: Any) -> Any:
+        """The structured Gauss-Newton step of eq. (1) on pre-activations (exact Newton step).
+
+        Args:
+          net: this model as a :class:`FunctionalNet`.
+          problem: the :class:`~ntk_influence.gauss_newton.Problem` being solved.
+
+        Returns:
+          :class:`~ntk_influence.gauss_newton.GNStep` (see :func:`gauss_newton.two_layer_step`).
+        """
+        from .gauss_newton import two_layer_step  # the step module needs FunctionalNet
+
+        return two_layer_step(net, problem)
 
 
 class ReLUMLP(nnx.Module):
@@ -140,10 +154,11 @@ class ReLUMLP(nnx.Module):
         d, m, depth = _check_width(d, "d"), _check_width(width), _check_width(depth, "depth")
         dt = _check_dtype(param_dtype)
         W_std = _check_kappa(W_std)
-        keys = jax.random.split(jax.random.PRNGKey(int(seed)), depth + 1)
         dims = [d] + [m] * depth + [1]
-        self.layers = nnx.List([nnx.Param(jax.random.normal(keys[i], (dims[i], dims[i + 1]),
-                                                             dtype=dt)) for i in range(depth + 1)])
+        with precision(dt):
+            keys = jax.random.split(jax.random.PRNGKey(int(seed)), depth + 1)
+            self.layers = nnx.List([nnx.Param(jax.random.normal(
+                keys[i], (dims[i], dims[i + 1]), dtype=dt)) for i in range(depth + 1)])
         self.stds = tuple([W_std] * depth + [1.0])
         self.width, self.depth, self.d, self.W_std, self.seed = m, depth, d, W_std, seed
 
@@ -170,6 +185,9 @@ class FunctionalNet:
       kind: ``"two_layer"`` for :class:`TwoLayerReLU` (exact structure used), else ``"generic"``.
       width: hidden width.
       description: settings of the model, for results.
+      gn_step: the model's own Gauss-Newton step, ``(net, problem) -> GNStep``: the static
+        method ``gauss_newton_step`` of the model's class, when it has one (the protocol by
+        which a model plugs a structured step into the solver); ``None`` uses the autodiff step.
     """
 
     graphdef: Any
@@ -179,6 +197,7 @@ class FunctionalNet:
     kind: str
     width: int
     description: dict[str, Any]
+    gn_step: Any = None
 
     @property
     def n_params(self) -> int:
@@ -229,7 +248,10 @@ def functional(model: nnx.Module) -> FunctionalNet:
     if not isinstance(model, nnx.Module):
         raise InputError(f"model must be a flax.nnx.Module, got {type(model).__name__}.")
     graphdef, params, state = nnx.split(model, nnx.Param, ...)
-    theta0, unravel = ravel_pytree(params)
+    leaves = jax.tree_util.tree_leaves(params)
+    dt = np.result_type(*[leaf.dtype for leaf in leaves]) if leaves else np.float32
+    with precision(np.float64 if dt == np.float64 else np.float32):
+        theta0, unravel = ravel_pytree(params)
     if theta0.size == 0:
         raise InputError("the model has no nnx.Param to train.")
     if isinstance(model, TwoLayerReLU):
@@ -246,7 +268,8 @@ def functional(model: nnx.Module) -> FunctionalNet:
         for k in ("depth", "W_std", "seed", "d"):
             if hasattr(model, k):
                 desc[k] = getattr(model, k)
-    return FunctionalNet(graphdef, state, theta0, unravel, kind, width, desc)
+    return FunctionalNet(graphdef, state, theta0, unravel, kind, width, desc,
+                         getattr(type(model), "gauss_newton_step", None))
 
 
 def two_layer_net(d: int, width: int, *, kappa: float = 1.0, symmetric: bool = False,
@@ -278,5 +301,6 @@ def initial_output(net: FunctionalNet, x: Any) -> np.ndarray:
     Returns:
       ``(n,)`` host array.
     """
-    xa = jnp.asarray(np.asarray(x), net.dtype)
-    return np.asarray(net.apply(net.theta0, xa))
+    with precision(net.dtype):
+        xa = jnp.asarray(np.asarray(x), net.dtype)
+        return np.asarray(net.apply(net.theta0, xa))

@@ -1,24 +1,29 @@
-"""Training on eq. (2): gradient descent (gradient flow) and a damped Gauss-Newton solver.
+"""Training on eq. (2): damped Gauss-Newton, and first-order optimisers through optax.
 
 The objective is eq. (2) with optional per-point weights ``w_i`` (``w_i = 0`` removes point i)::
 
     L(theta) = 1/2 sum_i w_i (f(x_i; theta) - y_i)^2 + lam/2 ||theta - theta(0)||^2
 
-Two solvers, both pure jit-compiled loops that vmap over weights (leave-one-out masks):
+Two solver loops, both pure jit-compiled ``while_loop`` s that vmap over weights (removal masks):
 
-- ``"gd"``: the faithful gradient-flow discretisation, ``theta <- theta - eta grad L`` with
-  ``eta = step_factor / (lambda_max(eNTK) + lam)`` (``lambda_max`` estimated at the start), which is
-  below the stability limit ``2 / (lambda_max + lam)`` for ``step_factor < 2``;
 - ``"gn"``: damped Gauss-Newton (Levenberg-Marquardt with damping ``lam``) with an Armijo line
   search. The step solves ``(J^T D J + lam I) p = -grad L`` through the ``n x n`` empirical NTK
-  (Woodbury), ``p = -(g - J^T D^1/2 (D^1/2 K D^1/2 + lam I)^-1 D^1/2 J g) / lam``. For the
-  two-layer net of eq. (1) this is the exact Newton step (``H = J^T J + lam I``, DESIGN item 4);
-  for other nets it is the Gauss-Newton step, whose fixed points are the same stationary points.
+  (Woodbury); it comes from the net (:mod:`ntk_influence.gauss_newton`: the structured step of
+  eq. (1), or the autodiff step of any net). For the two-layer net of eq. (1) this is the exact
+  Newton step (``H = J^T J + lam I``, DESIGN item 4); for other nets it is the Gauss-Newton step,
+  whose fixed points are the same stationary points.
+- first order, as optax transformations (``optax.inject_hyperparams(optax.sgd)``):
+  ``"gd"``, the faithful gradient-flow discretisation ``theta <- theta - eta grad L`` with
+  ``eta = step_factor / (lambda_max(eNTK) + lam)`` (below the stability limit
+  ``2 / (lambda_max + lam)``), optionally annealed (the step halves whenever the loss rises);
+  ``"sgd"``, the same update with the data term's gradient from a seeded random minibatch of
+  ``batch_size`` points, scaled by ``n / batch_size`` (an unbiased estimate).
 
 The regularised minimiser sits on ReLU kinks, where the gradient is discontinuous, so the
-gradient norm plateaus and cannot serve as the stopping rule (DESIGN item 5). Both solvers stop
+gradient norm plateaus and cannot serve as the stopping rule (DESIGN item 5). Every solver stops
 in function space: when the largest change of the predictions on the training and test points
 over the last ``window`` steps is below ``f_tol``. The final gradient norm is always reported.
+Training runs in the net's precision (float64 by default) whatever JAX's global x64 flag is.
 """
 
 from __future__ import annotations
@@ -32,13 +37,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from ._errors import InputError, NotConvergedError, NotConvergedWarning
+from ._precision import precision
 from ._validate import check_lam
-from .entk import _pattern_gram
+from .empirical import ntk_gram
+from .gauss_newton import SolveOut, Tracker, exploded, gauss_newton_solver
 from .nets import FunctionalNet
 
-METHODS = ("gn", "gd")
+METHODS = ("gn", "gd", "sgd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,18 +54,21 @@ class SolverSettings:
     """How a training run is solved and when it stops.
 
     Attributes:
-      method: ``"gn"`` (damped Gauss-Newton, default) or ``"gd"`` (gradient descent).
+      method: ``"gn"`` (damped Gauss-Newton, default), ``"gd"`` (gradient descent) or ``"sgd"``
+        (minibatch stochastic gradient descent).
       f_tol: stop when the largest change of the train/test predictions over the last
         ``window`` steps is at most ``f_tol``.
-      window: steps over which that change is measured (default 2 for GN, 200 for GD).
-      max_steps: iteration cap (default 200 for GN, 200000 for GD).
-      step_size: GD step ``eta`` (default ``step_factor / (lambda_max + lam)``).
-      step_factor: GD step as a fraction of ``1 / (lambda_max + lam)``; must be < 2.
+      window: steps over which that change is measured (default 2 for GN, 200 otherwise).
+      max_steps: iteration cap (default 200 for GN, 200000 otherwise).
+      step_size: first-order step ``eta`` (default ``step_factor / (lambda_max + lam)``).
+      step_factor: first-order step as a fraction of ``1 / (lambda_max + lam)``; must be < 2.
       armijo: sufficient-decrease constant of the GN line search.
       anneal: off by default (fixed-step GD, the faithful discretisation, which chatters on
         ReLU kinks and then reports non-convergence). When on, GD halves its step whenever the
         loss rises (a ReLU kink was crossed), so it keeps
         following the gradient flow to the kink-limited minimiser instead of chattering.
+      batch_size: SGD minibatch size (default ``min(32, n)``).
+      seed: SGD minibatch seed (every retrain of a batch sees the same minibatches).
     """
 
     method: str = "gn"
@@ -68,6 +79,8 @@ class SolverSettings:
     step_factor: float = 1.0
     armijo: float = 1e-4
     anneal: bool = False
+    batch_size: int | None = None
+    seed: int = 0
 
     def resolved(self) -> SolverSettings:
         """Settings with defaults filled in and checked."""
@@ -80,6 +93,11 @@ class SolverSettings:
                              f"{self.step_factor!r}.")
         if self.step_size is not None and not (self.step_size > 0):
             raise InputError(f"step_size must be > 0, got {self.step_size!r}.")
+        if self.batch_size is not None and (self.method != "sgd" or self.batch_size < 1):
+            raise InputError(f"batch_size must be >= 1 and is for method='sgd' only, got "
+                             f"{self.batch_size!r} with method={self.method!r}.")
+        if self.anneal and self.method != "gd":
+            raise InputError("anneal is for method='gd' only.")
         gn = self.method == "gn"
         window = self.window if self.window is not None else (2 if gn else 200)
         max_steps = self.max_steps if self.max_steps is not None else (200 if gn else 200000)
@@ -88,18 +106,27 @@ class SolverSettings:
         return dataclasses.replace(self, window=int(window), max_steps=int(max_steps))
 
 
-class SolveOut(NamedTuple):
-    """Raw output of one jit-compiled solve (fields gain a leading axis when vmapped)."""
+class FirstOrderState(NamedTuple):
+    """State of the first-order (optax) loop.
+
+    Attributes:
+      theta: current parameters.
+      opt_state: the optax state (holds the current learning rate).
+      loss: current loss (full batch).
+      grad: the gradient used for the next update (a minibatch estimate for SGD).
+      f_all: current predictions on the train and test rows.
+      track: the stopping rule's :class:`Tracker`.
+      diverged: the loss became NaN/Inf or exploded.
+      stalled: annealed GD shrank its step below ``2^-30 eta`` (stuck on a kink).
+      evaluations: loss evaluations (one per step).
+    """
 
     theta: jax.Array
-    f_all: jax.Array
+    opt_state: Any
     loss: jax.Array
-    grad_norm: jax.Array
-    grad_norm0: jax.Array
-    f_change: jax.Array
-    f_change_test: jax.Array
-    iterations: jax.Array
-    converged: jax.Array
+    grad: jax.Array
+    f_all: jax.Array
+    track: Tracker
     diverged: jax.Array
     stalled: jax.Array
     evaluations: jax.Array
@@ -174,19 +201,12 @@ def blas_single_thread() -> Any:
     return threadpool_limits(1, user_api="blas")
 
 
-def _ntk_train(net: FunctionalNet, theta: jax.Array, x: jax.Array) -> jax.Array:
-    """eNTK on the training points, usable inside jit (closed form for the two-layer net)."""
-    if net.kind == "two_layer":
-        w = theta.reshape(net.width, -1)
-        s = (x @ w.T > 0).astype(w.dtype)
-        return (x @ x.T) * _pattern_gram(s, s) / net.width
-    jac = jax.jacrev(lambda t: net.apply(t, x))(theta)
-    return jac @ jac.T
-
-
 def objective(net: FunctionalNet, theta: jax.Array, x: jax.Array, y: jax.Array, lam: float,
               weights: jax.Array | None = None, theta0: jax.Array | None = None) -> jax.Array:
-    """The regularised loss of eq. (2), optionally with per-point weights.
+    """The regularised loss of eq. (2), optionally with per-point weights (traceable).
+
+    Computes in the precision of its inputs (enter :func:`ntk_influence.precision` for float64
+    when JAX's x64 flag is off).
 
     Args:
       net: the network.
@@ -206,29 +226,15 @@ def objective(net: FunctionalNet, theta: jax.Array, x: jax.Array, y: jax.Array, 
     return 0.5 * jnp.sum(w * r * r) + 0.5 * lam * jnp.sum((theta - t0) ** 2)
 
 
-def _track_change(hist: jax.Array, it: jax.Array, new_f: jax.Array, k: int, n: int
-                  ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Record ``new_f`` in the ring buffer of the last ``k + 1`` predictions.
-
-    Returns the buffer, the new step count and the largest change of the predictions over the
-    last ``k`` steps on all points and on the test points (rows ``n:``); inf before ``k`` steps.
-    """
-    it2 = it + 1
-    hist2 = hist.at[it2 % (k + 1)].set(new_f)
-    diff = jnp.abs(new_f - hist2[(it2 - k) % (k + 1)])
-    ch = jnp.where(it2 >= k, jnp.max(diff), jnp.inf)
-    ch_te = jnp.where(it2 >= k, jnp.max(diff[n:], initial=0.0), jnp.inf)
-    return hist2, it2, ch, ch_te
-
-
 def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> Any:
     """A pure function that trains ``net`` on eq. (2) and returns a :class:`SolveOut`.
 
     The returned ``solve(theta0, theta_init, x_all, y, weights, lam, eta, tol=None)`` takes the
     regularisation centre, the starting point, the stacked train+test inputs (the first
-    ``n_train`` rows are the training set), labels, per-point weights, the ridge, the GD step and
-    optionally a traced ``f_tol`` (default ``settings.f_tol``); it is jit/vmap-compatible (vmap over
-    ``theta_init`` and ``weights`` for leave-one-out runs).
+    ``n_train`` rows are the training set), labels, per-point weights, the ridge, the
+    first-order step and optionally a traced ``f_tol`` (default ``settings.f_tol``); it is
+    jit/vmap-compatible (vmap over ``theta_init`` and ``weights`` for removal runs). It runs in
+    the precision of its array arguments.
 
     Args:
       net: the network.
@@ -239,240 +245,82 @@ def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> A
       The solve function.
     """
     s = settings.resolved()
-    k, gn = s.window, s.method == "gn"
-    n = n_train
+    if s.method == "gn":
+        return gauss_newton_solver(net, s, n_train)
+    return _first_order_solver(net, s, n_train)
 
-    if gn and net.kind == "two_layer":
-        return _two_layer_gn_solver(net, s, n_train)
+
+def _first_order_solver(net: FunctionalNet, s: SolverSettings, n: int) -> Any:
+    """The first-order loop: GD, annealed GD or minibatch SGD as optax transformations."""
+    k = s.window
+    sgd = s.method == "sgd"
+    batch = min(int(s.batch_size or 32), n)
+    opt = optax.inject_hyperparams(optax.sgd)
 
     def solve(theta0: jax.Array, theta_init: jax.Array, x_all: jax.Array, y: jax.Array,
               weights: jax.Array, lam: jax.Array, eta: jax.Array,
               tol: jax.Array | None = None) -> SolveOut:
         f_tol = s.f_tol if tol is None else tol
-        dt = theta0.dtype
         x_tr = x_all[:n]
-        n_all = x_all.shape[0]
-        sw = jnp.sqrt(weights)
+        key = jax.random.PRNGKey(s.seed)
 
-        def value_grad(theta: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, Any]:
+        def value_grad(theta: jax.Array, it: jax.Array | None
+                       ) -> tuple[jax.Array, jax.Array, jax.Array]:
+            # Full-batch loss and predictions; the gradient's data term on a minibatch for SGD.
             f_all, vjp = jax.vjp(lambda t: net.apply(t, x_all), theta)
             r = f_all[:n] - y
             dtheta = theta - theta0
             loss = 0.5 * jnp.sum(weights * r * r) + 0.5 * lam * jnp.sum(dtheta * dtheta)
-            cot = jnp.zeros_like(f_all).at[:n].set(weights * r)
-            g = vjp(cot)[0] + lam * dtheta
-            return loss, g, f_all, None
+            wr = weights * r
+            if it is not None:
+                pick = jax.random.choice(jax.random.fold_in(key, it), n, (batch,), replace=False)
+                wr = jnp.zeros_like(wr).at[pick].set(wr[pick] * (n / batch))
+            cot = jnp.zeros_like(f_all).at[:n].set(wr)
+            return loss, vjp(cot)[0] + lam * dtheta, f_all
 
         def train_loss(theta: jax.Array) -> jax.Array:
             r = net.apply(theta, x_tr) - y
             d = theta - theta0
             return 0.5 * jnp.sum(weights * r * r) + 0.5 * lam * jnp.sum(d * d)
 
-        def gn_direction(theta: jax.Array, g: jax.Array) -> jax.Array:
-            kmat = _ntk_train(net, theta, x_tr)
-            kw = sw[:, None] * kmat * sw[None, :] + lam * jnp.eye(n, dtype=dt)
-            jg = jax.jvp(lambda t: net.apply(t, x_tr), (theta,), (g,))[1]
-            chol = jax.scipy.linalg.cho_factor(kw, lower=True)
-            u = sw * jax.scipy.linalg.cho_solve(chol, sw * jg)
-            _, vjp = jax.vjp(lambda t: net.apply(t, x_tr), theta)
-            return -(g - vjp(u)[0]) / lam
+        loss0, g0, f0 = value_grad(theta_init, None)
+        g_start = value_grad(theta_init, jnp.asarray(0))[1] if sgd else g0
+        tx = opt(learning_rate=eta)
+        no = jnp.asarray(False)
+        init = FirstOrderState(theta_init, tx.init(theta_init), loss0, g_start, f0,
+                               Tracker.start(f0, k), no, no, jnp.asarray(0))
 
-        loss0, g0, f0, _ = value_grad(theta_init)
-        gn0 = jnp.linalg.norm(g0)
-        hist0 = jnp.zeros((k + 1, n_all), dt).at[0].set(f0)
-        inf = jnp.asarray(jnp.inf, dt)
-        # carry: theta, loss, g, f, hist, it, change, change_te, diverged, stalled, t_prev, n_ls
-        init = (theta_init, loss0, g0, f0, hist0, jnp.asarray(0), inf, inf,
-                jnp.asarray(False), jnp.asarray(False), jnp.asarray(1.0, dt) if gn else eta,
-                jnp.asarray(0))
+        def cond(c: FirstOrderState) -> jax.Array:
+            return ((c.track.it < s.max_steps) & (c.track.change > f_tol) & ~c.diverged
+                    & ~c.stalled)
 
-        def cond(c: tuple[Any, ...]) -> jax.Array:
-            _, _, _, _, _, it, change, _, diverged, stalled, _, _ = c
-            return (it < s.max_steps) & (change > f_tol) & ~diverged & ~stalled
-
-        def body(c: tuple[Any, ...]) -> tuple[Any, ...]:
-            theta, loss, g, f, hist, it, change, change_te, diverged, stalled, t_prev, n_ls = c
-            if gn:
-                p = gn_direction(theta, g)
-                slope = jnp.dot(g, p)
-                slack = 1e-13 * jnp.abs(loss)
-
-                def ls_cond(lc: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
-                    t, new_loss, j = lc
-                    return (new_loss > loss + s.armijo * t * slope + slack) & (j < 40)
-
-                def ls_body(lc: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[Any, ...]:
-                    t, _, j = lc
-                    t = 0.5 * t
-                    return t, train_loss(theta + t * p), j + 1
-
-                t_try = jnp.minimum(1.0, 4.0 * t_prev)  # start near the last accepted step
-                t, _, j = jax.lax.while_loop(ls_cond, ls_body,
-                                             (t_try, train_loss(theta + t_try * p),
-                                              jnp.asarray(0)))
-                ok = j < 40
-                new_theta = jnp.where(ok, theta + t * p, theta)
-                t_prev = jnp.where(ok, t, t_prev)
-                n_ls = n_ls + j + 1
+        def body(c: FirstOrderState) -> FirstOrderState:
+            updates, opt_state = tx.update(c.grad, c.opt_state, c.theta)
+            theta = optax.apply_updates(c.theta, updates)
+            lr = opt_state.hyperparams["learning_rate"]
+            stalled = c.stalled
+            if s.anneal:  # a rise means a ReLU kink was crossed: reject and halve the step
+                ok = ~(train_loss(theta) > c.loss + 1e-13 * jnp.abs(c.loss))
+                lr = jnp.where(ok, lr, 0.5 * lr)
+                opt_state = opt_state._replace(
+                    hyperparams={**opt_state.hyperparams, "learning_rate": lr})
+                stalled = stalled | (lr < eta * 2.0**-30)  # stuck on a kink: not converged
             else:
-                # t_prev holds the current GD step; it is halved whenever the loss rises (the
-                # step crossed a ReLU kink), so the iteration keeps tracking the gradient flow.
-                new_theta = theta - t_prev * g
-                rises = train_loss(new_theta) > loss + 1e-13 * jnp.abs(loss)
-                ok = ~rises if s.anneal else jnp.asarray(True)
-                t_prev = jnp.where(rises & s.anneal, 0.5 * t_prev, t_prev)
-                stalled = stalled | (t_prev < eta * 2.0**-30)  # stuck on a kink: not converged
-                n_ls = n_ls + 1
-            new_loss, new_g, new_f, _ = value_grad(new_theta)
-            bad = ~jnp.isfinite(new_loss) | (new_loss > 1e8 * (loss0 + 1.0))
-            hist2, it2, ch, ch_te = _track_change(hist, it, new_f, k, n)
+                ok = jnp.asarray(True)
+            loss, g, f_all = value_grad(theta, c.track.it + 1 if sgd else None)
+            track = c.track.record(f_all, k, n)
             keep = lambda a, b: jnp.where(ok, a, b)  # noqa: E731
-            stop = ~ok if gn else jnp.asarray(False)
-            return (keep(new_theta, theta), keep(new_loss, loss), keep(new_g, g),
-                    keep(new_f, f), keep(hist2, hist), keep(it2, it), keep(ch, change),
-                    keep(ch_te, change_te), diverged | bad, stalled | stop, t_prev, n_ls)
+            return FirstOrderState(
+                keep(theta, c.theta), opt_state, keep(loss, c.loss), keep(g, c.grad),
+                keep(f_all, c.f_all), jax.tree_util.tree_map(keep, track, c.track),
+                c.diverged | (ok & exploded(loss, loss0)), stalled, c.evaluations + 1)
 
-        (theta, loss, g, f, _, it, change, change_te, diverged, stalled, _,
-         n_ls) = jax.lax.while_loop(cond, body, init)
-        return SolveOut(theta, f, loss, jnp.linalg.norm(g), gn0, change, change_te, it,
-                        (change <= f_tol) & ~stalled, diverged, stalled, n_ls)
-
-    return solve
-
-
-def _two_layer_gn_solver(net: FunctionalNet, s: SolverSettings, n: int) -> Any:
-    """Damped Gauss-Newton for the two-layer net of eq. (1), on pre-activations.
-
-    The same iteration as the generic ``"gn"`` solver (same direction, line search and stopping
-    rule), organised around ``Z = X W^T`` so that each step costs one ``n^2 m`` pattern Gram
-    (float32, exact for 0/1 patterns) and two ``n m d`` products:
-
-    - ``J dtheta = f - J(W) W(0)`` by positive homogeneity (``J(W) W = f``), and
-      ``J g = K D r + lam J dtheta``, so the gradient is never formed inside the loop;
-    - the direction ``p = -J^T (D r - u) / lam - dtheta`` needs one ``J^T`` product;
-    - ``Z_p = X P^T`` is formed once per step; every line-search trial is then
-      ``relu(Z + t Z_p)``, ``O(n m)``, and the accepted ``Z`` is carried to the next step.
-
-    The final predictions and gradient are recomputed from ``theta`` at the end.
-
-    Args:
-      net: a two-layer :class:`FunctionalNet`.
-      s: resolved settings (method ``"gn"``).
-      n: number of training rows.
-
-    Returns:
-      The solve function, with the signature of :func:`make_solver`'s.
-    """
-    k, m = s.window, net.width
-    a = net.state["a"][...]
-    symmetric = bool(net.description["symmetric"])
-    half = m // 2
-
-    def f_of(z: jax.Array) -> jax.Array:
-        h = jax.nn.relu(z)
-        if symmetric:
-            out = h[:, :half] @ a[:half] + h[:, half:] @ a[half:]
-        else:
-            out = h @ a
-        return out / jnp.sqrt(jnp.asarray(m, z.dtype))
-
-    def solve(theta0: jax.Array, theta_init: jax.Array, x_all: jax.Array, y: jax.Array,
-              weights: jax.Array, lam: jax.Array, eta: jax.Array,
-              tol: jax.Array | None = None) -> SolveOut:
-        f_tol = s.f_tol if tol is None else tol
-        dt = theta0.dtype
-        av = a.astype(dt)
-        rm = 1.0 / jnp.sqrt(jnp.asarray(m, dt))
-        x_tr = x_all[:n]
-        n_all = x_all.shape[0]
-        sw = jnp.sqrt(weights)
-        w0 = theta0.reshape(m, -1)
-        z0_tr = x_tr @ w0.T  # J(W) W(0) needs the initial pre-activations
-        gram_x = x_tr @ x_tr.T
-        eye = jnp.eye(n, dtype=dt)
-
-        def grad_of(theta: jax.Array) -> jax.Array:
-            f_all, vjp = jax.vjp(lambda t: net.apply(t, x_all), theta)
-            cot = jnp.zeros_like(f_all).at[:n].set(weights * (f_all[:n] - y))
-            return vjp(cot)[0] + lam * (theta - theta0)
-
-        def jt(sm: jax.Array, v: jax.Array) -> jax.Array:  # J^T v, flat (m d,)
-            return ((av * rm)[:, None] * ((sm * v[:, None]).T @ x_tr)).reshape(-1)
-
-        def loss_of(f_tr: jax.Array, dsq: jax.Array) -> jax.Array:
-            r = f_tr - y
-            return 0.5 * jnp.sum(weights * r * r) + 0.5 * lam * dsq
-
-        z_init = x_all @ theta_init.reshape(m, -1).T
-        f_init = f_of(z_init)
-        d_init = theta_init - theta0
-        loss0 = loss_of(f_init[:n], jnp.sum(d_init * d_init))
-        g0 = grad_of(theta_init)
-        hist0 = jnp.zeros((k + 1, n_all), dt).at[0].set(f_init)
-        inf = jnp.asarray(jnp.inf, dt)
-        # carry: theta, z, loss, f, hist, it, change, change_te, diverged, stalled, t_prev, n_ls
-        init = (theta_init, z_init, loss0, f_init, hist0, jnp.asarray(0), inf, inf,
-                jnp.asarray(False), jnp.asarray(False), jnp.asarray(1.0, dt), jnp.asarray(0))
-
-        def cond(c: tuple[Any, ...]) -> jax.Array:
-            _, _, _, _, _, it, change, _, diverged, stalled, _, _ = c
-            return (it < s.max_steps) & (change > f_tol) & ~diverged & ~stalled
-
-        def body(c: tuple[Any, ...]) -> tuple[Any, ...]:
-            theta, z, loss, f, hist, it, change, change_te, diverged, stalled, t_prev, n_ls = c
-            z_tr = z[:n]
-            sm = (z_tr > 0).astype(dt)
-            dtheta = theta - theta0
-            dr = weights * (f[:n] - y)
-            kmat = gram_x * _pattern_gram(sm, sm) * (rm * rm)
-            j_dtheta = f[:n] - ((z0_tr * sm) @ av) * rm
-            jg = kmat @ dr + lam * j_dtheta
-            kw = sw[:, None] * kmat * sw[None, :] + lam * eye
-            chol = jax.scipy.linalg.cho_factor(kw, lower=True)
-            u = sw * jax.scipy.linalg.cho_solve(chol, sw * jg)
-            p = -jt(sm, dr - u) / lam - dtheta
-            z_p = x_all @ p.reshape(m, -1).T
-            j_p = ((z_p[:n] * sm) @ av) * rm
-            dp, pp, dd = jnp.dot(dtheta, p), jnp.dot(p, p), jnp.dot(dtheta, dtheta)
-            slope = jnp.dot(dr, j_p) + lam * dp
-            slack = 1e-13 * jnp.abs(loss)
-
-            def trial(t: jax.Array) -> jax.Array:
-                return loss_of(f_of(z_tr + t * z_p[:n]), dd + 2 * t * dp + t * t * pp)
-
-            def ls_cond(lc: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
-                t, new_loss, j = lc
-                return (new_loss > loss + s.armijo * t * slope + slack) & (j < 40)
-
-            def ls_body(lc: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[Any, ...]:
-                t, _, j = lc
-                t = 0.5 * t
-                return t, trial(t), j + 1
-
-            t_try = jnp.minimum(1.0, 4.0 * t_prev)
-            t, new_loss, j = jax.lax.while_loop(ls_cond, ls_body,
-                                                (t_try, trial(t_try), jnp.asarray(0)))
-            ok = j < 40
-            new_theta = theta + t * p
-            new_z = z + t * z_p
-            new_f = f_of(new_z)
-            bad = ~jnp.isfinite(new_loss) | (new_loss > 1e8 * (loss0 + 1.0))
-            hist2, it2, ch, ch_te = _track_change(hist, it, new_f, k, n)
-            keep = lambda u_, v_: jnp.where(ok, u_, v_)  # noqa: E731
-            return (keep(new_theta, theta), keep(new_z, z), keep(new_loss, loss),
-                    keep(new_f, f), keep(hist2, hist), keep(it2, it), keep(ch, change),
-                    keep(ch_te, change_te), diverged | bad, stalled | ~ok,
-                    jnp.where(ok, t, t_prev), n_ls + j + 1)
-
-        (theta, _, _, _, _, it, change, change_te, diverged, stalled, _,
-         n_ls) = jax.lax.while_loop(cond, body, init)
-        # Recompute from theta: Z was updated incrementally inside the loop.
-        f_all = net.apply(theta, x_all)
-        dfin = theta - theta0
-        loss = loss_of(f_all[:n], jnp.sum(dfin * dfin))
-        return SolveOut(theta, f_all, loss, jnp.linalg.norm(grad_of(theta)),
-                        jnp.linalg.norm(g0), change, change_te, it,
-                        (change <= f_tol) & ~stalled, diverged, stalled, n_ls)
+        c = jax.lax.while_loop(cond, body, init)
+        grad = value_grad(c.theta, None)[1] if sgd else c.grad
+        return SolveOut(c.theta, c.f_all, c.loss, jnp.linalg.norm(grad), jnp.linalg.norm(g0),
+                        c.track.change, c.track.change_test, c.track.it,
+                        (c.track.change <= f_tol) & ~c.stalled, c.diverged, c.stalled,
+                        c.evaluations)
 
     return solve
 
@@ -513,9 +361,14 @@ def estimate_lambda_max(net: FunctionalNet, theta: jax.Array, x: Any, *,
     Returns:
       ``lambda_max``.
     """
-    xa = jnp.asarray(x, net.dtype)
+    with precision(net.dtype):
+        return _lambda_max(net, jnp.asarray(theta, net.dtype), jnp.asarray(x, net.dtype),
+                           iterations)
+
+
+def _lambda_max(net: FunctionalNet, theta: jax.Array, xa: jax.Array, iterations: int) -> float:
     if net.kind == "two_layer" or xa.shape[0] * net.n_params <= 2**25:
-        kmat = jax.jit(lambda t, xx: _ntk_train(net, t, xx))(theta, xa)
+        kmat = jax.jit(lambda t, xx: ntk_gram(net, t, xx))(theta, xa)
         return float(jnp.linalg.eigvalsh(kmat)[-1])
 
     @jax.jit
@@ -553,7 +406,8 @@ def check_xy(net: FunctionalNet, x: Any, y: Any, name: str) -> tuple[jax.Array, 
     d = net.description.get("d")
     if d is not None and xa.shape[1] != d:
         raise InputError(f"x_{name} has {xa.shape[1]} features but the net takes d={d}.")
-    return jnp.asarray(xa, net.dtype), jnp.asarray(ya, net.dtype)
+    with precision(net.dtype):
+        return jnp.asarray(xa, net.dtype), jnp.asarray(ya, net.dtype)
 
 
 def gd_step_size(net: FunctionalNet, theta: jax.Array, x: jax.Array, lam: float,
@@ -575,8 +429,17 @@ def gd_step_size(net: FunctionalNet, theta: jax.Array, x: jax.Array, lam: float,
     return settings.step_factor / (estimate_lambda_max(net, theta, x) + lam)
 
 
-def _divergence_error(eta: float, method: str) -> NotConvergedError:
-    if method == "gd":
+def divergence_error(eta: float, method: str) -> NotConvergedError:
+    """The error raised when training diverged, naming the step size and the fix.
+
+    Args:
+      eta: the first-order step size used (NaN for Gauss-Newton).
+      method: the solver method.
+
+    Returns:
+      :class:`NotConvergedError` to raise.
+    """
+    if method in ("gd", "sgd"):
         return NotConvergedError(
             f"training diverged (loss became NaN/Inf or exploded) with GD step size {eta:.4g}; "
             f"use a smaller step (step_factor < 1 or step_size < {eta:.4g}), or method='gn'.")
@@ -609,33 +472,35 @@ def train(net: FunctionalNet, x_train: Any, y_train: Any, lam: float = 0.1, *,
     """
     lam = check_lam(lam)
     s = (settings or SolverSettings()).resolved()
-    xtr, ytr = check_xy(net, x_train, y_train, "train")
-    n = xtr.shape[0]
-    if x_test is None:
-        xte = jnp.zeros((0, xtr.shape[1]), net.dtype)
-    else:
-        xte = jnp.asarray(np.asarray(x_test), net.dtype)
-        if xte.ndim != 2 or xte.shape[1] != xtr.shape[1]:
-            raise InputError(f"x_test must be (t, {xtr.shape[1]}), got shape {xte.shape}.")
-    w = jnp.ones((n,), net.dtype) if weights is None else jnp.asarray(weights, net.dtype)
-    if w.shape != (n,):
-        raise InputError(f"weights must have shape ({n},), got {w.shape}.")
-    t_init = net.theta0 if theta_init is None else jnp.asarray(theta_init, net.dtype)
-    t0 = time.perf_counter()
-    eta = gd_step_size(net, t_init, xtr, lam, s) if s.method == "gd" else float("nan")
-    solve = jitted_solver(net, s, n)
-    with blas_single_thread():
-        out = solve(net.theta0, t_init, jnp.concatenate([xtr, xte]), ytr, w,
-                    jnp.asarray(lam, net.dtype),
-                    jnp.asarray(0.0 if np.isnan(eta) else eta, net.dtype))
-        jax.block_until_ready(out.theta)
+    with precision(net.dtype):  # the net's dtype whatever the global x64 flag
+        xtr, ytr = check_xy(net, x_train, y_train, "train")
+        n = xtr.shape[0]
+        if x_test is None:
+            xte = jnp.zeros((0, xtr.shape[1]), net.dtype)
+        else:
+            xte = jnp.asarray(np.asarray(x_test), net.dtype)
+            if xte.ndim != 2 or xte.shape[1] != xtr.shape[1]:
+                raise InputError(f"x_test must be (t, {xtr.shape[1]}), got shape {xte.shape}.")
+        w = jnp.ones((n,), net.dtype) if weights is None else jnp.asarray(weights, net.dtype)
+        if w.shape != (n,):
+            raise InputError(f"weights must have shape ({n},), got {w.shape}.")
+        t_init = net.theta0 if theta_init is None else jnp.asarray(theta_init, net.dtype)
+        t0 = time.perf_counter()
+        eta = gd_step_size(net, t_init, xtr, lam, s) if s.method != "gn" else float("nan")
+        solve = jitted_solver(net, s, n)
+        with blas_single_thread():
+            out = solve(net.theta0, t_init, jnp.concatenate([xtr, xte]), ytr, w,
+                        jnp.asarray(lam, net.dtype),
+                        jnp.asarray(0.0 if np.isnan(eta) else eta, net.dtype))
+            jax.block_until_ready(out.theta)
     secs = time.perf_counter() - t0
     if bool(out.diverged):
-        raise _divergence_error(eta, s.method)
+        raise divergence_error(eta, s.method)
     f_all = np.asarray(out.f_all)
     res = TrainResult(
         theta=out.theta, f_train=f_all[:n], f_test=f_all[n:], loss=float(out.loss),
-        grad_norm=float(out.grad_norm), rel_grad_norm=float(out.grad_norm / out.grad_norm0),
+        grad_norm=float(out.grad_norm),
+        rel_grad_norm=float(out.grad_norm) / float(out.grad_norm0),
         f_change=float(out.f_change), f_change_test=float(out.f_change_test),
         iterations=int(out.iterations), converged=bool(out.converged),
         stalled=bool(out.stalled), evaluations=int(out.evaluations), method=s.method,

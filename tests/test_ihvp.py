@@ -11,7 +11,7 @@ import ntk_influence as ni
 from ntk_influence import ihvp as H
 from ntk_influence import nets as N
 from ntk_influence import train as T
-from ntk_influence.entk import entk
+from ntk_influence.empirical import entk
 
 LAM = 0.3
 
@@ -26,21 +26,24 @@ def tiny():
     yt = np.array([1.0, -1.0])
     net = N.two_layer_net(4, 24, seed=0)
     r = T.train(net, x, y, LAM, settings=T.SolverSettings("gn", f_tol=1e-12))
-    v = jax.random.normal(jax.random.PRNGKey(0), (3, net.n_params))
+    with ni.precision("float64"):  # the reference vectors in float64 whatever the x64 flag
+        v = jax.random.normal(jax.random.PRNGKey(0), (3, net.n_params), jnp.float64)
     return net, r.theta, x, y, xt, yt, v
 
 
 def test_dense_hessian_is_gauss_newton_and_matches_finite_differences(tiny):
     net, theta, x, y, *_ , v = tiny
     h = H.hessian_dense(net, theta, x, y, LAM)
-    jac = jax.jacobian(lambda t: net.apply(t, jnp.asarray(x)))(theta)
-    np.testing.assert_allclose(h, jac.T @ jac + LAM * jnp.eye(net.n_params), atol=1e-12)
-    # Finite differences of the gradient at W(0): the trained point sits on ReLU kinks, where
-    # the gradient jumps, so the difference quotient is taken where no pre-activation is ~0.
-    t0 = net.theta0
-    grad = jax.grad(lambda t: T.objective(net, t, jnp.asarray(x), jnp.asarray(y), LAM))
-    eps = 1e-6
-    fd = (grad(t0 + eps * v[0]) - grad(t0 - eps * v[0])) / (2 * eps)
+    assert h.dtype == np.float64
+    with ni.precision("float64"):  # the independent references, in float64
+        jac = np.asarray(jax.jacobian(lambda t: net.apply(t, jnp.asarray(x)))(theta))
+        # Finite differences of the gradient at W(0): the trained point sits on ReLU kinks,
+        # where the gradient jumps, so the quotient is taken where no pre-activation is ~0.
+        t0 = net.theta0
+        grad = jax.grad(lambda t: T.objective(net, t, jnp.asarray(x), jnp.asarray(y), LAM))
+        eps = 1e-6
+        fd = np.asarray((grad(t0 + eps * v[0]) - grad(t0 - eps * v[0])) / (2 * eps))
+    np.testing.assert_allclose(h, jac.T @ jac + LAM * np.eye(net.n_params), atol=1e-12)
     h0 = H.hessian_dense(net, t0, x, y, LAM)
     np.testing.assert_allclose(fd, h0 @ v[0], rtol=1e-6, atol=1e-7)
 
@@ -88,7 +91,7 @@ def test_mlp_cg_exact_and_woodbury_is_gauss_newton():
     y = np.sign(rng.normal(size=6))
     net = N.functional(N.ReLUMLP(3, 8, depth=2, seed=0))
     theta = T.train(net, x, y, LAM, settings=T.SolverSettings("gn", f_tol=1e-12)).theta
-    v = jnp.ones(net.n_params)
+    v = np.ones(net.n_params)
     d = H.ihvp(net, theta, x, y, v, LAM, method="dense")
     c = H.ihvp(net, theta, x, y, v, LAM, method="cg", tol=1e-12)
     w = H.ihvp(net, theta, x, y, v, LAM, method="woodbury")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,9 +9,8 @@ import pytest
 from conftest import closed_form_kernel
 
 import ntk_influence as ni
+from ntk_influence import empirical as E
 from ntk_influence import nets as N
-
-E = importlib.import_module("ntk_influence.entk")  # the package exports a function named entk
 
 
 def _unit(n, d, seed=0):
@@ -38,8 +35,10 @@ def test_readout_is_fixed_and_model_matches_functional():
     x = _unit(7, 5)
     w = np.asarray(model.w[...])
     ref = np.maximum(x @ w.T, 0) @ a / np.sqrt(32)  # eq. (1) in NumPy
-    np.testing.assert_allclose(np.asarray(model(jnp.asarray(x))), ref, rtol=1e-12)
-    np.testing.assert_allclose(np.asarray(net.apply(net.theta0, jnp.asarray(x))), ref, rtol=1e-12)
+    with ni.precision("float64"):  # calling the model directly computes in the caller's mode
+        np.testing.assert_allclose(np.asarray(model(jnp.asarray(x))), ref, rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(net.apply(net.theta0, jnp.asarray(x))), ref,
+                                   rtol=1e-12)
     np.testing.assert_allclose(np.std(w), 0.7, rtol=0.15)
 
 
@@ -67,11 +66,14 @@ def test_mlp_bad_depth():
 def test_entk_structured_equals_contraction_and_brute_force():
     x1, x2 = _unit(6, 5, 1), _unit(4, 5, 2)
     net = N.two_layer_net(5, 48, seed=2)
-    theta = net.theta0 + 0.1 * jax.random.normal(jax.random.PRNGKey(1), net.theta0.shape)
+    with ni.precision("float64"):  # the brute-force reference, in float64
+        theta = net.theta0 + 0.1 * jax.random.normal(jax.random.PRNGKey(1), net.theta0.shape,
+                                                     jnp.float64)
+        j1 = np.asarray(jax.jacobian(lambda t: net.apply(t, jnp.asarray(x1)))(theta))
+        j2 = np.asarray(jax.jacobian(lambda t: net.apply(t, jnp.asarray(x2)))(theta))
     ks = E.entk(net, x1, x2, theta, method="structured")
     kj = E.entk(net, x1, x2, theta, method="jacobian")
-    j1 = jax.jacobian(lambda t: net.apply(t, jnp.asarray(x1)))(theta)
-    j2 = jax.jacobian(lambda t: net.apply(t, jnp.asarray(x2)))(theta)
+    assert ks.dtype == kj.dtype == np.float64
     np.testing.assert_allclose(ks, j1 @ j2.T, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(kj, j1 @ j2.T, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(E.entk_jacobian(net, x1, block_size=2, theta=theta),
@@ -81,7 +83,8 @@ def test_entk_structured_equals_contraction_and_brute_force():
 def test_entk_mlp_equals_brute_force():
     x = _unit(5, 4)
     net = N.functional(N.ReLUMLP(4, 16, depth=2, seed=0))
-    jac = jax.jacobian(lambda t: net.apply(t, jnp.asarray(x)))(net.theta0)
+    with ni.precision("float64"):
+        jac = np.asarray(jax.jacobian(lambda t: net.apply(t, jnp.asarray(x)))(net.theta0))
     np.testing.assert_allclose(E.entk(net, x), jac @ jac.T, rtol=1e-12, atol=1e-13)
     with pytest.raises(ni.InputError):
         E.entk(net, x, method="structured")

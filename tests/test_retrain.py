@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,3 +120,215 @@ def test_relative_rule_bad_input():
         R.retrain_tolerances(s, 3, 0.02, [1.0, 2.0])
     with pytest.raises(ni.InputError, match="rel_tol"):
         R.retrain_tolerances(s, 3, 1.5, [1.0, 2.0, 3.0])
+
+
+def test_group_retraining_equals_direct_weighted_training(case):
+    # Sets of removed points through the driver (index lists, a removal mask, a keep mask)
+    # against train(..., weights=mask) run directly for each set.
+    net, x, y, xt, yt, full, _ = case
+    sets = [[1, 4], [0, 2, 7, 9], [5]]
+    res = R.retrain_without(net, x, y, xt, yt, LAM, remove=sets, settings=S, full=full,
+                            chunk_size=2, show_progress=False)
+    for j, st in enumerate(sets):
+        w = np.ones(len(y))
+        w[st] = 0.0
+        ref = T.train(net, x, y, LAM, x_test=xt, settings=S, weights=w)
+        np.testing.assert_allclose(res.f_retrain_test[j], ref.f_test, atol=1e-10)
+        np.testing.assert_allclose(res.delta[j], ref.f_test - full.f_test, atol=1e-10)
+    np.testing.assert_array_equal(res.group_size, [2, 4, 1])
+    assert not res.is_leave_one_out and res.summary()["max_group_size"] == 4
+    with pytest.raises(ni.InputError, match="groups"):
+        _ = res.train_index
+    keep = ~res.removed
+    again = R.retrain_without(net, x, y, xt, yt, LAM, keep=keep, settings=S, full=full,
+                              show_progress=False)
+    np.testing.assert_allclose(again.f_retrain_test, res.f_retrain_test, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(res.influence, 0.5 * (res.f_retrain_test - yt) ** 2
+                               - 0.5 * (full.f_test - yt) ** 2, rtol=1e-9, atol=1e-14)
+
+
+def test_wide_net_group_removal_matches_kernel_refit():
+    # At large width, removing half the training set from the net moves the test predictions as
+    # a dense kernel ridge refit without that half does (eq. 4 kernel, loosely: finite width).
+    from conftest import closed_form_kernel
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(12, 5))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.sign(rng.normal(size=12))
+    xt = x[:3] * 0.6 + 0.4 * x[6:9]
+    xt /= np.linalg.norm(xt, axis=1, keepdims=True)
+    lam = 0.5
+    subsets = rng.random((4, 12)) < 0.5
+    net = N.two_layer_net(5, 16384, symmetric=True, seed=0)
+    res = R.retrain_without(net, x, y, xt, np.zeros(3), lam, remove=subsets,
+                            settings=T.SolverSettings("gn", f_tol=1e-10), show_progress=False)
+    k, kt = closed_form_kernel(x, x), closed_form_kernel(x, xt)
+
+    def krr(keep):
+        return kt[keep].T @ np.linalg.solve(k[np.ix_(keep, keep)] + lam * np.eye(keep.sum()),
+                                            y[keep])
+
+    full = krr(np.ones(12, bool))
+    ref = np.stack([krr(~s) - full for s in subsets])
+    np.testing.assert_allclose(res.f_test, full, atol=0.03)
+    err = np.abs(res.delta - ref).max() / np.abs(ref).max()
+    assert err < 0.05, err
+
+
+def test_refined_retrains_refine_the_full_run(case):
+    # The predicted scale overestimates abs(Delta) 30x, so the relative rule stops retrains too
+    # early and the refine pass reruns them at rel_tol times the measured abs(Delta). The full
+    # run's error enters every Delta, so it must be retrained to the tightest tolerance too:
+    # its tolerance and its error end at or below the smallest retrain tolerance.
+    net, x, y, xt, yt, full, tight = case
+    rel = 0.02
+    scale = 30 * np.abs(tight.delta).min(axis=1)
+    res = R.loo_retrain(net, x, y, xt, yt, LAM, train_index=tight.train_index,
+                        settings=T.SolverSettings("gn", f_tol=1e-10), show_progress=False,
+                        rel_tol=rel, delta_scale=scale)
+    assert res.refined.any()
+    assert res.f_tol.min() < 0.5 * rel * scale.min()  # tightened below the first full run's
+    assert res.full.settings.f_tol == pytest.approx(res.f_tol.min())
+    assert res.full_solver_error <= res.f_tol.min()
+    assert res.summary()["full_f_tol"] == pytest.approx(res.f_tol.min())
+    err = np.abs(res.delta - tight.delta) / np.abs(tight.delta)
+    assert err.max() < 2 * rel
+    assert res.error_ratio.max() < 4 * rel
+
+
+def test_removal_masks_bad_input():
+    with pytest.raises(ni.InputError, match="exactly one"):
+        R.removal_masks(5)
+    with pytest.raises(ni.InputError, match="exactly one"):
+        R.removal_masks(5, remove=[[1]], keep=np.ones((1, 5), bool))
+    with pytest.raises(ni.InputError, match=r"\(k, 5\)"):
+        R.removal_masks(5, remove=np.ones((2, 4), bool))
+    with pytest.raises(ni.InputError, match="outside"):
+        R.removal_masks(5, remove=[[1], [7]])
+    with pytest.raises(ni.InputError, match="every training point"):
+        R.removal_masks(3, keep=np.zeros((1, 3), bool))
+    with pytest.raises(ni.InputError, match="repeated"):
+        R.removal_masks(5, remove=[[1, 1]])
+    with pytest.raises(ni.InputError, match="chunk_size"):
+        ni.map_chunks(lambda c, a: {"a": c}, np.arange(3), chunk_size=0)
+
+
+CHILD = textwrap.dedent(r'''
+    import json, os, sys
+    import jax, jax.numpy as jnp, numpy as np
+    import ntk_influence as ni
+    from ntk_influence import nets as N, retrain as rt, train as tr
+    from ntk_influence.io import ResultStore
+
+    out = {"devices": jax.device_count()}
+    mesh = ni.make_mesh()
+    rng = np.random.default_rng(0)
+    n, t, d, lam = 40, 5, 5, 0.1
+    x = ni.unit_normalize(rng.normal(size=(n, d)))
+    xt = ni.unit_normalize(rng.normal(size=(t, d)))
+    y = np.sign(rng.normal(size=n))
+    ref = ni.ntk_influence(x, y, xt, np.zeros(t), lam)
+    with ni.precision("float64"):
+        k = jnp.asarray(ni.kernel_matrix("paper", x))
+        kt = jnp.asarray(ni.kernel_matrix("paper", x, xt))
+
+    # Exact KRR refits without each point, through the chunk runner, against eq. (9), with an
+    # interruption after 3 saved chunks and a resume.
+    def refit(idx, args):
+        kk, kkt, yy = args
+        def one(i):
+            m = (jnp.arange(n) != i).astype(kk.dtype)
+            a = m[:, None] * kk * m[None, :] + lam * jnp.eye(n, dtype=kk.dtype)
+            return kkt.T @ jnp.linalg.solve(a, m * yy)
+        return {"f_loo": jax.vmap(one)(idx), "index": idx}
+
+    idx = np.arange(0, n, 2)  # 20 left-out points, chunks of 3 -> 7 chunks, 2 rounds
+    saved = []
+    orig = ResultStore.save
+    def failing(self, key, **arrays):
+        if len(saved) == 3:
+            raise KeyboardInterrupt("simulated interruption")
+        saved.append(key)
+        return orig(self, key, **arrays)
+    store = sys.argv[1]
+    with ni.precision("float64"):
+        args = (k, kt, jnp.asarray(y))
+        ResultStore.save = failing
+        try:
+            ni.map_chunks(refit, idx, chunk_size=3, args=args, mesh=mesh, store=store,
+                          show_progress=False)
+        except KeyboardInterrupt:
+            out["interrupted_after"] = len(saved)
+        ResultStore.save = orig
+        res = ni.map_chunks(refit, idx, chunk_size=3, args=args, mesh=mesh, store=store,
+                            show_progress=False)
+        one = ni.map_chunks(refit, idx, chunk_size=3, args=args, show_progress=False)
+        again = ni.map_chunks(refit, idx, chunk_size=3, args=args, mesh=mesh, store=store,
+                              show_progress=False)
+    out["computed"], out["total"] = res.computed_chunks, res.total_chunks
+    out["rerun_computed"] = again.computed_chunks
+    out["order"] = bool(np.array_equal(res.outputs["index"], idx))
+    delta = res.outputs["f_loo"] - ref.f_test[None]
+    out["loo_vs_eq9"] = float(np.abs(delta - ref.delta[idx]).max() / np.abs(ref.delta).max())
+    out["one_vs_mesh"] = float(np.abs(one.outputs["f_loo"] - res.outputs["f_loo"]).max())
+
+    # Group retraining of a finite net sharded over the mesh, against one device, resumed.
+    net = N.two_layer_net(d, 64, symmetric=True, seed=1)
+    st = tr.SolverSettings("gn", f_tol=1e-12)
+    xn, yn = x[:8], y[:8]
+    sets = [[0], [1, 2], [3], [4, 5, 6], [7], [2, 6]]
+    single = rt.retrain_without(net, xn, yn, xt[:3], np.zeros(3), 5.0, remove=sets,
+                                settings=st, chunk_size=1, show_progress=False)
+    saved.clear()
+    ResultStore.save = failing
+    store2 = sys.argv[1] + "_retrain"
+    try:
+        rt.retrain_without(net, xn, yn, xt[:3], np.zeros(3), 5.0, remove=sets, settings=st,
+                           chunk_size=1, mesh=mesh, store=store2, show_progress=False)
+    except KeyboardInterrupt:
+        out["retrain_interrupted_after"] = len(saved)
+    ResultStore.save = orig
+    shard = rt.retrain_without(net, xn, yn, xt[:3], np.zeros(3), 5.0, remove=sets,
+                               settings=st, chunk_size=1, mesh=mesh, store=store2,
+                               show_progress=False)
+    out["retrain_diff"] = float(np.abs(shard.f_retrain_test - single.f_retrain_test).max())
+    out["retrain_delta_scale"] = float(np.abs(single.delta).max())
+    out["retrain_iterations_same"] = bool(np.array_equal(shard.iterations, single.iterations))
+    out["retrain_chunks_on_disk"] = len([p for p in os.listdir(store2) if p.startswith("item_")])
+    print("RESULT " + json.dumps(out))
+''')
+
+
+@pytest.fixture(scope="module")
+def four_devices(tmp_path_factory):
+    script = tmp_path_factory.mktemp("mesh") / "child.py"
+    script.write_text(CHILD)
+    store = tmp_path_factory.mktemp("store")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu",
+               PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.run([sys.executable, str(script), str(store / "s")], capture_output=True,
+                       text=True, env=env, timeout=600, check=False)
+    assert p.returncode == 0, p.stderr[-4000:]
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+def test_chunk_runner_on_a_mesh_resumes_and_matches(four_devices):
+    r = four_devices
+    assert r["devices"] == 4
+    assert r["interrupted_after"] == 3 and r["total"] == 7
+    assert r["computed"] == 7 - 3 and r["rerun_computed"] == 0  # finished chunks not redone
+    assert r["order"]
+    assert r["loo_vs_eq9"] <= 1e-9  # exact refits equal eq. (9)
+    assert r["one_vs_mesh"] <= 1e-12
+
+
+def test_sharded_group_retraining_equals_one_device(four_devices):
+    r = four_devices
+    assert r["retrain_interrupted_after"] == 3 and r["retrain_chunks_on_disk"] == 6
+    assert r["retrain_iterations_same"]
+    assert r["retrain_diff"] <= 1e-9 * max(1.0, r["retrain_delta_scale"])
+    assert r["retrain_delta_scale"] > 1e-6

@@ -8,14 +8,12 @@
 * :mod:`~ntk_influence.scale.large`: :func:`large_influence`, the driver that ties them together.
 """
 
-from .chunks import ChunkMapResult, map_chunks, sharded_loo_retrain
 from .large import LargeInfluence, large_influence
 from .memory import MemoryPlan, device_memory_bytes, host_memory_bytes, memory_plan
 from .mesh import initialize, make_mesh, sharded_kernel_rows, sharded_test_side
 from .precision import PrecisionReport, float32_influence, precision_report, resolve_policy
 
 __all__ = [
-    "ChunkMapResult",
     "LargeInfluence",
     "MemoryPlan",
     "PrecisionReport",
@@ -25,11 +23,9 @@ __all__ = [
     "initialize",
     "large_influence",
     "make_mesh",
-    "map_chunks",
     "memory_plan",
     "precision_report",
     "resolve_policy",
     "sharded_kernel_rows",
-    "sharded_loo_retrain",
     "sharded_test_side",
 ]

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import InputError
+from ._precision import precision
 from .nets import FunctionalNet
 
 
@@ -28,18 +29,51 @@ def _as_x(net: FunctionalNet, x: Any, name: str) -> jax.Array:
     return arr
 
 
-def _pattern_gram(s1: jax.Array, s2: jax.Array) -> jax.Array:
+def pattern_gram(s1: jax.Array, s2: jax.Array) -> jax.Array:
+    """Gram matrix ``S1 S2^T`` of two 0/1 activation patterns, exact in float32.
+
+    Counts the neurons active on both points; float32 products are exact up to ``2^24``
+    neurons, so the product runs in float32 (fast) and is cast back to the patterns' dtype.
+
+    Args:
+      s1: ``(n1, m)`` 0/1 pattern.
+      s2: ``(n2, m)`` 0/1 pattern.
+
+    Returns:
+      ``(n1, n2)`` counts in ``s1``'s dtype.
+    """
     # S is 0/1, so S1 S2^T counts agreeing neurons: exact in float32 up to 2^24 neurons.
     exact32 = s1.shape[1] < 2**24
     dt = jnp.float32 if exact32 else s1.dtype
     return (s1.astype(dt) @ s2.astype(dt).T).astype(s1.dtype)
 
 
+def ntk_gram(net: FunctionalNet, theta: jax.Array, x: jax.Array) -> jax.Array:
+    """Empirical NTK ``J J^T`` on one set of points, traceable inside ``jit`` (no blocking).
+
+    Closed form ``x_i.x_j (S S^T)_ij / m`` for the two-layer net, ``jax.jacrev`` otherwise.
+
+    Args:
+      net: the network.
+      theta: flat parameters.
+      x: ``(n, d)`` inputs in the net's dtype.
+
+    Returns:
+      ``(n, n)`` kernel matrix.
+    """
+    if net.kind == "two_layer":
+        w = theta.reshape(net.width, -1)
+        s = (x @ w.T > 0).astype(w.dtype)
+        return (x @ x.T) * pattern_gram(s, s) / net.width
+    jac = jax.jacrev(lambda t: net.apply(t, x))(theta)
+    return jac @ jac.T
+
+
 @jax.jit
 def _two_layer_block(w: jax.Array, x1: jax.Array, x2: jax.Array) -> jax.Array:
     s1 = (x1 @ w.T > 0).astype(w.dtype)
     s2 = (x2 @ w.T > 0).astype(w.dtype)
-    return (x1 @ x2.T) * _pattern_gram(s1, s2) / w.shape[0]
+    return (x1 @ x2.T) * pattern_gram(s1, s2) / w.shape[0]
 
 
 def entk_two_layer(net: FunctionalNet, x1: Any, x2: Any | None = None,
@@ -60,13 +94,14 @@ def entk_two_layer(net: FunctionalNet, x1: Any, x2: Any | None = None,
     """
     if net.kind != "two_layer":
         raise InputError("entk_two_layer needs the two-layer net of eq. (1); use entk().")
-    t = net.theta0 if theta is None else theta
-    w = t.reshape(net.width, -1)
-    a1 = _as_x(net, x1, "x1")
-    a2 = a1 if x2 is None else _as_x(net, x2, "x2")
-    bs = max(1, int(block_size))
-    return jnp.concatenate([_two_layer_block(w, a1[s:s + bs], a2)
-                            for s in range(0, a1.shape[0], bs)], axis=0)
+    with precision(net.dtype):
+        t = net.theta0 if theta is None else jnp.asarray(theta, net.dtype)
+        w = t.reshape(net.width, -1)
+        a1 = _as_x(net, x1, "x1")
+        a2 = a1 if x2 is None else _as_x(net, x2, "x2")
+        bs = max(1, int(block_size))
+        return jnp.concatenate([_two_layer_block(w, a1[s:s + bs], a2)
+                                for s in range(0, a1.shape[0], bs)], axis=0)
 
 
 def _jac_block(net: FunctionalNet, theta: jax.Array, xb: jax.Array) -> jax.Array:
@@ -92,27 +127,28 @@ def entk_jacobian(net: FunctionalNet, x1: Any, x2: Any | None = None,
     Returns:
       ``(n1, n2)`` kernel matrix.
     """
-    t = net.theta0 if theta is None else theta
-    a1 = _as_x(net, x1, "x1")
-    a2 = None if x2 is None else _as_x(net, x2, "x2")
-    if block_size is None:
-        block_size = max(1, int(memory_bytes // (net.n_params * net.dtype.itemsize)))
-    bs = max(1, int(block_size))
-    jac = jax.jit(lambda tt, xb: _jac_block(net, tt, xb))
+    with precision(net.dtype):
+        t = net.theta0 if theta is None else jnp.asarray(theta, net.dtype)
+        a1 = _as_x(net, x1, "x1")
+        a2 = None if x2 is None else _as_x(net, x2, "x2")
+        if block_size is None:
+            block_size = max(1, int(memory_bytes // (net.n_params * net.dtype.itemsize)))
+        bs = max(1, int(block_size))
+        jac = jax.jit(lambda tt, xb: _jac_block(net, tt, xb))
 
-    def blocks(a: jax.Array) -> list[jax.Array]:
-        return [jac(t, a[s:s + bs]) for s in range(0, a.shape[0], bs)]
+        def blocks(a: jax.Array) -> list[jax.Array]:
+            return [jac(t, a[s:s + bs]) for s in range(0, a.shape[0], bs)]
 
-    if a2 is None:
-        jb = blocks(a1)
-        rows = [jnp.concatenate([ja @ jc.T for jc in jb], axis=1) for ja in jb]
+        if a2 is None:
+            jb = blocks(a1)
+            rows = [jnp.concatenate([ja @ jc.T for jc in jb], axis=1) for ja in jb]
+            return jnp.concatenate(rows, axis=0)
+        rows = []
+        for s in range(0, a1.shape[0], bs):
+            ja = jac(t, a1[s:s + bs])
+            rows.append(jnp.concatenate([ja @ jac(t, a2[u:u + bs]).T
+                                         for u in range(0, a2.shape[0], bs)], axis=1))
         return jnp.concatenate(rows, axis=0)
-    rows = []
-    for s in range(0, a1.shape[0], bs):
-        ja = jac(t, a1[s:s + bs])
-        rows.append(jnp.concatenate([ja @ jac(t, a2[u:u + bs]).T
-                                     for u in range(0, a2.shape[0], bs)], axis=1))
-    return jnp.concatenate(rows, axis=0)
 
 
 def entk(net: FunctionalNet, x1: Any, x2: Any | None = None, theta: jax.Array | None = None,
