@@ -396,6 +396,42 @@ def influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test: Any,
     return _finish(res, keep_factor)
 
 
+def prepare_inputs(kernel: Kernel | str | Any, x_train: Any, y_train: Any, x_test: Any,
+                   y_test: Any, *, normalize: bool = False
+                   ) -> tuple[Kernel, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                              dict[str, Any] | None]:
+    """Check the inputs of an influence computation and apply the unit-norm step.
+
+    For kernels that assume ``||x|| = 1`` (eq. 4), rows within 1e-6 of unit norm are rescaled
+    exactly and recorded, other rows raise unless ``normalize=True`` (see
+    :func:`ntk_influence.ensure_unit_norm`).
+
+    Args:
+      kernel: a :class:`Kernel`, a name or a stax ``kernel_fn``.
+      x_train: ``(n_train, ...)`` inputs.
+      y_train: ``(n_train,)`` or ``(n_train, k)`` labels.
+      x_test: ``(n_test, ...)`` inputs.
+      y_test: ``(n_test,)`` or ``(n_test, k)`` labels.
+      normalize: scale every input to unit norm.
+
+    Returns:
+      ``(kernel, x_train, y_train, x_test, y_test, input_norms)``; ``input_norms`` describes the
+      unit-norm step (None for kernels that do not assume unit norm).
+    """
+    xtr, xte = check_features(x_train, x_test)
+    ytr = check_labels(y_train, xtr.shape[0], "y_train")
+    yte = check_labels(y_test, xte.shape[0], "y_test")
+    k = resolve_kernel(kernel)
+    norms = None
+    if k.unit_norm:
+        xtr, rep_tr = ensure_unit_norm(xtr, "x_train", normalize=normalize)
+        xte, rep_te = ensure_unit_norm(xte, "x_test", normalize=normalize)
+        norms = {"x_train": rep_tr.describe(), "x_test": rep_te.describe()}
+    elif normalize:
+        xtr, xte = unit_normalize(xtr), unit_normalize(xte)
+    return k, xtr, ytr, xte, yte, norms
+
+
 def ntk_influence(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: float = 0.1, *,
                   kernel: Kernel | str | Any = "paper", normalize: bool = False,
                   spectrum: SpectrumMethod = "auto", block_size: int = 2048,
@@ -438,17 +474,8 @@ def ntk_influence(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: flo
     from .scale.memory import memory_plan
 
     lam = check_lam(lam)
-    xtr, xte = check_features(x_train, x_test)
-    ytr = check_labels(y_train, xtr.shape[0], "y_train")
-    yte = check_labels(y_test, xte.shape[0], "y_test")
-    k = resolve_kernel(kernel)
-    norms = None
-    if k.unit_norm:  # rescale near-unit rows (recorded) or refuse, unless normalize=True
-        xtr, rep_tr = ensure_unit_norm(xtr, "x_train", normalize=normalize)
-        xte, rep_te = ensure_unit_norm(xte, "x_test", normalize=normalize)
-        norms = {"x_train": rep_tr.describe(), "x_test": rep_te.describe()}
-    elif normalize:
-        xtr, xte = unit_normalize(xtr), unit_normalize(xte)
+    k, xtr, ytr, xte, yte, norms = prepare_inputs(kernel, x_train, y_train, x_test, y_test,
+                                                  normalize=normalize)
     bk = resolve_backend(backend, dtype)
     memory_plan(xtr.shape[0], xte.shape[0], int(np.prod(xtr.shape[1:])),
                 outputs=ytr.reshape(xtr.shape[0], -1).shape[1],

@@ -45,7 +45,7 @@ def test_dense_hessian_is_gauss_newton_and_matches_finite_differences(tiny):
         fd = np.asarray((grad(t0 + eps * v[0]) - grad(t0 - eps * v[0])) / (2 * eps))
     np.testing.assert_allclose(h, jac.T @ jac + LAM * np.eye(net.n_params), atol=1e-12)
     h0 = H.hessian_dense(net, t0, x, y, LAM)
-    np.testing.assert_allclose(fd, h0 @ v[0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(fd, np.asarray(h0) @ np.asarray(v[0], np.float64), rtol=1e-6, atol=1e-7)
 
 
 def test_woodbury_dense_cg_agree(tiny):

@@ -14,9 +14,9 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from jax.sharding import Mesh
 
-from .._validate import check_features, check_labels, check_lam, ensure_unit_norm
-from ..influence import InfluenceResult, influence_from_kernels
-from ..kernels import Kernel, kernel_matrix, resolve_kernel
+from .._validate import check_lam
+from ..influence import InfluenceResult, influence_from_kernels, prepare_inputs
+from ..kernels import Kernel, kernel_matrix
 from ..krr import DeviceFactor, factorize
 from .memory import MemoryPlan, memory_plan
 from .mesh import make_mesh, sharded_kernel_rows, sharded_test_side
@@ -76,15 +76,7 @@ def large_influence(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: f
       :class:`LargeInfluence` ``(result, plan, precision)``.
     """
     lam = check_lam(lam)
-    xtr, xte = check_features(x_train, x_test)
-    ytr = check_labels(y_train, xtr.shape[0], "y_train")
-    yte = check_labels(y_test, xte.shape[0], "y_test")
-    k = resolve_kernel(kernel)
-    norms = None
-    if k.unit_norm:  # rescale near-unit rows (recorded) or refuse
-        xtr, rep_tr = ensure_unit_norm(xtr, "x_train")
-        xte, rep_te = ensure_unit_norm(xte, "x_test")
-        norms = {"x_train": rep_tr.describe(), "x_test": rep_te.describe()}
+    k, xtr, ytr, xte, yte, norms = prepare_inputs(kernel, x_train, y_train, x_test, y_test)
     mesh = mesh or make_mesh()
     pol = resolve_policy(precision_policy, mesh.devices.flat[0])
     n, t = xtr.shape[0], xte.shape[0]
