@@ -166,7 +166,15 @@ def random_subsets(n: int, m: int, alpha: float, seed: int = 0) -> np.ndarray:
 
 
 def subset_mask(subset_indices: Any, n: int) -> np.ndarray:
-    """``(M, n)`` boolean mask of the kept points from ``(M, k)`` kept indices."""
+    """``(M, n)`` boolean mask of the kept points from ``(M, k)`` kept indices.
+
+    Args:
+      subset_indices: ``(M, k)`` kept indices.
+      n: number of training points.
+
+    Returns:
+      ``(M, n)`` boolean, True where a point is kept.
+    """
     idx = np.asarray(subset_indices)
     if idx.ndim != 2 or idx.size == 0 or idx.min() < 0 or idx.max() >= n:
         raise InputError(f"subset indices must be (M, k) integers in [0, {n}), got {idx.shape}.")
@@ -252,6 +260,9 @@ def method_scores(net: FunctionalNet, full: TrainResult, x_train: Any, y_train: 
       ``(scores, seconds, ntk_result)``; ``ntk_f0`` is absent when ``f_0 = 0``.
     """
     o = options or ScoreOptions()
+    if "trak" in methods and o.trak_ensemble > 1 and net.kind != "two_layer":
+        raise InputError("a TRAK ensemble retrains the net of eq. (1) from other seeds; use "
+                         "trak_ensemble=1 for other nets.")
     xtr, ytr = np.asarray(x_train, np.float64), np.asarray(y_train, np.float64)
     xte, yte = np.asarray(x_test, np.float64), np.asarray(y_test, np.float64)
     out: dict[str, np.ndarray] = {}
@@ -491,3 +502,48 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
     return AttributionResult(keep_idx, subset_out, subset_losses, full_losses, scores,
                              refit_losses, loo_index, loo_actual, noisy_mask, self_infl, metrics,
                              info)
+
+
+def attribution_figure(result: AttributionResult, *, path: str | os.PathLike[str] | None = None
+                       ) -> Any:
+    """LDS and mislabel AUC per method as bars; predicted vs actual subset loss for the best two.
+
+    Args:
+      result: an :class:`AttributionResult`.
+      path: PNG path to save to.
+
+    Returns:
+      The matplotlib Figure.
+    """
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "inline",
+                                                "module://matplotlib_inline.backend_inline"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .plots import save_figure
+
+    m = {k: v for k, v in result.metrics.items() if "lds" in v}
+    names = sorted(m, key=lambda k: -m[k]["lds"])
+    fig, ax = plt.subplots(1, 4, figsize=(17, 3.8))
+    ax[0].bar(names, [m[k]["lds"] for k in names], color="tab:blue")
+    ax[0].set_title("LDS (Spearman across subsets)")
+    aucs = {k: v["mislabel_auc"] for k, v in result.metrics.items() if "mislabel_auc" in v}
+    a_names = sorted(aucs, key=lambda k: -aucs[k])
+    ax[1].bar(a_names, [aucs[k] for k in a_names], color="tab:orange")
+    ax[1].set_title("mislabel detection AUC")
+    for a in ax[:2]:
+        a.tick_params(axis="x", rotation=45)
+    for a, name in zip(ax[2:], names[:2], strict=False):
+        pred = result.refit_losses if name == "ntk_refit" else additive_predictions(
+            result.scores[name], result.subset_indices, result.full_losses)
+        a.scatter(result.subset_losses.ravel(), pred.ravel(), s=4, alpha=0.5)
+        lo = min(result.subset_losses.min(), pred.min())
+        hi = max(result.subset_losses.max(), pred.max())
+        a.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        a.set_xlabel("actual subset loss (retrained)")
+        a.set_ylabel("predicted")
+        a.set_title(f"{name}: LDS {m[name]['lds']:.3f}")
+    fig.tight_layout()
+    return save_figure(fig, path)
