@@ -222,3 +222,17 @@ def test_cli_writes_documented_files_resumes_and_matches_direct_training(tmp_pat
     z2 = ni.io.load_npz(out / "attribution.npz")
     np.testing.assert_allclose(z2["subset_losses"], z["subset_losses"], rtol=0, atol=0)
     assert main([*argv[:-2], "--width", "64", "--out", str(out), "--resume"]) == 2
+
+
+def test_subset_retraining_equals_direct_weighted_training(small):
+    x, y, xt, yt = small.x_train, small.y_train, small.x_test, small.y_test
+    net = ni.two_layer_net(x.shape[1], 64, symmetric=True, seed=2)
+    s = ni.SolverSettings(f_tol=1e-9, max_steps=400)
+    idx = attr.random_subsets(len(y), 2, 0.5, seed=4)
+    keep = attr.subset_mask(idx, len(y))
+    assert keep.sum(axis=1).tolist() == [8, 8]
+    ret = ni.retrain_without(net, x, y, xt, yt, 0.1, keep=keep, settings=s, show_progress=False)
+    for j in range(2):
+        direct = ni.train_net(net, x, y, 0.1, x_test=xt, weights=keep[j].astype(float),
+                              settings=s, warn=False)
+        np.testing.assert_allclose(ret.f_retrain_test[j], direct.f_test, atol=1e-8)
