@@ -357,7 +357,7 @@ two-layer ReLU net, with every method on the same trained net:
 
 Scores use the library's sign: positive means removing the point raises the test loss.
 """),
-    code(_setup('{"tiny": dict(n_train=16, n_test=4, width=64, subsets=6, loo=3, dim=16, '
+    code(_setup('{"tiny": dict(n_train=16, n_test=4, width=64, subsets=6, loo=6, dim=16, '
                 'ensemble=1, steps=10),\n'
                 '     "small": dict(n_train=60, n_test=20, width=1024, subsets=30, loo=10, '
                 'dim=256, ensemble=2, steps=200)}')),
