@@ -18,6 +18,21 @@ from ._errors import (
 from ._precision import device_has_float64, precision
 from ._validate import UnitNormReport, ensure_unit_norm
 from .analysis import LambdaSweep, influential_examples, lambda_sweep
+from .attribution import (
+    AttributionResult,
+    ScoreOptions,
+    additive_predictions,
+    attribution_benchmark,
+    attribution_figure,
+    auc,
+    linear_datamodeling_score,
+    method_scores,
+    ntk_refit_outputs,
+    pearson,
+    random_subsets,
+    spearman,
+    subset_mask,
+)
 from .chunks import ChunkMapResult, map_chunks
 from .compare import (
     WidthComparison,
@@ -91,12 +106,15 @@ from .scale import (
     memory_plan,
 )
 from .spectrum import Spectrum
+from .tracin import TrainingPath, grad_dot_scores, tracin_scores, training_path
 from .train import SolverSettings, TrainResult, estimate_lambda_max, objective
 from .train import train as train_net
+from .trak import first_order_scores, projected_gradients, trak_scores
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttributionResult",
     "ChunkMapResult",
     "ComplexityResult",
     "Dataset",
@@ -122,6 +140,7 @@ __all__ = [
     "PrecisionWarning",
     "ReLUMLP",
     "RetrainResult",
+    "ScoreOptions",
     "SingularKernelError",
     "SolverSettings",
     "Spectrum",
@@ -129,11 +148,16 @@ __all__ = [
     "TimeAgreement",
     "TimeInfluenceResult",
     "TrainResult",
+    "TrainingPath",
     "TwoLayerReLU",
     "UnitNormReport",
     "WidthComparison",
     "actual_influence",
+    "additive_predictions",
     "agreement",
+    "attribution_benchmark",
+    "attribution_figure",
+    "auc",
     "closed_form_paper_kernel",
     "compare_width",
     "complexity_of_influence_groups",
@@ -147,9 +171,11 @@ __all__ = [
     "estimate_lambda_max",
     "factorize",
     "finite_mixture",
+    "first_order_scores",
     "flip_labels",
     "float32_influence",
     "functional",
+    "grad_dot_scores",
     "group_complexity",
     "hessian_dense",
     "hvp",
@@ -168,6 +194,7 @@ __all__ = [
     "label_noise_experiment",
     "lambda_sweep",
     "large_influence",
+    "linear_datamodeling_score",
     "linearized_predictions",
     "load_dataset",
     "loo_retrain",
@@ -175,17 +202,22 @@ __all__ = [
     "make_mesh",
     "map_chunks",
     "memory_plan",
+    "method_scores",
     "mixture_experiment",
     "most_influential",
     "noise_shares",
     "ntk_influence",
+    "ntk_refit_outputs",
     "objective",
     "paper_kernel",
     "paper_stax",
+    "pearson",
     "plan_chunk_size",
     "plot_figure",
     "point_error_rate",
     "precision",
+    "projected_gradients",
+    "random_subsets",
     "refine_solve",
     "relative_frobenius_error",
     "relu_mlp_kernel",
@@ -193,11 +225,16 @@ __all__ = [
     "retrain_without",
     "save_figure",
     "select_points",
+    "spearman",
     "stax_kernel",
+    "subset_mask",
     "table_markdown",
     "time_agreement",
     "time_influence_from_kernels",
+    "tracin_scores",
     "train_net",
+    "training_path",
+    "trak_scores",
     "two_layer_net",
     "unit_normalize",
     "width_sweep",

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import InputError, NotConvergedError, NumericalError
-from . import analysis, core, nets, reproduce
+from . import analysis, attribution, core, nets, reproduce
 from ._common import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -51,6 +51,7 @@ COMMANDS: tuple[Command, ...] = (
     analysis.DYNAMICS,
     analysis.LABEL_NOISE,
     reproduce.REPRODUCE,
+    attribution.ATTRIBUTION,
 )
 """Every subcommand, in the order ``--help`` lists them."""
 

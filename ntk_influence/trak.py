@@ -1,0 +1,224 @@
+"""TRAK (Park et al., 2023) for the squared loss of eq. (2), and the first-order score it shares.
+
+For ``l = 1/2 (f - y)^2`` the loss gradient of a point is ``r J(x)`` with ``r = f - y`` and
+``J(x)`` the output gradient, and the Hessian of eq. (2) is (for the net of eq. 1, exactly)
+``J^T J + lam I``. Removing training point ``i`` moves the trained weights by
+``H^-1 grad l_i`` to first order, so the test loss changes by
+
+    ``I(i, te) ~ r_te r_i J_te (J^T J + lam I)^-1 J_i^T = r_i r_te [(K + lam I)^-1 K_te]_i``
+
+(positive: removing ``i`` raises the test loss, this library's sign; the second form is the
+push-through identity with ``K = J J^T``). This is eq. (12) on the trained net. TRAK replaces
+``J`` by a random projection ``Phi = J R`` (``R`` is ``P x k`` with i.i.d. entries of variance
+``1/k``, Gaussian or Rademacher), keeps the ridge of eq. (2), and averages over an ensemble of
+nets trained from different ``W(0)``. The residual weight ``r_i`` plays the role of TRAK's
+``Q`` term (``1 - p_i`` for the logistic loss); ``r_te`` turns an output change into a loss
+change. ``R`` is never formed: it is drawn chunk by chunk of parameters from a seeded PRNG
+(chunk ``c`` from ``fold_in(key, c)``), so every point sees the same ``R``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._errors import InputError, MemoryPlanError
+from ._precision import precision
+from ._validate import check_lam
+from .nets import FunctionalNet
+
+PROJECTIONS = ("gaussian", "rademacher")
+
+
+def first_order_scores(k_train: Any, k_cross: Any, r_train: Any, r_test: Any,
+                       lam: float) -> np.ndarray:
+    """First-order influence ``r_i r_te [(K + lam I)^-1 K_te]_i`` from (projected) Gram matrices.
+
+    With ``K = Phi Phi^T`` this is ``r_i r_te phi_i^T (Phi^T Phi + lam I)^-1 phi_te`` (eq. 12 when
+    ``Phi = J``; TRAK's score when ``Phi`` is a projection of ``J``).
+
+    Args:
+      k_train: ``(n, n)`` Gram matrix of the training features.
+      k_cross: ``(n, t)`` Gram matrix between training and test features.
+      r_train: ``(n,)`` training residuals ``f(x_i) - y_i``.
+      r_test: ``(t,)`` test residuals.
+      lam: the ridge of eq. (2), ``> 0``.
+
+    Returns:
+      ``(n, t)`` float64 scores (positive: removing ``i`` raises the test loss).
+    """
+    lam = check_lam(lam)
+    if lam <= 0:
+        raise InputError("lam must be > 0 for first-order scores (Phi^T Phi is singular).")
+    k = np.asarray(k_train, np.float64)
+    kc = np.asarray(k_cross, np.float64)
+    n = k.shape[0]
+    if k.shape != (n, n) or kc.ndim != 2 or kc.shape[0] != n:
+        raise InputError(f"k_train must be (n, n) and k_cross (n, t), got {k.shape}, {kc.shape}.")
+    import scipy.linalg
+
+    sol = scipy.linalg.cho_solve(scipy.linalg.cho_factor(k + lam * np.eye(n)), kc)
+    return np.asarray(r_train, np.float64)[:, None] * sol * np.asarray(r_test, np.float64)[None]
+
+
+def jacobian_columns(net: FunctionalNet, theta: jax.Array, x: jax.Array, start: int,
+                     stop: int) -> jax.Array:
+    """Columns ``start:stop`` of the output Jacobian ``J(x)`` (``(n, stop - start)``).
+
+    Closed form for the net of eq. (1) (``J_i = m^-1/2 (a_r 1{w_r.x_i > 0} x_i)_r``, only the
+    neurons the columns touch), ``jax.jacrev`` otherwise.
+
+    Args:
+      net: the network.
+      theta: flat parameters.
+      x: ``(n, d)`` inputs in the net's dtype.
+      start: first parameter index.
+      stop: one past the last.
+
+    Returns:
+      ``(n, stop - start)`` array.
+    """
+    if net.kind == "two_layer":
+        d = x.shape[1]
+        r0, r1 = start // d, -(-stop // d)
+        w = theta.reshape(net.width, d)[r0:r1]
+        a = net.state["a"][...][r0:r1].astype(w.dtype)
+        s = (x @ w.T > 0).astype(w.dtype) * a / jnp.sqrt(jnp.asarray(net.width, w.dtype))
+        cols = (s[:, :, None] * x[:, None, :]).reshape(x.shape[0], -1)
+        return cols[:, start - r0 * d: stop - r0 * d]
+    return jax.jacrev(lambda t: net.apply(t, x))(theta)[:, start:stop]
+
+
+def projection_chunk(key: jax.Array, chunk: int, rows: int, dim: int, kind: str,
+                     dtype: Any) -> jax.Array:
+    """Rows of the projection ``R`` for parameter chunk ``chunk``: ``(rows, dim)``, variance ``1/dim``.
+
+    Args:
+      key: the projection's PRNG key.
+      chunk: chunk number (the rows are drawn from ``fold_in(key, chunk)``).
+      rows: parameters in the chunk.
+      dim: projection dimension ``k``.
+      kind: ``"gaussian"`` or ``"rademacher"``.
+      dtype: dtype of the result.
+
+    Returns:
+      The chunk of ``R``.
+    """
+    kk = jax.random.fold_in(key, chunk)
+    scale = 1.0 / np.sqrt(dim)
+    if kind == "gaussian":
+        return jax.random.normal(kk, (rows, dim), dtype) * scale
+    return jax.random.rademacher(kk, (rows, dim), dtype) * scale
+
+
+@functools.lru_cache(maxsize=32)
+def _projector(net: FunctionalNet, rows: int, dim: int, kind: str) -> Any:
+    """``(theta, x | J, key, chunk, start) -> J[:, start:start + rows] @ R_chunk`` (jitted)."""
+
+    @jax.jit
+    def run(theta: jax.Array, x: jax.Array, key: jax.Array, chunk: jax.Array,
+            start: jax.Array) -> jax.Array:
+        r = projection_chunk(key, chunk, rows, dim, kind, theta.dtype)
+        if net.kind == "two_layer":  # the chunk's columns from the closed form
+            d = x.shape[1]
+            nr = rows // d + 2  # neurons covering any chunk of `rows` columns
+            r0 = start // d
+            w = jax.lax.dynamic_slice(jnp.pad(theta, (0, nr * d)), (r0 * d,), (nr * d,))
+            a = jax.lax.dynamic_slice(jnp.pad(net.state["a"][...].astype(theta.dtype), (0, nr)),
+                                      (r0,), (nr,))
+            w = w.reshape(nr, d)
+            s = (x @ w.T > 0).astype(w.dtype) * a / jnp.sqrt(jnp.asarray(net.width, w.dtype))
+            cols = (s[:, :, None] * x[:, None, :]).reshape(x.shape[0], -1)
+            cols = jax.lax.dynamic_slice(cols, (0, start - r0 * d), (x.shape[0], rows))
+        else:  # x is the Jacobian itself
+            cols = jax.lax.dynamic_slice(jnp.pad(x, ((0, 0), (0, rows))), (0, start),
+                                         (x.shape[0], rows))
+        valid = (start + jnp.arange(rows)) < net.n_params  # the last chunk may run past P
+        return (cols * valid[None].astype(cols.dtype)) @ r
+
+    return run
+
+
+def projected_gradients(net: FunctionalNet, theta: Any, x: Any, dim: int | None, *, seed: int = 0,
+                        projection: str = "gaussian", chunk_params: int = 2**15,
+                        memory_bytes: int = 2**30) -> np.ndarray:
+    """Output gradients ``J(x)`` projected to ``dim`` dimensions, ``Phi = J R`` (TRAK's features).
+
+    ``R`` (``P x dim``) is drawn ``chunk_params`` rows at a time from ``PRNGKey(seed)`` and never
+    held whole; ``dim=None`` returns ``J`` itself (no projection; needs ``n P`` floats).
+
+    Args:
+      net: the network.
+      theta: flat parameters.
+      x: ``(n, d)`` inputs.
+      dim: projection dimension ``k >= 1``, or None for no projection.
+      seed: projection seed.
+      projection: ``"gaussian"`` or ``"rademacher"``.
+      chunk_params: parameters per chunk of ``R``.
+      memory_bytes: budget for ``J`` when ``dim`` is None.
+
+    Returns:
+      ``(n, dim)`` (or ``(n, P)``) float64 host array.
+    """
+    if projection not in PROJECTIONS:
+        raise InputError(f"projection must be one of {PROJECTIONS}, got {projection!r}.")
+    with precision(net.dtype):
+        th = jnp.asarray(theta, net.dtype)
+        xa = jnp.asarray(np.asarray(x), net.dtype)
+        n, p = xa.shape[0], net.n_params
+        if dim is None:
+            if n * p * 8 > memory_bytes:
+                raise MemoryPlanError(f"the unprojected Jacobian needs {n * p * 8 / 2**30:.1f} "
+                                      "GiB; pass a projection dimension.")
+            return np.asarray(jacobian_columns(net, th, xa, 0, p), np.float64)
+        if isinstance(dim, bool) or int(dim) != dim or dim < 1:
+            raise InputError(f"the projection dimension must be an integer >= 1, got {dim!r}.")
+        rows = int(min(chunk_params, p))
+        fn = _projector(net, rows, int(dim), projection)
+        if net.kind != "two_layer":  # any other net: its Jacobian once, projected by chunks
+            if n * p * 8 > memory_bytes:
+                raise MemoryPlanError(f"the Jacobian of this net needs {n * p * 8 / 2**30:.1f} "
+                                      "GiB; project fewer points at a time.")
+            xa = jacobian_columns(net, th, xa, 0, p)
+        key = jax.random.PRNGKey(int(seed))
+        out = jnp.zeros((n, int(dim)), net.dtype)
+        for c, start in enumerate(range(0, p, rows)):
+            out = out + fn(th, xa, key, jnp.asarray(c), jnp.asarray(start))
+        return np.asarray(out, np.float64)
+
+
+def trak_scores(net: FunctionalNet, theta: Any, x_train: Any, y_train: Any, x_test: Any,
+                y_test: Any, lam: float, *, dim: int | None = 1024, seed: int = 0,
+                projection: str = "gaussian") -> np.ndarray:
+    """TRAK scores of one trained net for the squared loss (see the module docstring).
+
+    Args:
+      net: the network.
+      theta: its trained flat parameters.
+      x_train: ``(n, d)`` training inputs.
+      y_train: ``(n,)`` labels.
+      x_test: ``(t, d)`` test inputs.
+      y_test: ``(t,)`` labels.
+      lam: the ridge of eq. (2).
+      dim: projection dimension (None: no projection, which is eq. 12 exactly for eq. 1).
+      seed: projection seed.
+      projection: ``"gaussian"`` or ``"rademacher"``.
+
+    Returns:
+      ``(n, t)`` scores, positive when removing the point raises the test loss.
+    """
+    xtr, xte = np.asarray(x_train), np.asarray(x_test)
+    phi = projected_gradients(net, theta, np.concatenate([xtr, xte]), dim, seed=seed,
+                              projection=projection)
+    n = xtr.shape[0]
+    with precision(net.dtype):
+        th = jnp.asarray(theta, net.dtype)
+        f = np.asarray(net.apply(th, jnp.asarray(np.concatenate([xtr, xte]), net.dtype)),
+                       np.float64)
+    r = f - np.concatenate([np.asarray(y_train, np.float64), np.asarray(y_test, np.float64)])
+    pt, pe = phi[:n], phi[n:]
+    return first_order_scores(pt @ pt.T, pt @ pe.T, r[:n], r[n:], lam)

@@ -1,0 +1,238 @@
+"""Attribution yardsticks: metrics by hand and against dattri's definitions, the NTK refit against a
+dense refit, TRAK against the dense-Hessian IHVP and finite differences, TracIn against
+per-example gradients, subset retraining against direct weighted training, and the CLI."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats
+
+import ntk_influence as ni
+from ntk_influence import attribution as attr
+from ntk_influence.trak import projection_chunk
+
+
+@pytest.fixture(scope="module")
+def small():
+    return ni.load_dataset("digits:3,8", n_train=16, n_test=5, seed=1)
+
+
+@pytest.fixture(scope="module")
+def trained(small):
+    with ni.precision("float64"):
+        net = ni.two_layer_net(small.x_train.shape[1], 8, symmetric=True, seed=3)
+        full = ni.train_net(net, small.x_train, small.y_train, 0.1,
+                            settings=ni.SolverSettings(f_tol=1e-9, max_steps=400))
+    return net, full
+
+
+def dattri_lds(score, gt_values, indices):
+    """dattri's ``lds``: scores summed over each subset's *kept* points, Spearman per test point."""
+    sums = np.stack([score[idx].sum(axis=0) for idx in indices])
+    return np.array([scipy.stats.spearmanr(sums[:, j], gt_values[:, j])[0]
+                     for j in range(gt_values.shape[1])])
+
+
+# ------------------------------------------------------------------------------------ metrics
+
+
+def test_spearman_pearson_auc_by_hand():
+    assert attr.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)  # 1 - 6*2/(4*15)
+    # ties share their average rank: ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4)
+    assert attr.spearman([1, 2, 2, 3], [10, 20, 30, 40]) == pytest.approx(4.5 / np.sqrt(22.5))
+    assert attr.pearson([1, 2, 3], [2, 4, 7]) == pytest.approx(
+        np.corrcoef([1, 2, 3], [2, 4, 7])[0, 1])
+    assert np.isnan(attr.pearson([1, 1, 1], [1, 2, 3]))
+    # positives 0.35 and 0.8 against negatives 0.1 and 0.4: 3 of 4 pairs won
+    assert attr.auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+    assert attr.auc([1.0, 1.0, 2.0], [1, 0, 0]) == pytest.approx(0.25)  # a tie counts 1/2
+    with pytest.raises(ni.InputError):
+        attr.auc([1.0, 2.0], [1, 1])
+
+
+def test_lds_matches_dattri_definition_on_a_saved_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    n, t, m = 20, 6, 15
+    idx = attr.random_subsets(n, m, 0.5, seed=2)
+    assert idx.shape == (m, 10) and all(len(set(r)) == 10 for r in idx)
+    scores = rng.normal(size=(n, t))
+    truth = 0.5 + (~attr.subset_mask(idx, n)).astype(float) @ scores + 0.3 * rng.normal(
+        size=(m, t))
+    ni.io.save_npz(tmp_path / "a.npz", scores_x=scores, subset_indices=idx, subset_losses=truth)
+    z = ni.io.load_npz(tmp_path / "a.npz")
+    ours_mean, ours = attr.linear_datamodeling_score(
+        attr.additive_predictions(z["scores_x"], z["subset_indices"], np.zeros(t)),
+        z["subset_losses"])
+    ref = dattri_lds(-z["scores_x"], z["subset_losses"], z["subset_indices"])
+    np.testing.assert_allclose(ours, ref, atol=1e-12)
+    assert ours_mean == pytest.approx(ref.mean())
+    assert ours_mean > 0.5  # the planted linear datamodel is recovered
+
+
+# ------------------------------------------------------------------------------ NTK refit
+
+
+def test_ntk_refit_equals_dense_krr_refit(small):
+    x, y, xt, yt = small.x_train, small.y_train, small.x_test, small.y_test
+    lam = 0.1
+
+    def eq4(a, b):
+        g = np.clip(a @ b.T, -1.0, 1.0)
+        return g * (np.pi - np.arccos(g)) / (2 * np.pi)
+
+    k, kt = eq4(x, x), eq4(x, xt)  # sliced below: arccos near 1 amplifies rounding of x.x
+    res = ni.influence_from_kernels(k, kt, y, yt, lam)
+    idx = attr.random_subsets(len(y), 4, 0.5, seed=0)
+    got = attr.ntk_refit_outputs(res, idx)
+    for j, s in enumerate(idx):
+        ks = k[np.ix_(s, s)]
+        want = kt[s].T @ np.linalg.solve(ks + lam * np.eye(len(s)), y[s])
+        np.testing.assert_allclose(got[j], want, rtol=1e-9, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------- TRAK
+
+
+def test_trak_without_projection_is_the_dense_hessian_ihvp(small, trained):
+    net, full = trained
+    x, y, xt, yt = small.x_train, small.y_train, small.x_test, small.y_test
+    got = ni.trak_scores(net, full.theta, x, y, xt, yt, 0.1, dim=None)
+    ref = ni.ihvp_influence(net, full.theta, x, y, xt, yt, 0.1, method="dense").influence
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, ref, rtol=1e-7, atol=1e-12 * np.abs(ref).max())
+
+
+def test_first_order_sign_against_leave_one_out_retraining(small):
+    """Positive scores are removals that raise the test loss: same sign as retraining shows."""
+    x, y, xt, yt = small.x_train, small.y_train, small.x_test, small.y_test
+    net = ni.two_layer_net(x.shape[1], 2048, symmetric=True, seed=0)
+    s = ni.SolverSettings(f_tol=1e-10)
+    idx = np.array([0, 3, 7, 11])
+    loo = ni.loo_retrain(net, x, y, xt, yt, 0.1, train_index=idx, settings=s,
+                         show_progress=False)
+    scores = ni.trak_scores(net, loo.full.theta, x, y, xt, yt, 0.1, dim=None)[idx]
+    big = np.abs(loo.influence) > 0.2 * np.abs(loo.influence).max()
+    assert big.sum() >= 3
+    np.testing.assert_array_equal(np.sign(scores[big]), np.sign(loo.influence[big]))
+    assert attr.pearson(scores, loo.influence) > 0.9
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "rademacher"])
+def test_chunked_projection_equals_the_explicit_projection(small, trained, kind):
+    net, full = trained
+    x = small.x_train[:6]
+    rows = 100  # P = 8 * 64 = 512: five full chunks and a partial one, not neuron-aligned
+    got = ni.projected_gradients(net, full.theta, x, 40, seed=5, projection=kind,
+                                 chunk_params=rows)
+    with ni.precision("float64"):
+        key = jax.random.PRNGKey(5)
+        r = np.concatenate([np.asarray(projection_chunk(key, c, rows, 40, kind, jnp.float64))
+                            for c in range(-(-net.n_params // rows))])[:net.n_params]
+        jac = np.asarray(jax.jacrev(lambda t: net.apply(t, jnp.asarray(x)))(full.theta))
+    np.testing.assert_allclose(got, jac @ r, rtol=1e-10, atol=1e-12)
+    if kind == "rademacher":
+        assert set(np.unique(np.abs(r))) == {1 / np.sqrt(40)}
+
+
+# --------------------------------------------------------------------------------- TracIn
+
+
+def test_tracin_one_checkpoint_is_grad_dot_times_the_step(small):
+    x, y, xt, yt = small.x_train, small.y_train, small.x_test, small.y_test
+    net = ni.two_layer_net(x.shape[1], 16, symmetric=True, seed=3)
+    path = ni.training_path(net, x, y, 0.1, steps=30, checkpoints=1)
+    assert path.weights == pytest.approx([path.step_size * 30])
+    got = ni.tracin_scores(net, path, x, y, xt, yt)
+    with ni.precision("float64"):
+        theta = jnp.asarray(path.thetas[0])
+
+        def g(xi, yi):
+            return jax.grad(lambda t: 0.5 * (net.apply(t, xi[None])[0] - yi) ** 2)(theta)
+
+        gtr = np.stack([np.asarray(g(jnp.asarray(a), b)) for a, b in zip(x, y, strict=True)])
+        gte = np.stack([np.asarray(g(jnp.asarray(a), b)) for a, b in zip(xt, yt, strict=True)])
+    np.testing.assert_allclose(got, path.step_size * 30 * gtr @ gte.T, rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(ni.grad_dot_scores(net, theta, x, y, xt, yt), gtr @ gte.T,
+                               rtol=1e-9, atol=1e-13)
+
+
+def test_training_path_segments_follow_one_gd_run(small):
+    x, y = small.x_train, small.y_train
+    net = ni.two_layer_net(x.shape[1], 16, symmetric=True, seed=3)
+    two = ni.training_path(net, x, y, 0.1, steps=40, checkpoints=2)
+    one = ni.training_path(net, x, y, 0.1, steps=40, checkpoints=1)
+    np.testing.assert_allclose(two.thetas[-1], one.thetas[0], rtol=1e-12, atol=1e-14)
+    direct = net.theta0
+    with ni.precision("float64"):
+        grad = jax.grad(lambda t: ni.objective(net, t, jnp.asarray(x), jnp.asarray(y), 0.1))
+        for _ in range(20):
+            direct = direct - two.step_size * grad(direct)
+    np.testing.assert_allclose(two.thetas[0], np.asarray(direct), rtol=1e-10, atol=1e-13)
+
+
+# ----------------------------------------------------------------- subset retraining and CLI
+
+
+@pytest.mark.slow
+def test_cli_writes_documented_files_resumes_and_matches_direct_training(tmp_path):
+    from ntk_influence.cli import main
+
+    out = tmp_path / "attr"
+    argv = ["attribution", "--n-train", "16", "--n-test", "4", "--width", "32", "--subsets", "6",
+            "--loo-points", "3", "--trak-dim", "16", "--trak-ensemble", "2", "--tracin-steps",
+            "10", "--tracin-checkpoints", "2", "--f-tol", "1e-10", "--quiet", "--out", str(out)]
+    assert main(argv) == 0
+    z = ni.io.load_npz(out / "attribution.npz")
+    n, t, m = 16, 4, 6
+    assert z["subset_indices"].shape == (m, 8) and z["subset_indices"].dtype.kind == "i"
+    for k in ("subset_losses", "subset_outputs", "refit_losses"):
+        assert z[k].shape == (m, t)
+    assert z["full_losses"].shape == (t,)
+    assert z["noisy_mask"].shape == (n,) and z["noisy_mask"].dtype == bool
+    assert z["noisy_mask"].sum() == 2  # round(0.1 * 16)
+    for meth in ("ntk", "ihvp", "trak", "tracin", "grad_dot"):
+        assert z[f"scores_{meth}"].shape == (n, t) and z[f"self_{meth}"].shape == (n,)
+    summary = ni.io.load_json(out / "attribution.json")
+    for meth in ("ntk", "ihvp", "trak", "tracin", "grad_dot"):
+        assert set(summary["methods"][meth]) >= {"lds", "loo_pearson", "loo_spearman",
+                                                  "mislabel_auc", "seconds"}
+    assert "not_applicable" in summary["methods"]["ntk_f0"]
+    assert "lds" in summary["methods"]["ntk_refit"]
+    assert (out / "attribution.png").stat().st_size > 0
+    # dattri's definition on the saved arrays gives the recorded LDS
+    ref = dattri_lds(-z["scores_ntk"], z["subset_losses"], z["subset_indices"])
+    assert summary["methods"]["ntk"]["lds"] == pytest.approx(np.nanmean(ref), abs=1e-12)
+    # subset retraining equals direct weighted training of the same W(0)
+    ds = ni.load_dataset("digits:3,8", n_train=n, n_test=t, seed=0)
+    net = ni.two_layer_net(ds.x_train.shape[1], 32, symmetric=True, seed=0)
+    w = attr.subset_mask(z["subset_indices"][:2], n).astype(float)
+    for j in range(2):
+        direct = ni.train_net(net, ds.x_train, ds.y_train, 0.1, x_test=ds.x_test, weights=w[j],
+                              settings=ni.SolverSettings(f_tol=1e-10))
+        np.testing.assert_allclose(z["subset_outputs"][j], direct.f_test, atol=1e-8)
+    # resuming reuses the finished retraining chunks and gives the same arrays
+    chunks = sorted((out / "retrain").rglob("*.npz"))
+    assert chunks
+    stamps = [p.stat().st_mtime_ns for p in chunks]
+    assert main([*argv, "--resume"]) == 0
+    assert [p.stat().st_mtime_ns for p in chunks] == stamps
+    z2 = ni.io.load_npz(out / "attribution.npz")
+    np.testing.assert_allclose(z2["subset_losses"], z["subset_losses"], rtol=0, atol=0)
+    assert main([*argv[:-2], "--width", "64", "--out", str(out), "--resume"]) == 2
+
+
+def test_subset_retraining_equals_direct_weighted_training(small):
+    x, y, xt, yt = small.x_train, small.y_train, small.x_test, small.y_test
+    net = ni.two_layer_net(x.shape[1], 64, symmetric=True, seed=2)
+    s = ni.SolverSettings(f_tol=1e-9, max_steps=400)
+    idx = attr.random_subsets(len(y), 2, 0.5, seed=4)
+    keep = attr.subset_mask(idx, len(y))
+    assert keep.sum(axis=1).tolist() == [8, 8]
+    ret = ni.retrain_without(net, x, y, xt, yt, 0.1, keep=keep, settings=s, show_progress=False)
+    for j in range(2):
+        direct = ni.train_net(net, x, y, 0.1, x_test=xt, weights=keep[j].astype(float),
+                              settings=s, warn=False)
+        np.testing.assert_allclose(ret.f_retrain_test[j], direct.f_test, atol=1e-8)
