@@ -8,14 +8,14 @@ import io as _io
 import time
 from pathlib import Path
 
-from ._common import Command, add_data_arguments, load_data_from_args, log, settings_of
+from ._common import Command, add_data_arguments, count, load_data_from_args, log, settings_of
 
 
 def _compare_args(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p, n_train=200, n_test=50)
-    p.add_argument("--widths", type=int, nargs="+", default=[1024, 4096, 16384, 65536],
+    p.add_argument("--widths", type=count, nargs="+", default=[1024, 4096, 16384, 65536],
                    metavar="W", help="hidden widths (default: %(default)s)")
-    p.add_argument("--n-points", type=int, default=40,
+    p.add_argument("--n-points", type=count, default=40,
                    help="training points removed: the largest |I_ntk| (default: %(default)s)")
     p.add_argument("--test-index", type=int, default=0,
                    help="test point compared (default: %(default)s)")
@@ -25,7 +25,8 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", choices=["symmetric", "standard"], default="symmetric",
                    help="symmetric: paired neurons, f_0 = 0 exactly; standard: eq. (1) as is "
                         "(default: %(default)s)")
-    p.add_argument("--net-seed", type=int, default=0, help="initialisation seed")
+    p.add_argument("--net-seed", type=int, default=0,
+                   help="initialisation seed (default: %(default)s)")
     p.add_argument("--solver", choices=["gn", "gd"], default="gn",
                    help="gn: damped Gauss-Newton with line search; gd: gradient descent "
                         "(default: %(default)s)")
@@ -37,10 +38,11 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
                         "of the kernel-predicted abs(Delta) (floored at --f-tol; the full run "
                         "uses the smallest); the measured ratio is reported; 0 turns it off and "
                         "uses --f-tol alone (default: %(default)s)")
-    p.add_argument("--max-steps", type=int, default=None, help="solver iteration cap")
+    p.add_argument("--max-steps", type=count, default=None,
+                   help="solver iteration cap (default: 200 for gn, 200000 for gd)")
     p.add_argument("--warm-start", action="store_true",
                    help="retrain from the trained W instead of the same W(0)")
-    p.add_argument("--chunk-size", type=int, default=None,
+    p.add_argument("--chunk-size", type=count, default=None,
                    help="retrains per vmapped chunk (default: from a 4 GiB budget)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="parameter dtype (default: %(default)s)")
