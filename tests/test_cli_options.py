@@ -76,6 +76,7 @@ COUNT_CASES = [
     (["influence", "--block-size", "0"], "--block-size"),
     (["compare", "--n-points", "0"], "--n-points"),
     (["compare", "--widths", "64", "-8"], "--widths"),
+    (["compare", "--test-points", "0"], "--test-points"),
     (["compare", "--chunk-size", "0"], "--chunk-size"),
     (["compare", "--max-steps", "0"], "--max-steps"),
     (["examples", "--k", "0"], "--k"),
@@ -86,6 +87,7 @@ COUNT_CASES = [
     (["label-noise", "--top-k", "0"], "--top-k"),
     (["reproduce", "--n-points", "0"], "--n-points"),
     (["reproduce", "--widths", "0"], "--widths"),
+    (["reproduce", "--test-points", "-2"], "--test-points"),
     (["influence", "--top", "2.5"], "--top"),
 ]
 

@@ -102,7 +102,8 @@ def _table1_argv(args: argparse.Namespace, mode: str) -> list[str]:
     return ["compare", *_data_argv(args, mode, n_train=t["n_train"]),
             "--widths", *[str(w) for w in widths],
             "--n-points", str(args.n_points or t["n_points"]),
-            "--test-index", "0", "--lam", str(args.lam)]
+            "--test-index", "0", "--lam", str(args.lam),
+            *(["--test-points", str(args.test_points)] if args.test_points else [])]
 
 
 # ------------------------------------------------------------------ parts: Figures 2-7
@@ -208,6 +209,9 @@ def _args(p: argparse.ArgumentParser) -> None:
                    help="override the number of retrained points per width in Table 1 "
                         f"(default: quick {TABLE1['quick']['n_points']}, full "
                         f"{TABLE1['full']['n_points']})")
+    p.add_argument("--test-points", type=count, metavar="K",
+                   help="average Table 1 over K test points (see compare --help; no extra "
+                        "retraining) (default: 1, the paper's single test point)")
     p.add_argument("--parts", nargs="+", metavar="PART",
                       help=f"run only these parts (of {', '.join(p.name for p in PARTS)}; default: all)")
     p.add_argument("--skip", nargs="+", metavar="PART",
