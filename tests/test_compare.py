@@ -137,6 +137,7 @@ def test_test_points_pair_every_removed_point_with_every_test_point(sweep3):
     assert sorted(c.train_index) == sorted(np.argsort(-np.abs(infl).sum(1))[:4])
     np.testing.assert_allclose(c.predicted["ntk"], infl[c.train_index], rtol=1e-8, atol=1e-13)
     assert c.row()["test_points"] == 3 and c.info["test_indices"] == [1, 2, 3]
+    assert c.info["ntk_residual_test"] == pytest.approx(np.abs(f - yt[1:4]).mean(), rel=1e-8)
 
 
 def test_each_test_point_column_is_that_test_points_comparison(sweep3):
@@ -211,7 +212,8 @@ def _fake(width, f0=0.0, r=0.9):
     st = {k: 0.5 for k in ("pearson", "spearman", "slope", "rel_error")}
     stats = {v: dict(st) for v in C.VARIANTS}
     stats["ntk"]["pearson"] = r
-    info = {"f0_max_abs": abs(f0), "entk0_kernel_rel_diff": 0.4, "full_grad_norm": 1e-9,
+    info = {"f0_max_abs": abs(f0), "entk0_kernel_rel_diff": 0.4, "entk0_residual_test": 0.002,
+            "full_grad_norm": 1e-9,
             "retrain_max_error_ratio": 1e-3, "seconds_total": 1.0, "test_points": 1}
     k = np.arange(4.0)
     return C.WidthComparison(width, 0, np.arange(4), k, {v: k for v in C.VARIANTS}, stats, f0,
@@ -224,7 +226,8 @@ TABLE_CASES = [
     ("f0 = 0 drops NTK + f0", [_fake(64)], ["NTK + f0 rows omitted"], ["| NTK + f0 R |"]),
     ("f0 != 0 keeps NTK + f0", [_fake(64, f0=0.3)], ["| NTK + f0 R |"], ["rows omitted"]),
     ("eNTK(W0) is explained", [_fake(64)],
-     ["| eNTK(W0) + f0 R |", "eNTK(W0) vs eq. (4): rel. difference | 0.40 |",
+     ["| eNTK(W0) + f0 R |", "eNTK(W0) vs eq. (4): rel. difference | 0.400 |",
+      "eNTK(W0) mean abs(f - y) at the test points | 0.002 |",
       "empirical NTK of the net at its initialisation W(0) used as the kernel"], []),
 ]
 
