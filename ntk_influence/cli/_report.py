@@ -262,9 +262,10 @@ def fig3_report(folder: Path) -> list[str]:
             lines.append(f"- {label}: {fmt(v)}")
     mix = s.get("mixture")
     if isinstance(mix, dict):
-        lines.append(f"- Definition 1 mixture: p_k = {mix.get('p')}, median error rate per "
-                     f"component = {[fmt(v, 3) for v in mix.get('component_error', [])]}, "
-                     f"Spearman(p_k, error) = {fmt(mix.get('spearman_p_error'))}")
+        p = ", ".join(fmt(v, 3) for v in mix.get("p", []))
+        err = ", ".join(fmt(v, 3) for v in mix.get("component_error", []))
+        lines.append(f"- Definition 1 mixture: p_k = [{p}], median error rate per component = "
+                     f"[{err}], Spearman(p_k, error) = {fmt(mix.get('spearman_p_error'))}")
     if not lines:
         return generic_report(folder)
     return [*lines, "", *figures(folder)]

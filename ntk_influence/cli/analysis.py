@@ -279,8 +279,10 @@ def _examples_run(args: argparse.Namespace) -> Path:
     d = ds.x_train.shape[1]
     if ds.image_shape is not None or int(round(np.sqrt(d))) ** 2 == d:
         _close(influential_examples_plot(ex, ds.x_train, ds.x_test, ds.image_shape,
-                                         title=f"{ds.name}: helpful | harmful | uninfluential",
-                                         path=out / "fig4_examples.png"))
+                                         title=f"{ds.name}: helpful | harmful | uninfluential "
+                                               "(#index (class), influence I)",
+                                         path=out / "fig4_examples.png",
+                                         class_train=ds.class_train, class_test=ds.class_test))
         figure = "fig4_examples.png"
     io.save_json(out / "summary.json", {
         "command": "examples", "settings": _settings(args), "data": ds.describe(),
@@ -387,8 +389,10 @@ def _dynamics_run(args: argparse.Namespace) -> Path:
     io.save_npz(out / "dynamics.npz", **arrays)
     show = [j for j in args.show if 0 <= j < kt.shape[1]] or [0]
     _close(most_influential_plot(top, times, ds.x_train, ds.x_test, ds.image_shape,
-                                 test_index=show, title=f"{ds.name}: most influential over time",
-                                 path=out / "fig6_most_influential.png"))
+                                 test_index=show,
+                                 title=f"{ds.name}: most influential over time (#index (class))",
+                                 path=out / "fig6_most_influential.png",
+                                 class_train=ds.class_train, class_test=ds.class_test))
     summary: dict[str, Any] = {
         "command": "dynamics", "settings": _settings(args), "data": ds.describe(),
         "time_unit": args.time_unit, "times": times, "flow_times": fo.flow_times,
