@@ -73,7 +73,7 @@ def influence_scatter(predicted: Any, actual: Any, *, ax: Any = None, title: str
     # one power of ten for both axes, named in the labels: no offset text to collide with them
     big = float(np.max(np.abs(np.concatenate([a0, p0])), initial=0.0))
     e = int(np.floor(np.log10(big))) if big > 0 and np.isfinite(big) else 0
-    e = e if abs(e) >= 3 else 0
+    e = e if e <= -2 or e >= 3 else 0
     p, a = p0 / 10.0**e, a0 / 10.0**e
     unit = f" [$\\times 10^{{{e}}}$]" if e else ""
     ax.scatter(a, p, s=18, alpha=0.8, edgecolor="none")
@@ -91,6 +91,10 @@ def influence_scatter(predicted: Any, actual: Any, *, ax: Any = None, title: str
     ax.set_xlabel(xlabel + unit)
     ax.set_ylabel(ylabel + unit)
     ax.ticklabel_format(style="plain", useOffset=False)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # short labels that never touch
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
     if title:
         ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)

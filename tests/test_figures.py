@@ -23,9 +23,10 @@ X = RNG.random((30, 64))
 CLASSES = np.where(np.arange(30) % 2, 8, 3)
 
 
-def _scatter():
-    a = RNG.normal(size=40) * 2e-3
-    return plots.influence_scatter(a + 1e-4 * RNG.normal(size=40), a)
+def _scatter(scale=2e-3):
+    a = RNG.normal(size=40) * scale
+    return plots.influence_scatter(a + 0.05 * scale * RNG.normal(size=40), a,
+                                   ylabel="classic IHVP on the trained net (eq. 12)")
 
 
 def _mixture(p):
@@ -52,6 +53,9 @@ def _dynamics():
 
 FIGURES = [
     ("figure1", _scatter),
+    ("figure1 at 1e-2", lambda: plots.influence_scatter(
+        0.6 * np.linspace(-1.25, 1.65, 12) * 1e-2, np.linspace(-1.25, 1.65, 12) * 1e-2)),
+    ("figure1 at 1", lambda: _scatter(1.0)),
     ("theorem4 mixture", lambda: _mixture([0.4, 0.25, 0.15, 0.1, 0.06, 0.04])),
     ("theorem4 mixture, close proportions", lambda: _mixture([0.3, 0.25, 0.2, 0.15, 0.1])),
     ("figure4 grid", _examples),
@@ -64,10 +68,16 @@ def _texts(fig):
     fig.canvas.draw()
     r = fig.canvas.get_renderer()
     out = []
+    def shown(axis, minor=False):  # tick labels drawn: those inside the axis' view
+        lo, hi = sorted(axis.get_view_interval())
+        locs = axis.get_minorticklocs() if minor else axis.get_majorticklocs()
+        return [t for t, x in zip(axis.get_ticklabels(minor=minor), locs)
+                if lo - 1e-9 * abs(hi - lo) <= x <= hi + 1e-9 * abs(hi - lo)]
+
     for ax in fig.axes:
         items = [ax.title, ax.xaxis.label, ax.yaxis.label, ax.xaxis.get_offset_text(),
-                 ax.yaxis.get_offset_text(), *ax.get_xticklabels(), *ax.get_yticklabels(),
-                 *ax.get_xticklabels(minor=True)]
+                 ax.yaxis.get_offset_text(), *shown(ax.xaxis), *shown(ax.yaxis),
+                 *shown(ax.xaxis, minor=True)]
         out += [t for t in items if t.get_visible() and t.get_text().strip()]
     out += [t for t in fig.texts if t.get_visible() and t.get_text().strip()]  # suptitle too
     return [(t.get_text(), t.get_window_extent(r)) for t in out]
