@@ -112,3 +112,12 @@ def test_every_option_help_states_its_default(name):
     assert not missing, f"{name}: options whose help gives no default: {missing}"
     text = sub.format_help()
     assert "%(default)" not in text
+
+
+@pytest.mark.parametrize("extra,shown", [([], None), (["--test-points", "5"], "--test-points 5")])
+def test_reproduce_passes_test_points_to_table1(extra, shown, tmp_path, capsys):
+    code, out, _ = _run(["reproduce", "--dry-run", "--parts", "table1", *extra, "--out",
+                         tmp_path / "d"], capsys)
+    line = next(ln for ln in out.splitlines() if ln.startswith("ntk-influence compare"))
+    assert code == 0
+    assert (shown in line) if shown else "--test-points" not in line
