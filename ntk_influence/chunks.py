@@ -4,6 +4,9 @@
 function on each chunk (one device: one chunk at a time; a mesh: one chunk per device per round,
 the chunk axis sharded over the mesh), shows progress, and saves each finished chunk to a
 :class:`~ntk_influence.io.ResultStore` at once, so an interrupted sweep resumes where it stopped.
+Each chunk's device call runs in a helper thread that the caller waits on in short steps
+(:func:`call_interruptibly`), so Ctrl-C (and SIGTERM, which the command line turns into an
+interruption) stops a sweep within a fraction of a second instead of when the chunk ends.
 Retraining (:func:`ntk_influence.retrain.retrain_without`) runs through it.
 """
 
@@ -13,8 +16,9 @@ import dataclasses
 import functools
 import hashlib
 import os
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
@@ -22,7 +26,10 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ._errors import InputError
+from ._precision import precision
 from .io import ResultStore, progress
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +68,70 @@ def items_digest(items: Any) -> str:
         h.update(f"{k}|{a.shape}|{a.dtype.str}|".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+_PENDING: list[type[BaseException]] = []
+
+
+def request_interrupt(kind: type[BaseException] = KeyboardInterrupt) -> None:
+    """Record an interruption that every later :func:`call_interruptibly` raises until cleared.
+
+    A signal handler's own exception is lost when the signal lands while Python runs a garbage
+    collector callback (the exception is printed and ignored); a handler that also records it
+    here is sure to stop the sweep at its next wait.
+
+    Args:
+      kind: the exception class to raise (``KeyboardInterrupt`` or a subclass).
+    """
+    _PENDING[:] = [kind]
+
+
+def clear_interrupt() -> None:
+    """Forget an interruption recorded by :func:`request_interrupt`."""
+    _PENDING.clear()
+
+
+def call_interruptibly(fn: Callable[[], T], poll_seconds: float = 0.1) -> T:
+    """Run ``fn()`` in a daemon thread while the calling thread waits in short steps.
+
+    A device call (one jit-compiled chunk) blocks in C++, where Python's signal handlers do not
+    run: Ctrl-C would act only when the call returns. Waiting here instead lets
+    ``KeyboardInterrupt`` (and any exception a signal handler raises) reach the caller within
+    ``poll_seconds``; the abandoned call finishes in the background and its result is dropped.
+    An interruption recorded by :func:`request_interrupt` is raised too.
+    The caller's JAX 64-bit mode (a thread-local setting) is carried into the thread. Called
+    from a thread other than the main one, ``fn`` simply runs there.
+
+    Args:
+      fn: the call, with no arguments.
+      poll_seconds: how often the waiting thread checks for signals.
+
+    Returns:
+      What ``fn`` returns; an exception it raises is raised here.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return fn()
+    if _PENDING:
+        raise _PENDING[0]
+    dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            with precision(dtype):
+                box["value"] = fn()
+        except BaseException as e:  # handed to the caller below
+            box["error"] = e
+
+    worker = threading.Thread(target=target, name="ntk-influence-chunk", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(poll_seconds)
+        if _PENDING:
+            raise _PENDING[0]
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _as_dict(items: Any) -> dict[str, np.ndarray]:
@@ -140,13 +211,15 @@ def map_chunks(fn: Callable[..., dict[str, jax.Array]], items: Any, *, chunk_siz
     for rnd in progress(rounds, total=len(rounds), desc=desc, enabled=show_progress):
         stack = [pad(chunks[ci]) for ci in rnd]
         if mesh is None:
-            host = {k: np.asarray(v)[None] for k, v in run(unwrap(stack[0]), args).items()}
+            one = unwrap(stack[0])
+            host = call_interruptibly(
+                lambda one=one: {k: np.asarray(v)[None] for k, v in run(one, args).items()})
         else:
             while len(stack) < nd:  # idle devices get a copy of the first chunk, dropped below
                 stack.append(stack[0])
-            batch = {k: np.stack([c[k] for c in stack]) for k in its}
-            out = run(unwrap(batch), args)
-            host = {k: np.asarray(v) for k, v in out.items()}
+            batch = unwrap({k: np.stack([c[k] for c in stack]) for k in its})
+            host = call_interruptibly(
+                lambda batch=batch: {k: np.asarray(v) for k, v in run(batch, args).items()})
         for j, ci in enumerate(rnd):
             size = next(iter(chunks[ci].values())).shape[0]
             got = {k: v[j, :size] for k, v in host.items()}

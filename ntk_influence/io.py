@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -122,6 +123,23 @@ def settings_differences(stored: Any, requested: Any, limit: int = 3) -> str:
     if len(keys) > limit:
         parts.append(f"{len(keys) - limit} more")
     return "; ".join(parts) or "no difference"
+
+
+def data_hash(*arrays: Any) -> str:
+    """SHA-256 of arrays' dtypes, shapes and bytes (the data's identity in a fingerprint).
+
+    Args:
+      *arrays: NumPy arrays (or array-likes).
+
+    Returns:
+      The hex digest.
+    """
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def save_json(path: str | os.PathLike[str], obj: Any) -> Path:

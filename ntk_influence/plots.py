@@ -65,25 +65,36 @@ def influence_scatter(predicted: Any, actual: Any, *, ax: Any = None, title: str
     from scipy import stats
 
     plt = _plt()
-    p, a = np.asarray(predicted, float).ravel(), np.asarray(actual, float).ravel()
+    p0, a0 = np.asarray(predicted, float).ravel(), np.asarray(actual, float).ravel()
     if ax is None:
         fig, ax = plt.subplots(figsize=(4.6, 4.2))
     else:
         fig = ax.figure
+    # one power of ten for both axes, named in the labels: no offset text to collide with them
+    big = float(np.max(np.abs(np.concatenate([a0, p0])), initial=0.0))
+    e = int(np.floor(np.log10(big))) if big > 0 and np.isfinite(big) else 0
+    e = e if e <= -2 or e >= 3 else 0
+    p, a = p0 / 10.0**e, a0 / 10.0**e
+    unit = f" [$\\times 10^{{{e}}}$]" if e else ""
     ax.scatter(a, p, s=18, alpha=0.8, edgecolor="none")
     lo, hi = float(min(a.min(), p.min())), float(max(a.max(), p.max()))
     pad = 0.05 * (hi - lo or 1.0)
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=0.8, label="y = x")
     if p.size > 2 and np.std(a) > 0 and np.std(p) > 0:
-        r = stats.pearsonr(a, p)[0]
-        rho = stats.spearmanr(a, p)[0]
-        slope = float(np.dot(a - a.mean(), p - p.mean()) / np.dot(a - a.mean(), a - a.mean()))
+        r = stats.pearsonr(a0, p0)[0]
+        rho = stats.spearmanr(a0, p0)[0]
+        slope = float(np.dot(a0 - a0.mean(), p0 - p0.mean())
+                      / np.dot(a0 - a0.mean(), a0 - a0.mean()))
         ax.text(0.04, 0.96, f"R = {r:.4f}\n$\\rho$ = {rho:.4f}\nslope = {slope:.3f}",
                 transform=ax.transAxes, va="top", fontsize=9,
                 bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8})
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.ticklabel_format(style="sci", scilimits=(-3, 3))
+    ax.set_xlabel(xlabel + unit)
+    ax.set_ylabel(ylabel + unit)
+    ax.ticklabel_format(style="plain", useOffset=False)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # short labels that never touch
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
     if title:
         ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
@@ -165,6 +176,15 @@ def density_plot(analysis: Any, *, ax: Any = None, title: str = "", path: Any = 
     return save_figure(fig, path)
 
 
+def _class_of(classes: Any, i: int) -> str:
+    """`` (class c)`` for point ``i`` when the classes are known, else nothing."""
+    return "" if classes is None else f" ({int(np.asarray(classes)[i])})"
+
+
+GRID_FONT = 8
+"""Font size of image-grid titles (Figures 4 and 6), readable at the saved 150 dpi."""
+
+
 def _image(v: np.ndarray, image_shape: tuple[int, ...] | None) -> tuple[np.ndarray, str | None]:
     a = np.asarray(v, float).reshape(-1)
     if image_shape is None:
@@ -183,12 +203,15 @@ def _image(v: np.ndarray, image_shape: tuple[int, ...] | None) -> tuple[np.ndarr
 
 def influential_examples_plot(examples: Any, x_train: Any, x_test: Any,
                               image_shape: tuple[int, ...] | None, *, title: str = "",
-                              path: Any = None) -> Any:
+                              path: Any = None, class_train: Any = None,
+                              class_test: Any = None) -> Any:
     """Figure 4: test images with their most helpful, most harmful and least influential images.
 
     Rows are test points; columns are the test image, then ``k`` helpful, ``k`` harmful and
-    ``k`` uninfluential training images. Each image is min-max scaled for display; 8x8 digits
-    and 28x28 MNIST are grey, 32x32x3 CIFAR in colour (``Dataset.image_shape``).
+    ``k`` uninfluential training images, each kind under a heading. Every image is titled with
+    its index, its class (when given) and its influence. Each image is min-max scaled for
+    display; 8x8 digits and 28x28 MNIST are grey, 32x32x3 CIFAR in colour
+    (``Dataset.image_shape``).
 
     Args:
       examples: :class:`~ntk_influence.analysis.InfluentialExamples`.
@@ -197,6 +220,8 @@ def influential_examples_plot(examples: Any, x_train: Any, x_test: Any,
       image_shape: shape of one image, e.g. ``(8, 8)``, ``(28, 28)``, ``(32, 32, 3)``.
       title: title.
       path: PNG path to save to.
+      class_train: ``(n_train,)`` class of each training point (``Dataset.class_train``).
+      class_test: ``(n_test,)`` class of each test point (``Dataset.class_test``).
 
     Returns:
       The matplotlib Figure.
@@ -205,25 +230,29 @@ def influential_examples_plot(examples: Any, x_train: Any, x_test: Any,
     xtr, xte = np.asarray(x_train), np.asarray(x_test)
     m, k = examples.helpful.shape
     cols = 1 + 3 * k
-    fig, axes = plt.subplots(m, cols, figsize=(0.9 * cols, 1.0 * m + 0.5), squeeze=False)
+    fig, axes = plt.subplots(m, cols, figsize=(1.25 * cols, 1.55 * m + 0.9), squeeze=False)
     kinds = [("helpful", examples.helpful, examples.helpful_value),
              ("harmful", examples.harmful, examples.harmful_value),
              ("uninfluential", examples.uninfluential, examples.uninfluential_value)]
     for r, j in enumerate(examples.test_index):
         img, cmap = _image(xte[j], image_shape)
         axes[r, 0].imshow(img, cmap=cmap)
-        axes[r, 0].set_title(f"test {int(j)}", fontsize=6)
+        axes[r, 0].set_title(f"test #{int(j)}{_class_of(class_test, int(j))}", fontsize=GRID_FONT,
+                             fontweight="bold")
         for c_k, (name, idx, val) in enumerate(kinds):
             for q in range(k):
                 ax = axes[r, 1 + c_k * k + q]
-                img, cmap = _image(xtr[idx[r, q]], image_shape)
+                i = int(idx[r, q])
+                img, cmap = _image(xtr[i], image_shape)
                 ax.imshow(img, cmap=cmap)
-                ax.set_title(f"{name[:4]} {val[r, q]:.1e}", fontsize=5)
+                head = f"{name}\n" if r == 0 else ""  # the kind heads the first row
+                ax.set_title(f"{head}#{i}{_class_of(class_train, i)}\nI={val[r, q]:+.1e}",
+                             fontsize=GRID_FONT)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=GRID_FONT + 2)
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -269,7 +298,8 @@ def _time_labels(times: np.ndarray) -> list[str]:
 
 def most_influential_plot(top: Any, times: Any, x_train: Any, x_test: Any,
                           image_shape: tuple[int, ...] | None, *, test_index: Any = None,
-                          title: str = "", path: Any = None) -> Any:
+                          title: str = "", path: Any = None, class_train: Any = None,
+                          class_test: Any = None) -> Any:
     """Figure 6: the most influential training image for some test images as training goes on.
 
     Rows are test points: the test image, then the most influential training image at each
@@ -285,6 +315,8 @@ def most_influential_plot(top: Any, times: Any, x_train: Any, x_test: Any,
       test_index: which test points (default: the first 5).
       title: title.
       path: PNG path to save to.
+      class_train: ``(n_train,)`` class of each training point, shown with its index.
+      class_test: ``(n_test,)`` class of each test point.
 
     Returns:
       The matplotlib Figure.
@@ -306,21 +338,25 @@ def most_influential_plot(top: Any, times: Any, x_train: Any, x_test: Any,
         ax.legend(fontsize=7)
     else:
         fig, axes = plt.subplots(len(sel), tt.size + 1, squeeze=False,
-                                 figsize=(0.9 * (tt.size + 1), 0.95 * len(sel) + 0.5))
+                                 figsize=(1.15 * (tt.size + 1), 1.4 * len(sel) + 0.9))
         labels = _time_labels(tt)
         for r, j in enumerate(sel):
             img, cmap = _image(xte[j], image_shape)
             axes[r, 0].imshow(img, cmap=cmap)
-            axes[r, 0].set_title(f"test {int(j)}", fontsize=6)
+            axes[r, 0].set_title(f"test #{int(j)}{_class_of(class_test, int(j))}",
+                                 fontsize=GRID_FONT, fontweight="bold")
             for c in range(tt.size):
-                img, cmap = _image(xtr[top[c, j]], image_shape)
+                i = int(top[c, j])
+                img, cmap = _image(xtr[i], image_shape)
                 axes[r, c + 1].imshow(img, cmap=cmap)
-                axes[r, c + 1].set_title(f"t={labels[c]}\n#{int(top[c, j])}", fontsize=5)
+                head = f"t={labels[c]}\n" if r == 0 else ""
+                axes[r, c + 1].set_title(f"{head}#{i}{_class_of(class_train, i)}",
+                                         fontsize=GRID_FONT)
         for ax in axes.ravel():
             ax.set_xticks([])
             ax.set_yticks([])
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=GRID_FONT + 2)
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -446,6 +482,12 @@ def mixture_plot(experiment: Any, *, ax: Any = None, title: str = "", path: Any 
             label="median IHVP error rate")
     ax.plot(p, np.asarray(experiment.component_leverage)[order], "s--", label="mean leverage $h_i$")
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    gaps = np.diff(np.log10(p)) if p.size > 1 else np.ones(1)
+    crowded = bool(np.min(gaps) < 0.15)
+    ax.set_xticks(p, [f"{v:.3g}" for v in p], rotation=45 if crowded else 0, fontsize=8)
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("component proportion $p_k$")
     ax.set_ylabel("error rate of points in component $k$")
     ax.text(0.96, 0.96, f"Spearman $\\rho$ = {experiment.spearman_p_error:.2f}",

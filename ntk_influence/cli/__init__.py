@@ -92,21 +92,37 @@ class Terminated(KeyboardInterrupt):
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` (main thread only; no-op elsewhere).
 
+    SIGTERM and Ctrl-C are also recorded with :func:`ntk_influence.chunks.request_interrupt`,
+    so that a chunked sweep stops at its next wait even when the handler's own exception is
+    lost (a signal landing in a garbage-collector callback).
+
     Returns:
-      A context manager; the previous handler is restored on exit.
+      A context manager; the previous handlers are restored on exit.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    from ..chunks import clear_interrupt, request_interrupt
 
-    def handler(signum: int, frame: Any) -> None:
+    def on_term(signum: int, frame: Any) -> None:
+        request_interrupt(Terminated)
         raise Terminated
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    def on_int(signum: int, frame: Any) -> None:
+        request_interrupt(KeyboardInterrupt)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:  # leave a caller's own handler alone
+        signal.signal(signal.SIGINT, on_int)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous_int)
+        clear_interrupt()
 
 
 def main(argv: list[str] | None = None) -> int:

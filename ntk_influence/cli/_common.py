@@ -22,6 +22,27 @@ from .._errors import InputError
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NUMERICAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
+def count(text: Any) -> int:
+    """A count option's value: a whole number >= 1 (``argparse`` type for every count option).
+
+    Args:
+      text: the command-line text (or an int from a config file).
+
+    Returns:
+      The count.
+    """
+    if isinstance(text, bool):
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    try:
+        v = int(text) if isinstance(text, int) else int(str(text).strip(), 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {v}")
+    return v
+
+
+
 @dataclasses.dataclass(frozen=True)
 class Command:
     """A subcommand: its name, help, argument builder and runner (returns the output folder)."""
@@ -44,9 +65,9 @@ def add_data_arguments(p: argparse.ArgumentParser, n_train: int = 200, n_test: i
     g.add_argument("--data", default="digits:3,8", metavar="SPEC",
                    help="digits | digits:3,8 | mnist:DIR[:3,8] | cifar10:DIR[:3,5] | npz:PATH "
                         "(default: %(default)s; nothing is downloaded)")
-    g.add_argument("--n-train", type=int, default=n_train,
+    g.add_argument("--n-train", type=count, default=n_train,
                    help="training points, stratified by class (default: %(default)s)")
-    g.add_argument("--n-test", type=int, default=n_test,
+    g.add_argument("--n-test", type=count, default=n_test,
                    help="test points, stratified by class (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="subsampling seed (default: %(default)s)")
     g.add_argument("--center", action="store_true",
@@ -110,8 +131,8 @@ def add_run_arguments(p: argparse.ArgumentParser, name: str) -> None:
     g.add_argument("--out", default=f"results/{name}", metavar="DIR",
                    help="output folder (default: %(default)s)")
     g.add_argument("--config", metavar="FILE.toml",
-                   help="TOML file of option values (keys as on the command line, e.g. "
-                        "n-train = 100); the command line overrides it")
+                   help="TOML file (UTF-8) of option values (keys as on the command line, e.g. "
+                        "n-train = 100); the command line overrides it (default: none)")
     g.add_argument("--resume", action="store_true",
                    help="reuse finished work in --out after an interruption (refused if --out "
                         "holds results of other settings)")
@@ -141,7 +162,12 @@ def apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     if not path.is_file():
         raise InputError(f"config file {path} not found.")
     try:
-        cfg = tomllib.loads(path.read_text())
+        cfg = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise InputError(f"config file {path} is not UTF-8 text ({e.reason} at byte {e.start}); "
+                         "save it as UTF-8.") from e
+    except OSError as e:
+        raise InputError(f"config file {path} cannot be read ({e.strerror}).") from e
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"config file {path} is not valid TOML: {e}") from e
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -189,6 +215,10 @@ def _config_value(action: argparse.Action, key: str, val: Any, path: Path) -> An
         raise InputError(f"{where} takes one value, got the list {val!r}.")
 
     def one(v: Any) -> Any:
+        if action.type in (int, count) and (isinstance(v, bool) or not isinstance(v, int)):
+            raise InputError(f"{where} must be a whole number, got {v!r}.")
+        if action.type is float and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise InputError(f"{where} must be a number, got {v!r}.")
         if action.type is not None and not isinstance(v, bool):
             try:
                 v = action.type(v)

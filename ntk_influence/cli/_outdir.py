@@ -16,16 +16,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .._errors import InputError
-from ..io import jsonable, load_json, save_json, settings_differences
+from ..io import data_hash, jsonable, load_json, save_json, settings_differences
 from ._common import log, settings_of
 
 LOCK_NAME = ".ntk-influence.lock"
@@ -128,23 +125,6 @@ def remove_partial_files(folder: Path) -> int:
             f.unlink()
             n += 1
     return n
-
-
-def data_hash(*arrays: Any) -> str:
-    """SHA-256 of arrays' dtypes, shapes and bytes (the data's identity in a fingerprint).
-
-    Args:
-      *arrays: NumPy arrays (or array-likes).
-
-    Returns:
-      The hex digest.
-    """
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
 
 
 def fingerprint(args: argparse.Namespace, data: Any) -> dict[str, Any]:

@@ -183,31 +183,21 @@ def table1_report(folder: Path) -> list[str]:
     Returns:
       Markdown lines.
     """
-    from .. import plots
-    from ..io import load_json, load_npz
+    from ..io import load_json
 
     p = folder / "compare.json"
     if not p.exists():
         return generic_report(folder)
     d = load_json(p)
     rows = d.get("widths", [])
-    lines = ["Table 1 (predicted against actual influence of the removed points on one test "
-             "point):", ""]
+    k = int(d.get("test_points", 1))
+    on = "one test point" if k == 1 else f"{k} test points (all pairs)"
+    lines = [f"Table 1 (predicted against actual influence of the removed points on {on}):", ""]
     lines += md_table(rows, [("width", "width"), ("pearson", "R (NTK)"),
                               ("spearman", "rho (NTK)"), ("ntk_slope", "slope (NTK)"),
                               ("ihvp_pearson", "R (IHVP)"), ("ihvp_spearman", "rho (IHVP)"),
                               ("ihvp_slope", "slope (IHVP)"),
                               ("retrain_max_error_ratio", "max solver error / abs(Delta)")])
-    if rows:
-        big = max(rows, key=lambda r: r["width"])
-        z = folder / f"width_{big['width']}.npz"
-        if z.exists():
-            arr = load_npz(z)
-            close_figure(plots.influence_scatter(
-                arr["pred_ihvp"], arr["actual"],
-                ylabel="classic IHVP on the trained net (eq. 12)",
-                title=f"width {big['width']}: IHVP against retraining",
-                path=folder / "figure1_ihvp.png"))
     md = folder / "compare.md"
     if md.exists():
         lines += ["", "All comparisons (NTK ignoring / including the initial output f0, the "
@@ -272,9 +262,10 @@ def fig3_report(folder: Path) -> list[str]:
             lines.append(f"- {label}: {fmt(v)}")
     mix = s.get("mixture")
     if isinstance(mix, dict):
-        lines.append(f"- Definition 1 mixture: p_k = {mix.get('p')}, median error rate per "
-                     f"component = {[fmt(v, 3) for v in mix.get('component_error', [])]}, "
-                     f"Spearman(p_k, error) = {fmt(mix.get('spearman_p_error'))}")
+        p = ", ".join(fmt(v, 3) for v in mix.get("p", []))
+        err = ", ".join(fmt(v, 3) for v in mix.get("component_error", []))
+        lines.append(f"- Definition 1 mixture: p_k = [{p}], median error rate per component = "
+                     f"[{err}], Spearman(p_k, error) = {fmt(mix.get('spearman_p_error'))}")
     if not lines:
         return generic_report(folder)
     return [*lines, "", *figures(folder)]

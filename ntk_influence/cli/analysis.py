@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import InputError
-from ._common import Command, add_data_arguments, load_data_from_args, log, settings_of
+from ._common import Command, add_data_arguments, count, load_data_from_args, log, settings_of
 from ._outdir import NOT_CONTENT
 
 DEFAULT_TIMES = (*np.geomspace(0.01, 1000.0, 11).tolist(), float("inf"))
@@ -77,7 +77,7 @@ def _times_arg(p: argparse.ArgumentParser) -> None:
                    help="flow: gradient flow on eq. (2) with the sum loss (t = learning rate x "
                         "steps); paper: eq. (20)'s mean-loss time, t_flow = 2t/n "
                         "(default: %(default)s)")
-    p.add_argument("--chunk-size", type=int, default=None,
+    p.add_argument("--chunk-size", type=count, default=None,
                    help="left-out points per batched eigh (default: fit about 250 MB)")
 
 
@@ -170,7 +170,7 @@ def _sweep_run(args: argparse.Namespace) -> Path:
 
 def _density_args(p: argparse.ArgumentParser) -> None:
     _kernel_args(p)
-    p.add_argument("--dim", type=int, default=10,
+    p.add_argument("--dim", type=count, default=10,
                    help="PCA dimension before the KDE when d is larger (default: %(default)s)")
     p.add_argument("--bandwidth", default="scott",
                    help="scott | silverman | a positive factor (default: %(default)s)")
@@ -181,11 +181,15 @@ def _density_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Theorem 4 mixture experiment")
     g.add_argument("--no-mixture", action="store_true", help="skip the mixture experiment")
     g.add_argument("--mixture-p", type=float, nargs="+",
-                   default=[0.4, 0.25, 0.15, 0.1, 0.06, 0.04], help="component proportions")
-    g.add_argument("--mixture-n", type=int, default=300, help="mixture training points")
-    g.add_argument("--mixture-d", type=int, default=20, help="mixture dimension")
-    g.add_argument("--mixture-r", type=float, default=0.6, help="mixture radius bound r")
-    g.add_argument("--mixture-repeats", type=int, default=3,
+                   default=[0.4, 0.25, 0.15, 0.1, 0.06, 0.04],
+                   help="component proportions (default: %(default)s)")
+    g.add_argument("--mixture-n", type=count, default=300,
+                   help="mixture training points (default: %(default)s)")
+    g.add_argument("--mixture-d", type=count, default=20,
+                   help="mixture dimension (default: %(default)s)")
+    g.add_argument("--mixture-r", type=float, default=0.6,
+                   help="mixture radius bound r (default: %(default)s)")
+    g.add_argument("--mixture-repeats", type=count, default=3,
                    help="independent mixture draws averaged (default: %(default)s)")
 
 
@@ -251,7 +255,7 @@ def _examples_args(p: argparse.ArgumentParser) -> None:
     _kernel_args(p)
     p.add_argument("--test-index", type=int, nargs="+", default=[0, 1, 2, 3],
                    help="test points to explain (default: %(default)s)")
-    p.add_argument("--k", type=int, default=5, help="images per kind (default: %(default)s)")
+    p.add_argument("--k", type=count, default=5, help="images per kind (default: %(default)s)")
 
 
 def _examples_run(args: argparse.Namespace) -> Path:
@@ -275,8 +279,10 @@ def _examples_run(args: argparse.Namespace) -> Path:
     d = ds.x_train.shape[1]
     if ds.image_shape is not None or int(round(np.sqrt(d))) ** 2 == d:
         _close(influential_examples_plot(ex, ds.x_train, ds.x_test, ds.image_shape,
-                                         title=f"{ds.name}: helpful | harmful | uninfluential",
-                                         path=out / "fig4_examples.png"))
+                                         title=f"{ds.name}: helpful | harmful | uninfluential "
+                                               "(#index (class), influence I)",
+                                         path=out / "fig4_examples.png",
+                                         class_train=ds.class_train, class_test=ds.class_test))
         figure = "fig4_examples.png"
     io.save_json(out / "summary.json", {
         "command": "examples", "settings": _settings(args), "data": ds.describe(),
@@ -292,7 +298,7 @@ def _examples_run(args: argparse.Namespace) -> Path:
 
 def _complexity_args(p: argparse.ArgumentParser) -> None:
     _kernel_args(p)
-    p.add_argument("--groups", type=int, default=10, help="number of groups (default: 10)")
+    p.add_argument("--groups", type=count, default=10, help="number of groups (default: 10)")
     p.add_argument("--reduce", default="sum", choices=["sum", "mean"],
                    help="influence over test points, summed or averaged (default: %(default)s)")
     p.add_argument("--complexity-lam", type=float, default=0.0,
@@ -383,8 +389,10 @@ def _dynamics_run(args: argparse.Namespace) -> Path:
     io.save_npz(out / "dynamics.npz", **arrays)
     show = [j for j in args.show if 0 <= j < kt.shape[1]] or [0]
     _close(most_influential_plot(top, times, ds.x_train, ds.x_test, ds.image_shape,
-                                 test_index=show, title=f"{ds.name}: most influential over time",
-                                 path=out / "fig6_most_influential.png"))
+                                 test_index=show,
+                                 title=f"{ds.name}: most influential over time (#index (class))",
+                                 path=out / "fig6_most_influential.png",
+                                 class_train=ds.class_train, class_test=ds.class_test))
     summary: dict[str, Any] = {
         "command": "dynamics", "settings": _settings(args), "data": ds.describe(),
         "time_unit": args.time_unit, "times": times, "flow_times": fo.flow_times,
@@ -418,7 +426,7 @@ def _noise_args(p: argparse.ArgumentParser) -> None:
                    help="influence used to rank (default: %(default)s)")
     p.add_argument("--by", default="abs", choices=["abs", "helpful", "harmful"],
                    help="what 'most influential' means (default: largest |I|)")
-    p.add_argument("--top-k", type=int, default=1,
+    p.add_argument("--top-k", type=count, default=1,
                    help="most influential points counted per test point (default: 1)")
 
 

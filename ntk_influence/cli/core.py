@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._common import Command, add_data_arguments, load_data_from_args, log, settings_of
+from ._common import Command, add_data_arguments, count, load_data_from_args, log, settings_of
 
 
 def _influence_args(p: argparse.ArgumentParser) -> None:
@@ -18,14 +18,16 @@ def _influence_args(p: argparse.ArgumentParser) -> None:
                    help="paper: eq. (4), first layer trained, in closed form; paper-nt: the same "
                         "through Neural Tangents (ntk - nngp, ~1e-9); paper-both: both layers "
                         "(default: %(default)s)")
-    p.add_argument("--top", type=int, default=5,
-                   help="helpful/harmful points listed per test point in summary.json")
+    p.add_argument("--top", type=count, default=5,
+                   help="helpful/harmful points listed per test point in summary.json "
+                        "(default: %(default)s)")
     p.add_argument("--spectrum", default="auto",
                    choices=["auto", "exact", "iterative", "lanczos", "none"],
                    help="how lambda_min/lambda_max are computed: auto (dense up to n=1024, else "
                         "ARPACK), exact, iterative (ARPACK; 'lanczos' is the same), none "
                         "(default: %(default)s)")
-    p.add_argument("--block-size", type=int, default=2048, help="kernel/test block size")
+    p.add_argument("--block-size", type=count, default=2048,
+                   help="kernel/test block size (default: %(default)s)")
 
 
 def _influence_run(args: argparse.Namespace) -> Path:

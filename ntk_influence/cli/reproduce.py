@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import InputError, NotConvergedError, NumericalError
-from ._common import Command, log, settings_of
+from ._common import Command, count, log, settings_of
 from ._outdir import claim_output, run_in_folder
 from ._report import (
     fig2_report,
@@ -102,7 +102,8 @@ def _table1_argv(args: argparse.Namespace, mode: str) -> list[str]:
     return ["compare", *_data_argv(args, mode, n_train=t["n_train"]),
             "--widths", *[str(w) for w in widths],
             "--n-points", str(args.n_points or t["n_points"]),
-            "--test-index", "0", "--lam", str(args.lam)]
+            "--test-index", "0", "--lam", str(args.lam),
+            *(["--test-points", str(args.test_points)] if args.test_points else [])]
 
 
 # ------------------------------------------------------------------ parts: Figures 2-7
@@ -182,13 +183,14 @@ def _args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", default="digits:3,8", metavar="SPEC",
                    help="digits:3,8 | mnist:DIR:3,8 | cifar10:DIR:3,5 | npz:PATH; a class pair "
                         "as in the paper (default: %(default)s; nothing is downloaded)")
-    g.add_argument("--n-train", type=int, default=None,
+    g.add_argument("--n-train", type=count, default=None,
                    help="training points, overriding the mode's size (quick: "
                         f"{SIZES['quick']['n_train']}, Table 1 {TABLE1['quick']['n_train']}; "
-                        f"full: {SIZES['full']['n_train']}; capped at what the data has)")
-    g.add_argument("--n-test", type=int, default=None,
+                        f"full: {SIZES['full']['n_train']}; default: the mode's, capped at what the data "
+                        "has)")
+    g.add_argument("--n-test", type=count, default=None,
                    help="test points, overriding the mode's size (quick: "
-                        f"{SIZES['quick']['n_test']}, full: {SIZES['full']['n_test']})")
+                        f"{SIZES['quick']['n_test']}, full: {SIZES['full']['n_test']}; default: the mode's)")
     g.add_argument("--seed", type=int, default=0, help="subsampling seed (default: %(default)s)")
     g.add_argument("--center", action="store_true",
                    help="centre inputs on the training mean before unit-normalising")
@@ -200,13 +202,20 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(mode="quick")
     p.add_argument("--lam", type=float, default=0.1,
                       help="ridge lambda for the influence parts (default: %(default)s)")
-    p.add_argument("--widths", type=int, nargs="+", metavar="W",
-                      help="override the Table 1 widths of the mode")
-    p.add_argument("--n-points", type=int, metavar="K",
-                   help="override the number of retrained points per width in Table 1")
+    p.add_argument("--widths", type=count, nargs="+", metavar="W",
+                   help="override the Table 1 widths of the mode (default: quick "
+                        f"{TABLE1['quick']['widths']}, full {TABLE1['full']['widths']})")
+    p.add_argument("--n-points", type=count, metavar="K",
+                   help="override the number of retrained points per width in Table 1 "
+                        f"(default: quick {TABLE1['quick']['n_points']}, full "
+                        f"{TABLE1['full']['n_points']})")
+    p.add_argument("--test-points", type=count, metavar="K",
+                   help="average Table 1 over K test points (see compare --help; no extra "
+                        "retraining) (default: 1, the paper's single test point)")
     p.add_argument("--parts", nargs="+", metavar="PART",
-                      help=f"run only these parts (of {', '.join(p.name for p in PARTS)})")
-    p.add_argument("--skip", nargs="+", metavar="PART", help="leave these parts out")
+                      help=f"run only these parts (of {', '.join(p.name for p in PARTS)}; default: all)")
+    p.add_argument("--skip", nargs="+", metavar="PART",
+                   help="leave these parts out (default: none)")
     p.add_argument("--keep-going", action="store_true",
                    help="record a failed part in the report and go on with the next")
     p.add_argument("--dry-run", action="store_true",

@@ -1,0 +1,110 @@
+"""Ctrl-C and SIGTERM stop a chunked sweep within about a second, keeping finished chunks.
+
+A chunk whose device call sleeps (a ``jax.pure_callback``) stands for a long vmapped retraining
+chunk; the interruption is sent from a timer thread once the first chunk is saved. Without the
+interruptible wait the main thread would sit in the device call until the chunk ended.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import signal
+import threading
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ntk_influence.chunks import call_interruptibly, map_chunks
+from ntk_influence.cli import Terminated, sigterm_as_interrupt
+from ntk_influence.io import ResultStore
+
+SLEEP = 20.0  # the second chunk's device call; interruption must act long before it ends
+
+
+def _sleepy(x):
+    time.sleep(SLEEP if x[0] >= 2 else 0.0)
+    return x
+
+
+def _chunk(chunk, args):
+    slow = jax.pure_callback(_sleepy, jax.ShapeDtypeStruct(chunk.shape, chunk.dtype), chunk)
+    return {"double": 2 * slow + args}
+
+
+def _interrupt_main():
+    _thread.interrupt_main()
+
+
+def _sigterm():
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+# (how the run is interrupted, the exception the caller sees)
+CASES = [("ctrl-c", _interrupt_main, KeyboardInterrupt), ("sigterm", _sigterm, Terminated)]
+
+
+@pytest.mark.parametrize("name,send,expected", CASES, ids=[c[0] for c in CASES])
+def test_interruption_stops_a_sweep_mid_chunk(name, send, expected, tmp_path):
+    store = ResultStore(tmp_path / "store")
+    sent: list[float] = []
+
+    def interrupter():
+        while not store.done("chunk_0"):  # wait for the first chunk to be saved
+            time.sleep(0.02)
+        time.sleep(0.3)  # the second chunk is now in its device call
+        sent.append(time.perf_counter())
+        send()
+
+    threading.Thread(target=interrupter, daemon=True).start()
+    with sigterm_as_interrupt(), pytest.raises(expected):
+        map_chunks(_chunk, np.arange(4, dtype=np.int32), chunk_size=2, args=jnp.int32(1),
+                   store=store, show_progress=False)
+    stopped = time.perf_counter()
+    assert sent, "interrupted before the first chunk was saved"
+    assert stopped - sent[0] < SLEEP / 4  # not at the end of the sleeping chunk
+    assert store.keys() == ["chunk_0"]  # the finished chunk is kept, the cut one is not
+    np.testing.assert_array_equal(store.load("chunk_0")["double"], [1, 3])
+
+
+def test_interruptible_call_returns_and_raises_like_the_call():
+    assert call_interruptibly(lambda: 7) == 7
+    with pytest.raises(ZeroDivisionError):
+        call_interruptibly(lambda: 1 / 0)
+    # the caller's 64-bit mode holds inside the helper thread (JAX keeps it per thread)
+    for flag in (True, False):
+        with jax.enable_x64(flag):
+            assert call_interruptibly(lambda: jnp.zeros(1, float).dtype) == (
+                np.float64 if flag else np.float32)
+
+
+def test_cli_exits_130_with_its_message_when_a_chunk_is_cut(tmp_path, capsys, monkeypatch):
+    import ntk_influence.compare as compare_module
+    from ntk_influence.cli import main
+
+    def sleepy_width(*a, store=None, **kw):
+        map_chunks(_chunk, np.arange(4, dtype=np.int32), chunk_size=2, args=jnp.int32(1),
+                   store=store, show_progress=False)
+        raise AssertionError("the sweep was not interrupted")
+
+    monkeypatch.setattr(compare_module, "compare_width", sleepy_width)
+    first = tmp_path / "c" / "retrain_16" / "item_chunk_0.npz"
+    sent: list[float] = []
+
+    def interrupter():
+        while not first.exists():
+            time.sleep(0.02)
+        time.sleep(0.3)
+        sent.append(time.perf_counter())
+        _sigterm()
+
+    threading.Thread(target=interrupter, daemon=True).start()
+    code = main(["compare", "--n-train", "16", "--n-test", "4", "--widths", "16",
+                 "--n-points", "4", "--out", str(tmp_path / "c"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 130 and "terminated (SIGTERM)" in err and "--resume" in err, err
+    assert sent and time.perf_counter() - sent[0] < SLEEP / 4
+    assert first.exists() and not first.with_name("item_chunk_1.npz").exists()
