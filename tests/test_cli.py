@@ -30,7 +30,7 @@ def _names():
 
 
 EXPECTED = ["influence", "compare", "lambda-sweep", "density", "examples", "complexity", "dynamics",
-            "label-noise", "reproduce"]
+            "label-noise", "reproduce", "attribution"]
 
 
 def test_command_table_is_complete_and_listed(capsys):

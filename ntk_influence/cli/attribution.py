@@ -13,15 +13,15 @@ import shutil
 import time
 from pathlib import Path
 
-from ._common import Command, add_data_arguments, load_data_from_args, log, settings_of
+from ._common import Command, add_data_arguments, count, load_data_from_args, log, settings_of
 
 
 def _attribution_args(p: argparse.ArgumentParser) -> None:
     from ..attribution import METHODS
 
     add_data_arguments(p, n_train=200, n_test=50)
-    p.add_argument("--width", type=int, default=16384, help="hidden width (default: %(default)s)")
-    p.add_argument("--subsets", type=int, default=100,
+    p.add_argument("--width", type=count, default=16384, help="hidden width (default: %(default)s)")
+    p.add_argument("--subsets", type=count, default=100,
                    help="random subsets M retrained (default: %(default)s)")
     p.add_argument("--alpha", type=float, default=0.5,
                    help="kept fraction of each subset, ceil(alpha n) points (default: %(default)s)")
@@ -31,7 +31,8 @@ def _attribution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", choices=["symmetric", "standard"], default="symmetric",
                    help="symmetric: f_0 = 0 (ntk_f0 does not apply); standard: eq. (1) as is "
                         "(default: %(default)s)")
-    p.add_argument("--net-seed", type=int, default=0, help="initialisation seed")
+    p.add_argument("--net-seed", type=int, default=0,
+                   help="initialisation seed (default: %(default)s)")
     p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
                    help="additive methods to score (default: all)")
     p.add_argument("--loo-points", type=int, default=20,
@@ -42,21 +43,22 @@ def _attribution_args(p: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     p.add_argument("--trak-dim", type=int, default=1024,
                    help="TRAK projection dimension; 0 for no projection (default: %(default)s)")
-    p.add_argument("--trak-ensemble", type=int, default=4,
+    p.add_argument("--trak-ensemble", type=count, default=4,
                    help="nets averaged by TRAK, from seeds net-seed, net-seed+1, ... "
                         "(default: %(default)s)")
     p.add_argument("--trak-projection", choices=["gaussian", "rademacher"], default="gaussian",
                    help="TRAK projection entries (default: %(default)s)")
-    p.add_argument("--tracin-checkpoints", type=int, default=5,
+    p.add_argument("--tracin-checkpoints", type=count, default=5,
                    help="TracIn-CP checkpoints (default: %(default)s)")
-    p.add_argument("--tracin-steps", type=int, default=500,
+    p.add_argument("--tracin-steps", type=count, default=500,
                    help="first-order steps of the TracIn training path (default: %(default)s)")
     p.add_argument("--tracin-method", choices=["gd", "sgd"], default="gd",
                    help="optimiser of the TracIn path (default: %(default)s)")
     p.add_argument("--f-tol", type=float, default=1e-7,
                    help="stop training when predictions move less than this (default: "
                         "%(default)s)")
-    p.add_argument("--max-steps", type=int, default=None, help="solver iteration cap")
+    p.add_argument("--max-steps", type=count, default=None,
+                   help="solver iteration cap (default: the solver's own, 200 for GN)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="parameter dtype (default: %(default)s)")
 
