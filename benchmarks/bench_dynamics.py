@@ -79,7 +79,7 @@ def main() -> None:
     ap.add_argument("--subset", type=int, default=24,
                     help="left-out points the exact route is timed on (default: %(default)s)")
     args = ap.parse_args()
-    run = _runinfo.start()
+    started = _runinfo.start()
     rows = []
     with jax.enable_x64(True):
         for n in args.sizes:
@@ -103,7 +103,7 @@ def main() -> None:
     print("* exact full = measured per-point time x n (timed on --subset points)")
     out = Path(__file__).resolve().parent / "out"
     out.mkdir(exist_ok=True)
-    info = _runinfo.finish({**run, "machine": platform.platform(),
+    info = _runinfo.finish({**started, "machine": platform.platform(),
                             "processor": platform.processor(), "jax": jax.__version__,
                             "backend": jax.default_backend(), "lam": 0.1, "rows": rows})
     (out / "bench_dynamics.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -2,7 +2,7 @@
 
 README.md and benchmarks/README.md hold sections between ``<!-- render:NAME -->`` and
 ``<!-- /render:NAME -->``. Each section is produced by one function of this module from the JSON
-that one run wrote, committed under ``benchmarks/results/RUN/`` with the run's record
+that one run wrote, committed under ``benchmarks/runs/RUN/`` with the run's record
 (``run.json``: command, date, machine, load average at start and end, wall time). So every number
 in the documentation names the run it comes from, and re-rendering is reproducible.
 
@@ -13,7 +13,7 @@ Usage (from the repository root)::
     python benchmarks/render_docs.py record RUN --collect DIR_OR_FILE ... -- COMMAND ...
 
 ``record`` runs COMMAND, measures its wall time and the load average before and after, and copies
-the JSON files it wrote (a file, or every ``*.json`` under a folder) to ``benchmarks/results/RUN/``
+the JSON files it wrote (a file, or every ``*.json`` under a folder) to ``benchmarks/runs/RUN/``
 together with ``run.json``.
 """
 
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks" / "runs"
 DOCS = [ROOT / "README.md", ROOT / "benchmarks" / "README.md"]
 
 
@@ -65,6 +65,11 @@ def record(name: str, command: list[str], collect: list[str], results: Path = RE
         rc = subprocess.call(command, cwd=ROOT)
         rec.update(wall_s=round(time.perf_counter() - t0, 2), exit_code=rc)
     rec["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
+    missing = [c for c in collect if not Path(c).exists()]
+    if rec.get("exit_code", 0) != 0 or missing:  # keep the previous results of this run
+        rec["error"] = (f"exit code {rec.get('exit_code')}; missing outputs {missing}; "
+                        f"{results / name} left as it was")
+        return rec
     dest = results / name
     if dest.exists():
         shutil.rmtree(dest)
@@ -141,14 +146,15 @@ def seconds(s: float) -> str:
 
 
 def load_text(rec: dict[str, Any]) -> str:
-    """The load averages of a run record (1-minute values at start and end)."""
+    """The load averages of a run record (1, 5 and 15 minutes, at the start and the end)."""
     a, b = rec.get("load_avg_start"), rec.get("load_avg_end")
     if not a or not b:
         return "load average not recorded"
-    return f"load average {a[0]:.1f} at the start and {b[0]:.1f} at the end"
+    return (f"load average (1/5/15 min) {'/'.join(f'{v:.1f}' for v in a)} at the start and "
+            f"{'/'.join(f'{v:.1f}' for v in b)} at the end")
 
 
-def source(results: Path, run: str, link: str = "benchmarks/results") -> str:
+def source(results: Path, run: str, link: str = "benchmarks/runs") -> str:
     """The line that names a section's run: command, date, machine, load and wall time.
 
     Args:
@@ -167,7 +173,7 @@ def source(results: Path, run: str, link: str = "benchmarks/results") -> str:
     return (f"*Source: `{rec['command']}`, run {date} {zone} on "
             f"{rec['machine']} with {rec['cpus']} CPU cores shared with other jobs "
             f"({load_text(rec)}){wall}; JSON in "
-            f"[`benchmarks/results/{run}/`]({link}/{run}).*")
+            f"[`benchmarks/runs/{run}/`]({link}/{run}).*")
 
 
 def table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -303,7 +309,7 @@ def render_table1(results: Path) -> str:
 def render_table1_detail(results: Path) -> str:
     """benchmarks/README: the same Table 1 run with the solver's work and time per width."""
     c = load(results, "table1", "compare.json")
-    lines = [source(results, "table1", "results"), "",
+    lines = [source(results, "table1", "runs"), "",
              _table1_setup(c), ""]
     lines += table([*TABLE1_HEAD, "steps per retrain: mean (max)", "refined", "LOO nets/min",
                     "time"], _table1_rows(c["widths"], detail=True))
@@ -330,7 +336,7 @@ def render_bench_influence(results: Path) -> str:
              f"{r['brute_over_ours']:.0f}", f"{r['ours_peak_mb']:.0f}",
              f"{r['floor_peak_mb']:.0f}", f"{r['nxn_mb']:.0f}",
              "yes" if r["results_agree"] else "**no**"] for r in rows]
-    lines = [source(results, "bench_influence", "results"), "",
+    lines = [source(results, "bench_influence", "runs"), "",
              f"lambda = {g(b['lam'])}; floor and ours alternate in fresh processes, "
              f"{b.get('repeats', 2)} runs each, fastest counts.", ""]
     lines += table(["n", "d", "n_test", "ours s", "ours cold s", "+spec s", "floor s",
@@ -368,9 +374,12 @@ def render_bench_scale_time(results: Path) -> str:
              fx(r["ours_over_floor"]), str(r["repeats"]), f"{r['ours_peak_mb']:.0f}",
              f"{r['plan_host_mb']:.0f}", f"{r['floor_peak_mb']:.0f}", f"{r['nxn_mb']:.0f}",
              r["backend"], "yes" if r["results_agree"] else "**no**"] for r in b["time"]]
-    lines = [source(results, "bench_scale", "results"), ""]
+    lines = [source(results, "bench_scale", "runs"), ""]
     lines += table(["n", "d", "ours s", "floor s", "ours/floor", "runs", "ours peak MB",
                     "plan MB", "floor peak MB", "n x n MB", "backend", "agree"], body)
+    lines += ["", "Measured peak of ours over the plan's host figure: "
+              + ", ".join(f"{r['ours_peak_mb'] / r['plan_host_mb']:.2f} at n = {r['n']}"
+                          for r in b["time"]) + " (above 1: the plan underestimates)."]
     return "\n".join(lines)
 
 
@@ -382,7 +391,7 @@ def render_bench_scale_precision(results: Path) -> str:
              str(tuple(r["steps"]))] for r in b["precision"]]
     worst = {pol: max(r["influence"] for r in b["precision"] if r["policy"] == pol)
              for pol in sorted({r["policy"] for r in b["precision"]})}
-    lines = [source(results, "bench_scale", "results"), ""]
+    lines = [source(results, "bench_scale", "runs"), ""]
     lines += table(["n", "lambda", "cond", "policy", "beta", "alpha", "diag(A)", "influence",
                     "estimate", "steps"], body)
     lines += ["", "Largest influence error per policy in this run: "
@@ -393,7 +402,7 @@ def render_bench_scale_precision(results: Path) -> str:
 def render_bench_nets(results: Path) -> str:
     """benchmarks/README: ``bench_nets.py``, IHVP methods, Gauss-Newton against GD, throughput."""
     b = load(results, "bench_nets", "bench_nets.json")
-    lines = [source(results, "bench_nets", "results"), ""]
+    lines = [source(results, "bench_nets", "runs"), ""]
     ih = b.get("ihvp")
     if ih:
         lines += [f"**IHVP methods** (n = {ih['n_train']}, width {ih['width']}, "
@@ -402,7 +411,8 @@ def render_bench_nets(results: Path) -> str:
                  "cg": "CG (forward-over-reverse HVP)", "lissa": "LiSSA (full batch)"}
         lines += table(["method", "time", "iterations", "residual", "max rel. diff vs dense"],
                        [[names[m], seconds(ih[m]["seconds"]) if ih[m]["seconds"] >= 0.1
-                         else f"{ih[m]['seconds']:.3f} s", str(ih[m]["iterations"]),
+                         else f"{ih[m]['seconds']:.3f} s",
+                         str(ih[m]["iterations"]) if ih[m]["iterations"] else "-",
                          g(ih[m]["residual"], 2), g(ih[m]["max_rel_diff_vs_dense"], 1)]
                         for m in ("dense", "woodbury", "cg", "lissa")])
         lines.append("")
@@ -410,7 +420,7 @@ def render_bench_nets(results: Path) -> str:
     body = []
     for c in b["gn_vs_gd"]:
         gn, gd = c["gn"], c["gd"]
-        body.append([str(c["n_train"]), g(c["lam"]), g(c["f_tol"]),
+        body.append([str(c["n_train"]), g(c["lam"]), g(c["f_tol"], 1),
                      f"{fx(gn['seconds'])} s ({gn['iterations']}, {gn['converged']})",
                      f"{fx(gd['seconds'])} s ({gd['iterations']}, {gd['converged']}, "
                      f"{gd['stalled']})", f"{c['speedup_gn_over_gd']:.0f}",
@@ -433,10 +443,10 @@ def render_bench_dynamics(results: Path) -> str:
     """benchmarks/README: ``bench_dynamics.py``, exact against first-order time influence."""
     b = load(results, "bench_dynamics", "bench_dynamics.json")
     rows = b["rows"]
-    lines = [source(results, "bench_dynamics", "results"), ""]
+    lines = [source(results, "bench_dynamics", "runs"), ""]
     lines += table(["n", "left-out points timed", "exact s/point", "/ numpy eigh",
                     "exact, all points*", "first order, all points", "speed-up"],
-                   [[str(r["n"]), str(r["subset"]), fx(r["exact_seconds_per_point"]),
+                   [[str(r["n"]), str(r["subset"]), g(r["exact_seconds_per_point"]),
                      fx(r["exact_per_point_over_numpy_eigh"], 1),
                      f"~{r['exact_seconds_full_extrapolated']:.0f} s",
                      f"{fx(r['first_order_seconds_all_points'], 1)} s",
@@ -458,7 +468,7 @@ def render_bench_dynamics(results: Path) -> str:
 def render_gpu_small(results: Path) -> str:
     """benchmarks/README: ``gpu_influence.py --small`` as a CPU smoke run."""
     b = load(results, "gpu_influence_small", "gpu_influence.json")
-    lines = [source(results, "gpu_influence_small", "results"), ""]
+    lines = [source(results, "gpu_influence_small", "runs"), ""]
     lines += [f"n = {b['n']}, n_test = {b['n_test']}, d = {b['d']} on {b['device']}: kernel to "
               f"influence matrix in {seconds(b['total_s'])}, residual of "
               f"`(K + lam I) beta = y` on 256 rows {g(b['residual_check'], 2)}, cond "
@@ -472,7 +482,7 @@ def render_gpu_small(results: Path) -> str:
 def render_memory_plans(results: Path) -> str:
     """benchmarks/README: ``memory_plans.py``, the plan for the GPU target per device size."""
     b = load(results, "memory_plans", "memory_plans.json")
-    lines = [source(results, "memory_plans", "results"), "",
+    lines = [source(results, "memory_plans", "runs"), "",
              f"n = {b['n']}, n_test = {b['n_test']}, d = {b['d']}, {b['dtype']}, one device, "
              f"`backend=\"jax\"`:", ""]
     for row in b["plans"]:
@@ -549,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         a = ap.parse_args(argv[1:argv.index("--")] if "--" in argv else argv[1:])
         rec = record(a.name, cmd, a.collect, a.results, run=bool(cmd))
         print(json.dumps(rec, indent=2))
-        return int(rec.get("exit_code", 0))
+        return int(rec.get("exit_code", 0)) or (1 if "error" in rec else 0)
     ap = argparse.ArgumentParser(description="Render the measured sections of the docs.")
     ap.add_argument("--check", action="store_true",
                     help="do not write; exit 1 when a section differs from its JSON")

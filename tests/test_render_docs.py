@@ -73,7 +73,7 @@ def test_render_writes_the_json_numbers_and_keeps_the_rest(rd, tmp_path):
     assert text.endswith("<!-- /render:bench-dynamics -->\n\nTail text.\n")
     # the run's record and the row's numbers (0.25 s/point x 200 points = 50 s; 50/0.5 = 100x)
     assert "`python benchmarks/bench_dynamics.py --sizes 50`" in text
-    assert "load average 3.2 at the start and 4.8 at the end" in text
+    assert "load average (1/5/15 min) 3.2/2.0/1.0 at the start and 4.8/3.0/2.0 at the end" in text
     assert "wall time 5 min 18 s" in text
     assert "| 200 | 4 | 0.25 | 2.0 | ~50 s | 0.5 s | ~100x |" in text
     assert "| 200 | 0.004 / 0.996 / 1.00 | 0.63 / 0.370 / 0.83 |" in text
@@ -126,6 +126,11 @@ def test_record_runs_the_command_and_collects_its_json(rd, tmp_path):
     assert len(saved["load_avg_start"]) == 3 and len(saved["load_avg_end"]) == 3
     assert saved["wall_s"] >= 0
     assert json.loads((tmp_path / "results" / "demo" / "a.json").read_text()) == {"x": 1}
+    # a failing command leaves the recorded run as it was
+    bad = rd.record("demo", [sys.executable, "-c", "raise SystemExit(3)"], [str(out / "b.json")],
+                    tmp_path / "results")
+    assert bad["exit_code"] == 3 and "left as it was" in bad["error"]
+    assert json.loads((tmp_path / "results" / "demo" / "run.json").read_text()) == saved
 
 
 def test_committed_docs_match_their_committed_json(rd):
