@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,10 @@ import numpy as np
 
 from ntk_influence import kernel_matrix
 from ntk_influence.density import finite_mixture
-from ntk_influence.dynamics import agreement, time_influence_from_kernels
+from ntk_influence.dynamics import time_agreement, time_influence_from_kernels
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _runinfo
 
 TIMES = [0.01, 0.1, 1.0, 10.0, 100.0, np.inf]
 P = np.full(10, 0.1)
@@ -55,7 +59,7 @@ def run(n: int, subset: int, n_test: int = 100, lam: float = 0.1) -> dict:
         k, kt, tr.y, te.y, lam, TIMES, method="first-order"))
     m = k + lam * np.eye(n)
     t_eigh, _ = _best(lambda: np.linalg.eigh(m), repeats=3)
-    ag = agreement(ex.influence, fo.first_order[:, idx])
+    ag = time_agreement(ex.influence, fo.first_order[:, idx])
     per_point = t_ex / subset
     return {"n": n, "n_test": n_test, "times": [str(t) for t in TIMES], "subset": subset,
             "exact_seconds_subset": t_ex, "exact_seconds_per_point": per_point,
@@ -75,6 +79,7 @@ def main() -> None:
     ap.add_argument("--subset", type=int, default=24,
                     help="left-out points the exact route is timed on (default: %(default)s)")
     args = ap.parse_args()
+    started = _runinfo.start()
     rows = []
     with jax.enable_x64(True):
         for n in args.sizes:
@@ -98,8 +103,9 @@ def main() -> None:
     print("* exact full = measured per-point time x n (timed on --subset points)")
     out = Path(__file__).resolve().parent / "out"
     out.mkdir(exist_ok=True)
-    info = {"machine": platform.platform(), "processor": platform.processor(),
-            "jax": jax.__version__, "backend": jax.default_backend(), "rows": rows}
+    info = _runinfo.finish({**started, "machine": platform.platform(),
+                            "processor": platform.processor(), "jax": jax.__version__,
+                            "backend": jax.default_backend(), "lam": 0.1, "rows": rows})
     (out / "bench_dynamics.json").write_text(json.dumps(info, indent=2) + "\n")
     print(f"wrote {out / 'bench_dynamics.json'}")
 

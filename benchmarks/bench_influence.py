@@ -39,6 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _runinfo
+
 OUT = Path(__file__).resolve().parent / "out"
 LAM = 0.1
 
@@ -173,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         m, n, d, s = a.worker
         print(json.dumps(_worker(m, int(n), int(d), int(s))))
         return 0
+    run = _runinfo.start()
     sizes, dims = ([200, 400], [64]) if a.quick else (a.sizes, a.dims)
     rows = []
     hdr = (f"{'n':>6} {'d':>4} {'ours s':>8} {'cold s':>8} {'floor s':>8} {'ours/floor':>10} "
@@ -219,10 +223,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['brute_s_extrapolated']:>9.1f} {row['brute_over_ours']:>10.0f} "
                   f"{row['ours_peak_mb']:>8.0f} {row['floor_peak_mb']:>8.0f} "
                   f"{row['brute_peak_mb']:>8.0f}", flush=True)
-    info = {"machine": platform.platform(), "cpus": os.cpu_count(),
-            "load_avg_at_end": os.getloadavg(), "lam": LAM, "rows": rows,
+    info = {**run, "machine": platform.platform(), "cpus": os.cpu_count(),
+            "load_avg_at_end": os.getloadavg(), "lam": LAM, "repeats": a.repeats, "rows": rows,
             "targets": {"ours_over_floor_at_4000": 1.2, "ours_spectrum_over_floor_at_4000": 1.3,
                         "brute_over_ours_at_2000": 100}}
+    _runinfo.finish(info)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(info, indent=2) + "\n")
     print(f"wrote {a.out}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -28,6 +29,9 @@ from ntk_influence import ihvp as H  # noqa: E402
 from ntk_influence import nets as N  # noqa: E402
 from ntk_influence import retrain as R  # noqa: E402
 from ntk_influence import train as T  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _runinfo  # noqa: E402
 
 OUT = Path(__file__).parent / "out"
 
@@ -108,9 +112,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--solvers-only", action="store_true")
     args = p.parse_args()
+    res: dict = _runinfo.start()
     ds = ni.load_dataset("digits:3,8", n_train=200, n_test=50, seed=0)
     small = ni.load_dataset("digits:3,8", n_train=40, n_test=10, seed=0)
-    res: dict = {}
     if not args.solvers_only:
         res["ihvp"] = ihvp_methods(small, 64)
         print(f"IHVP methods (n=40, width 64, P={res['ihvp']['n_params']}):")
@@ -137,6 +141,7 @@ def main() -> None:
               f"{t['loo_nets_per_minute']:.2f} LOO nets/min")
     OUT.mkdir(parents=True, exist_ok=True)
     name = "bench_nets_solvers.json" if args.solvers_only else "bench_nets.json"
+    _runinfo.finish(res)
     (OUT / name).write_text(json.dumps(res, indent=2, default=float))
     print(f"wrote {OUT / name}")
 

@@ -34,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+import _runinfo  # noqa: E402
 from bench_influence import _cur_rss_mb, _data, _rss_mb, floor  # noqa: E402
 
 OUT = HERE / "out"
@@ -170,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.worker:
         print(json.dumps(_worker(a.worker[0], int(a.worker[1]), int(a.worker[2]))))
         return 0
-    info: dict = {"machine": platform.platform(), "cpus": os.cpu_count(), "lam": LAM}
+    info: dict = {**_runinfo.start(), "machine": platform.platform(), "cpus": os.cpu_count(),
+                  "lam": LAM}
     if a.quick:
         sizes, psizes, d = [500, 1000], [300], 64
     else:
@@ -182,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         cases = [(n, lams_full if n <= 4000 else [1e-3, 1e-1]) for n in psizes]
         info["precision"] = part_precision(cases, d, 50 if a.quick else 200)
     info["load_avg_at_end"] = os.getloadavg()
+    _runinfo.finish(info)
+    if a.part != "both":  # the record of each part's own run
+        info[f"run_{a.part}"] = info.pop("run")
     out = Path(a.out)
     old = json.loads(out.read_text()) if out.exists() and a.part != "both" else {}
     old.update(info)

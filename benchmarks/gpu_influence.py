@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _runinfo
 import jax
 
 import ntk_influence as ni
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-block", type=int, default=None)
     ap.add_argument("--out", default=str(OUT / "gpu_influence.json"))
     a = ap.parse_args(argv)
+    run = _runinfo.start(None if argv is None else [sys.argv[0], *argv])
     n, t, d = (2000, 500, a.d) if a.small else (a.n, a.n_test, a.d)
     dev = jax.devices()[0]
     mesh = dd.make_mesh()
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
           f"residual {rel_resid:.2e}; cond {cond:.3g}; influence finite: "
           f"{bool(np.isfinite(infl).all())}", flush=True)
     flops = sum(r["flops"] for r in log)
-    info = {"device": f"{dev.device_kind} ({dev.platform})", "n": n, "n_test": t, "d": d,
+    info = {**run, "device": f"{dev.device_kind} ({dev.platform})", "n": n, "n_test": t, "d": d,
             "lam": a.lam, "machine": platform.platform(), "matmul_flop_per_s_f64": rate64,
             "matmul_flop_per_s_f32": rate32, "stages": log, "total_s": total,
             "total_flops": flops, "achieved_over_f64_matmul": flops / total / rate64,
@@ -130,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                      "inverse_diagonal": plan.inverse_diagonal},
             "residual_check": rel_resid, "cond": cond,
             "influence_shape": list(infl.shape), "target_s": 60.0, "met": total < 60.0}
+    _runinfo.finish(info)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(info, indent=2) + "\n")
     print(f"achieved {flops / total / 1e12:.2f} TFLOP/s over the whole run = "

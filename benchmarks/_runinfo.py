@@ -1,0 +1,65 @@
+"""Run record shared by the benchmark scripts: command line, date, machine, load, wall time.
+
+Every script calls :func:`start` first and :func:`finish` on the dict it writes, so each JSON says
+what ran, where, under what load (``os.getloadavg`` at start and end) and for how long. The
+documentation renderer (``render_docs.py``) quotes these fields next to every number.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _command(argv: list[str] | None) -> str:
+    """The command line as typed from the repository root (``python benchmarks/x.py ...``)."""
+    args = list(sys.argv if argv is None else argv)
+    script = Path(args[0]).resolve() if args else Path("?")
+    try:
+        shown = str(script.relative_to(ROOT))
+    except ValueError:
+        shown = str(args[0]) if args else "?"
+    return shlex.join(["python", shown, *args[1:]])
+
+
+def start(argv: list[str] | None = None) -> dict[str, Any]:
+    """A run record at the start of a benchmark.
+
+    Args:
+      argv: the command line (``sys.argv`` when None).
+
+    Returns:
+      ``{"run": {...}}``: command, ISO date, machine, CPU count, load average at start, and the
+      start time (removed by :func:`finish`).
+    """
+    return {"run": {"command": _command(argv),
+                    "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                    "machine": platform.platform(), "processor": platform.processor(),
+                    "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_avg_start": [round(v, 2) for v in os.getloadavg()],
+                    "_t0": time.perf_counter()}}
+
+
+def finish(info: dict[str, Any]) -> dict[str, Any]:
+    """Complete the run record of ``info`` (from :func:`start`) with the load at the end.
+
+    Args:
+      info: the dict the benchmark writes, holding ``info["run"]`` from :func:`start`.
+
+    Returns:
+      ``info``, with ``run.load_avg_end`` and ``run.wall_s`` filled in.
+    """
+    run = info["run"]
+    t0 = run.pop("_t0", None)
+    run["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
+    if t0 is not None:
+        run["wall_s"] = round(time.perf_counter() - t0, 2)
+    return info

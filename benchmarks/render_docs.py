@@ -1,0 +1,591 @@
+"""Render the measured sections of the documentation from the JSON of named runs.
+
+README.md and benchmarks/README.md hold sections between ``<!-- render:NAME -->`` and
+``<!-- /render:NAME -->``. Each section is produced by one function of this module from the JSON
+that one run wrote, committed under ``benchmarks/runs/RUN/`` with the run's record
+(``run.json``: command, date, machine, load average at start and end, wall time). So every number
+in the documentation names the run it comes from, and re-rendering is reproducible.
+
+Usage (from the repository root)::
+
+    python benchmarks/render_docs.py            # rewrite the sections in place
+    python benchmarks/render_docs.py --check    # exit 1 when a section differs from its JSON
+    python benchmarks/render_docs.py record RUN --collect DIR_OR_FILE ... -- COMMAND ...
+
+``record`` runs COMMAND, measures its wall time and the load average before and after, and copies
+the JSON files it wrote (a file, or every ``*.json`` under a folder) to ``benchmarks/runs/RUN/``
+together with ``run.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "runs"
+DOCS = [ROOT / "README.md", ROOT / "benchmarks" / "README.md"]
+
+
+# ------------------------------------------------------------------ record a run
+
+def record(name: str, command: list[str], collect: list[str], results: Path = RESULTS,
+           run: bool = True) -> dict[str, Any]:
+    """Run ``command`` and store its JSON outputs with the run's record under ``results/name``.
+
+    Args:
+      name: the run's folder name under ``results``.
+      command: the command line to run (from the repository root).
+      collect: JSON files, or folders whose ``*.json`` files (recursively) are copied.
+      results: the results folder.
+      run: False to only collect (the record then has no timing).
+
+    Returns:
+      The run record written to ``results/name/run.json``.
+    """
+    rec: dict[str, Any] = {
+        "command": shlex.join(command),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": platform.platform(), "processor": platform.processor(),
+        "cpus": os.cpu_count(), "load_avg_start": [round(v, 2) for v in os.getloadavg()]}
+    if run:
+        t0 = time.perf_counter()
+        rc = subprocess.call(command, cwd=ROOT)
+        rec.update(wall_s=round(time.perf_counter() - t0, 2), exit_code=rc)
+    rec["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
+    missing = [c for c in collect if not Path(c).exists()]
+    if rec.get("exit_code", 0) != 0 or missing:  # keep the previous results of this run
+        rec["error"] = (f"exit code {rec.get('exit_code')}; missing outputs {missing}; "
+                        f"{results / name} left as it was")
+        return rec
+    dest = results / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    files = []
+    for c in collect:
+        src = Path(c)
+        if src.is_dir():
+            for p in sorted(src.rglob("*.json")):
+                rel = p.relative_to(src)
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(p, dest / rel)
+                files.append(str(rel))
+        else:
+            shutil.copyfile(src, dest / src.name)
+            files.append(src.name)
+    rec["files"] = files
+    (dest / "run.json").write_text(json.dumps(rec, indent=2) + "\n")
+    return rec
+
+
+# ------------------------------------------------------------------ helpers
+
+class MissingRunError(RuntimeError):
+    """A section's run (or one of its JSON files) is not in the results folder."""
+
+
+def load(results: Path, run: str, name: str) -> Any:
+    """The decoded JSON file ``name`` of run ``run``.
+
+    Args:
+      results: the results folder.
+      run: the run's folder name.
+      name: the file's path inside the run's folder.
+
+    Returns:
+      The decoded JSON.
+    """
+    path = results / run / name
+    if not path.exists():
+        raise MissingRunError(f"{path} is missing: record the run with "
+                              f"'python benchmarks/render_docs.py record {run} ...'.")
+    return json.loads(path.read_text())
+
+
+def g(x: Any, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits (``n/a`` for None, ``inf`` for null times)."""
+    if x is None:
+        return "n/a"
+    if isinstance(x, bool):
+        return str(x)
+    if isinstance(x, int):
+        return str(x)
+    x = float(x)
+    if x != x or x in (float("inf"), float("-inf")):
+        return str(x)
+    if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e6):
+        return f"{x:.{max(digits - 1, 0)}e}"
+    return f"{x:.{digits}g}"
+
+
+def fx(x: float, decimals: int = 2) -> str:
+    """A number with a fixed number of decimals."""
+    return f"{float(x):.{decimals}f}"
+
+
+def seconds(s: float) -> str:
+    """A duration: ``12.3 s`` or ``5 min 18 s``."""
+    s = float(s)
+    if s < 60:
+        return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+    m, r = divmod(round(s), 60)
+    return f"{m} min {r} s"
+
+
+def load_text(rec: dict[str, Any]) -> str:
+    """The load averages of a run record (1, 5 and 15 minutes, at the start and the end)."""
+    a, b = rec.get("load_avg_start"), rec.get("load_avg_end")
+    if not a or not b:
+        return "load average not recorded"
+    return (f"load average (1/5/15 min) {'/'.join(f'{v:.1f}' for v in a)} at the start and "
+            f"{'/'.join(f'{v:.1f}' for v in b)} at the end")
+
+
+def source(results: Path, run: str, link: str = "benchmarks/runs") -> str:
+    """The line that names a section's run: command, date, machine, load and wall time.
+
+    Args:
+      results: the results folder.
+      run: the run's folder name.
+      link: the results folder relative to the document the line goes into.
+
+    Returns:
+      One Markdown paragraph.
+    """
+    rec = load(results, run, "run.json")
+    date = rec["date"].replace("T", " ")[:16]
+    zone = rec["date"][19:]
+    zone = "UTC" if zone in ("", "+00:00", "Z") else f"UTC{zone}"
+    wall = f", wall time {seconds(rec['wall_s'])}" if "wall_s" in rec else ""
+    return (f"*Source: `{rec['command']}`, run {date} {zone} on "
+            f"{rec['machine']} with {rec['cpus']} CPU cores shared with other jobs "
+            f"({load_text(rec)}){wall}; JSON in "
+            f"[`benchmarks/runs/{run}/`]({link}/{run}).*")
+
+
+def table(head: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table (numeric columns right-aligned)."""
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" for _ in head) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def _times(ts: list[Any]) -> list[str]:
+    return ["inf" if t is None or t in ("inf", float("inf")) else g(float(t)) for t in ts]
+
+
+# ------------------------------------------------------------------ README: reproduction
+
+def _table1_rows(rows: list[dict[str, Any]], detail: bool = False) -> list[list[str]]:
+    out = []
+    for r in rows:
+        line = [str(r["width"]), fx(r["pearson"], 3), fx(r["spearman"], 3),
+                fx(r["ntk_slope"]), fx(r["ihvp_pearson"], 3), fx(r["ihvp_spearman"], 3),
+                fx(r["ihvp_slope"]), g(r["retrain_max_error_ratio"], 2)]
+        if detail:
+            mean_steps = r["retrain_total_iterations"] / max(r["retrain_n_retrains"], 1)
+            line += [f"{mean_steps:.0f} ({r['retrain_max_iterations']})",
+                     str(r["retrain_n_refined"]), f"{r['loo_nets_per_minute']:.0f}",
+                     seconds(r["seconds_total"])]
+        out.append(line)
+    return out
+
+
+TABLE1_HEAD = ["width", "R (NTK)", "rho (NTK)", "slope (NTK)", "R (IHVP)", "rho (IHVP)",
+               "slope (IHVP)", "max solver error / abs(Delta)"]
+
+
+def _table1_setup(c: dict[str, Any]) -> str:
+    s, d, r0 = c["settings"], c["data"], c["widths"][0]
+    return (f"{r0['n_points']} training points with the largest `|I_ntk|` on test point "
+            f"{s['test_index']}, out of {d['n_train']} training points of `{d['name']}` "
+            f"(lambda = {g(s['lam'])}, seed {s['seed']}). The *actual* influence of each is "
+            f"measured by retraining the finite net (eq. 1, kappa = {g(s['kappa'])}, "
+            f"{s['init']} initialisation so `f_0 = 0`, {s['dtype']}) without it: the minimiser "
+            f"of eq. (2) found by damped Gauss-Newton, started from the same `W(0)` as the full "
+            f"run, each retrain stopped when its predictions move less than "
+            f"{g(s['rel_tol'])} of the `|Delta|` it measures (floor `--f-tol {g(s['f_tol'], 1)}`"
+            + (f", at most {s['max_steps']} steps" if s.get("max_steps") else "")
+            + "). The last column is the solver's own error estimate (last change of the "
+            "retrain plus that of the full run) over the measured `|Delta|`, the worst over the "
+            "points: a proxy, not a bound.")
+
+
+def render_reproduce(results: Path) -> str:
+    """README: the quick reproduction on digits, from ``reproduce_quick``."""
+    run = "reproduce_quick"
+    rep = load(results, run, "reproduce.json")
+    c = load(results, run, "table1/compare.json")
+    f2 = load(results, run, "figure2/summary.json")
+    f3 = load(results, run, "figure3/summary.json")
+    f5 = load(results, run, "figure5/summary.json")
+    f6 = load(results, run, "figure6/summary.json")
+    f7 = load(results, run, "figure7/summary.json")
+    kern = load(results, run, "kernel/summary.json")
+    parts = rep["parts"]
+    secs = ", ".join(f"{k} {seconds(v['seconds'])}" for k, v in parts.items()
+                     if v.get("status") == "done")
+    env = rep["environment"]
+    kd = kern["data"]
+    lines = [source(results, run), "",
+             f"Mode `{rep['mode']}`: `{kd['name']}`, seed {kd.get('seed', rep['settings']['seed'])}, "
+             f"lambda = {g(kern['lam'])}; {kd['n_train']} training and {kd['n_test']} test "
+             f"points for the kernel parts (cond(K + lam I) = "
+             f"{g(kern['conditioning']['cond_K_plus_lam_I'])}). ntk_influence "
+             f"{env['ntk_influence']}, JAX {env['jax']} on {env['backend']}. Time per part: "
+             f"{secs}.", ""]
+    lines += ["**Table 1 / Figure 1.** " + _table1_setup(c), ""]
+    lines += table(TABLE1_HEAD, _table1_rows(c["widths"]))
+    # Figure 2
+    per = {float(r["lam"]): r for r in f2["per_lambda"]}
+    picks = [lam for lam in (0.0625, 1.0, 16.0) if lam in per]
+    viol = sum(int(r["eq16_violations"]) for r in f2["per_lambda"])
+    inb = all(r["leverage_in_bounds"] for r in f2["per_lambda"])
+    pairs = f2["data"]["n_train"] * f2["data"]["n_test"]
+    lines += ["", f"**Figure 2 / Theorem 3.** Mean relative error `|I - Ihat| / |I|` of the "
+              f"kernel-regime IHVP over all {pairs} (train, test) pairs: "
+              + ", ".join(f"{g(per[lam]['mean_error_rate'], 2)} at lambda = {g(lam)}"
+                          for lam in picks)
+              + "; Theorem 3's lower bound `lambda_min/(lambda_min+lambda)` at the same lambdas: "
+              + ", ".join(g(per[lam]["theorem3_lower"], 2) for lam in picks)
+              + "; the mean ridge leverage `h_i`: "
+              + ", ".join(g(per[lam]["mean_leverage"], 2) for lam in picks)
+              + f". Violations of eq. (16) over the {len(per)} lambdas: {viol}; "
+              f"`h_i` inside Theorem 3's bounds at every lambda: {'yes' if inb else 'no'}."]
+    mix = f3["mixture"]
+    lines += ["", f"**Figure 3 / Theorem 4.** Spearman correlation of a training point's KDE "
+              f"density with its IHVP error rate: {g(f3['spearman_density_error'], 2)}; of its "
+              f"leverage `h_i` with the error rate: {g(f3['spearman_leverage_error'], 4)}. On "
+              f"Definition 1's mixture (proportions "
+              f"{', '.join(g(p, 2) for p in mix['p'])}; {f3['settings']['mixture_n']} points, "
+              f"{f3['settings']['mixture_repeats']} draws) the median error rate per component "
+              f"is {', '.join(g(v, 2) for v in mix['component_error'])} (Spearman with `p_k`: "
+              f"{g(mix['spearman_p_error'], 2)})."]
+    gr = f5["groups"]
+    mid = [x["complexity"] for x in gr[1:-1]]
+    lines += ["", f"**Figure 5 / eq. (19).** Complexity of {len(gr)} groups of "
+              f"{gr[0]['size']} training points sorted by influence summed over the test "
+              f"points: {g(gr[0]['complexity'])} for the most harmful group, "
+              f"{g(gr[-1]['complexity'])} for the most helpful one, "
+              f"{g(min(mid), 2)}-{g(max(mid), 2)} for the groups between."]
+    ag = f6["agreement_first_order_vs_exact"]
+    ts = _times(f6["times"])
+    noisy = f7["share_noisy"]
+    k_max = max(range(len(noisy)), key=lambda i: noisy[i])
+    t7 = _times(f7["times"])
+    lines += ["", f"**Figures 6-7 / eq. (20).** First-order against exact time-`t` influence "
+              f"(time unit `{f6['time_unit']}`): R = {fx(ag['pearson'][0], 4)}, slope "
+              f"{fx(ag['slope'][0], 3)} at t = {ts[0]}; R = {fx(ag['pearson'][-1], 3)}, slope "
+              f"{fx(ag['slope'][-1], 3)} at t = {ts[-1]} (the kernel IHVP's slope). With "
+              f"{f7['n_noisy']} of {f7['data']['n_train']} labels flipped "
+              f"({g(f7['noise_fraction'])}), the share of flipped points among the most "
+              f"influential point of each of {f7['slots_per_time']} test points is "
+              f"{g(noisy[0], 2)} at t = {t7[0]}, highest at t = {t7[k_max]} "
+              f"({g(noisy[k_max], 2)}), and {g(noisy[-1], 2)} at t = {t7[-1]}."]
+    return "\n".join(lines)
+
+
+def render_table1(results: Path) -> str:
+    """README: Table 1 at larger widths, from ``table1`` (one ``ntk-influence compare`` run)."""
+    c = load(results, "table1", "compare.json")
+    lines = [source(results, "table1"), "", _table1_setup(c), ""]
+    lines += table(TABLE1_HEAD, _table1_rows(c["widths"]))
+    return "\n".join(lines)
+
+
+def render_table1_detail(results: Path) -> str:
+    """benchmarks/README: the same Table 1 run with the solver's work and time per width."""
+    c = load(results, "table1", "compare.json")
+    lines = [source(results, "table1", "runs"), "",
+             _table1_setup(c), ""]
+    lines += table([*TABLE1_HEAD, "steps per retrain: mean (max)", "refined", "LOO nets/min",
+                    "time"], _table1_rows(c["widths"], detail=True))
+    lines += ["", f"Total {seconds(c['seconds'])} for {len(c['widths'])} widths (train, "
+              f"retrains, IHVP)."]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ benchmarks/README
+
+def _verdict(value: float, target: float) -> str:
+    if value <= target:
+        return f"met ({fx(value)} <= {g(target)})"
+    return f"**missed** ({fx(value)}, {100 * (value / target - 1):.0f}% above {g(target)})"
+
+
+def render_bench_influence(results: Path) -> str:
+    """benchmarks/README: ``bench_influence.py``, ours against the floor and brute force."""
+    b = load(results, "bench_influence", "bench_influence.json")
+    rows = b["rows"]
+    body = [[str(r["n"]), str(r["d"]), str(r["n_test"]), fx(r["ours_s"]), fx(r["ours_cold_s"]),
+             fx(r["ours_spectrum_s"]), fx(r["floor_s"]), fx(r["ours_over_floor"]),
+             fx(r["ours_spectrum_over_floor"]), f"{r['brute_s_extrapolated']:.0f}",
+             f"{r['brute_over_ours']:.0f}", f"{r['ours_peak_mb']:.0f}",
+             f"{r['floor_peak_mb']:.0f}", f"{r['nxn_mb']:.0f}",
+             "yes" if r["results_agree"] else "**no**"] for r in rows]
+    lines = [source(results, "bench_influence", "runs"), "",
+             f"lambda = {g(b['lam'])}; floor and ours alternate in fresh processes, "
+             f"{b.get('repeats', 2)} runs each, fastest counts.", ""]
+    lines += table(["n", "d", "n_test", "ours s", "ours cold s", "+spec s", "floor s",
+                    "ours/floor", "+spec/floor", "brute s (extrap.)", "brute/ours",
+                    "peak MB ours", "peak MB floor", "n x n MB", "agree"], body)
+    t = b["targets"]
+    notes = []
+    for r in rows:
+        if r["n"] == 4000 and r["d"] == 784:
+            notes.append(f"- n = 4000, d = 784, default `ntk_influence` against the floor "
+                         f"(target {g(t['ours_over_floor_at_4000'])}): "
+                         f"{_verdict(r['ours_over_floor'], t['ours_over_floor_at_4000'])}; "
+                         f"all runs: ours {', '.join(fx(v) for v in r['ours_all_s'])} s, floor "
+                         f"{', '.join(fx(v) for v in r['floor_all_s'])} s.")
+            notes.append(f"- n = 4000, d = 784, with the spectrum read (target "
+                         f"{g(t['ours_spectrum_over_floor_at_4000'])}): "
+                         + _verdict(r["ours_spectrum_over_floor"],
+                                    t["ours_spectrum_over_floor_at_4000"]) + ".")
+        if r["n"] == 2000:
+            ok = r["brute_over_ours"] >= t["brute_over_ours_at_2000"]
+            notes.append(f"- n = 2000, d = {r['d']}: brute force / ours = "
+                         f"{r['brute_over_ours']:.0f} (target >= "
+                         f"{t['brute_over_ours_at_2000']}: {'met' if ok else '**missed**'}).")
+    spec = sorted({f"{r['spectrum']} (n = {r['n']})" for r in rows if r["n"] in (1000, 4000)})
+    notes.append("- Spectrum method when read: " + ", ".join(spec) + "; warnings seen: "
+                 + (", ".join(sorted({w for r in rows for w in r["ours_warnings"]})) or "none")
+                 + ".")
+    return "\n".join([*lines, "", *notes])
+
+
+def render_bench_scale_time(results: Path) -> str:
+    """benchmarks/README: ``bench_scale.py --part time``, large_influence against the floor."""
+    b = load(results, "bench_scale", "bench_scale.json")
+    body = [[str(r["n"]), str(r["d"]), fx(r["ours_s"]), fx(r["floor_s"]),
+             fx(r["ours_over_floor"]), str(r["repeats"]), f"{r['ours_peak_mb']:.0f}",
+             f"{r['plan_host_mb']:.0f}", f"{r['floor_peak_mb']:.0f}", f"{r['nxn_mb']:.0f}",
+             r["backend"], "yes" if r["results_agree"] else "**no**"] for r in b["time"]]
+    lines = [source(results, "bench_scale", "runs"), ""]
+    lines += table(["n", "d", "ours s", "floor s", "ours/floor", "runs", "ours peak MB",
+                    "plan MB", "floor peak MB", "n x n MB", "backend", "agree"], body)
+    lines += ["", "Measured peak of ours over the plan's host figure: "
+              + ", ".join(f"{r['ours_peak_mb'] / r['plan_host_mb']:.2f} at n = {r['n']}"
+                          for r in b["time"]) + " (above 1: the plan underestimates)."]
+    return "\n".join(lines)
+
+
+def render_bench_scale_precision(results: Path) -> str:
+    """benchmarks/README: ``bench_scale.py --part precision``, float32 policies."""
+    b = load(results, "bench_scale", "bench_scale.json")
+    body = [[str(r["n"]), f"{r['lam']:.0e}", g(r["cond"]), r["policy"], g(r["beta"], 2),
+             g(r["alpha"], 2), g(r["a_diag"], 2), g(r["influence"], 2), g(r["estimate"], 2),
+             str(tuple(r["steps"]))] for r in b["precision"]]
+    worst = {pol: max(r["influence"] for r in b["precision"] if r["policy"] == pol)
+             for pol in sorted({r["policy"] for r in b["precision"]})}
+    lines = [source(results, "bench_scale", "runs"), ""]
+    lines += table(["n", "lambda", "cond", "policy", "beta", "alpha", "diag(A)", "influence",
+                    "estimate", "steps"], body)
+    lines += ["", "Largest influence error per policy in this run: "
+              + ", ".join(f"{k} {g(v, 2)}" for k, v in worst.items()) + "."]
+    return "\n".join(lines)
+
+
+def render_bench_nets(results: Path) -> str:
+    """benchmarks/README: ``bench_nets.py``, IHVP methods, Gauss-Newton against GD, throughput."""
+    b = load(results, "bench_nets", "bench_nets.json")
+    lines = [source(results, "bench_nets", "runs"), ""]
+    ih = b.get("ihvp")
+    if ih:
+        lines += [f"**IHVP methods** (n = {ih['n_train']}, width {ih['width']}, "
+                  f"P = {ih['n_params']}, 4 test points; influence of eq. 12):", ""]
+        names = {"dense": "dense `jax.hessian`", "woodbury": "Woodbury (n x n eNTK)",
+                 "cg": "CG (forward-over-reverse HVP)", "lissa": "LiSSA (full batch)"}
+        lines += table(["method", "time", "iterations", "residual", "max rel. diff vs dense"],
+                       [[names[m], seconds(ih[m]["seconds"]) if ih[m]["seconds"] >= 0.1
+                         else f"{ih[m]['seconds']:.3f} s",
+                         str(ih[m]["iterations"]) if ih[m]["iterations"] else "-",
+                         g(ih[m]["residual"], 2), g(ih[m]["max_rel_diff_vs_dense"], 1)]
+                        for m in ("dense", "woodbury", "cg", "lissa")])
+        lines.append("")
+    lines += ["**Gauss-Newton against gradient descent** (width 1024, same start):", ""]
+    body = []
+    for c in b["gn_vs_gd"]:
+        gn, gd = c["gn"], c["gd"]
+        body.append([str(c["n_train"]), g(c["lam"]), g(c["f_tol"], 1),
+                     f"{fx(gn['seconds'])} s ({gn['iterations']}, {gn['converged']})",
+                     f"{fx(gd['seconds'])} s ({gd['iterations']}, {gd['converged']}, "
+                     f"{gd['stalled']})", f"{c['speedup_gn_over_gd']:.0f}",
+                     g(c["max_prediction_gap"], 2)])
+    lines += table(["n", "lambda", "f_tol", "GN: time (steps, converged)",
+                    "GD: time (steps, converged, stalled)", "GD time / GN time",
+                    "max prediction gap"], body)
+    if b.get("throughput"):
+        lines += ["", "**Leave-one-out throughput** (digits 3-vs-8, n_train = 200, lambda = 0.1; "
+                  "a chunk of retrains runs a fixed number of Gauss-Newton steps):", ""]
+        lines += table(["width", "ms per GN step per net", "GN steps to f_tol 1e-6",
+                        "full training s", "LOO nets/min"],
+                       [[str(t["width"]), f"{t['seconds_per_gn_step_per_net'] * 1e3:.1f}",
+                         str(t["gn_iterations_to_1e-6"]), fx(t["full_train_seconds"], 1),
+                         g(t["loo_nets_per_minute"])] for t in b["throughput"]])
+    return "\n".join(lines)
+
+
+def render_bench_dynamics(results: Path) -> str:
+    """benchmarks/README: ``bench_dynamics.py``, exact against first-order time influence."""
+    b = load(results, "bench_dynamics", "bench_dynamics.json")
+    rows = b["rows"]
+    lines = [source(results, "bench_dynamics", "runs"), ""]
+    lines += table(["n", "left-out points timed", "exact s/point", "/ numpy eigh",
+                    "exact, all points*", "first order, all points", "speed-up"],
+                   [[str(r["n"]), str(r["subset"]), g(r["exact_seconds_per_point"]),
+                     fx(r["exact_per_point_over_numpy_eigh"], 1),
+                     f"~{r['exact_seconds_full_extrapolated']:.0f} s",
+                     f"{fx(r['first_order_seconds_all_points'], 1)} s",
+                     f"~{r['speedup_first_order_vs_exact_full']:.0f}x"] for r in rows])
+    lines += ["", "\\* extrapolated: per-point time x n.", "",
+              "Agreement of first order with exact on the timed points (relative Frobenius "
+              "error / least-squares slope / share of test points with the same most "
+              "influential training point):", ""]
+    ts = _times(rows[0]["times"])
+    lines += table(["n", *[f"t={t}" for t in ts]],
+                   [[str(r["n"]), *[f"{g(e, 2)} / {fx(s, 3)} / {fx(m)}" for e, s, m in
+                                    zip(r["rel_error"], r["slope"], r["top1_match"])]]
+                    for r in rows])
+    lo = min(min(r["pearson"]) for r in rows)
+    lines += ["", f"Smallest Pearson R over all sizes and times: {fx(lo, 3)}."]
+    return "\n".join(lines)
+
+
+def render_gpu_small(results: Path) -> str:
+    """benchmarks/README: ``gpu_influence.py --small`` as a CPU smoke run."""
+    b = load(results, "gpu_influence_small", "gpu_influence.json")
+    lines = [source(results, "gpu_influence_small", "runs"), ""]
+    lines += [f"n = {b['n']}, n_test = {b['n_test']}, d = {b['d']} on {b['device']}: kernel to "
+              f"influence matrix in {seconds(b['total_s'])}, residual of "
+              f"`(K + lam I) beta = y` on 256 rows {g(b['residual_check'], 2)}, cond "
+              f"{g(b['cond'])}; plan: inverse diagonal `{b['plan']['inverse_diagonal']}`, test "
+              f"block {b['plan']['test_block']}.", ""]
+    lines += table(["stage", "seconds"], [[st["stage"], fx(st["seconds"])]
+                                          for st in b["stages"]])
+    return "\n".join(lines)
+
+
+def render_memory_plans(results: Path) -> str:
+    """benchmarks/README: ``memory_plans.py``, the plan for the GPU target per device size."""
+    b = load(results, "memory_plans", "memory_plans.json")
+    lines = [source(results, "memory_plans", "runs"), "",
+             f"n = {b['n']}, n_test = {b['n_test']}, d = {b['d']}, {b['dtype']}, one device, "
+             f"`backend=\"jax\"`:", ""]
+    for row in b["plans"]:
+        if row["fits"]:
+            st = row["stages_gb"]
+            lines.append(f"- {g(row['device_gb'])} GB device: fits; peak on the factor device "
+                         f"{row['factor_device_gb']:.1f} GB (K {st['K (n x n)']:.1f} GB, L "
+                         f"{st['L (Cholesky)']:.1f} GB, inverse diagonal "
+                         f"`{row['inverse_diagonal']}` "
+                         f"{st['inverse diagonal workspace']:.1f} GB), test block "
+                         f"{row['test_block']} points, host {row['host_gb']:.1f} GB.")
+        else:
+            msg = row.get("error", "").split("\n")[0]
+            lines.append(f"- {g(row['device_gb'])} GB device: refused before allocating: "
+                         f"\"{msg}\"")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ sections
+
+SECTIONS: dict[str, Callable[[Path], str]] = {
+    "reproduce": render_reproduce,
+    "table1": render_table1,
+    "table1-detail": render_table1_detail,
+    "bench-influence": render_bench_influence,
+    "bench-scale-time": render_bench_scale_time,
+    "bench-scale-precision": render_bench_scale_precision,
+    "bench-nets": render_bench_nets,
+    "bench-dynamics": render_bench_dynamics,
+    "gpu-small": render_gpu_small,
+    "memory-plans": render_memory_plans,
+}
+
+MARK = re.compile(r"(<!-- render:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /render:(?P=name) -->)",
+                  re.S)
+
+
+def render_text(text: str, results: Path,
+                sections: dict[str, Callable[[Path], str]] | None = None) -> str:
+    """``text`` with every marked section replaced by its rendering.
+
+    Args:
+      text: a Markdown document.
+      results: the results folder.
+      sections: name -> renderer (default: :data:`SECTIONS`).
+
+    Returns:
+      The new text; text outside the markers is unchanged.
+    """
+    sections = SECTIONS if sections is None else sections
+    opened = re.findall(r"<!-- render:([\w-]+) -->", text)
+    closed = re.findall(r"<!-- /render:([\w-]+) -->", text)
+    if sorted(opened) != sorted(closed) or len(opened) != len(MARK.findall(text)):
+        raise ValueError(f"unbalanced render markers: opened {opened}, closed {closed}.")
+    unknown = [n for n in opened if n not in sections]
+    if unknown:
+        raise ValueError(f"no renderer for section(s) {unknown}; known: {sorted(sections)}.")
+
+    def sub(m: re.Match[str]) -> str:
+        return m.group(1) + sections[m.group("name")](results).rstrip("\n") + "\n" + m.group(4)
+
+    return MARK.sub(sub, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Render or check the documentation, or record a run; the exit code says the outcome."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["record"]:
+        ap = argparse.ArgumentParser(prog="render_docs.py record")
+        ap.add_argument("name")
+        ap.add_argument("--collect", nargs="+", required=True)
+        ap.add_argument("--results", type=Path, default=RESULTS)
+        cmd = argv[argv.index("--") + 1:] if "--" in argv else []
+        a = ap.parse_args(argv[1:argv.index("--")] if "--" in argv else argv[1:])
+        rec = record(a.name, cmd, a.collect, a.results, run=bool(cmd))
+        print(json.dumps(rec, indent=2))
+        return int(rec.get("exit_code", 0)) or (1 if "error" in rec else 0)
+    ap = argparse.ArgumentParser(description="Render the measured sections of the docs.")
+    ap.add_argument("--check", action="store_true",
+                    help="do not write; exit 1 when a section differs from its JSON")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="the results folder")
+    ap.add_argument("--docs", type=Path, nargs="+", default=DOCS, help="the documents")
+    a = ap.parse_args(argv)
+    stale = []
+    for doc in a.docs:
+        old = doc.read_text()
+        try:
+            new = render_text(old, a.results)
+        except (ValueError, MissingRunError) as e:
+            print(f"{doc}: {e}", file=sys.stderr)
+            return 2
+        if new != old:
+            stale.append(doc)
+            if not a.check:
+                doc.write_text(new)
+    if a.check and stale:
+        print("out of date with their JSON (run python benchmarks/render_docs.py): "
+              + ", ".join(str(d) for d in stale), file=sys.stderr)
+        return 1
+    print(("rewrote " + ", ".join(str(d) for d in stale)) if stale and not a.check
+          else "up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

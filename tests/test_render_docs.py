@@ -1,0 +1,138 @@
+"""The documentation renderer: marked sections come from the JSON of named runs, and --check
+fails when a section no longer matches its JSON. Small fixtures only; no benchmark is run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def rd():
+    spec = importlib.util.spec_from_file_location("render_docs",
+                                                  ROOT / "benchmarks" / "render_docs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+RUN = {"command": "python benchmarks/bench_dynamics.py --sizes 50", "date":
+       "2026-11-29T04:00:00+00:00", "machine": "Linux-test", "processor": "", "cpus": 2,
+       "load_avg_start": [3.25, 2.0, 1.0], "load_avg_end": [4.75, 3.0, 2.0], "wall_s": 318.0,
+       "exit_code": 0}
+
+
+def _dyn_row(n: int, per_point: float) -> dict:
+    return {"n": n, "n_test": 10, "times": ["0.01", "inf"], "subset": 4,
+            "exact_seconds_per_point": per_point, "exact_seconds_full_extrapolated": per_point * n,
+            "first_order_seconds_all_points": 0.5, "numpy_eigh_seconds": per_point / 2,
+            "exact_per_point_over_numpy_eigh": 2.0,
+            "speedup_first_order_vs_exact_full": per_point * n / 0.5,
+            "rel_error": [0.004, 0.63], "pearson": [1.0, 0.987], "spearman": [1.0, 0.99],
+            "slope": [0.996, 0.37], "top1_match": [1.0, 0.83]}
+
+
+def _results(tmp: Path, per_point: float = 0.25) -> Path:
+    res = tmp / "results"
+    (res / "bench_dynamics").mkdir(parents=True, exist_ok=True)
+    (res / "bench_dynamics" / "run.json").write_text(json.dumps(RUN))
+    (res / "bench_dynamics" / "bench_dynamics.json").write_text(
+        json.dumps({"rows": [_dyn_row(200, per_point)]}))
+    return res
+
+
+DOC = """# Title
+
+Hand-written text stays: 12.5 s.
+
+<!-- render:bench-dynamics -->
+stale numbers 1 2 3
+<!-- /render:bench-dynamics -->
+
+Tail text.
+"""
+
+
+def test_render_writes_the_json_numbers_and_keeps_the_rest(rd, tmp_path):
+    res = _results(tmp_path)
+    doc = tmp_path / "doc.md"
+    doc.write_text(DOC)
+    assert rd.main(["--check", "--results", str(res), "--docs", str(doc)]) == 1
+    assert doc.read_text() == DOC  # --check never writes
+    assert rd.main(["--results", str(res), "--docs", str(doc)]) == 0
+    text = doc.read_text()
+    assert "stale numbers" not in text
+    assert text.startswith("# Title\n\nHand-written text stays: 12.5 s.\n\n<!-- render:bench")
+    assert text.endswith("<!-- /render:bench-dynamics -->\n\nTail text.\n")
+    # the run's record and the row's numbers (0.25 s/point x 200 points = 50 s; 50/0.5 = 100x)
+    assert "`python benchmarks/bench_dynamics.py --sizes 50`" in text
+    assert "load average (1/5/15 min) 3.2/2.0/1.0 at the start and 4.8/3.0/2.0 at the end" in text
+    assert "wall time 5 min 18 s" in text
+    assert "| 200 | 4 | 0.25 | 2.0 | ~50 s | 0.5 s | ~100x |" in text
+    assert "| 200 | 0.004 / 0.996 / 1.00 | 0.63 / 0.370 / 0.83 |" in text
+    assert "Smallest Pearson R over all sizes and times: 0.987." in text
+    assert rd.main(["--check", "--results", str(res), "--docs", str(doc)]) == 0
+
+
+def test_check_fails_when_the_json_changes(rd, tmp_path):
+    res = _results(tmp_path)
+    doc = tmp_path / "doc.md"
+    doc.write_text(DOC)
+    assert rd.main(["--results", str(res), "--docs", str(doc)]) == 0
+    rendered = doc.read_text()
+    _results(tmp_path, per_point=0.5)  # a new run of the same benchmark
+    assert rd.main(["--check", "--results", str(res), "--docs", str(doc)]) == 1
+    assert doc.read_text() == rendered
+    assert rd.main(["--results", str(res), "--docs", str(doc)]) == 0
+    assert "~100 s" in doc.read_text() and "~50 s" not in doc.read_text()
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("<!-- render:nope -->\nx\n<!-- /render:nope -->\n", "no renderer"),
+    ("<!-- render:bench-dynamics -->\nx\n", "unbalanced"),
+    ("<!-- render:bench-nets -->\nx\n<!-- /render:bench-nets -->\n", "bench_nets"),
+])
+def test_bad_markers_and_missing_runs_are_refused(rd, tmp_path, capsys, text, needle):
+    res = _results(tmp_path)
+    doc = tmp_path / "doc.md"
+    doc.write_text(text)
+    assert rd.main(["--results", str(res), "--docs", str(doc)]) == 2
+    assert needle in capsys.readouterr().err
+    assert doc.read_text() == text
+
+
+def test_targets_are_judged_from_the_numbers(rd):
+    assert rd._verdict(1.5, 1.2) == "**missed** (1.50, 25% above 1.2)"
+    assert rd._verdict(1.1, 1.2) == "met (1.10 <= 1.2)"
+    assert rd.seconds(318) == "5 min 18 s"
+    assert rd.seconds(4.25) == "4.2 s"
+
+
+def test_record_runs_the_command_and_collects_its_json(rd, tmp_path):
+    out = tmp_path / "out"
+    code = (f"import json, pathlib; p = pathlib.Path({str(out)!r}); p.mkdir(); "
+            "(p / 'a.json').write_text(json.dumps({'x': 1}))")
+    rec = rd.record("demo", [sys.executable, "-c", code], [str(out)], tmp_path / "results")
+    assert rec["exit_code"] == 0 and rec["files"] == ["a.json"]
+    saved = json.loads((tmp_path / "results" / "demo" / "run.json").read_text())
+    assert shlex.split(saved["command"]) == [sys.executable, "-c", code]
+    assert len(saved["load_avg_start"]) == 3 and len(saved["load_avg_end"]) == 3
+    assert saved["wall_s"] >= 0
+    assert json.loads((tmp_path / "results" / "demo" / "a.json").read_text()) == {"x": 1}
+    # a failing command leaves the recorded run as it was
+    bad = rd.record("demo", [sys.executable, "-c", "raise SystemExit(3)"], [str(out / "b.json")],
+                    tmp_path / "results")
+    assert bad["exit_code"] == 3 and "left as it was" in bad["error"]
+    assert json.loads((tmp_path / "results" / "demo" / "run.json").read_text()) == saved
+
+
+def test_committed_docs_match_their_committed_json(rd):
+    """README.md and benchmarks/README.md are what the committed runs render to."""
+    assert rd.main(["--check"]) == 0
