@@ -34,12 +34,16 @@ class Kernel:
       name: a short description, written into results.
       unit_norm: whether the kernel assumes ``||x|| = 1`` (eq. 4 does).
       flatten: whether inputs are flattened to ``(n, d)`` before ``fn`` (False for conv nets).
+      host_fn: the same kernel on NumPy arrays (the same formula, evaluated by NumPy/BLAS),
+        which :func:`kernel_matrix` uses on a CPU backend, where BLAS outruns XLA's CPU products;
+        None when the kernel exists only in JAX.
     """
 
     fn: KernelFn
     name: str
     unit_norm: bool = False
     flatten: bool = True
+    host_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
 
     def __call__(self, x1: Any, x2: Any | None = None, *, block_size: int = 2048,
                  dtype: Any = np.float64) -> np.ndarray:
@@ -51,7 +55,24 @@ class Kernel:
 NEAR_PARALLEL = 1e-3
 
 
-def chord_paper_kernel(u: jax.Array, v: jax.Array) -> jax.Array:
+def eq4_from_gram(g: Any, xp: Any = jnp) -> Any:
+    """Eq. (4) from the Gram matrix ``x.x'``: ``g (pi - arccos g) / (2 pi)`` (``g`` clipped).
+
+    Accurate where ``|x.x'| <= 1 - NEAR_PARALLEL``; the other pairs are recomputed by
+    :func:`chord_paper_kernel`.
+
+    Args:
+      g: Gram matrix of unit-norm inputs.
+      xp: the array namespace (``jax.numpy`` or ``numpy``).
+
+    Returns:
+      The kernel values, shaped like ``g``.
+    """
+    gc = xp.clip(g, -1.0, 1.0)
+    return gc * (xp.pi - xp.arccos(gc)) / (2.0 * xp.pi)
+
+
+def chord_paper_kernel(u: Any, v: Any, xp: Any = jnp) -> Any:
     """Eq. (4) for paired rows ``u[i], v[i]`` with the angle taken from chord lengths.
 
     With ``a = ||u - v||`` and ``b = ||u + v||`` the angle is ``theta = 2 atan2(a, b)``, so
@@ -62,14 +83,15 @@ def chord_paper_kernel(u: jax.Array, v: jax.Array) -> jax.Array:
     Args:
       u: ``(m, d)`` unit-norm inputs.
       v: ``(m, d)`` unit-norm inputs.
+      xp: the array namespace (``jax.numpy`` or ``numpy``).
 
     Returns:
       ``(m,)`` values ``K(u[i], v[i])``.
     """
-    a2 = jnp.sum(jnp.square(u - v), axis=-1)
-    b2 = jnp.sum(jnp.square(u + v), axis=-1)
+    a2 = xp.sum(xp.square(u - v), axis=-1)
+    b2 = xp.sum(xp.square(u + v), axis=-1)
     cos = (b2 - a2) / (a2 + b2)
-    return cos * jnp.arctan2(jnp.sqrt(b2), jnp.sqrt(a2)) / jnp.pi
+    return cos * xp.arctan2(xp.sqrt(b2), xp.sqrt(a2)) / xp.pi
 
 
 def closed_form_paper_kernel(x1: jax.Array, x2: jax.Array) -> jax.Array:
@@ -91,8 +113,7 @@ def closed_form_paper_kernel(x1: jax.Array, x2: jax.Array) -> jax.Array:
     """
     n1, n2 = x1.shape[0], x2.shape[0]
     g = jnp.matmul(x1, x2.T, precision=jax.lax.Precision.HIGHEST)
-    gc = jnp.clip(g, -1.0, 1.0)
-    k = (gc * (jnp.pi - jnp.arccos(gc)) / (2.0 * jnp.pi)).reshape(-1)
+    k = eq4_from_gram(g).reshape(-1)
     near = (jnp.abs(g) > 1.0 - NEAR_PARALLEL).reshape(-1)
     size, end = n1 + n2, n1 * n2  # pairs recomputed per pass; the index of "no pair"
 
@@ -105,6 +126,24 @@ def closed_form_paper_kernel(x1: jax.Array, x2: jax.Array) -> jax.Array:
 
     k, _ = jax.lax.while_loop(lambda s: jnp.any(s[1]), fix, (k, near))
     return k.reshape(n1, n2)
+
+
+def closed_form_paper_kernel_host(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+    """:func:`closed_form_paper_kernel` on NumPy arrays (BLAS Gram matrix, same formulas).
+
+    Args:
+      x1: ``(n1, d)`` unit-norm inputs.
+      x2: ``(n2, d)`` unit-norm inputs.
+
+    Returns:
+      ``(n1, n2)`` kernel matrix.
+    """
+    g = x1 @ x2.T
+    k = eq4_from_gram(g, np)
+    i, j = np.nonzero(np.abs(g) > 1.0 - NEAR_PARALLEL)
+    if i.size:
+        k[i, j] = chord_paper_kernel(x1[i], x2[j], np)
+    return k
 
 
 def paper_stax(d: int, width: int = 1, kappa: float = 1.0) -> tuple[Any, Any, Any]:
@@ -159,7 +198,8 @@ def paper_kernel(trained: Literal["first", "both"] = "first", kappa: float = 1.0
     if implementation == "closed_form":
         if trained != "first":
             raise InputError("the closed form covers trained='first' only; use implementation='nt'.")
-        return Kernel(closed_form_paper_kernel, "paper eq.(4) closed form", unit_norm=True)
+        return Kernel(closed_form_paper_kernel, "paper eq.(4) closed form", unit_norm=True,
+                      host_fn=closed_form_paper_kernel_host)
     if implementation != "nt":
         raise InputError(f"implementation must be 'closed_form' or 'nt', got {implementation!r}.")
 
@@ -290,9 +330,15 @@ def kernel_matrix(kernel: Kernel | str | Callable[..., Any], x1: Any, x2: Any | 
     if k.unit_norm:
         a = ensure_unit_norm(a, "x1")[0]
         b = a if x2 is None else ensure_unit_norm(b, "x2")[0]
-    fn = _block_fn(k)
     n1 = a.shape[0]
     bs = min(int(block_size), n1)
+    if k.host_fn is not None and jax.default_backend() == "cpu":
+        dt = np.dtype(dtype)
+        out = np.empty((n1, b.shape[0]), dtype=dt)
+        for start in range(0, n1, bs):
+            out[start:start + bs] = k.host_fn(a[start:start + bs], b)
+        return out
+    fn = _block_fn(k)
     with precision(dtype) as dt:
         out = np.empty((n1, b.shape[0]), dtype=dt)
         b_dev = jnp.asarray(b, dtype=dt)
