@@ -363,7 +363,8 @@ def influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test: Any,
                            *, spectrum: SpectrumMethod = "auto", block_size: int = 4096,
                            dtype: Any = np.float64, kernel_name: str = "precomputed",
                            keep_factor: bool = True, backend: Backend = "auto",
-                           overwrite_k: bool = False) -> InfluenceResult:
+                           overwrite_k: bool = False, check_symmetry: bool = True
+                           ) -> InfluenceResult:
     """Exact NTK influence (eq. 8-9) from precomputed kernel matrices.
 
     Args:
@@ -381,6 +382,8 @@ def influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test: Any,
         False the spectrum is computed before the factor is dropped.
       backend: where the factorisation runs (see :func:`ntk_influence.factorize`).
       overwrite_k: let the host backend factorise ``k_train`` in place (it is destroyed).
+      check_symmetry: check that ``k_train`` is symmetric (skipped for kernels the library
+        computed itself).
 
     Returns:
       :class:`InfluenceResult`.
@@ -389,7 +392,7 @@ def influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test: Any,
     k = as_array(k_train, "k_train", (2,))
     y = check_labels(y_train, k.shape[0], "y_train")
     factor = factorize(k, y, lam, spectrum_method=spectrum, dtype=dtype, backend=backend,
-                       overwrite_k=overwrite_k)
+                       overwrite_k=overwrite_k, check_symmetry=check_symmetry)
     del k
     res = influence_from_factor(factor, k_test, y_test, block_size=block_size,
                                 kernel_name=kernel_name)
@@ -485,5 +488,6 @@ def ntk_influence(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: flo
     k_test = kernel_matrix(k, xtr, xte, block_size=block_size, dtype=dtype)
     res = influence_from_kernels(k_train, k_test, ytr, yte, lam, spectrum=spectrum,
                                  block_size=block_size, dtype=dtype, kernel_name=k.name,
-                                 keep_factor=keep_factor, backend=bk, overwrite_k=True)
+                                 keep_factor=keep_factor, backend=bk, overwrite_k=True,
+                                 check_symmetry=False)
     return dataclasses.replace(res, input_norms=norms)

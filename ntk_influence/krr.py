@@ -491,7 +491,8 @@ def check_conditioning(cond: float, lambda_max: float, n: int, lam: float, dtype
 def factorize(k_train: Any, y_train: Any, lam: float, *, backend: Backend = "auto",
               dtype: Any = np.float64, spectrum_method: str = "auto",
               inverse: Literal["recursive", "blocked"] = "recursive", inv_block: int = 1024,
-              overwrite_k: bool = False, max_refine_steps: int = 5) -> KRRFactor:
+              overwrite_k: bool = False, max_refine_steps: int = 5,
+              check_symmetry: bool = True) -> KRRFactor:
     """Factorise ``K + lam I`` once: ``diag(A)``, ``beta = A y`` (eq. 5-6) and solves with ``A``.
 
     Raises :class:`SingularKernelError` when ``K + lam I`` is not numerically positive definite
@@ -516,6 +517,8 @@ def factorize(k_train: Any, y_train: Any, lam: float, *, backend: Backend = "aut
       overwrite_k: let the LAPACK backend factorise a C-ordered host ``k_train`` in place (saves
         one ``n x n`` copy; the caller's matrix is destroyed).
       max_refine_steps: refinement steps per solve for ``"float32-refined"``.
+      check_symmetry: check that ``k_train`` is symmetric (an ``O(n^2)`` pass); the library
+        skips it for kernel matrices it computed itself (the Cholesky reads one triangle).
 
     Returns:
       A :class:`KRRFactor`.
@@ -534,7 +537,7 @@ def factorize(k_train: Any, y_train: Any, lam: float, *, backend: Backend = "aut
     if y.shape[0] != n:
         raise InputError(f"y_train has {y.shape[0]} rows but k_train is {n} x {n}.")
     y2 = y.reshape(n, -1)
-    if not on_device:
+    if check_symmetry and not on_device:
         check_symmetric(k)
     spectrum_method = check_method(spectrum_method)
     common = dict(lam=lam, backend=bk, spectrum_method=spectrum_method)
