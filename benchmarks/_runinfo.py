@@ -1,6 +1,7 @@
 """Run record shared by the benchmark scripts: command line, date, machine, load, wall time.
 
-Every script calls :func:`start` first and :func:`finish` on the dict it writes, so each JSON says
+Every script calls :func:`start` first and :func:`write` (which calls :func:`finish`) on the
+dict it saves, so each JSON says
 what ran, where, under what load (``os.getloadavg`` at start and end) and for how long. The
 documentation renderer (``render_docs.py``) quotes these fields next to every number.
 """
@@ -63,3 +64,19 @@ def finish(info: dict[str, Any]) -> dict[str, Any]:
     if t0 is not None:
         run["wall_s"] = round(time.perf_counter() - t0, 2)
     return info
+
+
+def write(info: dict[str, Any], out: str | Path) -> None:
+    """Finish the run record of ``info``, write it as JSON to ``out`` and say where.
+
+    Args:
+      info: the dict the benchmark writes, holding ``info["run"]`` from :func:`start`.
+      out: the JSON path (its folder is created).
+    """
+    import json
+
+    finish(info)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(info, indent=2, default=float) + "\n")  # numpy scalars as floats
+    print(f"wrote {out}")

@@ -15,7 +15,6 @@ Writes benchmarks/out/bench_dynamics.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -103,11 +102,9 @@ def main() -> None:
     print("* exact full = measured per-point time x n (timed on --subset points)")
     out = Path(__file__).resolve().parent / "out"
     out.mkdir(exist_ok=True)
-    info = _runinfo.finish({**started, "machine": platform.platform(),
-                            "processor": platform.processor(), "jax": jax.__version__,
-                            "backend": jax.default_backend(), "lam": 0.1, "rows": rows})
-    (out / "bench_dynamics.json").write_text(json.dumps(info, indent=2) + "\n")
-    print(f"wrote {out / 'bench_dynamics.json'}")
+    _runinfo.write({**started, "machine": platform.platform(), "processor": platform.processor(),
+                    "jax": jax.__version__, "backend": jax.default_backend(), "lam": 0.1,
+                    "rows": rows}, out / "bench_dynamics.json")
 
 
 if __name__ == "__main__":

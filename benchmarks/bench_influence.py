@@ -227,10 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_avg_at_end": os.getloadavg(), "lam": LAM, "repeats": a.repeats, "rows": rows,
             "targets": {"ours_over_floor_at_4000": 1.2, "ours_spectrum_over_floor_at_4000": 1.3,
                         "brute_over_ours_at_2000": 100}}
-    _runinfo.finish(info)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(info, indent=2) + "\n")
-    print(f"wrote {a.out}")
+    _runinfo.write(info, a.out)
     return 0
 
 

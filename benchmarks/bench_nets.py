@@ -13,7 +13,6 @@ the iteration count taken from the full training run to f_tol=1e-6 at the same w
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -141,9 +140,7 @@ def main() -> None:
               f"{t['loo_nets_per_minute']:.2f} LOO nets/min")
     OUT.mkdir(parents=True, exist_ok=True)
     name = "bench_nets_solvers.json" if args.solvers_only else "bench_nets.json"
-    _runinfo.finish(res)
-    (OUT / name).write_text(json.dumps(res, indent=2, default=float))
-    print(f"wrote {OUT / name}")
+    _runinfo.write(res, OUT / name)
 
 
 if __name__ == "__main__":

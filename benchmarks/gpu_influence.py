@@ -17,7 +17,6 @@ Writes ``benchmarks/out/gpu_influence.json`` (or ``--out``).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -133,11 +132,9 @@ def main(argv: list[str] | None = None) -> int:
                      "inverse_diagonal": plan.inverse_diagonal},
             "residual_check": rel_resid, "cond": cond,
             "influence_shape": list(infl.shape), "target_s": 60.0, "met": total < 60.0}
-    _runinfo.finish(info)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(info, indent=2) + "\n")
+    _runinfo.write(info, a.out)
     print(f"achieved {flops / total / 1e12:.2f} TFLOP/s over the whole run = "
-          f"{info['achieved_over_f64_matmul']:.0%} of the float64 matmul rate; wrote {a.out}")
+          f"{info['achieved_over_f64_matmul']:.0%} of the float64 matmul rate")
     return 0
 
 

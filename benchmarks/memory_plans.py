@@ -53,10 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(row))
     info.update(n=a.n, n_test=a.n_test, d=a.d, dtype="float64", host_gb_assumed=512,
                 plans=plans)
-    _runinfo.finish(info)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(info, indent=2) + "\n")
-    print(f"wrote {a.out}")
+    _runinfo.write(info, a.out)
     return 0
 
 
