@@ -77,6 +77,7 @@ COUNT_CASES = [
     (["compare", "--n-points", "0"], "--n-points"),
     (["compare", "--widths", "64", "-8"], "--widths"),
     (["compare", "--test-points", "0"], "--test-points"),
+    (["attribution", "--subsets", "0"], "--subsets"),
     (["compare", "--chunk-size", "0"], "--chunk-size"),
     (["compare", "--max-steps", "0"], "--max-steps"),
     (["examples", "--k", "0"], "--k"),
@@ -121,3 +122,11 @@ def test_reproduce_passes_test_points_to_table1(extra, shown, tmp_path, capsys):
     line = next(ln for ln in out.splitlines() if ln.startswith("ntk-influence compare"))
     assert code == 0
     assert (shown in line) if shown else "--test-points" not in line
+
+
+@pytest.mark.parametrize("argv,option", [(["attribution", "--loo-points", "-1"], "--loo-points"),
+                                         (["attribution", "--trak-dim", "-5"], "--trak-dim")])
+def test_negative_counts_where_zero_skips_exit_2(argv, option, capsys):
+    code, _, err = _run(argv, capsys)
+    assert code == EXIT_USAGE
+    assert f"argument {option}" in err and "whole number >= 0" in err, err

@@ -22,6 +22,20 @@ from .._errors import InputError
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NUMERICAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
+def _whole(text: Any, lo: int) -> int:
+    """``text`` as a whole number ``>= lo`` for ``argparse`` (bools and fractions refused)."""
+    msg = f"must be a whole number >= {lo}, got {text!r}"
+    if isinstance(text, bool):
+        raise argparse.ArgumentTypeError(msg)
+    try:
+        v = int(text) if isinstance(text, int) else int(str(text).strip(), 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(msg) from None
+    if v < lo:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= {lo}, got {v}")
+    return v
+
+
 def count(text: Any) -> int:
     """A count option's value: a whole number >= 1 (``argparse`` type for every count option).
 
@@ -31,16 +45,19 @@ def count(text: Any) -> int:
     Returns:
       The count.
     """
-    if isinstance(text, bool):
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    try:
-        v = int(text) if isinstance(text, int) else int(str(text).strip(), 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {v}")
-    return v
+    return _whole(text, 1)
 
+
+def count_or_zero(text: Any) -> int:
+    """A count option where 0 means "skip this part": a whole number >= 0.
+
+    Args:
+      text: the command-line text (or an int from a config file).
+
+    Returns:
+      The count.
+    """
+    return _whole(text, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +232,7 @@ def _config_value(action: argparse.Action, key: str, val: Any, path: Path) -> An
         raise InputError(f"{where} takes one value, got the list {val!r}.")
 
     def one(v: Any) -> Any:
-        if action.type in (int, count) and (isinstance(v, bool) or not isinstance(v, int)):
+        if action.type in (int, count, count_or_zero) and (isinstance(v, bool) or not isinstance(v, int)):
             raise InputError(f"{where} must be a whole number, got {v!r}.")
         if action.type is float and (isinstance(v, bool) or not isinstance(v, (int, float))):
             raise InputError(f"{where} must be a number, got {v!r}.")

@@ -13,7 +13,15 @@ import shutil
 import time
 from pathlib import Path
 
-from ._common import Command, add_data_arguments, count, load_data_from_args, log, settings_of
+from ._common import (
+    Command,
+    add_data_arguments,
+    count,
+    count_or_zero,
+    load_data_from_args,
+    log,
+    settings_of,
+)
 
 
 def _attribution_args(p: argparse.ArgumentParser) -> None:
@@ -35,13 +43,13 @@ def _attribution_args(p: argparse.ArgumentParser) -> None:
                    help="initialisation seed (default: %(default)s)")
     p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
                    help="additive methods to score (default: all)")
-    p.add_argument("--loo-points", type=int, default=20,
+    p.add_argument("--loo-points", type=count_or_zero, default=20,
                    help="training points retrained one at a time for the LOO correlation, "
                         "every test point at once; 0 skips (default: %(default)s)")
     p.add_argument("--noise", type=float, default=0.1,
                    help="fraction of labels flipped for mislabel detection; 0 skips "
                         "(default: %(default)s)")
-    p.add_argument("--trak-dim", type=int, default=1024,
+    p.add_argument("--trak-dim", type=count_or_zero, default=1024,
                    help="TRAK projection dimension; 0 for no projection (default: %(default)s)")
     p.add_argument("--trak-ensemble", type=count, default=4,
                    help="nets averaged by TRAK, from seeds net-seed, net-seed+1, ... "
