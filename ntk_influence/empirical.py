@@ -4,9 +4,10 @@ Two routes, tested against each other and against ``jax.jacobian``:
 
 - :func:`entk_jacobian`: any model, pure JAX Jacobian contraction in blocks of points (the
   Jacobian of a block is materialised, the blocks are contracted pairwise);
-- :func:`entk_two_layer`: the two-layer net of eq. (1), whose Jacobian row is
-  ``J_i = m^-1/2 (a_r 1{w_r.x_i > 0} x_i)_r``, so ``K_ij = x_i.x_j (S S^T)_ij / m`` with the
-  activation pattern ``S``: ``O(n^2 m + n^2 d)`` work and no Jacobian in memory.
+- :func:`entk_structured`: the model's own structured eNTK (its ``entk_gram`` hook, see
+  :class:`~ntk_influence.nets.FunctionalNet`): for eq. (1) ``K_ij = x_i.x_j (S S^T)_ij / m``
+  with the activation pattern ``S`` (:func:`entk_two_layer`), for the deep nets of
+  :mod:`ntk_influence.deep` layer-wise Grams of inputs and cotangents; no Jacobian in memory.
 """
 
 from __future__ import annotations
@@ -24,8 +25,12 @@ from .nets import FunctionalNet
 
 def _as_x(net: FunctionalNet, x: Any, name: str) -> jax.Array:
     arr = jnp.asarray(x, net.dtype)
-    if arr.ndim != 2:
+    shape = net.input_shape
+    if shape is None and arr.ndim != 2:
         raise InputError(f"{name} must be (n, d), got shape {arr.shape}.")
+    if shape is not None and tuple(arr.shape[1:]) != shape:
+        raise InputError(f"{name} must be (n, {', '.join(map(str, shape))}) for this net, got "
+                         f"shape {arr.shape}.")
     return arr
 
 
@@ -51,7 +56,7 @@ def pattern_gram(s1: jax.Array, s2: jax.Array) -> jax.Array:
 def ntk_gram(net: FunctionalNet, theta: jax.Array, x: jax.Array) -> jax.Array:
     """Empirical NTK ``J J^T`` on one set of points, traceable inside ``jit`` (no blocking).
 
-    Closed form ``x_i.x_j (S S^T)_ij / m`` for the two-layer net, ``jax.jacrev`` otherwise.
+    The model's structured eNTK when it has one (``net.gram_fn``), ``jax.jacrev`` otherwise.
 
     Args:
       net: the network.
@@ -61,19 +66,42 @@ def ntk_gram(net: FunctionalNet, theta: jax.Array, x: jax.Array) -> jax.Array:
     Returns:
       ``(n, n)`` kernel matrix.
     """
-    if net.kind == "two_layer":
-        w = theta.reshape(net.width, -1)
-        s = (x @ w.T > 0).astype(w.dtype)
-        return (x @ x.T) * pattern_gram(s, s) / net.width
+    if net.gram_fn is not None:
+        return net.gram_fn(net, theta, x, None)
     jac = jax.jacrev(lambda t: net.apply(t, x))(theta)
     return jac @ jac.T
 
 
-@jax.jit
-def _two_layer_block(w: jax.Array, x1: jax.Array, x2: jax.Array) -> jax.Array:
-    s1 = (x1 @ w.T > 0).astype(w.dtype)
-    s2 = (x2 @ w.T > 0).astype(w.dtype)
-    return (x1 @ x2.T) * pattern_gram(s1, s2) / w.shape[0]
+def entk_structured(net: FunctionalNet, x1: Any, x2: Any | None = None,
+                    theta: jax.Array | None = None, *, block_size: int = 1024) -> jax.Array:
+    """Empirical NTK from the model's structured hook (``net.gram_fn``), in row blocks.
+
+    Args:
+      net: a :class:`FunctionalNet` whose model defines ``entk_gram``.
+      x1: ``(n1, ...)`` inputs.
+      x2: ``(n2, ...)`` inputs (default ``x1``).
+      theta: flat parameters (default ``W(0)``).
+      block_size: rows of ``x1`` per block.
+
+    Returns:
+      ``(n1, n2)`` kernel matrix.
+    """
+    if net.gram_fn is None:
+        raise InputError(f"the model {net.description.get('model')} has no structured eNTK "
+                         "(entk_gram); use entk(..., method='jacobian').")
+    with precision(net.dtype):
+        t = net.theta0 if theta is None else jnp.asarray(theta, net.dtype)
+        a1 = _as_x(net, x1, "x1")
+        a2 = a1 if x2 is None else _as_x(net, x2, "x2")
+        bs = max(1, int(block_size))
+        if x2 is None and a1.shape[0] <= bs:
+            return _gram_jit(net)(t, a1, None)
+        return jnp.concatenate([_gram_jit(net)(t, a1[s:s + bs], a2)
+                                for s in range(0, a1.shape[0], bs)], axis=0)
+
+
+def _gram_jit(net: FunctionalNet) -> Any:
+    return jax.jit(lambda t, a, b: net.gram_fn(net, t, a, b))
 
 
 def entk_two_layer(net: FunctionalNet, x1: Any, x2: Any | None = None,
@@ -83,7 +111,7 @@ def entk_two_layer(net: FunctionalNet, x1: Any, x2: Any | None = None,
     Since ``a_r^2 = 1``, ``J_i . J_j = m^-1 sum_r 1{w_r.x_i > 0} 1{w_r.x_j > 0} x_i.x_j``.
 
     Args:
-      net: a two-layer :class:`FunctionalNet` (``kind == "two_layer"``).
+      net: the two-layer :class:`FunctionalNet` of eq. (1).
       x1: ``(n1, d)`` inputs.
       x2: ``(n2, d)`` inputs (default ``x1``).
       theta: flat parameters (default ``W(0)``).
@@ -92,16 +120,9 @@ def entk_two_layer(net: FunctionalNet, x1: Any, x2: Any | None = None,
     Returns:
       ``(n1, n2)`` kernel matrix.
     """
-    if net.kind != "two_layer":
+    if not net.exact_gn:
         raise InputError("entk_two_layer needs the two-layer net of eq. (1); use entk().")
-    with precision(net.dtype):
-        t = net.theta0 if theta is None else jnp.asarray(theta, net.dtype)
-        w = t.reshape(net.width, -1)
-        a1 = _as_x(net, x1, "x1")
-        a2 = a1 if x2 is None else _as_x(net, x2, "x2")
-        bs = max(1, int(block_size))
-        return jnp.concatenate([_two_layer_block(w, a1[s:s + bs], a2)
-                                for s in range(0, a1.shape[0], bs)], axis=0)
+    return entk_structured(net, x1, x2, theta, block_size=block_size)
 
 
 def _jac_block(net: FunctionalNet, theta: jax.Array, xb: jax.Array) -> jax.Array:
@@ -160,16 +181,16 @@ def entk(net: FunctionalNet, x1: Any, x2: Any | None = None, theta: jax.Array | 
       x1: ``(n1, d)`` inputs.
       x2: ``(n2, d)`` inputs (default ``x1``).
       theta: flat parameters (default ``W(0)``).
-      method: ``"auto"`` (closed form for the two-layer net, Jacobian contraction otherwise),
-        ``"structured"`` or ``"jacobian"``.
+      method: ``"auto"`` (the model's structured eNTK when it has one, else Jacobian
+        contraction), ``"structured"`` or ``"jacobian"``.
 
     Returns:
       ``(n1, n2)`` kernel matrix (a JAX array in the net's dtype).
     """
     if method not in ("auto", "structured", "jacobian"):
         raise InputError(f"method must be 'auto', 'structured' or 'jacobian', got {method!r}.")
-    if method == "structured" or (method == "auto" and net.kind == "two_layer"):
-        return entk_two_layer(net, x1, x2, theta)
+    if method == "structured" or (method == "auto" and net.gram_fn is not None):
+        return entk_structured(net, x1, x2, theta)
     return entk_jacobian(net, x1, x2, theta)
 
 

@@ -110,6 +110,8 @@ class TwoLayerReLU(nnx.Module):
         """Outputs ``f(x)`` of eq. (1) for ``(n, d)`` inputs, shape ``(n,)``."""
         return _two_layer_apply(self.w[...], self.a[...], x, self.symmetric)
 
+    exact_gauss_newton = True  # a fixed: the Hessian of eq. (2) is J^T J + lam I
+
     @staticmethod
     def gauss_newton_step(net: FunctionalNet, problem: Any) -> Any:
         """The structured Gauss-Newton step of eq. (1) on pre-activations (exact Newton step).
@@ -124,6 +126,49 @@ class TwoLayerReLU(nnx.Module):
         from .gauss_newton import two_layer_step  # the step module needs FunctionalNet
 
         return two_layer_step(net, problem)
+
+    @staticmethod
+    def entk_gram(net: FunctionalNet, theta: jax.Array, x1: jax.Array,
+                  x2: jax.Array | None = None) -> jax.Array:
+        """Empirical NTK of eq. (1) in closed form, ``x_i.x_j (S1 S2^T)_ij / m``.
+
+        Since ``a_r^2 = 1``, ``J_i . J_j = m^-1 sum_r 1{w_r.x_i > 0} 1{w_r.x_j > 0} x_i.x_j``.
+
+        Args:
+          net: this model as a :class:`FunctionalNet`.
+          theta: flat parameters.
+          x1: ``(n1, d)`` inputs.
+          x2: ``(n2, d)`` inputs (default ``x1``).
+
+        Returns:
+          ``(n1, n2)`` kernel matrix.
+        """
+        from .empirical import pattern_gram
+
+        w = theta.reshape(net.width, -1)
+        s1 = (x1 @ w.T > 0).astype(w.dtype)
+        if x2 is None:
+            return (x1 @ x1.T) * pattern_gram(s1, s1) / net.width
+        s2 = (x2 @ w.T > 0).astype(w.dtype)
+        return (x1 @ x2.T) * pattern_gram(s1, s2) / net.width
+
+    @staticmethod
+    def flat_apply(net: FunctionalNet, theta: jax.Array, x: jax.Array) -> jax.Array:
+        """Eq. (1) at flat parameters, without merging the graph (same maths as ``__call__``)."""
+        return _two_layer_apply(theta.reshape(net.width, -1), net.state["a"][...], x,
+                                bool(net.description["symmetric"]))
+
+    @staticmethod
+    def retrain_bytes(net: FunctionalNet, n_points: int) -> int:
+        """Memory of one retrain in a vmapped chunk: ten parameter vectors, six ``(n, m)`` arrays."""
+        item = net.dtype.itemsize
+        return 10 * net.n_params * item + 6 * n_points * net.width * item
+
+    def describe(self) -> dict[str, Any]:
+        """The model's settings, for results."""
+        return {"model": "TwoLayerReLU", "width": self.width, "d": self.d,
+                "input_shape": [self.d], "kappa": self.kappa, "symmetric": self.symmetric,
+                "seed": self.seed, "trained": "first layer (a fixed)"}
 
 
 class ReLUMLP(nnx.Module):
@@ -182,12 +227,22 @@ class FunctionalNet:
       state: the fixed (non-trained) state, e.g. the readout ``a``.
       theta0: ``(P,)`` the initial trainable parameters ``W(0)``, flattened.
       unravel: maps a flat vector back to the parameter pytree.
-      kind: ``"two_layer"`` for :class:`TwoLayerReLU` (exact structure used), else ``"generic"``.
+      kind: the model's name (``"two_layer"`` for :class:`TwoLayerReLU`), for results only.
       width: hidden width.
       description: settings of the model, for results.
-      gn_step: the model's own Gauss-Newton step, ``(net, problem) -> GNStep``: the static
-        method ``gauss_newton_step`` of the model's class, when it has one (the protocol by
-        which a model plugs a structured step into the solver); ``None`` uses the autodiff step.
+      gn_step: the model's own Gauss-Newton step, ``(net, problem) -> GNStep``, or ``None``
+        (the autodiff step).
+      gram_fn: the model's structured eNTK, ``(net, theta, x1, x2) -> K``, or ``None`` (the
+        Jacobian route).
+      apply_fn: the model's outputs at flat parameters, ``(net, theta, x) -> f``, or ``None``
+        (merge the graph and call the model).
+      bytes_fn: memory of one retrain, ``(net, n_points) -> bytes``, or ``None`` (Jacobian-sized).
+      exact_gn: whether the Hessian of eq. (2) is exactly ``J^T J + lam I``.
+
+    The model protocol: a Flax model class plugs into the solvers by defining any of the static
+    methods ``gauss_newton_step``, ``entk_gram``, ``flat_apply`` and ``retrain_bytes`` with these
+    signatures, the class attribute ``exact_gauss_newton`` and the method ``describe()``;
+    :func:`functional` records them here. Nothing in the library dispatches on the model's name.
     """
 
     graphdef: Any
@@ -198,6 +253,10 @@ class FunctionalNet:
     width: int
     description: dict[str, Any]
     gn_step: Any = None
+    gram_fn: Any = None
+    apply_fn: Any = None
+    bytes_fn: Any = None
+    exact_gn: bool = False
 
     @property
     def n_params(self) -> int:
@@ -212,19 +271,24 @@ class FunctionalNet:
     @property
     def exact_gauss_newton(self) -> bool:
         """Whether the Hessian of eq. (2) is exactly ``J^T J + lam I`` (two-layer ReLU, fixed a)."""
-        return self.kind == "two_layer"
+        return self.exact_gn
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """Per-example input shape, when the model records it."""
+        s = self.description.get("input_shape")
+        return None if s is None else tuple(int(v) for v in s)
 
     def apply(self, theta: jax.Array, x: jax.Array) -> jax.Array:
-        """Outputs ``(n,)`` of the net with flat parameters ``theta`` on ``(n, d)`` inputs."""
-        if self.kind == "two_layer":  # same maths as TwoLayerReLU.__call__, no graph merge
-            return _two_layer_apply(theta.reshape(self.width, -1), self.state["a"][...], x,
-                                    bool(self.description["symmetric"]))
+        """Outputs ``(n,)`` of the net with flat parameters ``theta`` on ``(n, ...)`` inputs."""
+        if self.apply_fn is not None:
+            return self.apply_fn(self, theta, x)
         model = nnx.merge(self.graphdef, self.unravel(theta), self.state)
         return model(x)
 
     def activation_pattern(self, theta: jax.Array, x: jax.Array) -> jax.Array:
         """For the two-layer net: ``S_ir = a_r 1{w_r . x_i > 0}``, shape ``(n, m)``."""
-        if self.kind != "two_layer":
+        if self.description.get("model") != "TwoLayerReLU":
             raise InputError("activation_pattern is defined for the two-layer net only.")
         w = theta.reshape(self.width, -1)
         return jnp.where(x.astype(w.dtype) @ w.T > 0, 1.0, 0.0).astype(w.dtype)
@@ -254,22 +318,23 @@ def functional(model: nnx.Module) -> FunctionalNet:
         theta0, unravel = ravel_pytree(params)
     if theta0.size == 0:
         raise InputError("the model has no nnx.Param to train.")
-    if isinstance(model, TwoLayerReLU):
-        kind = "two_layer"
-        desc = {"model": "TwoLayerReLU", "width": model.width, "d": model.d,
-                "kappa": model.kappa, "symmetric": model.symmetric, "seed": model.seed,
-                "param_dtype": str(theta0.dtype), "trained": "first layer (a fixed)"}
-        width = model.width
+    width = int(getattr(model, "width", 0))
+    if hasattr(model, "describe"):
+        desc = dict(model.describe())
     else:
-        kind = "generic"
-        width = int(getattr(model, "width", 0))
-        desc = {"model": type(model).__name__, "width": width,
-                "param_dtype": str(theta0.dtype), "n_params": int(theta0.size)}
+        desc = {"model": type(model).__name__, "width": width}
         for k in ("depth", "W_std", "seed", "d"):
             if hasattr(model, k):
                 desc[k] = getattr(model, k)
+        if hasattr(model, "d"):
+            desc["input_shape"] = [int(model.d)]
+    desc.update(param_dtype=str(theta0.dtype), n_params=int(theta0.size))
+    kind = "two_layer" if desc["model"] == "TwoLayerReLU" else str(desc["model"])
+    cls = type(model)
     return FunctionalNet(graphdef, state, theta0, unravel, kind, width, desc,
-                         getattr(type(model), "gauss_newton_step", None))
+                         getattr(cls, "gauss_newton_step", None), getattr(cls, "entk_gram", None),
+                         getattr(cls, "flat_apply", None), getattr(cls, "retrain_bytes", None),
+                         bool(getattr(cls, "exact_gauss_newton", False)))
 
 
 def two_layer_net(d: int, width: int, *, kappa: float = 1.0, symmetric: bool = False,

@@ -243,8 +243,8 @@ def actual_influence(delta: Any, f_test: Any, y_test: Any) -> np.ndarray:
 def plan_chunk_size(net: FunctionalNet, n_points: int, memory_bytes: int = 2**32) -> int:
     """Retrains per vmapped chunk that fit ``memory_bytes``.
 
-    Per retrain the solver holds about ten parameter vectors and, for the two-layer net, about
-    six ``(n_points, width)`` activation arrays (or the ``(n, P)`` Jacobian for other nets).
+    Per retrain: the model's own estimate (its ``retrain_bytes`` hook), else about ten
+    parameter vectors and the ``(n, P)`` Jacobian.
 
     Args:
       net: the network.
@@ -254,10 +254,10 @@ def plan_chunk_size(net: FunctionalNet, n_points: int, memory_bytes: int = 2**32
     Returns:
       Chunk size ``>= 1``.
     """
-    item = net.dtype.itemsize
-    per = 10 * net.n_params * item
-    per += 6 * n_points * max(net.width, 1) * item if net.kind == "two_layer" else (
-        2 * n_points * net.n_params * item)
+    if net.bytes_fn is not None:
+        per = int(net.bytes_fn(net, n_points))
+    else:  # parameter vectors and the (n, P) Jacobian
+        per = (10 + 2 * n_points) * net.n_params * net.dtype.itemsize
     return max(1, int(memory_bytes // per))
 
 

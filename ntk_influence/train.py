@@ -367,7 +367,7 @@ def estimate_lambda_max(net: FunctionalNet, theta: jax.Array, x: Any, *,
 
 
 def _lambda_max(net: FunctionalNet, theta: jax.Array, xa: jax.Array, iterations: int) -> float:
-    if net.kind == "two_layer" or xa.shape[0] * net.n_params <= 2**25:
+    if net.gram_fn is not None or xa.shape[0] * net.n_params <= 2**25:
         kmat = jax.jit(lambda t, xx: ntk_gram(net, t, xx))(theta, xa)
         return float(jnp.linalg.eigvalsh(kmat)[-1])
 
@@ -386,10 +386,10 @@ def _lambda_max(net: FunctionalNet, theta: jax.Array, xa: jax.Array, iterations:
 
 
 def check_xy(net: FunctionalNet, x: Any, y: Any, name: str) -> tuple[jax.Array, jax.Array]:
-    """Check ``(n, d)`` inputs and ``(n,)`` labels for the net.
+    """Check ``(n, *input_shape)`` inputs and ``(n,)`` labels for the net.
 
     Args:
-      net: the network (its input dimension is checked when known).
+      net: the network (its per-example input shape is checked when known; ``(n, d)`` else).
       x: inputs.
       y: labels.
       name: ``"train"`` or ``"test"``, used in messages.
@@ -399,13 +399,14 @@ def check_xy(net: FunctionalNet, x: Any, y: Any, name: str) -> tuple[jax.Array, 
     """
     from ._validate import as_array
 
-    xa = as_array(x, f"x_{name}", (2,))
+    shape = net.input_shape
+    xa = as_array(x, f"x_{name}", (2,) if shape is None else (1 + len(shape),))
     ya = as_array(y, f"y_{name}", (1,))
     if ya.shape[0] != xa.shape[0]:
         raise InputError(f"y_{name} has {ya.shape[0]} labels but x_{name} has {xa.shape[0]} rows.")
-    d = net.description.get("d")
-    if d is not None and xa.shape[1] != d:
-        raise InputError(f"x_{name} has {xa.shape[1]} features but the net takes d={d}.")
+    if shape is not None and tuple(xa.shape[1:]) != shape:
+        raise InputError(f"x_{name} has points of shape {tuple(xa.shape[1:])} but the net takes "
+                         f"{shape}; reshape the inputs (e.g. images as (n, H, W, C)).")
     with precision(net.dtype):
         return jnp.asarray(xa, net.dtype), jnp.asarray(ya, net.dtype)
 
@@ -455,10 +456,10 @@ def train(net: FunctionalNet, x_train: Any, y_train: Any, lam: float = 0.1, *,
 
     Args:
       net: the network (its ``theta0`` is ``W(0)``, the regularisation centre).
-      x_train: ``(n, d)`` training inputs.
+      x_train: ``(n, d)`` training inputs (``(n, *input_shape)`` for nets on images).
       y_train: ``(n,)`` labels.
       lam: ridge ``>= 0`` of eq. (2).
-      x_test: ``(t, d)`` test inputs whose predictions are returned and watched for stopping.
+      x_test: ``(t, ...)`` test inputs whose predictions are returned and watched for stopping.
       settings: :class:`SolverSettings` (default damped Gauss-Newton).
       theta_init: starting parameters (default ``W(0)``).
       weights: ``(n,)`` per-point weights (``0`` removes a point).
@@ -476,11 +477,12 @@ def train(net: FunctionalNet, x_train: Any, y_train: Any, lam: float = 0.1, *,
         xtr, ytr = check_xy(net, x_train, y_train, "train")
         n = xtr.shape[0]
         if x_test is None:
-            xte = jnp.zeros((0, xtr.shape[1]), net.dtype)
+            xte = jnp.zeros((0, *xtr.shape[1:]), net.dtype)
         else:
             xte = jnp.asarray(np.asarray(x_test), net.dtype)
-            if xte.ndim != 2 or xte.shape[1] != xtr.shape[1]:
-                raise InputError(f"x_test must be (t, {xtr.shape[1]}), got shape {xte.shape}.")
+            if xte.shape[1:] != xtr.shape[1:]:
+                want = ", ".join(map(str, xtr.shape[1:]))
+                raise InputError(f"x_test must be (t, {want}), got shape {xte.shape}.")
         w = jnp.ones((n,), net.dtype) if weights is None else jnp.asarray(weights, net.dtype)
         if w.shape != (n,):
             raise InputError(f"weights must have shape ({n},), got {w.shape}.")

@@ -1,0 +1,410 @@
+"""Deep ReLU nets in the NTK parameterisation, every layer trained: MLPs and conv nets.
+
+Each layer computes ``z = W_std / sqrt(fan_in) * (h * W) + b_std * b`` with ``W, b ~ N(0, 1)``,
+exactly Neural Tangents' ``stax.Dense`` / ``stax.Conv(..., padding="SAME")`` with the same
+``W_std`` and ``b_std``, so :meth:`DeepReLU.limit_kernel` (NT's ``kernel_fn``) is the
+infinite-width limit of the net's empirical NTK.
+
+- ``mlp:L``: ``L`` dense ReLU layers of ``width`` units, then a dense readout;
+- ``cnn:L``: ``L`` 3x3 conv + ReLU layers of ``width`` channels on ``(n, H, W, C)`` images,
+  SAME padding, then global average pooling and a dense readout.
+
+**Symmetric initialisation.** The model is a pair of identical networks with opposite readouts,
+``f = (g(theta_1) - g(theta_2)) / sqrt(2)`` with ``theta_1(0) = theta_2(0)``: ``f_0 = 0``
+exactly, and the eNTK ``(K_1 + K_2) / 2`` has the same infinite-width limit as one network's.
+
+**Structured eNTK** (:meth:`DeepReLU.entk_gram`, the model protocol's hook used by the
+Gauss-Newton step, :func:`ntk_influence.entk` and retraining). One forward and one backward pass
+give every layer's input ``h`` and pre-activation cotangent ``delta``. A dense layer contributes
+``c^2 (h h'^T) * (delta delta'^T) + b_std^2 delta delta'^T``; a conv layer
+``c^2 G G'^T + b_std^2 (sum_p delta)(sum_p delta')^T`` with ``G = sum_p patch_p(h) (x) delta_p``
+its per-example weight gradient (``9 C_in C_out`` numbers). So the ``n x n`` eNTK costs
+``O(n P)`` for the passes plus ``O(n^2 sum width)`` for the Grams, with no ``(n, P)`` Jacobian.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from . import _nt
+from ._errors import InputError
+from ._precision import precision
+from .kernels import Kernel, stax_kernel
+
+SQRT2 = math.sqrt(2.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dense:
+    """A dense layer ``z = W_std / sqrt(fan_in) h W + b_std b`` (NT's ``stax.Dense``).
+
+    Attributes:
+      fan_in: input features.
+      fan_out: output features.
+      W_std: weight scale.
+      b_std: bias scale (``None``: no bias).
+      relu: apply ReLU after the layer.
+      pool: average the input over its spatial axes first (NT's ``GlobalAvgPool``).
+    """
+
+    fan_in: int
+    fan_out: int
+    W_std: float
+    b_std: float | None
+    relu: bool
+    pool: bool = False
+
+    @property
+    def w_shape(self) -> tuple[int, ...]:
+        """Shape of the weight."""
+        return (self.fan_in, self.fan_out)
+
+    def inputs(self, h: jax.Array) -> jax.Array:
+        """The layer's input: ``h``, spatially averaged when ``pool``."""
+        return h.mean(axis=tuple(range(1, h.ndim - 1))) if self.pool else h
+
+    def affine(self, w: jax.Array, b: jax.Array | None, h: jax.Array) -> jax.Array:
+        """Pre-activations ``(n, fan_out)`` of the (pooled) input ``h``."""
+        z = h @ w * (self.W_std / math.sqrt(self.fan_in))
+        return z if b is None else z + self.b_std * b
+
+    def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Per-example pre-activation shape."""
+        return (self.fan_out,)
+
+    def gram(self, h1: jax.Array, d1: jax.Array, h2: jax.Array, d2: jax.Array) -> jax.Array:
+        """This layer's eNTK block ``c^2 (h1 h2^T) * (d1 d2^T) + b_std^2 d1 d2^T``."""
+        dd = d1 @ d2.T
+        k = (h1 @ h2.T) * dd * (self.W_std ** 2 / self.fan_in)
+        return k if self.b_std is None else k + self.b_std ** 2 * dd
+
+    def stax(self) -> list[Any]:
+        """The Neural Tangents layers this layer is the finite version of."""
+        st = _nt.stax()
+        out = [st.GlobalAvgPool()] if self.pool else []
+        out.append(st.Dense(1, W_std=self.W_std, b_std=self.b_std))
+        return out + ([st.Relu()] if self.relu else [])
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv:
+    """A 3x3 SAME conv layer ``z = W_std / sqrt(9 C_in) conv(h, W) + b_std b`` (NT's ``stax.Conv``).
+
+    Attributes:
+      fan_in: input channels ``C_in``.
+      fan_out: output channels.
+      W_std: weight scale.
+      b_std: bias scale (``None``: no bias).
+      relu: apply ReLU after the layer.
+    """
+
+    fan_in: int
+    fan_out: int
+    W_std: float
+    b_std: float | None
+    relu: bool = True
+
+    @property
+    def w_shape(self) -> tuple[int, ...]:
+        """Shape of the weight (HWIO)."""
+        return (3, 3, self.fan_in, self.fan_out)
+
+    def inputs(self, h: jax.Array) -> jax.Array:
+        """The layer's input (unchanged)."""
+        return h
+
+    def affine(self, w: jax.Array, b: jax.Array | None, h: jax.Array) -> jax.Array:
+        """Pre-activations ``(n, H, W, fan_out)``."""
+        z = jax.lax.conv_general_dilated(h, w, (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        z = z * (self.W_std / math.sqrt(9 * self.fan_in))
+        return z if b is None else z + self.b_std * b
+
+    def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Per-example pre-activation shape (SAME padding keeps ``H, W``)."""
+        return (*in_shape[:-1], self.fan_out)
+
+    def weight_grads(self, h: jax.Array, d: jax.Array) -> jax.Array:
+        """Per-example weight gradients (up to a fixed permutation), ``(n, 9 C_in C_out)``."""
+        patches = jax.lax.conv_general_dilated_patches(
+            h, (3, 3), (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        g = jnp.einsum("nhwk,nhwc->nkc", patches, d)
+        return g.reshape(g.shape[0], -1)
+
+    def gram(self, h1: jax.Array, d1: jax.Array, h2: jax.Array, d2: jax.Array) -> jax.Array:
+        """This layer's eNTK block ``c^2 G1 G2^T + b_std^2 (sum_p d1)(sum_p d2)^T``."""
+        g1 = self.weight_grads(h1, d1)
+        g2 = g1 if h2 is h1 and d2 is d1 else self.weight_grads(h2, d2)
+        k = g1 @ g2.T * (self.W_std ** 2 / (9 * self.fan_in))
+        if self.b_std is None:
+            return k
+        s1, s2 = d1.sum(axis=(1, 2)), d2.sum(axis=(1, 2))
+        return k + self.b_std ** 2 * (s1 @ s2.T)
+
+    def stax(self) -> list[Any]:
+        """The Neural Tangents layers this layer is the finite version of."""
+        st = _nt.stax()
+        return [st.Conv(1, (3, 3), padding="SAME", W_std=self.W_std, b_std=self.b_std),
+                st.Relu()]
+
+
+def _check_int(v: Any, name: str, low: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+        raise InputError(f"{name} must be an integer >= {low}, got {v!r}.")
+    return int(v)
+
+
+def _check_std(v: Any, name: str, allow_none: bool = False) -> float | None:
+    if v is None and allow_none:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{name} must be a number > 0, got {v!r}.") from e
+    if not (np.isfinite(f) and f > 0):
+        raise InputError(f"{name} must be finite and > 0, got {v!r}.")
+    return f
+
+
+class DeepReLU(nnx.Module):
+    """A deep ReLU net (MLP or conv net) in the NTK parameterisation, as a symmetric pair.
+
+    Build it with :func:`mlp` or :func:`cnn`. Every weight is an ``nnx.Param`` of shape
+    ``(2, *w_shape)``: the two networks of the pair, equal at initialisation.
+
+    Attributes:
+      layers: the layer descriptions (:class:`Dense`, :class:`Conv`), readout last.
+      weights: the weights (``nnx.Param``), one per layer.
+      biases: the biases (``nnx.Param``), one per layer, or empty without biases.
+      input_shape: per-example input shape, ``(d,)`` or ``(H, W, C)``.
+      width: hidden units (MLP) or channels (CNN).
+      depth: hidden ReLU layers.
+      arch: ``"mlp:L"`` or ``"cnn:L"``.
+      seed: the PRNG seed of the initialisation.
+    """
+
+    exact_gauss_newton = False  # the Hessian of eq. (2) is not J^T J + lam I for these nets
+
+    def __init__(self, input_shape: tuple[int, ...], layers: tuple[Dense | Conv, ...], *,
+                 width: int, arch: str, seed: int = 0, param_dtype: Any = np.float64) -> None:
+        """Draw every weight and bias from ``N(0, 1)`` (NTK parameterisation), pair duplicated.
+
+        Args:
+          input_shape: per-example input shape.
+          layers: the layers, readout last (``fan_out == 1``).
+          width: hidden units or channels (recorded).
+          arch: the architecture name (recorded).
+          seed: PRNG seed.
+          param_dtype: float64 (default) or float32.
+        """
+        dt = np.dtype(param_dtype)
+        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise InputError(f"param_dtype must be float32 or float64, got {dt}.")
+        with precision(dt):
+            keys = jax.random.split(jax.random.PRNGKey(int(seed)), 2 * len(layers))
+            pair = lambda a: jnp.stack([a, a])  # noqa: E731
+            self.weights = nnx.List([nnx.Param(pair(jax.random.normal(
+                keys[2 * i], lay.w_shape, dtype=dt))) for i, lay in enumerate(layers)])
+            self.biases = nnx.List([nnx.Param(pair(jax.random.normal(
+                keys[2 * i + 1], (lay.fan_out,), dtype=dt)))
+                for i, lay in enumerate(layers) if lay.b_std is not None])
+        self.layers = tuple(layers)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.width, self.depth, self.arch, self.seed = width, len(layers) - 1, arch, seed
+
+    # ----------------------------------------------------------------------------- forward
+
+    def _params(self) -> tuple[tuple[jax.Array, ...], tuple[jax.Array | None, ...]]:
+        ws = tuple(w[...] for w in self.weights)
+        it = iter(b[...] for b in self.biases)
+        bs = tuple(next(it) if lay.b_std is not None else None for lay in self.layers)
+        return ws, bs
+
+    def _single(self, ws: tuple[jax.Array, ...], bs: tuple[Any, ...], x: jax.Array,
+                eps: tuple[jax.Array, ...] | None) -> tuple[jax.Array, list[jax.Array]]:
+        h, ins = x, []
+        for i, lay in enumerate(self.layers):
+            hin = lay.inputs(h)
+            ins.append(hin)
+            z = lay.affine(ws[i], bs[i], hin)
+            if eps is not None:
+                z = z + eps[i]
+            h = jax.nn.relu(z) if lay.relu else z
+        return h[:, 0], ins
+
+    def _pair(self, x: jax.Array, eps: tuple[jax.Array, ...] | None = None
+              ) -> tuple[jax.Array, list[jax.Array]]:
+        ws, bs = self._params()
+        g, ins = jax.vmap(lambda w, b, e: self._single(w, b, x, e))(ws, bs, eps)
+        return (g[0] - g[1]) / jnp.sqrt(jnp.asarray(2.0, g.dtype)), ins
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Outputs ``f(x)`` for ``(n, *input_shape)`` inputs, shape ``(n,)``."""
+        return self._pair(x.astype(self.weights[0][...].dtype))[0]
+
+    def taps(self, x: jax.Array) -> tuple[list[jax.Array], list[jax.Array]]:
+        """Every layer's input ``h`` and pre-activation cotangent ``df/dz``, per example.
+
+        Args:
+          x: ``(n, *input_shape)`` inputs.
+
+        Returns:
+          ``(inputs, cotangents)``: lists over layers of ``(2, n, ...)`` arrays (pair first).
+        """
+        x = x.astype(self.weights[0][...].dtype)
+        shape, eps = self.input_shape, []
+        for lay in self.layers:
+            shape = lay.out_shape(shape if not getattr(lay, "pool", False) else shape[-1:])
+            eps.append(jnp.zeros((2, x.shape[0], *shape), x.dtype))
+
+        def total(e: tuple[jax.Array, ...]) -> tuple[jax.Array, list[jax.Array]]:
+            f, ins = self._pair(x, e)
+            return jnp.sum(f), ins  # outputs depend on their own example only
+
+        cot, ins = jax.grad(total, has_aux=True)(tuple(eps))
+        return ins, list(cot)
+
+    def gram(self, x1: jax.Array, x2: jax.Array | None = None) -> jax.Array:
+        """Empirical NTK ``J(x1) J(x2)^T`` from the layer structure (module docstring).
+
+        Args:
+          x1: ``(n1, *input_shape)`` inputs.
+          x2: ``(n2, *input_shape)`` inputs (default ``x1``).
+
+        Returns:
+          ``(n1, n2)`` kernel matrix.
+        """
+        h1, d1 = self.taps(x1)
+        h2, d2 = (h1, d1) if x2 is None else self.taps(x2)
+        k = 0.0
+        for i, lay in enumerate(self.layers):
+            for m in range(2):
+                a, b = h1[i][m], d1[i][m]
+                c, e = (a, b) if x2 is None else (h2[i][m], d2[i][m])
+                k = k + lay.gram(a, b, c, e)
+        return k
+
+    # -------------------------------------------------------------------- model protocol
+
+    @staticmethod
+    def entk_gram(net: Any, theta: jax.Array, x1: jax.Array, x2: jax.Array | None = None
+                  ) -> jax.Array:
+        """The model protocol's structured eNTK hook: :meth:`gram` at flat parameters ``theta``.
+
+        Args:
+          net: this model as a :class:`~ntk_influence.nets.FunctionalNet`.
+          theta: flat parameters.
+          x1: ``(n1, *input_shape)`` inputs.
+          x2: ``(n2, *input_shape)`` inputs (default ``x1``).
+
+        Returns:
+          ``(n1, n2)`` kernel matrix.
+        """
+        return net.model(theta).gram(x1, x2)
+
+    @staticmethod
+    def retrain_bytes(net: Any, n_points: int) -> int:
+        """Memory of one retrain in a vmapped chunk: parameter vectors plus activations.
+
+        Args:
+          net: this model as a :class:`~ntk_influence.nets.FunctionalNet`.
+          n_points: training plus test points.
+
+        Returns:
+          Bytes.
+        """
+        model = net.model()
+        item = net.dtype.itemsize
+        per = 12 * net.n_params * item
+        shape = model.input_shape
+        for lay in model.layers:
+            shape = lay.out_shape(shape if not getattr(lay, "pool", False) else shape[-1:])
+            per += 2 * 6 * n_points * int(np.prod(shape)) * item
+            if isinstance(lay, Conv):
+                per += 2 * n_points * int(np.prod(lay.w_shape)) * item
+        return int(per)
+
+    def describe(self) -> dict[str, Any]:
+        """The model's settings, for results."""
+        lay = self.layers[0]
+        return {"model": "DeepReLU", "arch": self.arch, "width": self.width,
+                "depth": self.depth, "input_shape": list(self.input_shape),
+                "W_std": lay.W_std, "W_std_out": self.layers[-1].W_std, "b_std": lay.b_std,
+                "seed": self.seed, "symmetric": True, "trained": "all layers (pair)"}
+
+    def limit_kernel(self) -> Kernel:
+        """The infinite-width NTK of this architecture, from Neural Tangents' ``kernel_fn``."""
+        stax = _nt.stax()
+        kernel_fn = stax.serial(*[s for lay in self.layers for s in lay.stax()])[2]
+        return stax_kernel(kernel_fn, "ntk", flatten=len(self.input_shape) == 1,
+                           name=f"{self.arch} NTK (Neural Tangents, all layers trained)")
+
+
+def mlp(d: int, width: int, depth: int = 3, *, W_std: float = SQRT2, W_std_out: float = 1.0,
+        b_std: float | None = None, seed: int = 0, param_dtype: Any = np.float64) -> DeepReLU:
+    """``mlp:L``: ``depth`` dense ReLU layers of ``width`` units and a dense readout.
+
+    The finite version of ``stax.serial([Dense(width, W_std, b_std), Relu] * depth,
+    Dense(1, W_std_out, b_std))``.
+
+    Args:
+      d: input dimension.
+      width: hidden units.
+      depth: hidden ReLU layers ``L >= 1``.
+      W_std: hidden-layer weight scale.
+      W_std_out: readout weight scale.
+      b_std: bias scale (``None``: no biases).
+      seed: PRNG seed.
+      param_dtype: float64 (default) or float32.
+
+    Returns:
+      :class:`DeepReLU` on ``(n, d)`` inputs.
+    """
+    d, m, depth = _check_int(d, "d"), _check_int(width, "width"), _check_int(depth, "depth")
+    ws, wo = _check_std(W_std, "W_std"), _check_std(W_std_out, "W_std_out")
+    bs = _check_std(b_std, "b_std", allow_none=True)
+    dims = [d] + [m] * depth
+    layers = tuple(Dense(dims[i], m, ws, bs, True) for i in range(depth))
+    return DeepReLU((d,), (*layers, Dense(m, 1, wo, bs, False)), width=m, arch=f"mlp:{depth}",
+                    seed=seed, param_dtype=param_dtype)
+
+
+def cnn(input_shape: tuple[int, int, int], width: int, depth: int = 2, *,
+        W_std: float = SQRT2, W_std_out: float = 1.0, b_std: float | None = None, seed: int = 0,
+        param_dtype: Any = np.float64) -> DeepReLU:
+    """``cnn:L``: ``depth`` 3x3 SAME conv + ReLU layers of ``width`` channels, GAP, readout.
+
+    The finite version of ``stax.serial([Conv(width, (3, 3), padding="SAME", W_std, b_std),
+    Relu] * depth, GlobalAvgPool(), Dense(1, W_std_out, b_std))``.
+
+    Args:
+      input_shape: ``(H, W, C)`` of one image (digits: ``(8, 8, 1)``).
+      width: channels.
+      depth: conv layers ``L >= 1``.
+      W_std: conv weight scale.
+      W_std_out: readout weight scale.
+      b_std: bias scale (``None``: no biases).
+      seed: PRNG seed.
+      param_dtype: float64 (default) or float32.
+
+    Returns:
+      :class:`DeepReLU` on ``(n, H, W, C)`` inputs.
+    """
+    shape = tuple(input_shape)
+    if len(shape) != 3:
+        raise InputError(f"cnn needs an image shape (H, W, C), got {input_shape!r}.")
+    shape = tuple(_check_int(s, "input_shape entries") for s in shape)
+    c, depth = _check_int(width, "width"), _check_int(depth, "depth")
+    ws, wo = _check_std(W_std, "W_std"), _check_std(W_std_out, "W_std_out")
+    bs = _check_std(b_std, "b_std", allow_none=True)
+    chans = [shape[-1]] + [c] * depth
+    layers = tuple(Conv(chans[i], c, ws, bs) for i in range(depth))
+    return DeepReLU(shape, (*layers, Dense(c, 1, wo, bs, False, pool=True)), width=c,
+                    arch=f"cnn:{depth}", seed=seed, param_dtype=param_dtype)
