@@ -50,6 +50,7 @@ from .complexity import (
     influence_groups,
 )
 from .data import Dataset, dataset_from_arrays, flip_labels, load_dataset, unit_normalize
+from .deep import Architecture, DeepReLU, architecture, cnn, mlp
 from .density import (
     density_vs_error,
     finite_mixture,
@@ -71,7 +72,13 @@ from .dynamics import (
     time_agreement,
     time_influence_from_kernels,
 )
-from .empirical import entk, entk_jacobian, entk_two_layer, relative_frobenius_error
+from .empirical import (
+    entk,
+    entk_jacobian,
+    entk_structured,
+    entk_two_layer,
+    relative_frobenius_error,
+)
 from .ihvp import IHVPInfluence, IHVPResult, hessian_dense, hvp, ihvp_influence
 from .ihvp import ihvp as ihvp_solve
 from .influence import (
@@ -93,7 +100,7 @@ from .kernels import (
 from .krr import KRRFactor, factorize, refine_solve
 from .losses import loss_change
 from .nets import FunctionalNet, ReLUMLP, TwoLayerReLU, functional, initial_output, two_layer_net
-from .plots import influence_scatter, plot_figure, save_figure
+from .plots import influence_scatter, plot_figure, save_figure, width_curves
 from .retrain import RetrainResult, actual_influence, loo_retrain, plan_chunk_size, retrain_without
 from .scale import (
     LargeInfluence,
@@ -114,10 +121,12 @@ from .trak import first_order_scores, projected_gradients, trak_scores
 __version__ = "0.1.0"
 
 __all__ = [
+    "Architecture",
     "AttributionResult",
     "ChunkMapResult",
     "ComplexityResult",
     "Dataset",
+    "DeepReLU",
     "FunctionalNet",
     "IHVPInfluence",
     "IHVPResult",
@@ -155,10 +164,12 @@ __all__ = [
     "actual_influence",
     "additive_predictions",
     "agreement",
+    "architecture",
     "attribution_benchmark",
     "attribution_figure",
     "auc",
     "closed_form_paper_kernel",
+    "cnn",
     "compare_width",
     "complexity_of_influence_groups",
     "dataset_from_arrays",
@@ -167,6 +178,7 @@ __all__ = [
     "ensure_unit_norm",
     "entk",
     "entk_jacobian",
+    "entk_structured",
     "entk_two_layer",
     "estimate_lambda_max",
     "factorize",
@@ -204,6 +216,7 @@ __all__ = [
     "memory_plan",
     "method_scores",
     "mixture_experiment",
+    "mlp",
     "most_influential",
     "noise_shares",
     "ntk_influence",
@@ -237,5 +250,6 @@ __all__ = [
     "trak_scores",
     "two_layer_net",
     "unit_normalize",
+    "width_curves",
     "width_sweep",
 ]

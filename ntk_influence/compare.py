@@ -1,11 +1,13 @@
 """NTK influence against actual leave-one-out retraining across widths: Table 1 and Figure 1.
 
-For each width ``m`` a two-layer net (eq. 1) is trained on eq. (2), the ``n_points`` training
+For each width ``m`` a net of the chosen architecture (``arch``: the paper's two-layer net of
+eq. 1 by default, or the deep ``mlp:L`` / ``cnn:L`` of :mod:`ntk_influence.deep` with Neural
+Tangents' NTK as the analytic kernel) is trained on eq. (2), the ``n_points`` training
 points with the largest ``|I_ntk|`` on the chosen test point are removed one at a time and the net
 retrained (:mod:`ntk_influence.retrain`), and the actual influences ``I_nn`` are compared with:
 
-- ``ntk``: the exact NTK influence of eq. (8-9) with the analytic kernel of eq. (4), ignoring the
-  net's initial output ``f_0`` (the paper's predictor);
+- ``ntk``: the exact NTK influence of eq. (8-9) with the analytic kernel (eq. 4 for the
+  two-layer net), ignoring the net's initial output ``f_0`` (the paper's predictor);
 - ``ntk_f0``: the same kernel with ``f_0`` included: KRR on the residuals ``y - f_0`` and
   ``f_0(x_te)`` added back, which is the linearisation of this very network (the residuals
   ``f - y`` are unchanged, so ``influence_from_kernels(K, K_te, y - f0, y_te - f0_te, lam)`` is
@@ -37,11 +39,12 @@ import numpy as np
 from ._errors import InputError
 from ._precision import precision
 from ._validate import check_lam
+from .deep import Architecture, architecture
 from .empirical import entk
 from .influence import influence_from_kernels
 from .io import data_hash, jsonable, load_json, load_npz, save_json, save_npz, settings_differences
-from .kernels import kernel_matrix, paper_kernel
-from .nets import initial_output, two_layer_net
+from .kernels import Kernel, kernel_matrix, paper_kernel
+from .nets import initial_output
 from .retrain import RetrainResult, retrain_tolerances, retrain_without
 from .train import SolverSettings, train
 
@@ -129,7 +132,7 @@ def _kernel_influence(k: np.ndarray, k_te: np.ndarray, y: np.ndarray, y_te: np.n
 
 
 def select_points(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: float,
-                  test_index: Any, n_points: int) -> np.ndarray:
+                  test_index: Any, n_points: int, kernel: Kernel | None = None) -> np.ndarray:
     """The ``n_points`` training points with the largest ``|I_ntk|`` (Figure 1).
 
     With several test points, the points with the largest ``|I_ntk|`` summed over them.
@@ -142,6 +145,7 @@ def select_points(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: flo
       lam: the ridge.
       test_index: the test point, or a list of test points.
       n_points: how many points.
+      kernel: the analytic kernel (default eq. 4).
 
     Returns:
       ``(n_points,)`` training indices, most influential first.
@@ -149,7 +153,7 @@ def select_points(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: flo
     n = np.shape(x_train)[0]
     if not 1 <= n_points <= n:
         raise InputError(f"n_points must be in [1, {n}], got {n_points}.")
-    kern = paper_kernel("first", implementation="closed_form")
+    kern = kernel or paper_kernel("first", implementation="closed_form")
     tj = np.atleast_1d(np.asarray(test_index))
     xt = np.asarray(x_test)[tj]
     res = _kernel_influence(np.asarray(kernel_matrix(kern, x_train)),
@@ -164,7 +168,8 @@ def comparison_settings(x_train: Any, y_train: Any, x_test: Any, y_test: Any, wi
                         symmetric: bool = True, seed: int = 0,
                         settings: SolverSettings | None = None, warm_start: bool = False,
                         dtype: Any = np.float64, rel_tol: float | None = None,
-                        **ignored: Any) -> dict[str, Any]:
+                        arch: str | Architecture = "two-layer", **ignored: Any
+                        ) -> dict[str, Any]:
     """What determines one width's comparison: its settings and a SHA-256 of the data arrays.
 
     :func:`compare_width` stores this with its result and :func:`width_sweep` reuses a stored
@@ -189,6 +194,7 @@ def comparison_settings(x_train: Any, y_train: Any, x_test: Any, y_test: Any, wi
       warm_start: retrain from the trained W.
       dtype: parameter dtype.
       rel_tol: relative stopping rule.
+      arch: the architecture.
       **ignored: options that do not change the result.
 
     Returns:
@@ -202,6 +208,7 @@ def comparison_settings(x_train: Any, y_train: Any, x_test: Any, y_test: Any, wi
         "kappa": float(kappa), "symmetric": bool(symmetric), "seed": int(seed),
         "solver": dataclasses.asdict(s), "warm_start": bool(warm_start),
         "dtype": np.dtype(dtype).name, "rel_tol": None if rel_tol is None else float(rel_tol),
+        "arch": architecture(arch).name,
         "data_sha256": data_hash(np.asarray(x_train, np.float64), np.asarray(y_train, np.float64),
                                  np.asarray(x_test, np.float64), np.asarray(y_test, np.float64))})
 
@@ -213,15 +220,17 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
                   warm_start: bool = False, chunk_size: int | None = None,
                   store: str | Path | None = None, show_progress: bool = True,
                   dtype: Any = np.float64, rel_tol: float | None = None,
-                  mesh: Any | None = None) -> WidthComparison:
+                  mesh: Any | None = None, arch: str | Architecture = "two-layer"
+                  ) -> WidthComparison:
     """Table 1 for one width: predicted influences against leave-one-out retraining.
 
     Args:
-      x_train: ``(n, d)`` unit-norm training inputs.
+      x_train: ``(n, d)`` unit-norm training inputs (flat rows are reshaped to images for
+        ``cnn:L``).
       y_train: ``(n,)`` labels.
       x_test: ``(t, d)`` test inputs.
       y_test: ``(t,)`` labels.
-      width: hidden width.
+      width: hidden width (hidden units; channels for ``cnn:L``).
       lam: ridge of eq. (2).
       test_index: the test point compared (the first of them with ``test_points > 1``).
       test_points: compare on ``K`` test points, ``test_index ... test_index + K - 1``: the
@@ -230,8 +239,8 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
         are the same whatever ``K`` (each gives every test point at once).
       n_points: training points removed (the largest ``|I_ntk|``), ignored if ``train_index``.
       train_index: explicit training points to remove.
-      kappa: initialisation scale.
-      symmetric: paired initialisation with ``f_0 = 0``.
+      kappa: initialisation scale (two-layer net).
+      symmetric: paired initialisation with ``f_0 = 0`` (two-layer net; deep nets always pair).
       seed: initialisation seed.
       settings: solver settings (default Gauss-Newton).
       warm_start: retrain from the trained W instead of ``W(0)``.
@@ -244,11 +253,13 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
         the full run uses the smallest of these tolerances. ``None``: ``settings.f_tol`` for all.
         The measured solver error over the actual ``|Delta|`` is reported either way.
       mesh: a ``jax.sharding.Mesh`` to shard the retraining chunks over (``None``: one device).
+      arch: ``"two-layer"`` (default), ``"mlp:L"``, ``"cnn:L"`` or an :class:`Architecture`.
 
     Returns:
       :class:`WidthComparison`.
     """
     lam = check_lam(lam)
+    family = architecture(arch, kappa=kappa, symmetric=symmetric)
     if lam <= 0:
         raise InputError("lam must be > 0 for the comparison (the IHVP needs H invertible).")
     xtr = np.asarray(x_train, np.float64)
@@ -271,10 +282,12 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
                                test_points=test_points, n_points=n_points,
                                train_index=train_index, kappa=kappa, symmetric=symmetric,
                                seed=seed, settings=settings, warm_start=warm_start, dtype=dtype,
-                               rel_tol=rel_tol)
+                               rel_tol=rel_tol, arch=family)
+    xtr, xte_all = family.prepare(xtr), family.prepare(xte_all)
     xte, yte = xte_all[tj], yte_all[tj]
+    kfn = family.kernel()
     if train_index is None:
-        idx = select_points(xtr, ytr, xte_all, yte_all, lam, tj, n_points)
+        idx = select_points(xtr, ytr, xte_all, yte_all, lam, tj, n_points, kfn)
     else:
         from ._validate import check_indices
 
@@ -282,11 +295,9 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
     s = (settings or SolverSettings()).resolved()
     t0 = time.perf_counter()
     with precision(dtype):
-        net = two_layer_net(xtr.shape[1], width, kappa=kappa, symmetric=symmetric, seed=seed,
-                            param_dtype=dtype)
+        net = family.net(xtr, width, seed=seed, dtype=dtype)
         f0_tr, f0_te = initial_output(net, xtr), initial_output(net, xte)
     with precision(np.float64):
-        kfn = paper_kernel("first", implementation="closed_form")
         kern = np.asarray(kernel_matrix(kfn, xtr))
         kern_te = np.asarray(kernel_matrix(kfn, xtr, xte))
         r_ntk = _kernel_influence(kern, kern_te, ytr, yte, lam)
@@ -318,7 +329,8 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
             "entk0": r_e0.influence[idx], "ihvp": ih.influence, "ntk_ihvp": r_ntk.ihvp[idx]}
     actual = ret.influence
     stats = {k: agreement(v, actual) for k, v in pred.items()}
-    info = {"kappa": kappa, "symmetric": symmetric, "seed": seed, "lam": lam,
+    info = {"arch": family.name, "n_params": net.n_params, "kernel": kfn.name,
+            "kappa": kappa, "symmetric": symmetric, "seed": seed, "lam": lam,
             "n_points": int(idx.size), "solver": s.method, "f_tol": s.f_tol,
             "rel_tol": rel_tol, "full_f_tol": float(full.settings.f_tol),
             "full_f_change_test": full.f_change_test,

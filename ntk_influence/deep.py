@@ -341,10 +341,24 @@ class DeepReLU(nnx.Module):
 
     def limit_kernel(self) -> Kernel:
         """The infinite-width NTK of this architecture, from Neural Tangents' ``kernel_fn``."""
-        stax = _nt.stax()
-        kernel_fn = stax.serial(*[s for lay in self.layers for s in lay.stax()])[2]
-        return stax_kernel(kernel_fn, "ntk", flatten=len(self.input_shape) == 1,
-                           name=f"{self.arch} NTK (Neural Tangents, all layers trained)")
+        return limit_kernel(self.layers, len(self.input_shape), self.arch)
+
+
+def limit_kernel(layers: tuple[Dense | Conv, ...], input_ndim: int, name: str) -> Kernel:
+    """The infinite-width NTK of a layer stack, from Neural Tangents' ``kernel_fn``.
+
+    Args:
+      layers: the layers (their widths do not matter).
+      input_ndim: per-example input dimensions (1 for vectors, 3 for images).
+      name: the architecture's name, for results.
+
+    Returns:
+      A :class:`~ntk_influence.kernels.Kernel`.
+    """
+    stax = _nt.stax()
+    kernel_fn = stax.serial(*[s for lay in layers for s in lay.stax()])[2]
+    return stax_kernel(kernel_fn, "ntk", flatten=input_ndim == 1,
+                       name=f"{name} NTK (Neural Tangents, all layers trained)")
 
 
 def mlp(d: int, width: int, depth: int = 3, *, W_std: float = SQRT2, W_std_out: float = 1.0,
@@ -408,3 +422,108 @@ def cnn(input_shape: tuple[int, int, int], width: int, depth: int = 2, *,
     layers = tuple(Conv(chans[i], c, ws, bs) for i in range(depth))
     return DeepReLU(shape, (*layers, Dense(c, 1, wo, bs, False, pool=True)), width=c,
                     arch=f"cnn:{depth}", seed=seed, param_dtype=param_dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """A family of nets over widths, with its infinite-width NTK: what ``--arch`` names.
+
+    Attributes:
+      name: ``"two-layer"``, ``"mlp:L"`` or ``"cnn:L"``.
+      build: ``(input_shape, width, seed, dtype) -> FunctionalNet``.
+      kernel: ``() -> Kernel``, the analytic NTK of the family (width-independent).
+      image: whether inputs are images ``(n, H, W, C)`` (flat rows are reshaped).
+      image_shape: the image shape for flat inputs (``None``: square, one channel).
+    """
+
+    name: str
+    build: Any
+    kernel: Any
+    image: bool = False
+    image_shape: tuple[int, int, int] | None = None
+
+    def prepare(self, x: Any) -> np.ndarray:
+        """Inputs in the shape the family takes: images ``(n, H, W, C)`` from flat rows.
+
+        Args:
+          x: ``(n, d)`` rows (or images already).
+
+        Returns:
+          Host float64 array.
+        """
+        a = np.asarray(x, np.float64)
+        if not self.image or a.ndim == 4:
+            return a
+        d = a.shape[1]
+        shape = self.image_shape
+        if shape is None:
+            side = math.isqrt(d)
+            if side * side != d:
+                raise InputError(f"{self.name} takes images but the rows have {d} features, not a "
+                                 "square; give image_shape=(H, W, C).")
+            shape = (side, side, 1)
+        if int(np.prod(shape)) != d:
+            raise InputError(f"image_shape {shape} does not hold {d} features.")
+        return a.reshape(a.shape[0], *shape)
+
+    def net(self, x: Any, width: int, *, seed: int = 0, dtype: Any = np.float64) -> Any:
+        """A net of this family for inputs like ``x`` (prepared), as a ``FunctionalNet``.
+
+        Args:
+          x: prepared inputs (their per-example shape is the net's input shape).
+          width: hidden units (MLP, two-layer) or channels (CNN).
+          seed: initialisation seed.
+          dtype: parameter dtype.
+
+        Returns:
+          :class:`~ntk_influence.nets.FunctionalNet`.
+        """
+        return self.build(tuple(np.shape(x)[1:]), int(width), int(seed), dtype)
+
+
+def architecture(spec: str | Architecture = "two-layer", *, kappa: float = 1.0,
+                 symmetric: bool = True, image_shape: tuple[int, int, int] | None = None
+                 ) -> Architecture:
+    """Parse ``"two-layer"``, ``"mlp:L"`` or ``"cnn:L"`` into an :class:`Architecture`.
+
+    ``two-layer`` is the paper's net of eq. (1) (first layer trained) with the kernel of eq. (4);
+    ``mlp:L`` and ``cnn:L`` are :func:`mlp` and :func:`cnn` with NT's NTK.
+
+    Args:
+      spec: the architecture.
+      kappa: first-layer scale of the two-layer net.
+      symmetric: paired initialisation of the two-layer net (the deep nets always pair).
+      image_shape: ``(H, W, C)`` for ``cnn:L`` on flat rows (default: square, one channel).
+
+    Returns:
+      :class:`Architecture`.
+    """
+    if isinstance(spec, Architecture):
+        return spec
+    from .kernels import paper_kernel
+    from .nets import functional, two_layer_net
+
+    text = str(spec).strip().lower().replace("_", "-")
+    if text in ("two-layer", "twolayer", "2-layer"):
+        return Architecture(
+            "two-layer",
+            lambda shape, w, seed, dt: two_layer_net(shape[0], w, kappa=kappa,
+                                                     symmetric=symmetric, seed=seed,
+                                                     param_dtype=dt),
+            lambda: paper_kernel("first", implementation="closed_form"))
+    family, _, depth_text = text.partition(":")
+    if family not in ("mlp", "cnn") or not depth_text.isdigit() or int(depth_text) < 1:
+        raise InputError(f"unknown architecture {spec!r}; use 'two-layer', 'mlp:L' or 'cnn:L' "
+                         "with L >= 1 hidden layers (e.g. mlp:3, cnn:2).")
+    depth = int(depth_text)
+    if family == "mlp":
+        return Architecture(
+            f"mlp:{depth}",
+            lambda shape, w, seed, dt: functional(mlp(shape[0], w, depth, seed=seed,
+                                                      param_dtype=dt)),
+            lambda: limit_kernel(mlp(1, 1, depth).layers, 1, f"mlp:{depth}"))
+    return Architecture(
+        f"cnn:{depth}",
+        lambda shape, w, seed, dt: functional(cnn(shape, w, depth, seed=seed, param_dtype=dt)),
+        lambda: limit_kernel(cnn((1, 1, 1), 1, depth).layers, 3, f"cnn:{depth}"),
+        image=True, image_shape=image_shape)

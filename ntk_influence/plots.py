@@ -500,3 +500,35 @@ def mixture_plot(experiment: Any, *, ax: Any = None, title: str = "", path: Any 
 
 
 FIGURES["theorem4"] = mixture_plot
+
+
+def width_curves(curves: dict[str, list[dict[str, Any]]], *, ax: Any = None, title: str = "",
+                 path: Any = None) -> Any:
+    """Pearson R of NTK influence against retraining over width, one curve per architecture.
+
+    Args:
+      curves: architecture name -> the width rows of ``compare.json`` (``width``, ``pearson``,
+        and ``ihvp_pearson`` drawn dashed when present).
+      ax: matplotlib axes (default: a new figure).
+      title: figure title.
+      path: save the figure here.
+
+    Returns:
+      The matplotlib Figure.
+    """
+    fig, ax = _new_ax(ax, (5.5, 4.0))
+    for i, (name, rows) in enumerate(sorted(curves.items())):
+        rows = sorted(rows, key=lambda r: r["width"])
+        w = [r["width"] for r in rows]
+        line = ax.plot(w, [r["pearson"] for r in rows], "o-", color=f"C{i}",
+                       label=f"{name}: NTK")[0]
+        if all(r.get("ihvp_pearson") is not None for r in rows):
+            ax.plot(w, [r["ihvp_pearson"] for r in rows], "s--", color=line.get_color(),
+                    alpha=0.7, label=f"{name}: IHVP")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("width (hidden units; channels for cnn)")
+    ax.set_ylabel("Pearson R with leave-one-out retraining")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return save_figure(fig, path)

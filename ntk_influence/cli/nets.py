@@ -12,13 +12,22 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..compare import WidthComparison
 
+from .._errors import InputError
 from ._common import Command, add_data_arguments, count, load_data_from_args, log, settings_of
 
 
 def _compare_args(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p, n_train=200, n_test=50)
+    p.add_argument("--arch", default="two-layer", metavar="ARCH",
+                   help="two-layer (the paper's net, eq. 1; default), mlp:L (L dense ReLU layers, "
+                        "all trained) or cnn:L (L 3x3 conv layers, global average pooling, "
+                        "dense readout; flat square inputs such as digits become images)")
     p.add_argument("--widths", type=count, nargs="+", default=[1024, 4096, 16384, 65536],
-                   metavar="W", help="hidden widths (default: %(default)s)")
+                   metavar="W", help="hidden widths: hidden units, or channels for cnn:L "
+                                     "(default: %(default)s)")
+    p.add_argument("--overlay", nargs="+", default=[], metavar="DIR",
+                   help="other compare output folders whose R-against-width curves are drawn "
+                        "with this one in width_curves.png (one curve per architecture)")
     p.add_argument("--n-points", type=count, default=40,
                    help="training points removed: the largest |I_ntk| (default: %(default)s)")
     p.add_argument("--test-index", type=int, default=0,
@@ -83,11 +92,20 @@ def _row_text(c: WidthComparison) -> str:
 def _compare_run(args: argparse.Namespace) -> Path:
     from .. import io
     from ..compare import table_markdown, width_sweep
+    from ..deep import architecture
     from ..plots import influence_scatter
     from ..train import SolverSettings
     from ._report import close_figure
 
     out = Path(args.out)
+    family = architecture(args.arch, kappa=args.kappa, symmetric=args.init == "symmetric")
+    others = []
+    for d in args.overlay:
+        f = Path(d) / "compare.json"
+        if not f.is_file():
+            raise InputError(f"--overlay {d}: no compare.json there; give folders written by "
+                             "'ntk-influence compare'.")
+        others.append(io.load_json(f))
     out.mkdir(parents=True, exist_ok=True)
     ds = load_data_from_args(args)
     settings = SolverSettings(args.solver, f_tol=args.f_tol, max_steps=args.max_steps)
@@ -95,7 +113,7 @@ def _compare_run(args: argparse.Namespace) -> Path:
     tp = args.test_points
     where = (f"test index {args.test_index}" if tp == 1 else
              f"test indices {args.test_index}..{args.test_index + tp - 1}")
-    log(args, f"comparing widths {args.widths} on {args.data} (n_train={ds.x_train.shape[0]}, "
+    log(args, f"comparing {family.name} widths {args.widths} on {args.data} (n_train={ds.x_train.shape[0]}, "
               f"lam={args.lam:g}, {args.n_points} points, {where})")
     results = width_sweep(
         ds.x_train, ds.y_train, ds.x_test, ds.y_test, args.widths, args.lam, out=out,
@@ -103,11 +121,13 @@ def _compare_run(args: argparse.Namespace) -> Path:
         n_points=args.n_points, kappa=args.kappa, symmetric=args.init == "symmetric",
         seed=args.net_seed, settings=settings, warm_start=args.warm_start,
         chunk_size=args.chunk_size, show_progress=not args.quiet, dtype=args.dtype,
-        rel_tol=args.rel_tol or None, on_result=lambda c: log(args, _row_text(c)))
+        rel_tol=args.rel_tol or None, arch=family,
+        on_result=lambda c: log(args, _row_text(c)))
     secs = time.perf_counter() - t0
     rows = [c.row() for c in results]
     io.save_json(out / "compare.json", {
-        "command": "compare", "settings": settings_of(args), "data": ds.describe(),
+        "command": "compare", "arch": family.name, "settings": settings_of(args),
+        "data": ds.describe(),
         "seconds": secs, "test_points": tp, "test_indices": results[0].test_indices,
         "widths": rows,
         "note": "pearson/spearman compare I_ntk (eq. 8-9, analytic kernel, f_0 ignored) with "
@@ -132,6 +152,13 @@ def _compare_run(args: argparse.Namespace) -> Path:
                                    ylabel="classic IHVP on the trained net (eq. 12)",
                                    title=f"width {big.width}: IHVP against retraining",
                                    path=out / "figure1_ihvp.png"))
+    from ..plots import width_curves
+
+    curves = {family.name: rows}
+    for o in others:
+        curves.setdefault(o.get("arch", "two-layer"), o["widths"])
+    close_figure(width_curves(curves, title=f"{args.data}: NTK influence against retraining",
+                              path=out / "width_curves.png"))
     log(args, f"total {secs:.0f} s")
     return out
 

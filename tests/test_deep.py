@@ -1,0 +1,163 @@
+"""Deep MLPs and conv nets (NTK parameterisation, symmetric pair): eNTK, NT limit, training."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ntk_influence as ni
+from ntk_influence import deep as D
+from ntk_influence import empirical as E
+from ntk_influence import nets as N
+
+
+def _unit(n, shape, seed=0):
+    x = np.random.default_rng(seed).normal(size=(n, int(np.prod(shape))))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.reshape(n, *shape)
+
+
+def _perturbed(net, scale=0.3, seed=1):
+    noise = np.random.default_rng(seed).normal(size=net.theta0.shape)
+    with ni.precision(net.dtype):
+        return net.theta0 + scale * jnp.asarray(noise, net.dtype)
+
+
+MODELS = [("mlp", lambda: D.mlp(6, 24, 3, b_std=0.3, seed=2), (6,)),
+          ("cnn", lambda: D.cnn((4, 5, 2), 6, 2, b_std=0.2, seed=3), (4, 5, 2))]
+
+
+@pytest.mark.parametrize("name, make, shape", MODELS, ids=[m[0] for m in MODELS])
+def test_structured_entk_equals_jacobian_contraction(name, make, shape):
+    """Layer-wise Grams of inputs and cotangents == J J^T from jax.jacrev, away from W(0)."""
+    net = N.functional(make())
+    x1, x2 = _unit(7, shape, 0), _unit(4, shape, 1)
+    th = _perturbed(net)
+    k = np.asarray(E.entk(net, x1, theta=th))
+    ref = np.asarray(E.entk_jacobian(net, x1, theta=th))
+    assert k.dtype == np.float64
+    np.testing.assert_allclose(k, ref, rtol=1e-11, atol=1e-12 * np.abs(ref).max())
+    kx = np.asarray(E.entk(net, x1, x2, theta=th))
+    np.testing.assert_allclose(kx, np.asarray(E.entk_jacobian(net, x1, x2, theta=th)),
+                               rtol=1e-11, atol=1e-12 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("name, make, shape", MODELS, ids=[m[0] for m in MODELS])
+def test_pair_gives_exact_zero_output_and_each_half_is_one_net(name, make, shape):
+    model = make()
+    net = N.functional(model)
+    x = _unit(5, shape)
+    assert np.all(N.initial_output(net, x) == 0.0)
+    # one half of the pair, written out in NumPy, is the stax network (NTK parameterisation)
+    with ni.precision("float64"):
+        ws = [np.asarray(w[...])[0] for w in model.weights]
+        bs = [np.asarray(b[...])[0] for b in model.biases]
+        h = jnp.asarray(x)
+        for i, lay in enumerate(model.layers):
+            h = lay.inputs(h)
+            z = lay.affine(jnp.asarray(ws[i]), jnp.asarray(bs[i]), h)
+            h = jax.nn.relu(z) if lay.relu else z
+        g = np.asarray(h[:, 0])
+    if name == "mlp":  # dense layers by hand
+        a = x
+        for i, w in enumerate(ws):
+            a = a @ w * (model.layers[i].W_std / np.sqrt(w.shape[0])) + model.layers[i].b_std * bs[i]
+            a = np.maximum(a, 0) if i < len(ws) - 1 else a
+        np.testing.assert_allclose(g, a[:, 0], rtol=1e-12)
+    assert np.abs(g).max() > 1e-3  # each half is a real network; only the difference is zero
+
+
+@pytest.mark.parametrize("arch, width, seeds, tol", [
+    ("mlp:2", 1024, 6, 0.05), ("cnn:1", 128, 6, 0.04),
+    pytest.param("cnn:2", 512, 4, 0.03, marks=pytest.mark.slow)])
+def test_entk_averaged_over_inits_approaches_neural_tangents(arch, width, seeds, tol):
+    """The eNTK at W(0), averaged over inits, is NT's kernel_fn (its infinite-width limit)."""
+    fam = D.architecture(arch)
+    x = fam.prepare(_unit(6, (16,), 4))
+    kern = np.asarray(ni.kernel_matrix(fam.kernel(), x))
+    ks = [np.asarray(E.entk(fam.net(x, width, seed=s), x)) for s in range(seeds)]
+    err_mean = ni.relative_frobenius_error(np.mean(ks, axis=0), kern)
+    err_one = np.mean([ni.relative_frobenius_error(k, kern) for k in ks])
+    assert err_mean < tol, err_mean
+    assert err_mean < err_one  # averaging removes the finite-width fluctuation
+
+
+def test_entk_error_falls_with_width():
+    fam = D.architecture("mlp:2")
+    x = fam.prepare(_unit(8, (10,), 5))
+    kern = np.asarray(ni.kernel_matrix(fam.kernel(), x))
+    err = {w: np.mean([ni.relative_frobenius_error(np.asarray(E.entk(fam.net(x, w, seed=s), x)),
+                                                   kern) for s in range(3)])
+           for w in (64, 1024)}
+    # about 1/sqrt(width): 16x the width, ~4x smaller (at least 2.5x)
+    assert err[1024] < err[64] / 2.5, err
+
+
+def test_gauss_newton_minimiser_is_stationary_and_beats_linearisation():
+    """A deep net trained by the generic step: gradient of eq. (2) small, loss below the
+    kernel-regime loss of its own linearisation at W(0)."""
+    x, y = _unit(30, (8,), 6), np.sign(np.random.default_rng(6).normal(size=30))
+    net = N.functional(D.mlp(8, 256, 2, seed=1))
+    res = ni.train_net(net, x, y, 0.1, settings=ni.SolverSettings(f_tol=1e-9, max_steps=400))
+    assert res.converged and not res.stalled
+    assert res.rel_grad_norm < 2e-3
+    k0 = np.asarray(E.entk(net, x))
+    alpha = np.linalg.solve(k0 + 0.1 * np.eye(30), y)
+    f_lin = k0 @ alpha
+    lin_loss = 0.5 * np.sum((f_lin - y) ** 2) + 0.05 * alpha @ k0 @ alpha
+    with ni.precision("float64"):
+        loss = float(ni.objective(net, res.theta, jnp.asarray(x), jnp.asarray(y), 0.1))
+    assert loss == pytest.approx(res.loss, rel=1e-10)
+    assert abs(loss - lin_loss) / lin_loss < 0.05  # near the kernel regime at this width
+
+
+def test_retraining_driver_runs_deep_nets_like_direct_training():
+    """Leave-one-out of a conv net through the vmapped driver == train(weights=mask)."""
+    fam = D.architecture("cnn:1")
+    x = fam.prepare(_unit(16, (9,), 7))
+    y = np.sign(np.random.default_rng(7).normal(size=16))
+    xt = fam.prepare(_unit(3, (9,), 8))
+    yt = np.ones(3)
+    net = fam.net(x, 16, seed=0)
+    s = ni.SolverSettings(f_tol=1e-10, max_steps=400)
+    ret = ni.retrain_without(net, x, y, xt, yt, 0.1, remove=[[2], [5, 9]], settings=s,
+                             chunk_size=2, show_progress=False)
+    for j, rem in enumerate([[2], [5, 9]]):
+        w = np.ones(16)
+        w[rem] = 0
+        direct = ni.train_net(net, x, y, 0.1, x_test=xt, settings=s, weights=w)
+        np.testing.assert_allclose(ret.f_retrain_test[j], direct.f_test, atol=1e-8)
+
+
+def test_compare_width_runs_any_architecture(digits38):
+    ds = digits38
+    c = ni.compare_width(ds.x_train[:40], ds.y_train[:40], ds.x_test, ds.y_test, 2048, 0.1,
+                         arch="mlp:1", n_points=5, test_points=4, show_progress=False,
+                         rel_tol=0.005)
+    assert c.info["arch"] == "mlp:1" and c.settings["arch"] == "mlp:1"
+    assert c.info["f0_max_abs"] == 0.0
+    assert c.info["entk0_kernel_rel_diff"] < 0.1
+    assert c.stats["ntk"]["pearson"] > 0.95, c.stats["ntk"]
+
+
+@pytest.mark.parametrize("spec, match", [("mlp", "mlp:L"), ("mlp:0", "L >= 1"),
+                                         ("resnet:3", "unknown architecture"), ("cnn:x", "cnn:L")])
+def test_bad_architecture(spec, match):
+    with pytest.raises(ni.InputError, match=match):
+        D.architecture(spec)
+
+
+def test_bad_deep_inputs():
+    with pytest.raises(ni.InputError, match="square"):
+        D.architecture("cnn:2").prepare(np.ones((3, 10)))
+    with pytest.raises(ni.InputError, match="image shape"):
+        D.cnn((8, 8), 4)
+    with pytest.raises(ni.InputError, match="width"):
+        D.mlp(4, 0)
+    net = N.functional(D.cnn((4, 4, 1), 4, 1))
+    with pytest.raises(ni.InputError, match=r"reshape the inputs"):
+        ni.train_net(net, np.ones((5, 16)), np.ones(5), 0.1)
+    with pytest.raises(ni.InputError, match=r"\(n, 4, 4, 1\)"):
+        E.entk(net, np.ones((5, 4, 4, 2)))
