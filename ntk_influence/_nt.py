@@ -6,6 +6,11 @@ and friends (now in ``jax.extend.core``), the ``jax.util`` module (``safe_zip``/
 missing names and nothing else, so it is a no-op on JAX versions where NT imports as is. It also
 registers an empty ``neural_tangents.experimental`` module first, so that importing NT does not
 load TensorFlow (NT's ``experimental`` package is the only part that needs it).
+
+NT's NTK-vector-product eNTK counts output sizes with ``jnp.size`` on ``jax.ShapeDtypeStruct``,
+which current JAX deprecates (a ``DeprecationWarning``, "in a future JAX release this will be an
+error"); where it does, the two helpers that do so are replaced by the same code reading
+``.shape`` (:func:`_patch_shape_sizes`).
 """
 
 from __future__ import annotations
@@ -60,6 +65,68 @@ def _install_aliases() -> list[str]:
     return added
 
 
+def _shape_size_deprecated() -> bool:
+    """Whether ``jnp.size`` refuses (warns on or rejects) a ``jax.ShapeDtypeStruct``."""
+    import warnings
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        try:
+            jnp.size(jax.ShapeDtypeStruct((2,), np.float32))
+        except (DeprecationWarning, TypeError):
+            return True
+    return False
+
+
+def _patch_shape_sizes(empirical: Any) -> list[str]:
+    """Replace NT's ``_std_basis``/``_unravel_array_into_pytree`` where ``jnp.size`` needs arrays.
+
+    The replacements are NT 0.6.5's code with ``jnp.size(leaf)`` read as the product of
+    ``leaf.shape``, which works on arrays and ``ShapeDtypeStruct`` alike.
+
+    Args:
+      empirical: the ``neural_tangents._src.empirical`` module.
+
+    Returns:
+      The names replaced (empty when nothing needed it).
+    """
+    import math
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    names = ("_std_basis", "_unravel_array_into_pytree")
+    if not _shape_size_deprecated() or not all(hasattr(empirical, n) for n in names):
+        return []
+
+    def size(leaf: Any) -> int:
+        return math.prod(np.shape(leaf))  # np.shape reads .shape, so no array is made
+
+    def unravel(pytree: Any, axis: int, arr: Any) -> Any:
+        leaves, treedef = jax.tree_util.tree_flatten(pytree)
+        if arr.ndim > 0:
+            axis %= arr.ndim
+        shapes = [arr.shape[:axis] + np.shape(leaf) + arr.shape[axis + 1:] for leaf in leaves]
+        parts = jnp.split(arr, np.cumsum([size(leaf) for leaf in leaves[:-1]]), axis)
+        return jax.tree_util.tree_unflatten(
+            treedef, [jnp.reshape(x, shape) for x, shape in zip(parts, shapes, strict=True)])
+
+    def std_basis(pytree: Any) -> Any:
+        leaves, _ = jax.tree_util.tree_flatten(pytree)
+        ndim = sum(size(leaf) for leaf in leaves)
+        basis = jnp.eye(ndim, dtype=jax.dtypes.result_type(*leaves))
+        return unravel(pytree, 1, basis)
+
+    empirical._std_basis = std_basis
+    empirical._unravel_array_into_pytree = unravel
+    return [f"neural_tangents._src.empirical.{n}" for n in names]
+
+
 @functools.lru_cache(maxsize=1)
 def neural_tangents() -> Any:
     """Import Neural Tangents on the installed JAX, without loading TensorFlow.
@@ -74,7 +141,9 @@ def neural_tangents() -> Any:
             )
         _install_aliases()
     import neural_tangents as nt
+    from neural_tangents._src import empirical
 
+    _patch_shape_sizes(empirical)
     return nt
 
 
