@@ -117,6 +117,7 @@ from .tracin import TrainingPath, grad_dot_scores, tracin_scores, training_path
 from .train import SolverSettings, TrainResult, estimate_lambda_max, objective
 from .train import train as train_net
 from .trak import first_order_scores, projected_gradients, trak_scores
+from .user_model import entk_influence, model_entk
 
 __version__ = "0.1.0"
 
@@ -177,6 +178,7 @@ __all__ = [
     "device_has_float64",
     "ensure_unit_norm",
     "entk",
+    "entk_influence",
     "entk_jacobian",
     "entk_structured",
     "entk_two_layer",
@@ -217,6 +219,7 @@ __all__ = [
     "method_scores",
     "mixture_experiment",
     "mlp",
+    "model_entk",
     "most_influential",
     "noise_shares",
     "ntk_influence",
