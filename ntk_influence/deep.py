@@ -120,10 +120,21 @@ class Conv:
         """The layer's input (unchanged)."""
         return h
 
+    @staticmethod
+    def patches(h: jax.Array) -> jax.Array:
+        """The 3x3 SAME patches ``(n, H, W, 9 C)`` of ``(n, H, W, C)``, ordered ``(kh, kw, c)``.
+
+        Written as nine shifted slices of the zero-padded input, so the convolution is one
+        matrix product (XLA's CPU convolution has no fast float64 kernel).
+        """
+        hp = jnp.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        rows, cols = h.shape[1], h.shape[2]
+        return jnp.concatenate([hp[:, i:i + rows, j:j + cols, :] for i in range(3)
+                                for j in range(3)], axis=-1)
+
     def affine(self, w: jax.Array, b: jax.Array | None, h: jax.Array) -> jax.Array:
-        """Pre-activations ``(n, H, W, fan_out)``."""
-        z = jax.lax.conv_general_dilated(h, w, (1, 1), "SAME",
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        """Pre-activations ``(n, H, W, fan_out)``: the cross-correlation of NT's ``Conv``."""
+        z = self.patches(h) @ w.reshape(9 * self.fan_in, self.fan_out)
         z = z * (self.W_std / math.sqrt(9 * self.fan_in))
         return z if b is None else z + self.b_std * b
 
@@ -132,10 +143,9 @@ class Conv:
         return (*in_shape[:-1], self.fan_out)
 
     def weight_grads(self, h: jax.Array, d: jax.Array) -> jax.Array:
-        """Per-example weight gradients (up to a fixed permutation), ``(n, 9 C_in C_out)``."""
-        patches = jax.lax.conv_general_dilated_patches(
-            h, (3, 3), (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        g = jnp.einsum("nhwk,nhwc->nkc", patches, d)
+        """Per-example weight gradients (without the scale ``c``), ``(n, 9 C_in C_out)``."""
+        p = self.patches(h)
+        g = jnp.einsum("nhwk,nhwc->nkc", p, d)
         return g.reshape(g.shape[0], -1)
 
     def gram(self, h1: jax.Array, d1: jax.Array, h2: jax.Array, d2: jax.Array) -> jax.Array:

@@ -400,10 +400,16 @@ def check_xy(net: FunctionalNet, x: Any, y: Any, name: str) -> tuple[jax.Array, 
     from ._validate import as_array
 
     shape = net.input_shape
+    if shape is not None and x is not None and np.ndim(x) != 1 + len(shape):
+        want = ", ".join(map(str, shape))
+        raise InputError(f"x_{name} must be (n, {want}) for this net, got shape {np.shape(x)}; "
+                         "reshape the inputs (e.g. images as (n, H, W, C)).")
     xa = as_array(x, f"x_{name}", (2,) if shape is None else (1 + len(shape),))
     ya = as_array(y, f"y_{name}", (1,))
     if ya.shape[0] != xa.shape[0]:
         raise InputError(f"y_{name} has {ya.shape[0]} labels but x_{name} has {xa.shape[0]} rows.")
+    if shape is not None and len(shape) == 1 and xa.shape[1] != shape[0]:
+        raise InputError(f"x_{name} has {xa.shape[1]} features but the net takes d={shape[0]}.")
     if shape is not None and tuple(xa.shape[1:]) != shape:
         raise InputError(f"x_{name} has points of shape {tuple(xa.shape[1:])} but the net takes "
                          f"{shape}; reshape the inputs (e.g. images as (n, H, W, C)).")
