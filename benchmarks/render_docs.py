@@ -501,6 +501,80 @@ def render_memory_plans(results: Path) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------ deep and conv nets
+
+DEEP_RUNS = ("deep_mlp", "deep_cnn")
+
+
+def _deep_rows(c: dict[str, Any]) -> list[list[str]]:
+    return [[c.get("arch", "two-layer"), str(r["width"]), str(r["n_params"]),
+             fx(r["pearson"], 3), fx(r["spearman"], 3), fx(r["ntk_slope"]),
+             fx(r["ihvp_pearson"], 3), fx(r["ihvp_spearman"], 3), fx(r["ihvp_slope"]),
+             fx(r["entk0_kernel_rel_diff"], 3), "yes" if r["full_converged"] else "**no**",
+             g(r["retrain_max_error_ratio"], 2), seconds(r["seconds_total"])]
+            for r in c["widths"]]
+
+
+def render_deep(results: Path) -> str:
+    """README: Table 1 for ``mlp:3`` and ``cnn:2`` (two ``compare --arch`` runs) with the
+    eNTK-to-NTK error exponents of ``bench_deep``."""
+    lines: list[str] = []
+    body: list[list[str]] = []
+    for run in DEEP_RUNS:
+        c = load(results, run, "compare.json")
+        lines += [f"- {c['arch']}: " + source(results, run)[1:-1]]
+        body += _deep_rows(c)
+    c = load(results, DEEP_RUNS[0], "compare.json")
+    s, d, r0 = c["settings"], c["data"], c["widths"][0]
+    start = "the trained weights (warm start)" if s.get("warm_start") else "the same W(0)"
+    lines += ["", f"{r0['n_points']} training points with the largest `|I_ntk|` summed over "
+              f"{r0['test_points']} test points, out of {d['n_train']} training points of "
+              f"`{d['name']}` (lambda = {g(s['lam'])}); statistics over all (removed point, "
+              f"test point) pairs. *Actual*: the Gauss-Newton minimiser of eq. (2) retrained "
+              f"without the point from {start}, W(0) staying the regularisation centre. "
+              "NTK: eq. (8-9) with Neural Tangents' analytic NTK of the architecture; IHVP: "
+              "eq. (12) on the trained net with the Gauss-Newton Hessian. Width: hidden units "
+              "(mlp), channels (cnn).", ""]
+    lines += table(["arch", "width", "P", "R (NTK)", "rho (NTK)", "slope (NTK)", "R (IHVP)",
+                    "rho (IHVP)", "slope (IHVP)", "eNTK(W0) rel. error", "full run converged",
+                    "max solver error / abs(Delta)", "time"], body)
+    b = load(results, "bench_deep", "bench_deep.json")
+    fits = "; ".join(
+        f"{e['arch']}: " + ", ".join(f"{g(v, 2)} at {w}" for w, v in zip(e["widths"],
+                                                                         e["errors"]))
+        + f", fitted exponent **{fx(e['exponent'])}**" for e in b["entk_error"])
+    e0 = b["entk_error"][0]
+    lines += ["", f"eNTK(W0) against NT's kernel on {e0['n_points']} digits, mean relative "
+              f"Frobenius error of {e0['seeds']} initialisations ({fits}; `1/sqrt(width)` is "
+              f"-0.5). " + source(results, "bench_deep")]
+    return "\n".join(lines)
+
+
+def render_bench_deep(results: Path) -> str:
+    """benchmarks/README: ``bench_deep.py``, the generic Gauss-Newton step of deep nets."""
+    b = load(results, "bench_deep", "bench_deep.json")
+    e, st = b["entk"], b["naive_step"]
+    lines = [source(results, "bench_deep", "runs"), "",
+             f"digits 3-vs-8, n = {b['n_train']}, lambda = {g(b['lam'])}, {b['arch']}; per-step "
+             f"times from {b['steps']} steps after compilation.", "",
+             f"- eNTK at width {e['width']} (P = {e['n_params']}): structured "
+             f"{fx(e['structured_s'])} s, `jax.jacrev` Jacobian contraction "
+             f"{fx(e['jacobian_s'])} s: **{fx(e['speedup'], 1)}x**.",
+             f"- One Gauss-Newton step at width {st['width']}: structured "
+             f"{fx(st['structured_s'])} s, Jacobian eNTK {fx(st['jacobian_s'])} s: "
+             f"**{fx(st['speedup'], 1)}x**.", ""]
+    body = [[str(r["width"]), str(r["n_params"]), fx(r["step_s"], 3),
+             fx(r["two_layer_step_s"], 4), f"{r['step_ratio']:.0f}",
+             seconds(r["train"]["seconds"]), str(r["train"]["iterations"]),
+             "yes" if r["train"]["converged"] else "**no**",
+             seconds(r["two_layer_train"]["seconds"]), str(r["two_layer_train"]["iterations"])]
+            for r in b["rows"]]
+    lines += table(["width", f"P ({b['arch']})", f"s/step {b['arch']}", "s/step two-layer",
+                    "ratio", f"train {b['arch']}", "steps", "converged", "train two-layer",
+                    "steps"], body)
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------ sections
 
 SECTIONS: dict[str, Callable[[Path], str]] = {
@@ -514,6 +588,8 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "bench-dynamics": render_bench_dynamics,
     "gpu-small": render_gpu_small,
     "memory-plans": render_memory_plans,
+    "deep": render_deep,
+    "bench-deep": render_bench_deep,
 }
 
 MARK = re.compile(r"(<!-- render:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /render:(?P=name) -->)",

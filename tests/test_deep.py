@@ -165,3 +165,25 @@ def test_bad_deep_inputs():
         ni.train_net(net, np.ones((5, 16)), np.ones(5), 0.1)
     with pytest.raises(ni.InputError, match=r"\(n, 4, 4, 1\)"):
         E.entk(net, np.ones((5, 4, 4, 2)))
+
+
+def test_cli_compare_arch_and_overlay(tmp_path):
+    import json
+
+    from ntk_influence.cli import main
+
+    base = ["compare", "--n-train", "16", "--n-test", "3", "--n-points", "3", "--test-points",
+            "3", "--rel-tol", "0.02", "--warm-start", "--quiet"]
+    c = ["--arch", "cnn:1", "--widths", "4", "--out", str(tmp_path / "c")]
+    assert main([*base, *c]) == 0
+    # a second run reuses the stored width and draws the first run's curve with its own
+    assert main([*base, *c, "--resume", "--overlay", str(tmp_path / "c")]) == 0
+    d = json.loads((tmp_path / "c" / "compare.json").read_text())
+    assert d["arch"] == "cnn:1" and d["widths"][0]["arch"] == "cnn:1"
+    assert d["widths"][0]["n_params"] == 2 * (9 * 4 + 4)  # conv 3x3x1x4 and readout, a pair
+    assert 0 < d["widths"][0]["entk0_kernel_rel_diff"] < 1
+    assert (tmp_path / "c" / "width_curves.png").stat().st_size > 0
+    assert main([*base, "--arch", "resnet:2", "--widths", "4", "--out",
+                 str(tmp_path / "bad")]) == 2
+    assert main([*base, "--arch", "mlp:1", "--widths", "4", "--out", str(tmp_path / "bad2"),
+                 "--overlay", str(tmp_path / "nowhere")]) == 2
