@@ -547,6 +547,20 @@ def render_deep(results: Path) -> str:
     lines += ["", f"eNTK(W0) against NT's kernel on {e0['n_points']} digits, mean relative "
               f"Frobenius error of {e0['seeds']} initialisations ({fits}; `1/sqrt(width)` is "
               f"-0.5). " + source(results, "bench_deep")]
+    lines += ["", "Targets:"]
+    for run, target in zip(DEEP_RUNS, (0.95, 0.9)):
+        c = load(results, run, "compare.json")
+        rows = sorted(c["widths"], key=lambda r: r["width"])
+        top = rows[-1]
+        rises = all(a["pearson"] < b["pearson"] for a, b in zip(rows, rows[1:]))
+        verdict = "met" if top["pearson"] >= target else "**missed**"
+        lines.append(f"- {c['arch']}: R = {fx(top['pearson'], 3)} at the widest width run, "
+                     f"{top['width']} ({seconds(top['seconds_total'])} for that width): "
+                     f"R >= {g(target)} {verdict}; R rises with width: "
+                     f"{'yes' if rises else '**no**'}.")
+    for e in b["entk_error"]:
+        lines.append(f"- {e['arch']}: eNTK(W0) error exponent {fx(e['exponent'])} (about -0.5 "
+                     f"expected).")
     return "\n".join(lines)
 
 
@@ -565,13 +579,18 @@ def render_bench_deep(results: Path) -> str:
              f"**{fx(st['speedup'], 1)}x**.", ""]
     body = [[str(r["width"]), str(r["n_params"]), fx(r["step_s"], 3),
              fx(r["two_layer_step_s"], 4), f"{r['step_ratio']:.0f}",
-             seconds(r["train"]["seconds"]), str(r["train"]["iterations"]),
-             "yes" if r["train"]["converged"] else "**no**",
-             seconds(r["two_layer_train"]["seconds"]), str(r["two_layer_train"]["iterations"])]
-            for r in b["rows"]]
+             (f"{seconds(r['train_estimate_s'])} (estimate: steps at width "
+              f"{r['train_estimate_steps_from_width']} x s/step)")
+             if "train_estimate_s" in r else "measured below"] for r in b["rows"]]
     lines += table(["width", f"P ({b['arch']})", f"s/step {b['arch']}", "s/step two-layer",
-                    "ratio", f"train {b['arch']}", "steps", "converged", "train two-layer",
-                    "steps"], body)
+                    "ratio", f"full training {b['arch']}"], body)
+    lines += [""]
+    lines += table(["width", f"train {b['arch']}", "steps", "converged", "train two-layer",
+                    "steps"],
+                   [[str(t["width"]), seconds(t["mlp"]["seconds"]), str(t["mlp"]["iterations"]),
+                     "yes" if t["mlp"]["converged"] else "**no**",
+                     seconds(t["two_layer"]["seconds"]), str(t["two_layer"]["iterations"])]
+                    for t in b["train"]])
     return "\n".join(lines)
 
 
