@@ -509,7 +509,7 @@ DEEP_RUNS = ("deep_mlp", "deep_cnn")
 def _deep_rows(c: dict[str, Any]) -> list[list[str]]:
     return [[c.get("arch", "two-layer"), str(r["width"]), str(r["n_params"]),
              fx(r["pearson"], 3), fx(r["spearman"], 3), fx(r["ntk_slope"]),
-             fx(r["ihvp_pearson"], 3), fx(r["ihvp_spearman"], 3), fx(r["ihvp_slope"]),
+             fx(r["entk0_pearson"], 3), fx(r["ihvp_pearson"], 3), fx(r["ihvp_spearman"], 3), fx(r["ihvp_slope"]),
              fx(r["entk0_kernel_rel_diff"], 3), "yes" if r["full_converged"] else "**no**",
              g(r["retrain_max_error_ratio"], 2), seconds(r["seconds_total"])]
             for r in c["widths"]]
@@ -532,10 +532,13 @@ def render_deep(results: Path) -> str:
               f"`{d['name']}` (lambda = {g(s['lam'])}); statistics over all (removed point, "
               f"test point) pairs. *Actual*: the Gauss-Newton minimiser of eq. (2) retrained "
               f"without the point from {start}, W(0) staying the regularisation centre. "
-              "NTK: eq. (8-9) with Neural Tangents' analytic NTK of the architecture; IHVP: "
+              "NTK: eq. (8-9) with Neural Tangents' analytic NTK of the architecture; eNTK(W0): "
+              "the same with the net's empirical NTK at W(0) (what `entk_influence` gives at "
+              "the initialisation); IHVP: "
               "eq. (12) on the trained net with the Gauss-Newton Hessian. Width: hidden units "
               "(mlp), channels (cnn).", ""]
-    lines += table(["arch", "width", "P", "R (NTK)", "rho (NTK)", "slope (NTK)", "R (IHVP)",
+    lines += table(["arch", "width", "P", "R (NTK)", "rho (NTK)", "slope (NTK)",
+                    "R (eNTK(W0))", "R (IHVP)",
                     "rho (IHVP)", "slope (IHVP)", "eNTK(W0) rel. error", "full run converged",
                     "max solver error / abs(Delta)", "time"], body)
     b = load(results, "bench_deep", "bench_deep.json")

@@ -40,6 +40,9 @@ from .kernels import Kernel, stax_kernel
 
 SQRT2 = math.sqrt(2.0)
 
+#: Memory bound of one block of per-example conv weight gradients in the structured eNTK.
+GRAD_BLOCK_BYTES = 2**27
+
 
 @dataclasses.dataclass(frozen=True)
 class Dense:
@@ -144,15 +147,27 @@ class Conv:
 
     def weight_grads(self, h: jax.Array, d: jax.Array) -> jax.Array:
         """Per-example weight gradients (without the scale ``c``), ``(n, 9 C_in C_out)``."""
-        p = self.patches(h)
-        g = jnp.einsum("nhwk,nhwc->nkc", p, d)
+        g = jnp.einsum("nhwk,nhwc->nkc", self.patches(h), d)
         return g.reshape(g.shape[0], -1)
 
     def gram(self, h1: jax.Array, d1: jax.Array, h2: jax.Array, d2: jax.Array) -> jax.Array:
-        """This layer's eNTK block ``c^2 G1 G2^T + b_std^2 (sum_p d1)(sum_p d2)^T``."""
-        g1 = self.weight_grads(h1, d1)
-        g2 = g1 if h2 is h1 and d2 is d1 else self.weight_grads(h2, d2)
-        k = g1 @ g2.T * (self.W_std ** 2 / (9 * self.fan_in))
+        """This layer's eNTK block ``c^2 G1 G2^T + b_std^2 (sum_p d1)(sum_p d2)^T``.
+
+        ``G1 G2^T`` is summed over blocks of output channels, so that a block of per-example
+        gradients holds at most :data:`GRAD_BLOCK_BYTES`.
+        """
+        p1 = self.patches(h1)
+        same = h2 is h1 and d2 is d1
+        p2 = p1 if same else self.patches(h2)
+        per_channel = max(h1.shape[0], h2.shape[0]) * p1.shape[-1] * p1.dtype.itemsize
+        cb = int(max(1, min(self.fan_out, GRAD_BLOCK_BYTES // per_channel)))
+        k = 0.0
+        for c0 in range(0, self.fan_out, cb):
+            g1 = jnp.einsum("nhwk,nhwc->nkc", p1, d1[..., c0:c0 + cb]).reshape(p1.shape[0], -1)
+            g2 = g1 if same else jnp.einsum("nhwk,nhwc->nkc", p2, d2[..., c0:c0 + cb]).reshape(
+                p2.shape[0], -1)
+            k = k + g1 @ g2.T
+        k = k * (self.W_std ** 2 / (9 * self.fan_in))
         if self.b_std is None:
             return k
         s1, s2 = d1.sum(axis=(1, 2)), d2.sum(axis=(1, 2))
@@ -338,7 +353,7 @@ class DeepReLU(nnx.Module):
             shape = lay.out_shape(shape if not getattr(lay, "pool", False) else shape[-1:])
             per += 2 * 6 * n_points * int(np.prod(shape)) * item
             if isinstance(lay, Conv):
-                per += 2 * n_points * int(np.prod(lay.w_shape)) * item
+                per += 2 * min(n_points * int(np.prod(lay.w_shape)) * item, GRAD_BLOCK_BYTES)
         return int(per)
 
     def describe(self) -> dict[str, Any]:

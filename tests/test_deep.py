@@ -44,6 +44,16 @@ def test_structured_entk_equals_jacobian_contraction(name, make, shape):
                                rtol=1e-11, atol=1e-12 * np.abs(ref).max())
 
 
+def test_conv_gram_in_channel_blocks_is_exact(monkeypatch):
+    """The per-example conv gradients summed over output-channel blocks give the same eNTK."""
+    monkeypatch.setattr(D, "GRAD_BLOCK_BYTES", 2000)  # a block of one or two channels
+    net = N.functional(D.cnn((4, 5, 2), 6, 2, b_std=0.2, seed=3))
+    x = _unit(7, (4, 5, 2), 2)
+    ref = np.asarray(E.entk_jacobian(net, x))
+    np.testing.assert_allclose(np.asarray(E.entk(net, x)), ref, rtol=1e-11,
+                               atol=1e-12 * np.abs(ref).max())
+
+
 @pytest.mark.parametrize("name, make, shape", MODELS, ids=[m[0] for m in MODELS])
 def test_pair_gives_exact_zero_output_and_each_half_is_one_net(name, make, shape):
     model = make()
