@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -507,9 +508,10 @@ DEEP_RUNS = ("deep_mlp", "deep_cnn")
 
 
 def _deep_rows(c: dict[str, Any]) -> list[list[str]]:
-    return [[c.get("arch", "two-layer"), str(r["width"]), str(r["n_params"]),
+    return [[c.get("arch", "two-layer"), str(r["width"]), str(r["n_params"]), str(r["n_points"]),
              fx(r["pearson"], 3), fx(r["spearman"], 3), fx(r["ntk_slope"]),
-             fx(r["entk0_pearson"], 3), fx(r["ihvp_pearson"], 3), fx(r["ihvp_spearman"], 3), fx(r["ihvp_slope"]),
+             fx(r["entk0_pearson"], 3), fx(r["ihvp_pearson"], 3), fx(r["ihvp_spearman"], 3),
+             fx(r["ihvp_slope"]),
              fx(r["entk0_kernel_rel_diff"], 3), "yes" if r["full_converged"] else "**no**",
              g(r["retrain_max_error_ratio"], 2), seconds(r["seconds_total"])]
             for r in c["widths"]]
@@ -520,15 +522,23 @@ def render_deep(results: Path) -> str:
     eNTK-to-NTK error exponents of ``bench_deep``."""
     lines: list[str] = []
     body: list[list[str]] = []
+    runs = [r for r in DEEP_RUNS if (results / r / "compare.json").exists()]
     for run in DEEP_RUNS:
+        if run not in runs:
+            lines.append(f"- `{run}`: not measured for this release (no run recorded).")
+            continue
         c = load(results, run, "compare.json")
-        lines += [f"- {c['arch']}: " + source(results, run)[1:-1]]
+        rec = load(results, run, "run.json")
+        note = (" The run collected widths stored by an earlier interrupted run (`--resume`); "
+                "each width's own time is in the table." if "--resume" in rec["command"] else "")
+        lines += [f"- {c['arch']}: " + source(results, run)[1:-1] + note]
         body += _deep_rows(c)
-    c = load(results, DEEP_RUNS[0], "compare.json")
+    c = load(results, runs[0], "compare.json")
     s, d, r0 = c["settings"], c["data"], c["widths"][0]
     start = "the trained weights (warm start)" if s.get("warm_start") else "the same W(0)"
-    lines += ["", f"{r0['n_points']} training points with the largest `|I_ntk|` summed over "
-              f"{r0['test_points']} test points, out of {d['n_train']} training points of "
+    lines += ["", "Per run: the training points with the largest `|I_ntk|` summed over "
+              f"{r0['test_points']} test points (column `removed`), out of {d['n_train']} "
+              f"training points of "
               f"`{d['name']}` (lambda = {g(s['lam'])}); statistics over all (removed point, "
               f"test point) pairs. *Actual*: the Gauss-Newton minimiser of eq. (2) retrained "
               f"without the point from {start}, W(0) staying the regularisation centre. "
@@ -537,7 +547,7 @@ def render_deep(results: Path) -> str:
               "the initialisation); IHVP: "
               "eq. (12) on the trained net with the Gauss-Newton Hessian. Width: hidden units "
               "(mlp), channels (cnn).", ""]
-    lines += table(["arch", "width", "P", "R (NTK)", "rho (NTK)", "slope (NTK)",
+    lines += table(["arch", "width", "P", "removed", "R (NTK)", "rho (NTK)", "slope (NTK)",
                     "R (eNTK(W0))", "R (IHVP)",
                     "rho (IHVP)", "slope (IHVP)", "eNTK(W0) rel. error", "full run converged",
                     "max solver error / abs(Delta)", "time"], body)
@@ -551,16 +561,21 @@ def render_deep(results: Path) -> str:
               f"Frobenius error of {e0['seeds']} initialisations ({fits}; `1/sqrt(width)` is "
               f"-0.5). " + source(results, "bench_deep")]
     lines += ["", "Targets:"]
-    for run, target in zip(DEEP_RUNS, (0.95, 0.9)):
+    for run, target in zip(DEEP_RUNS, (0.95, 0.9), strict=True):
+        if run not in runs:
+            lines.append(f"- `{run}`: target R >= {g(target)} not measured.")
+            continue
         c = load(results, run, "compare.json")
         rows = sorted(c["widths"], key=lambda r: r["width"])
         top = rows[-1]
-        rises = all(a["pearson"] < b["pearson"] for a, b in zip(rows, rows[1:]))
+        rises = all(a["pearson"] < b["pearson"] for a, b in itertools.pairwise(rows))
         verdict = "met" if top["pearson"] >= target else "**missed**"
+        pts = f"{top['n_points']} removed points"
         lines.append(f"- {c['arch']}: R = {fx(top['pearson'], 3)} at the widest width run, "
-                     f"{top['width']} ({seconds(top['seconds_total'])} for that width): "
-                     f"R >= {g(target)} {verdict}; R rises with width: "
-                     f"{'yes' if rises else '**no**'}.")
+                     f"{top['width']} ({pts}; {seconds(top['seconds_total'])} for that width): "
+                     f"R >= {g(target)} {verdict}"
+                     + (f"; R rises with width: {'yes' if rises else '**no**'}."
+                        if len(rows) > 1 else "; one width only, so no trend."))
     for e in b["entk_error"]:
         lines.append(f"- {e['arch']}: eNTK(W0) error exponent {fx(e['exponent'])} (about -0.5 "
                      f"expected).")
