@@ -28,7 +28,7 @@ from ._common import log, settings_of
 LOCK_NAME = ".ntk-influence.lock"
 FINGERPRINT_NAME = "fingerprint.json"
 NOT_CONTENT = ("out", "resume", "quiet", "force", "config", "parts", "skip", "keep_going",
-               "dry_run", "pool_sizes", "pool_outputs")
+               "dry_run", "pool_sizes", "pool_outputs", "overlay")
 """Options that say how a run is done or shown, not what it computes (left out of fingerprints)."""
 
 

@@ -27,7 +27,8 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
                                      "(default: %(default)s)")
     p.add_argument("--overlay", nargs="+", default=[], metavar="DIR",
                    help="other compare output folders whose R-against-width curves are drawn "
-                        "with this one in width_curves.png (one curve per architecture)")
+                        "with this one in width_curves.png (one curve per architecture; "
+                        "default: none)")
     p.add_argument("--n-points", type=count, default=40,
                    help="training points removed: the largest |I_ntk| (default: %(default)s)")
     p.add_argument("--test-index", type=int, default=0,
