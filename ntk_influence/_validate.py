@@ -56,6 +56,45 @@ def as_array(x: Any, name: str, ndim: tuple[int, ...], dtype: Any = np.float64) 
     return arr
 
 
+def check_whole(v: Any, name: str, low: int = 1) -> int:
+    """A whole number ``>= low`` (widths, depths, dimensions), refusing bools and floats.
+
+    Args:
+      v: the value.
+      name: the argument's name, used in the message.
+      low: the smallest allowed value.
+
+    Returns:
+      ``int(v)``.
+    """
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+        raise InputError(f"{name} must be an integer >= {low}, got {v!r}.")
+    return int(v)
+
+
+def check_positive(v: Any, name: str, hint: str = "", allow_none: bool = False) -> float | None:
+    """A finite number ``> 0`` (scales such as ``kappa`` and ``W_std``), or ``None`` if allowed.
+
+    Args:
+      v: the value.
+      name: the argument's name, used in the message.
+      hint: a sentence appended to the message (e.g. the paper's value).
+      allow_none: accept ``None`` (returned as is).
+
+    Returns:
+      ``float(v)``, or ``None``.
+    """
+    if v is None and allow_none:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{name} must be a number > 0, got {v!r}.{hint}") from e
+    if not (np.isfinite(f) and f > 0):
+        raise InputError(f"{name} must be finite and > 0, got {v!r}.{hint}")
+    return f
+
+
 def check_lam(lam: Any) -> float:
     """Return ``lam`` as a float after checking it is finite and non-negative."""
     try:

@@ -36,6 +36,7 @@ from flax import nnx
 from . import _nt
 from ._errors import InputError
 from ._precision import precision
+from ._validate import check_positive, check_whole
 from .kernels import Kernel, stax_kernel
 
 SQRT2 = math.sqrt(2.0)
@@ -178,24 +179,6 @@ class Conv:
         st = _nt.stax()
         return [st.Conv(1, (3, 3), padding="SAME", W_std=self.W_std, b_std=self.b_std),
                 st.Relu()]
-
-
-def _check_int(v: Any, name: str, low: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-        raise InputError(f"{name} must be an integer >= {low}, got {v!r}.")
-    return int(v)
-
-
-def _check_std(v: Any, name: str, allow_none: bool = False) -> float | None:
-    if v is None and allow_none:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError) as e:
-        raise InputError(f"{name} must be a number > 0, got {v!r}.") from e
-    if not (np.isfinite(f) and f > 0):
-        raise InputError(f"{name} must be finite and > 0, got {v!r}.")
-    return f
 
 
 class DeepReLU(nnx.Module):
@@ -406,9 +389,9 @@ def mlp(d: int, width: int, depth: int = 3, *, W_std: float = SQRT2, W_std_out: 
     Returns:
       :class:`DeepReLU` on ``(n, d)`` inputs.
     """
-    d, m, depth = _check_int(d, "d"), _check_int(width, "width"), _check_int(depth, "depth")
-    ws, wo = _check_std(W_std, "W_std"), _check_std(W_std_out, "W_std_out")
-    bs = _check_std(b_std, "b_std", allow_none=True)
+    d, m, depth = check_whole(d, "d"), check_whole(width, "width"), check_whole(depth, "depth")
+    ws, wo = check_positive(W_std, "W_std"), check_positive(W_std_out, "W_std_out")
+    bs = check_positive(b_std, "b_std", allow_none=True)
     dims = [d] + [m] * depth
     layers = tuple(Dense(dims[i], m, ws, bs, True) for i in range(depth))
     return DeepReLU((d,), (*layers, Dense(m, 1, wo, bs, False)), width=m, arch=f"mlp:{depth}",
@@ -439,10 +422,10 @@ def cnn(input_shape: tuple[int, int, int], width: int, depth: int = 2, *,
     shape = tuple(input_shape)
     if len(shape) != 3:
         raise InputError(f"cnn needs an image shape (H, W, C), got {input_shape!r}.")
-    shape = tuple(_check_int(s, "input_shape entries") for s in shape)
-    c, depth = _check_int(width, "width"), _check_int(depth, "depth")
-    ws, wo = _check_std(W_std, "W_std"), _check_std(W_std_out, "W_std_out")
-    bs = _check_std(b_std, "b_std", allow_none=True)
+    shape = tuple(check_whole(s, "input_shape entries") for s in shape)
+    c, depth = check_whole(width, "width"), check_whole(depth, "depth")
+    ws, wo = check_positive(W_std, "W_std"), check_positive(W_std_out, "W_std_out")
+    bs = check_positive(b_std, "b_std", allow_none=True)
     chans = [shape[-1]] + [c] * depth
     layers = tuple(Conv(chans[i], c, ws, bs) for i in range(depth))
     return DeepReLU(shape, (*layers, Dense(c, 1, wo, bs, False, pool=True)), width=c,

@@ -24,6 +24,7 @@ from jax.flatten_util import ravel_pytree
 
 from ._errors import InputError
 from ._precision import precision
+from ._validate import check_positive, check_whole
 
 
 class FixedWeight(nnx.Variable):
@@ -35,22 +36,6 @@ def _check_dtype(param_dtype: Any) -> np.dtype:
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise InputError(f"param_dtype must be float32 or float64, got {dt}.")
     return dt
-
-
-def _check_width(width: Any, name: str = "width") -> int:
-    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
-        raise InputError(f"{name} must be an integer >= 1, got {width!r}.")
-    return int(width)
-
-
-def _check_kappa(kappa: Any) -> float:
-    try:
-        k = float(kappa)
-    except (TypeError, ValueError) as e:
-        raise InputError(f"kappa must be a number > 0, got {kappa!r}.") from e
-    if not (np.isfinite(k) and k > 0):
-        raise InputError(f"kappa must be finite and > 0, got {kappa!r}; the paper uses kappa=1.")
-    return k
 
 
 def _two_layer_apply(w: jax.Array, a: jax.Array, x: jax.Array, symmetric: bool) -> jax.Array:
@@ -87,9 +72,8 @@ class TwoLayerReLU(nnx.Module):
           seed: PRNG seed.
           param_dtype: float64 (default; needs 64-bit mode) or float32.
         """
-        d = _check_width(d, "d")
-        m = _check_width(width)
-        kappa = _check_kappa(kappa)
+        d, m = check_whole(d, "d"), check_whole(width, "width")
+        kappa = check_positive(kappa, "kappa", " The paper uses kappa=1.")
         dt = _check_dtype(param_dtype)
         if symmetric and m % 2:
             raise InputError(f"symmetric initialisation pairs neurons, so width must be even; "
@@ -196,9 +180,9 @@ class ReLUMLP(nnx.Module):
           seed: PRNG seed.
           param_dtype: float64 (default) or float32.
         """
-        d, m, depth = _check_width(d, "d"), _check_width(width), _check_width(depth, "depth")
+        d, m, depth = check_whole(d, "d"), check_whole(width, "width"), check_whole(depth, "depth")
         dt = _check_dtype(param_dtype)
-        W_std = _check_kappa(W_std)
+        W_std = check_positive(W_std, "W_std")
         dims = [d] + [m] * depth + [1]
         with precision(dt):
             keys = jax.random.split(jax.random.PRNGKey(int(seed)), depth + 1)
