@@ -146,9 +146,15 @@ class Conv:
         """Per-example pre-activation shape (SAME padding keeps ``H, W``)."""
         return (*in_shape[:-1], self.fan_out)
 
-    def weight_grads(self, h: jax.Array, d: jax.Array) -> jax.Array:
-        """Per-example weight gradients (without the scale ``c``), ``(n, 9 C_in C_out)``."""
-        g = jnp.einsum("nhwk,nhwc->nkc", self.patches(h), d)
+    @staticmethod
+    def weight_grads(patches: jax.Array, d: jax.Array) -> jax.Array:
+        """Per-example weight gradients (without the scale ``c``), ``(n, 9 C_in C_out)``.
+
+        Args:
+          patches: ``(n, H, W, 9 C_in)`` from :meth:`patches`.
+          d: ``(n, H, W, C_out)`` pre-activation cotangents (or a block of their channels).
+        """
+        g = jnp.einsum("nhwk,nhwc->nkc", patches, d)
         return g.reshape(g.shape[0], -1)
 
     def gram(self, h1: jax.Array, d1: jax.Array, h2: jax.Array, d2: jax.Array) -> jax.Array:
@@ -164,9 +170,8 @@ class Conv:
         cb = int(max(1, min(self.fan_out, GRAD_BLOCK_BYTES // per_channel)))
         k = 0.0
         for c0 in range(0, self.fan_out, cb):
-            g1 = jnp.einsum("nhwk,nhwc->nkc", p1, d1[..., c0:c0 + cb]).reshape(p1.shape[0], -1)
-            g2 = g1 if same else jnp.einsum("nhwk,nhwc->nkc", p2, d2[..., c0:c0 + cb]).reshape(
-                p2.shape[0], -1)
+            g1 = self.weight_grads(p1, d1[..., c0:c0 + cb])
+            g2 = g1 if same else self.weight_grads(p2, d2[..., c0:c0 + cb])
             k = k + g1 @ g2.T
         k = k * (self.W_std ** 2 / (9 * self.fan_in))
         if self.b_std is None:
@@ -257,6 +262,14 @@ class DeepReLU(nnx.Module):
         """Outputs ``f(x)`` for ``(n, *input_shape)`` inputs, shape ``(n,)``."""
         return self._pair(x.astype(self.weights[0][...].dtype))[0]
 
+    def pre_activation_shapes(self) -> list[tuple[int, ...]]:
+        """Per-example pre-activation shape of every layer (a dense readout ignores its input's)."""
+        shape, out = self.input_shape, []
+        for lay in self.layers:
+            shape = lay.out_shape(shape)
+            out.append(shape)
+        return out
+
     def taps(self, x: jax.Array) -> tuple[list[jax.Array], list[jax.Array]]:
         """Every layer's input ``h`` and pre-activation cotangent ``df/dz``, per example.
 
@@ -267,10 +280,8 @@ class DeepReLU(nnx.Module):
           ``(inputs, cotangents)``: lists over layers of ``(2, n, ...)`` arrays (pair first).
         """
         x = x.astype(self.weights[0][...].dtype)
-        shape, eps = self.input_shape, []
-        for lay in self.layers:
-            shape = lay.out_shape(shape if not getattr(lay, "pool", False) else shape[-1:])
-            eps.append(jnp.zeros((2, x.shape[0], *shape), x.dtype))
+        eps = [jnp.zeros((2, x.shape[0], *shape), x.dtype)
+               for shape in self.pre_activation_shapes()]
 
         def total(e: tuple[jax.Array, ...]) -> tuple[jax.Array, list[jax.Array]]:
             f, ins = self._pair(x, e)
@@ -331,9 +342,7 @@ class DeepReLU(nnx.Module):
         model = net.model()
         item = net.dtype.itemsize
         per = 12 * net.n_params * item
-        shape = model.input_shape
-        for lay in model.layers:
-            shape = lay.out_shape(shape if not getattr(lay, "pool", False) else shape[-1:])
+        for lay, shape in zip(model.layers, model.pre_activation_shapes(), strict=True):
             per += 2 * 6 * n_points * int(np.prod(shape)) * item
             if isinstance(lay, Conv):
                 per += 2 * min(n_points * int(np.prod(lay.w_shape)) * item, GRAD_BLOCK_BYTES)
