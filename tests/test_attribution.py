@@ -128,13 +128,26 @@ def test_chunked_projection_equals_the_explicit_projection(small, trained, kind)
     got = ni.projected_gradients(net, full.theta, x, 40, seed=5, projection=kind,
                                  chunk_params=rows)
     with ni.precision("float64"):
-        key = jax.random.PRNGKey(5)
-        r = np.concatenate([np.asarray(projection_chunk(key, c, rows, 40, kind, jnp.float64))
+        r = np.concatenate([projection_chunk(5, c, rows, 40, kind)
                             for c in range(-(-net.n_params // rows))])[:net.n_params]
         jac = np.asarray(jax.jacrev(lambda t: net.apply(t, jnp.asarray(x)))(full.theta))
     np.testing.assert_allclose(got, jac @ r, rtol=1e-10, atol=1e-12)
     if kind == "rademacher":
         assert set(np.unique(np.abs(r))) == {1 / np.sqrt(40)}
+
+
+def test_trak_self_influence_projects_once_and_matches_the_cross_scores(small, trained):
+    """x_test = x_train takes the one-projection path; it equals the concatenated path's scores
+    and the first-order score of explicitly projected features."""
+    net, full = trained
+    x, y = small.x_train, small.y_train
+    own = ni.trak_scores(net, full.theta, x, y, x, y, 0.1, dim=24, seed=2)
+    cross = ni.trak_scores(net, full.theta, x, y, x[:5], y[:5], 0.1, dim=24, seed=2)
+    np.testing.assert_allclose(own[:, :5], cross, rtol=1e-10, atol=1e-14)
+    phi = ni.projected_gradients(net, full.theta, x, 24, seed=2)
+    r = np.asarray(full.f_train) - y
+    ref = ni.first_order_scores(phi @ phi.T, phi @ phi.T, r, r, 0.1)
+    np.testing.assert_allclose(own, ref, rtol=1e-8, atol=1e-12 * np.abs(ref).max())
 
 
 # --------------------------------------------------------------------------------- TracIn
