@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 import scipy.stats
 
@@ -377,15 +378,18 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
                           alpha: float = 0.5, seed: int = 0, net_seed: int = 0,
                           kappa: float = 1.0, symmetric: bool = True, loo_points: int = 20,
                           noise: float = 0.1, options: ScoreOptions | None = None,
-                          settings: SolverSettings | None = None,
+                          settings: SolverSettings | None = None, subset_f_tol: float = 1e-4,
                           methods: tuple[str, ...] = METHODS, dtype: Any = np.float64,
                           store: str | os.PathLike[str] | None = None,
+                          chunk_size: int | None = None,
                           show_progress: bool = True) -> AttributionResult:
     """Retrain the net of eq. (1) on random subsets and score every method by LDS, LOO, AUC.
 
     1. Train the net (``W(0)`` from ``net_seed``) on every point; retrain it from the same
        ``W(0)`` on ``subsets`` random subsets of ``ceil(alpha n)`` points
-       (:func:`ntk_influence.retrain_without` with ``keep=``, vmapped chunks, resumable).
+       (:func:`ntk_influence.retrain_without` with ``keep=``, vmapped chunks, resumable), each
+       stopped at ``subset_f_tol``: the LDS ranks subset losses that differ by far more (the
+       ratio of the solver's loss error to their spread is recorded in ``info``).
     2. Score every method on the trained net; predict each subset's test losses additively and
        by the NTK refit; LDS against the retrained losses.
     3. Retrain without ``loo_points`` random points one at a time (every test point at once)
@@ -409,10 +413,16 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
       loo_points: training points retrained one at a time (0: skip LOO).
       noise: fraction of labels flipped for mislabel detection (0: skip).
       options: :class:`ScoreOptions` (TRAK, TracIn).
-      settings: solver settings of every training run (default Gauss-Newton, ``f_tol=1e-7``).
+      settings: solver settings of every training run (default Gauss-Newton, ``f_tol=1e-6``)
+        but the subset retrains.
+      subset_f_tol: the subset retrains' ``f_tol`` (removing half the points moves the test
+        predictions by ~0.1, against ~1e-3 for one point).
       methods: additive methods to score (``ntk`` always runs: it gives the refit).
       dtype: parameter dtype.
       store: folder for the resumable retraining chunks (None: nothing kept).
+      chunk_size: retrains per vmapped chunk (default: 1 on a CPU, where a chunk runs as long
+        as its slowest retrain and batching saves nothing; else
+        :func:`ntk_influence.plan_chunk_size`).
       show_progress: progress bars on stderr.
 
     Returns:
@@ -424,7 +434,10 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise InputError(f"unknown methods {bad}; choose from {METHODS}.")
-    s = settings or SolverSettings(f_tol=1e-7)
+    s = settings or SolverSettings(f_tol=1e-6)
+    if chunk_size is None and jax.default_backend() == "cpu":
+        chunk_size = 1
+    s_sub = dataclasses.replace(s, f_tol=subset_f_tol).resolved()
     xtr, ytr = np.asarray(x_train, np.float64), np.asarray(y_train, np.float64)
     xte, yte = np.asarray(x_test, np.float64), np.asarray(y_test, np.float64)
     if ytr.ndim != 1 or yte.ndim != 1:
@@ -437,21 +450,29 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
                             "seed": seed, "net_seed": net_seed, "kappa": kappa,
                             "symmetric": symmetric, "loo_points": loo_points, "noise": noise,
                             "options": dataclasses.asdict(options or ScoreOptions()),
-                            "settings": dataclasses.asdict(s.resolved())}
+                            "settings": dataclasses.asdict(s.resolved()),
+                            "subset_f_tol": s_sub.f_tol, "chunk_size": chunk_size}
     with precision(dtype):
         net = two_layer_net(xtr.shape[1], width, kappa=kappa, symmetric=symmetric,
                             seed=net_seed, param_dtype=dtype)
         t0 = time.perf_counter()
         full = train(net, xtr, ytr, lam, x_test=xte, settings=s)
+        info["seconds_train"] = time.perf_counter() - t0
         keep_idx = random_subsets(n, subsets, alpha, seed)
+        t0 = time.perf_counter()
         ret = retrain_without(net, xtr, ytr, xte, yte, lam, keep=subset_mask(keep_idx, n),
-                              settings=s, full=full, store=sub("subsets"),
-                              show_progress=show_progress)
+                              settings=s_sub, full=full, store=sub("subsets"),
+                              chunk_size=chunk_size, show_progress=show_progress)
         info["seconds_subsets"] = time.perf_counter() - t0
         info["subset_retrain"] = ret.summary()
     full_losses = 0.5 * (np.asarray(full.f_test, np.float64) - yte) ** 2
     subset_out = ret.f_retrain_test
     subset_losses = 0.5 * (subset_out - yte[None]) ** 2
+    # a prediction error e moves a loss by about e abs(f - y): against the spread of the losses
+    # across subsets (per test point, the worst), it bounds how much the LDS ranks can move
+    loss_err = ret.solver_error[:, None] * np.abs(subset_out - yte[None])
+    info["subset_loss_error_over_spread"] = float(np.max(
+        loss_err.max(0) / np.maximum(subset_losses.std(0), np.finfo(float).tiny)))
     scores, secs, res = method_scores(net, full, xtr, ytr, xte, yte, lam, options=options,
                                       settings=s, methods=methods)
     t0 = time.perf_counter()
@@ -474,9 +495,11 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
         t0 = time.perf_counter()
         with precision(dtype):
             loo = loo_retrain(net, xtr, ytr, xte, yte, lam, train_index=loo_index, settings=s,
-                              full=full, store=sub("loo"), show_progress=show_progress)
+                              full=full, store=sub("loo"), chunk_size=chunk_size,
+                              show_progress=show_progress)
         loo_actual = loo.influence
         info["seconds_loo"] = time.perf_counter() - t0
+        info["loo_retrain"] = loo.summary()
         for name, sc in scores.items():
             metrics[name]["loo_pearson"] = pearson(sc[loo_index], loo_actual)
             metrics[name]["loo_spearman"] = spearman(sc[loo_index], loo_actual)
