@@ -256,8 +256,8 @@ def _attribution_setup(a: dict[str, Any]) -> str:
             f"initialisation, {s['dtype']}), lambda = {g(s['lam'])}, trained by damped "
             f"Gauss-Newton until its predictions move less than `--f-tol {g(s['f_tol'], 1)}`. "
             f"**LDS**: {s['subsets']} random subsets of {kept} points (alpha = {g(s['alpha'])}), "
-            f"each retrained from the same `W(0)` and stopped at `--subset-f-tol "
-            f"{g(info['subset_f_tol'], 1)}` ({sub['total_iterations'] / sub['n_retrains']:.0f} "
+            f"each retrained from the same `W(0)` and stopped at `--coarse-f-tol "
+            f"{g(info['coarse_f_tol'], 1)}` ({sub['total_iterations'] / sub['n_retrains']:.0f} "
             f"steps on average, at most {sub['max_iterations']}; the solver's error on a subset's "
             f"test loss is at most {g(info['subset_loss_error_over_spread'], 2)} of the spread of "
             f"that test point's losses across subsets); Spearman per test point, averaged.")
@@ -268,10 +268,12 @@ def _attribution_setup(a: dict[str, Any]) -> str:
                  f"every test point.")
     if s["noise"] > 0:
         text += (f" **Mislabel**: {g(100 * s['noise'])}% of the training labels flipped, the net "
-                 f"retrained on them, points ranked by self-influence.")
-    text += (f" TRAK: {o['trak_ensemble']} nets, {o['trak_projection']} projection to "
-             f"{o['trak_dim']} dimensions; TracIn-CP: {o['tracin_checkpoints']} checkpoints of "
-             f"a {o['tracin_steps']}-step {o['tracin_method'].upper()} path. Seconds: the scores "
+                 f"retrained on them (to the coarse tolerance), points ranked by "
+                 f"self-influence.")
+    text += (f" TRAK: {o['trak_ensemble']} nets (the trained one and others trained to the "
+             f"coarse tolerance), {o['trak_projection']} projection to {o['trak_dim']} "
+             f"dimensions; TracIn-CP: {o['tracin_checkpoints']} checkpoints of a "
+             f"{o['tracin_steps']}-step {o['tracin_method'].upper()} path. Seconds: the scores "
              f"on the trained net (TRAK's include training its other nets).")
     return text
 

@@ -252,7 +252,7 @@ def method_scores(net: FunctionalNet, full: TrainResult, x_train: Any, y_train: 
       y_test: ``(t,)`` labels.
       lam: the ridge of eq. (2).
       options: :class:`ScoreOptions`.
-      settings: solver settings of the TRAK ensemble's nets (as the full run's).
+      settings: solver settings of the TRAK ensemble's other nets.
       methods: which methods.
       self_influence: return each method's ``(n,)`` self-influence (the diagonal; the NTK's is
         the exact leave-one-out self-influence) instead of ``(n, t)`` scores.
@@ -378,7 +378,7 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
                           alpha: float = 0.5, seed: int = 0, net_seed: int = 0,
                           kappa: float = 1.0, symmetric: bool = True, loo_points: int = 20,
                           noise: float = 0.1, options: ScoreOptions | None = None,
-                          settings: SolverSettings | None = None, subset_f_tol: float = 1e-4,
+                          settings: SolverSettings | None = None, coarse_f_tol: float = 1e-4,
                           methods: tuple[str, ...] = METHODS, dtype: Any = np.float64,
                           store: str | os.PathLike[str] | None = None,
                           chunk_size: int | None = None,
@@ -388,7 +388,7 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
     1. Train the net (``W(0)`` from ``net_seed``) on every point; retrain it from the same
        ``W(0)`` on ``subsets`` random subsets of ``ceil(alpha n)`` points
        (:func:`ntk_influence.retrain_without` with ``keep=``, vmapped chunks, resumable), each
-       stopped at ``subset_f_tol``: the LDS ranks subset losses that differ by far more (the
+       stopped at ``coarse_f_tol``: the LDS ranks subset losses that differ by far more (the
        ratio of the solver's loss error to their spread is recorded in ``info``).
     2. Score every method on the trained net; predict each subset's test losses additively and
        by the NTK refit; LDS against the retrained losses.
@@ -413,10 +413,12 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
       loo_points: training points retrained one at a time (0: skip LOO).
       noise: fraction of labels flipped for mislabel detection (0: skip).
       options: :class:`ScoreOptions` (TRAK, TracIn).
-      settings: solver settings of every training run (default Gauss-Newton, ``f_tol=1e-6``)
-        but the subset retrains.
-      subset_f_tol: the subset retrains' ``f_tol`` (removing half the points moves the test
-        predictions by ~0.1, against ~1e-3 for one point).
+      settings: solver settings (default Gauss-Newton, ``f_tol=1e-6``) of the full run and the
+        leave-one-out retrains, whose test predictions are differenced (one point moves them by
+        ~1e-3).
+      coarse_f_tol: ``f_tol`` of the nets that are ranked or scored rather than differenced:
+        the subset retrains (removing half the points moves the test predictions by ~0.1),
+        TRAK's other nets and the noisy-label nets.
       methods: additive methods to score (``ntk`` always runs: it gives the refit).
       dtype: parameter dtype.
       store: folder for the resumable retraining chunks (None: nothing kept).
@@ -437,7 +439,7 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
     s = settings or SolverSettings(f_tol=1e-6)
     if chunk_size is None and jax.default_backend() == "cpu":
         chunk_size = 1
-    s_sub = dataclasses.replace(s, f_tol=subset_f_tol).resolved()
+    coarse = dataclasses.replace(s, f_tol=coarse_f_tol).resolved()
     xtr, ytr = np.asarray(x_train, np.float64), np.asarray(y_train, np.float64)
     xte, yte = np.asarray(x_test, np.float64), np.asarray(y_test, np.float64)
     if ytr.ndim != 1 or yte.ndim != 1:
@@ -451,7 +453,7 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
                             "symmetric": symmetric, "loo_points": loo_points, "noise": noise,
                             "options": dataclasses.asdict(options or ScoreOptions()),
                             "settings": dataclasses.asdict(s.resolved()),
-                            "subset_f_tol": s_sub.f_tol, "chunk_size": chunk_size}
+                            "coarse_f_tol": coarse.f_tol, "chunk_size": chunk_size}
     with precision(dtype):
         net = two_layer_net(xtr.shape[1], width, kappa=kappa, symmetric=symmetric,
                             seed=net_seed, param_dtype=dtype)
@@ -461,7 +463,7 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
         keep_idx = random_subsets(n, subsets, alpha, seed)
         t0 = time.perf_counter()
         ret = retrain_without(net, xtr, ytr, xte, yte, lam, keep=subset_mask(keep_idx, n),
-                              settings=s_sub, full=full, store=sub("subsets"),
+                              settings=coarse, full=full, store=sub("subsets"),
                               chunk_size=chunk_size, show_progress=show_progress)
         info["seconds_subsets"] = time.perf_counter() - t0
         info["subset_retrain"] = ret.summary()
@@ -474,7 +476,7 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
     info["subset_loss_error_over_spread"] = float(np.max(
         loss_err.max(0) / np.maximum(subset_losses.std(0), np.finfo(float).tiny)))
     scores, secs, res = method_scores(net, full, xtr, ytr, xte, yte, lam, options=options,
-                                      settings=s, methods=methods)
+                                      settings=coarse, methods=methods)
     t0 = time.perf_counter()
     refit_losses = 0.5 * (ntk_refit_outputs(res, keep_idx) - yte[None]) ** 2
     secs["ntk_refit"] = secs["ntk"] + time.perf_counter() - t0
@@ -512,9 +514,9 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
         y_noisy, flipped = flip_labels(ytr, noise, seed=seed)
         noisy_mask[flipped] = True
         with precision(dtype):
-            full_noisy = train(net, xtr, y_noisy, lam, settings=s)
+            full_noisy = train(net, xtr, y_noisy, lam, settings=coarse)
         self_infl, _, _ = method_scores(net, full_noisy, xtr, y_noisy, xtr, y_noisy, lam,
-                                        options=options, settings=s, methods=methods,
+                                        options=options, settings=coarse, methods=methods,
                                         self_influence=True)
         self_infl["loss"] = 0.5 * (np.asarray(full_noisy.f_train) - y_noisy) ** 2
         for name, v in self_infl.items():

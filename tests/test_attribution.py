@@ -196,7 +196,7 @@ def test_cli_writes_documented_files_resumes_and_matches_direct_training(tmp_pat
     out = tmp_path / "attr"
     argv = ["attribution", "--n-train", "16", "--n-test", "4", "--width", "32", "--subsets", "6",
             "--loo-points", "3", "--trak-dim", "16", "--trak-ensemble", "2", "--tracin-steps",
-            "10", "--tracin-checkpoints", "2", "--f-tol", "1e-10", "--subset-f-tol", "1e-10",
+            "10", "--tracin-checkpoints", "2", "--f-tol", "1e-10", "--coarse-f-tol", "1e-10",
             "--quiet", "--out", str(out)]
     assert main(argv) == 0
     z = ni.io.load_npz(out / "attribution.npz")
@@ -253,11 +253,11 @@ def test_subset_retraining_equals_direct_weighted_training(small):
 
 
 def test_subset_retrains_stop_at_their_own_tolerance(small):
-    """subset_f_tol reaches the subset retrains only; the LOO retrains keep settings.f_tol."""
+    """coarse_f_tol reaches the subset retrains; the LOO retrains keep settings.f_tol."""
     x, y, xt, yt = small.x_train, small.y_train, small.x_test, small.y_test
     res = attr.attribution_benchmark(
         x, y, xt, yt, width=32, subsets=3, loo_points=2, noise=0.0, methods=("ntk",),
-        settings=ni.SolverSettings(f_tol=1e-9, max_steps=400), subset_f_tol=1e-3, chunk_size=2,
+        settings=ni.SolverSettings(f_tol=1e-9, max_steps=400), coarse_f_tol=1e-3, chunk_size=2,
         show_progress=False)
     sub, loo = res.info["subset_retrain"], res.info["loo_retrain"]
     assert sub["f_tol"] == 1e-3 and loo["f_tol"] == 1e-9 and loo["all_converged"]

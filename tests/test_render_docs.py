@@ -155,7 +155,7 @@ def _attribution_json(trak_lds: float) -> dict:
                          "lam": 0.1, "f_tol": 1e-7, "subsets": 100, "alpha": 0.5, "noise": 0.1},
             "data": {"name": "digits:3,8", "n_train": 200, "n_test": 50}, "seconds": 700.0,
             "methods": meth,
-            "info": {"subset_retrain": sub, "loo_retrain": loo, "subset_f_tol": 1e-5,
+            "info": {"subset_retrain": sub, "loo_retrain": loo, "coarse_f_tol": 1e-5,
                      "subset_loss_error_over_spread": 0.0042,
                      "options": {"trak_ensemble": 4, "trak_projection": "gaussian",
                                  "trak_dim": 1024, "tracin_checkpoints": 5,
@@ -173,7 +173,7 @@ def test_attribution_section_states_the_setup_table_and_targets(rd, tmp_path, tr
     text = rd.render_attribution(res)
     assert "200 training and 50 test points" in text and "width 16384" in text
     assert "100 random subsets of 100 points (alpha = 0.5)" in text
-    assert "`--subset-f-tol 1e-05` (45 steps on average, at most 55" in text
+    assert "`--coarse-f-tol 1e-05` (45 steps on average, at most 55" in text
     assert "at most 0.0042 of the spread" in text and "**LOO**: 20 random" in text
     assert ("| `ntk_refit` | NTK: kernel ridge regression refit on the kept points (not additive) "
             "| 0.963 | 0.987 | 0.893 | 0.999 | 2.5 s |") in text

@@ -63,12 +63,13 @@ def _attribution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracin-method", choices=["gd", "sgd"], default="gd",
                    help="optimiser of the TracIn path (default: %(default)s)")
     p.add_argument("--f-tol", type=float, default=1e-6,
-                   help="stop training (the full run, the leave-one-out retrains, the TRAK "
-                        "ensemble, the noisy-label net) when predictions move less than this "
-                        "(default: %(default)s)")
-    p.add_argument("--subset-f-tol", type=float, default=1e-4,
-                   help="the same for the subset retrains, whose test predictions move by "
-                        "~0.1 (default: %(default)s)")
+                   help="stop the full run and the leave-one-out retrains, whose test "
+                        "predictions are differenced, when they move less than this (default: "
+                        "%(default)s)")
+    p.add_argument("--coarse-f-tol", type=float, default=1e-4,
+                   help="the same for the nets that are ranked or scored: the subset retrains "
+                        "(whose test predictions move by ~0.1), TRAK's other nets and the "
+                        "noisy-label nets (default: %(default)s)")
     p.add_argument("--max-steps", type=count, default=None,
                    help="solver iteration cap (default: the solver's own, 200 for GN)")
     p.add_argument("--chunk-size", type=count, default=None,
@@ -103,7 +104,7 @@ def _attribution_run(args: argparse.Namespace) -> Path:
         ds.x_train, ds.y_train, ds.x_test, ds.y_test, width=args.width, lam=args.lam,
         subsets=args.subsets, alpha=args.alpha, seed=args.seed, net_seed=args.net_seed,
         kappa=args.kappa, symmetric=args.init == "symmetric", loo_points=args.loo_points,
-        noise=args.noise, options=options, settings=settings, subset_f_tol=args.subset_f_tol,
+        noise=args.noise, options=options, settings=settings, coarse_f_tol=args.coarse_f_tol,
         methods=tuple(args.methods), dtype=args.dtype, store=store, chunk_size=args.chunk_size,
         show_progress=not args.quiet)
     secs = time.perf_counter() - t0
