@@ -473,8 +473,9 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
     full_losses = 0.5 * (np.asarray(full.f_test, np.float64) - yte) ** 2
     subset_out = ret.f_retrain_test
     subset_losses = 0.5 * (subset_out - yte[None]) ** 2
-    # a prediction error e moves a loss by about e abs(f - y): against the spread of the losses
-    # across subsets (per test point, the worst), it bounds how much the LDS ranks can move
+    # a prediction error e moves a loss by about e abs(f - y); against the spread of the losses
+    # across subsets (per test point, the worst) it says how far the LDS ranks could move (the
+    # solver error is the last change of the predictions: an estimate, not a bound)
     loss_err = ret.solver_error[:, None] * np.abs(subset_out - yte[None])
     info["subset_loss_error_over_spread"] = float(np.max(
         loss_err.max(0) / np.maximum(subset_losses.std(0), np.finfo(float).tiny)))
