@@ -48,7 +48,7 @@ from .nets import FunctionalNet, initial_output, two_layer_net
 from .retrain import loo_retrain, retrain_without
 from .tracin import grad_dot_scores, tracin_scores, training_path
 from .train import SolverSettings, TrainResult, blas_single_thread, train
-from .trak import first_order_scores, trak_scores
+from .trak import first_order_scores, trak_ensemble_scores
 
 METHODS = ("ntk", "ntk_f0", "ihvp", "trak", "tracin", "grad_dot")
 
@@ -213,7 +213,8 @@ class ScoreOptions:
 
     Attributes:
       trak_dim: TRAK projection dimension (None: no projection).
-      trak_ensemble: nets averaged by TRAK (seeds ``net_seed, net_seed + 1, ...``).
+      trak_ensemble: nets averaged by TRAK (seeds ``net_seed, net_seed + 1, ...``), all
+        projected with one ``R`` (:func:`ntk_influence.trak_ensemble_scores`).
       trak_projection: ``"gaussian"`` or ``"rademacher"``.
       tracin_checkpoints: TracIn-CP checkpoints.
       tracin_steps: first-order steps of the TracIn training path.
@@ -296,19 +297,15 @@ def method_scores(net: FunctionalNet, full: TrainResult, x_train: Any, y_train: 
         secs["grad_dot"] = time.perf_counter() - t0
     if "trak" in methods:
         t0 = time.perf_counter()
-        acc = 0.0
+        members = [(net, full.theta)]
         seed0 = int(net.description.get("seed", 0))
-        for e in range(int(o.trak_ensemble)):
-            if e == 0:
-                member, theta = net, full.theta
-            else:
-                member = two_layer_net(xtr.shape[1], net.width, kappa=net.description["kappa"],
-                                       symmetric=net.description["symmetric"], seed=seed0 + e,
-                                       param_dtype=net.dtype)
-                theta = train(member, xtr, ytr, lam, settings=settings).theta
-            acc = acc + trak_scores(member, theta, xtr, ytr, xte, yte, lam, dim=o.trak_dim,
-                                    seed=e, projection=o.trak_projection)
-        out["trak"] = pick(acc / int(o.trak_ensemble))
+        for e in range(1, int(o.trak_ensemble)):
+            member = two_layer_net(xtr.shape[1], net.width, kappa=net.description["kappa"],
+                                   symmetric=net.description["symmetric"], seed=seed0 + e,
+                                   param_dtype=net.dtype)
+            members.append((member, train(member, xtr, ytr, lam, settings=settings).theta))
+        out["trak"] = pick(trak_ensemble_scores(members, xtr, ytr, xte, yte, lam, dim=o.trak_dim,
+                                                projection=o.trak_projection))
         secs["trak"] = time.perf_counter() - t0
     if "tracin" in methods:
         t0 = time.perf_counter()

@@ -174,35 +174,50 @@ def projected_gradients(net: FunctionalNet, theta: Any, x: Any, dim: int | None,
     Returns:
       ``(n, dim)`` (or ``(n, P)``) float64 host array.
     """
+    return _project([(net, theta)], x, dim, seed, projection, chunk_params, memory_bytes)[0]
+
+
+def _project(members: list[tuple[FunctionalNet, Any]], x: Any, dim: int | None, seed: int,
+             projection: str, chunk_params: int, memory_bytes: int) -> list[np.ndarray]:
+    """``J_e(x) R`` for every member ``(net_e, theta_e)`` with one ``R``, each chunk drawn once."""
     if projection not in PROJECTIONS:
         raise InputError(f"projection must be one of {PROJECTIONS}, got {projection!r}.")
-    with precision(net.dtype):
-        th = jnp.asarray(theta, net.dtype)
-        xa = jnp.asarray(np.asarray(x), net.dtype)
-        n, p = xa.shape[0], net.n_params
+    if dim is not None and (isinstance(dim, bool) or int(dim) != dim or dim < 1):
+        raise InputError(f"the projection dimension must be an integer >= 1, got {dim!r}.")
+    net0 = members[0][0]
+    p, dtype = net0.n_params, net0.dtype
+    if any(net.n_params != p or net.dtype != dtype for net, _ in members):
+        raise InputError("the nets of a TRAK ensemble must have the same size and dtype.")
+    with precision(dtype):
+        xa = jnp.asarray(np.asarray(x), dtype)
+        n = xa.shape[0]
+        feats = []
+        for net, theta in members:
+            th = jnp.asarray(theta, dtype)
+            if dim is None or net.kind != "two_layer":  # J itself, or to project by chunks
+                if n * p * 8 > memory_bytes:
+                    raise MemoryPlanError(
+                        f"the Jacobian of this net needs {n * p * 8 / 2**30:.1f} GiB; "
+                        + ("pass a projection dimension." if dim is None
+                           else "project fewer points at a time."))
+                feats.append((net, th, jacobian_columns(net, th, xa, 0, p)))
+            else:
+                feats.append((net, th, xa))
         if dim is None:
-            if n * p * 8 > memory_bytes:
-                raise MemoryPlanError(f"the unprojected Jacobian needs {n * p * 8 / 2**30:.1f} "
-                                      "GiB; pass a projection dimension.")
-            return np.asarray(jacobian_columns(net, th, xa, 0, p), np.float64)
-        if isinstance(dim, bool) or int(dim) != dim or dim < 1:
-            raise InputError(f"the projection dimension must be an integer >= 1, got {dim!r}.")
+            return [np.asarray(f, np.float64) for _, _, f in feats]
         rows = int(min(chunk_params, p))
-        fn = _projector(net, rows, int(dim))
-        if net.kind != "two_layer":  # any other net: its Jacobian once, projected by chunks
-            if n * p * 8 > memory_bytes:
-                raise MemoryPlanError(f"the Jacobian of this net needs {n * p * 8 / 2**30:.1f} "
-                                      "GiB; project fewer points at a time.")
-            xa = jacobian_columns(net, th, xa, 0, p)
+        fns = [_projector(net, rows, int(dim)) for net, _, _ in feats]
         starts = range(0, p, rows)
-        out = jnp.zeros((n, int(dim)), net.dtype)
+        outs = [jnp.zeros((n, int(dim)), dtype) for _ in feats]
         r = _draw(int(seed), 0, rows, int(dim), projection)
         for c, start in enumerate(starts):
-            acc = out + fn(th, xa, r, jnp.asarray(start))  # dispatched asynchronously
+            rj = jnp.asarray(r, dtype)  # converted once for every member
+            acc = [out + fn(th, f, rj, jnp.asarray(start))  # dispatched asynchronously
+                   for (_, th, f), fn, out in zip(feats, fns, outs, strict=True)]
             if c + 1 < len(starts):  # draw the next chunk while this one is multiplied
                 r = _draw(int(seed), c + 1, rows, int(dim), projection)
-            out = acc.block_until_ready()  # at most two chunks of R alive
-        return np.asarray(out, np.float64)
+            outs = [o.block_until_ready() for o in acc]  # at most two chunks of R alive
+        return [np.asarray(o, np.float64) for o in outs]
 
 
 def trak_scores(net: FunctionalNet, theta: Any, x_train: Any, y_train: Any, x_test: Any,
@@ -225,15 +240,48 @@ def trak_scores(net: FunctionalNet, theta: Any, x_train: Any, y_train: Any, x_te
     Returns:
       ``(n, t)`` scores, positive when removing the point raises the test loss.
     """
+    return trak_ensemble_scores([(net, theta)], x_train, y_train, x_test, y_test, lam, dim=dim,
+                                seed=seed, projection=projection)
+
+
+def trak_ensemble_scores(members: Any, x_train: Any, y_train: Any, x_test: Any, y_test: Any,
+                         lam: float, *, dim: int | None = 1024, seed: int = 0,
+                         projection: str = "gaussian") -> np.ndarray:
+    """TRAK scores averaged over an ensemble of trained nets, all projected with one ``R``.
+
+    As in the reference implementation (one projector for every model of the ensemble); each
+    chunk of ``R`` is drawn once for all the nets.
+
+    Args:
+      members: ``(net, theta)`` pairs: nets of the same size and their trained parameters.
+      x_train: ``(n, d)`` training inputs.
+      y_train: ``(n,)`` labels.
+      x_test: ``(t, d)`` test inputs (the training inputs for self-influence: projected once).
+      y_test: ``(t,)`` labels.
+      lam: the ridge of eq. (2).
+      dim: projection dimension (None: no projection).
+      seed: projection seed.
+      projection: ``"gaussian"`` or ``"rademacher"``.
+
+    Returns:
+      ``(n, t)`` mean of the members' scores, positive when removing the point raises the test
+      loss.
+    """
+    members = list(members)
+    if not members:
+        raise InputError("a TRAK ensemble needs at least one (net, theta) pair.")
     xtr, xte = np.asarray(x_train), np.asarray(x_test)
     n = xtr.shape[0]
     same = xte.shape == xtr.shape and np.array_equal(xte, xtr)  # self-influence: project once
     pts = xtr if same else np.concatenate([xtr, xte])
-    phi = projected_gradients(net, theta, pts, dim, seed=seed, projection=projection)
-    with precision(net.dtype):
-        th = jnp.asarray(theta, net.dtype)
-        f = np.asarray(net.apply(th, jnp.asarray(pts, net.dtype)), np.float64)
-    pt, pe = phi[:n], (phi[:n] if same else phi[n:])
-    r_tr = f[:n] - np.asarray(y_train, np.float64)
-    r_te = (f[:n] if same else f[n:]) - np.asarray(y_test, np.float64)
-    return first_order_scores(pt @ pt.T, pt @ pe.T, r_tr, r_te, lam)
+    phis = _project(members, pts, dim, seed, projection, 2**15, 2**30)
+    ytr, yte = np.asarray(y_train, np.float64), np.asarray(y_test, np.float64)
+    acc = np.zeros((n, xte.shape[0]))
+    for (net, theta), phi in zip(members, phis, strict=True):
+        with precision(net.dtype):
+            th = jnp.asarray(theta, net.dtype)
+            f = np.asarray(net.apply(th, jnp.asarray(pts, net.dtype)), np.float64)
+        pt, pe = phi[:n], (phi[:n] if same else phi[n:])
+        r_te = (f[:n] if same else f[n:]) - yte
+        acc += first_order_scores(pt @ pt.T, pt @ pe.T, f[:n] - ytr, r_te, lam)
+    return acc / len(members)

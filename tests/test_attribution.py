@@ -150,6 +150,20 @@ def test_trak_self_influence_projects_once_and_matches_the_cross_scores(small, t
     np.testing.assert_allclose(own, ref, rtol=1e-8, atol=1e-12 * np.abs(ref).max())
 
 
+def test_trak_ensemble_is_the_mean_of_its_members_under_one_projection(small, trained):
+    net, full = trained
+    x, y, xt, yt = small.x_train, small.y_train, small.x_test, small.y_test
+    other = ni.two_layer_net(x.shape[1], 8, symmetric=True, seed=4)
+    th2 = ni.train_net(other, x, y, 0.1,
+                       settings=ni.SolverSettings(f_tol=1e-9, max_steps=400)).theta
+    pairs = [(net, full.theta), (other, th2)]
+    ens = ni.trak_ensemble_scores(pairs, x, y, xt, yt, 0.1, dim=24, seed=3)
+    one = [ni.trak_scores(m, th, x, y, xt, yt, 0.1, dim=24, seed=3) for m, th in pairs]
+    assert np.abs(one[0] - one[1]).max() > 0.1 * np.abs(one[0]).max()  # the nets differ
+    np.testing.assert_allclose(ens, (one[0] + one[1]) / 2, rtol=1e-10,
+                               atol=1e-14 * np.abs(ens).max())
+
+
 # --------------------------------------------------------------------------------- TracIn
 
 
