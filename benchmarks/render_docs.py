@@ -258,24 +258,30 @@ def _attribution_setup(a: dict[str, Any]) -> str:
             f"**LDS**: {s['subsets']} random subsets of {kept} points (alpha = {g(s['alpha'])}), "
             f"each retrained from the same `W(0)` and stopped at `--coarse-f-tol "
             f"{g(info['coarse_f_tol'], 1)}` ({sub['total_iterations'] / sub['n_retrains']:.0f} "
-            f"steps on average, at most {sub['max_iterations']}; the solver's error on a subset's "
+            f"steps on average, at most {sub['max_iterations']}; median `|Delta|` "
+            f"{g(sub['median_abs_delta'], 2)}; the solver's error on a subset's "
             f"test loss is at most {g(info['subset_loss_error_over_spread'], 2)} of the spread of "
             f"that test point's losses across subsets); Spearman per test point, averaged.")
     if loo:
         text += (f" **LOO**: {loo['n_retrains']} random training points retrained one at a time "
-                 f"(at most {loo['max_iterations']} steps, solver error at most "
-                 f"{g(loo['max_solver_error'], 1)}), correlations pooled over the points and "
+                 f"(median `|Delta|` {g(loo['median_abs_delta'], 2)}; at most "
+                 f"{loo['max_iterations']} steps, solver error at most "
+                 f"{g(loo['max_solver_error'], 2)}), correlations pooled over the points and "
                  f"every test point.")
     if s["noise"] > 0:
         text += (f" **Mislabel**: {g(100 * s['noise'])}% of the training labels flipped, the net "
                  f"retrained on them (to the coarse tolerance), points ranked by "
                  f"self-influence.")
     text += (f" TRAK: {o['trak_ensemble']} nets (the trained one and others trained to the "
-             f"coarse tolerance), {o['trak_projection']} projection to {o['trak_dim']} "
+             f"coarse tolerance), one {o['trak_projection']} projection to {o['trak_dim']} "
              f"dimensions; TracIn-CP: {o['tracin_checkpoints']} checkpoints of a "
              f"{o['tracin_steps']}-step {o['tracin_method'].upper()} path. Seconds: the scores "
              f"on the trained net (TRAK's include training its other nets).")
     return text
+
+
+def _secs(s: float) -> str:
+    return f"{s:.2g} s" if s < 1 else seconds(s)
 
 
 def render_attribution(results: Path) -> str:
@@ -286,7 +292,7 @@ def render_attribution(results: Path) -> str:
     m, info = a["methods"], a["info"]
     col = lambda name, key: fx(m[name][key], 3) if key in m.get(name, {}) else "-"  # noqa: E731
     rows = [[f"`{k}`", v, col(k, "lds"), col(k, "loo_pearson"), col(k, "loo_spearman"),
-             col(k, "mislabel_auc"), seconds(m[k]["seconds"]) if "seconds" in m[k] else "-"]
+             col(k, "mislabel_auc"), _secs(m[k]["seconds"]) if "seconds" in m[k] else "-"]
             for k, v in ATTRIBUTION_ROWS.items() if k in m]
     lines = [source(results, run), "", _attribution_setup(a), ""]
     lines += table(["method", "what", "LDS", "LOO Pearson", "LOO Spearman", "mislabel AUC",
@@ -312,11 +318,16 @@ def render_attribution(results: Path) -> str:
                   f"`{k}` ({fx(lds[k], 3)})" for k in add) + f": {fx(lds['ntk'], 3)}, "
               + (f"**below** {', '.join(f'`{k}`' for k in below)}." if below else
                  "at least both." if len(add) == 2 else "at least it.")]
+    ranked = sorted((k for k in lds if k != "ntk_refit"), key=lambda k: -lds[k])
+    lines.append("- Additive methods by LDS: " + ", ".join(f"`{k}` {fx(lds[k], 3)}" for k in ranked)
+                 + ".")
     if "mislabel_auc" in m.get("loss", {}):
+        aucs = [v["mislabel_auc"] for v in m.values() if "mislabel_auc" in v]
         ok = m["ntk"]["mislabel_auc"] >= m["loss"]["mislabel_auc"]
         lines.append(f"- Mislabel AUC of the NTK self-influence >= the loss baseline: "
                      f"{'met' if ok else '**missed**'} ({fx(m['ntk']['mislabel_auc'], 3)} "
-                     f"against {fx(m['loss']['mislabel_auc'], 3)}).")
+                     f"against {fx(m['loss']['mislabel_auc'], 3)}); every method and the "
+                     f"baseline lie between {fx(min(aucs), 3)} and {fx(max(aucs), 3)}.")
     lines.append("- The whole run <= 15 min: "
                  + (f"met ({seconds(wall)})." if wall <= 900 else
                     f"**missed** ({seconds(wall)}, {100 * (wall / 900 - 1):.0f}% above)."))

@@ -149,8 +149,10 @@ def _attribution_json(trak_lds: float) -> dict:
                        "mislabel_auc": 0.997, "seconds": 33.5},
             "ntk_f0": {"not_applicable": "symmetric initialisation"},
             "loss": {"mislabel_auc": 0.9969}}
-    sub = {"n_retrains": 100, "total_iterations": 4500, "max_iterations": 55}
-    loo = {"n_retrains": 20, "max_iterations": 160, "max_solver_error": 9.9e-8}
+    sub = {"n_retrains": 100, "total_iterations": 4500, "max_iterations": 55,
+           "median_abs_delta": 0.0647}
+    loo = {"n_retrains": 20, "max_iterations": 160, "max_solver_error": 9.9e-8,
+           "median_abs_delta": 0.00171}
     return {"settings": {"width": 16384, "kappa": 1.0, "init": "symmetric", "dtype": "float64",
                          "lam": 0.1, "f_tol": 1e-7, "subsets": 100, "alpha": 0.5, "noise": 0.1},
             "data": {"name": "digits:3,8", "n_train": 200, "n_test": 50}, "seconds": 700.0,
@@ -173,16 +175,22 @@ def test_attribution_section_states_the_setup_table_and_targets(rd, tmp_path, tr
     text = rd.render_attribution(res)
     assert "200 training and 50 test points" in text and "width 16384" in text
     assert "100 random subsets of 100 points (alpha = 0.5)" in text
-    assert "`--coarse-f-tol 1e-05` (45 steps on average, at most 55" in text
+    assert "`--coarse-f-tol 1e-05` (45 steps on average, at most 55; median `|Delta|` 0.065" in text
+    assert "(median `|Delta|` 0.0017; at most 160 steps" in text
     assert "at most 0.0042 of the spread" in text and "**LOO**: 20 random" in text
     assert ("| `ntk_refit` | NTK: kernel ridge regression refit on the kept points (not additive) "
             "| 0.963 | 0.987 | 0.893 | 0.999 | 2.5 s |") in text
     assert "| `loss` | training loss (mislabel baseline) | - | - | - | 0.997 | - |" in text
     assert "| `tracin` | TracIn-CP | 0.289 | 0.460 | 0.110 | 0.997 | 34 s |" in text
+    assert "| `ntk` | NTK leave-one-out influence (eq. 8-9) | 0.767 | 0.987 | 0.893 | 0.999 | " \
+           "0.4 s |" in text
+    assert "solver error at most 9.9e-08" in text
     assert "`ntk_f0` (the NTK fitted to `y - f_0`) does not apply" in text
     assert "- `ntk_refit` LDS >= 0.9: met (0.963)." in text
     assert "- Mislabel AUC of the NTK self-influence >= the loss baseline: met (0.999 against " \
-           "0.997)." in text
+           "0.997); every method and the baseline lie between 0.997 and 0.999." in text
+    order = "`trak` 0.800, `ntk` 0.767" if trak_lds > 0.767 else "`ntk` 0.767, `trak` 0.693"
+    assert f"- Additive methods by LDS: {order}, `tracin` 0.289." in text
     if trak_lds < 0.767:
         assert "`ntk` (additive) LDS against `trak` (0.693) and `tracin` (0.289): 0.767, at " \
                "least both." in text
