@@ -14,7 +14,7 @@ Usage (from the repository root)::
 
 ``record`` runs COMMAND, measures its wall time and the load average before and after, and copies
 the JSON files it wrote (a file, or every ``*.json`` under a folder) to ``benchmarks/runs/RUN/``
-together with ``run.json``.
+together with ``run.json``. The formatting helpers are in ``_render_common.py``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import argparse
 import datetime
 import itertools
 import json
+import math
 import os
 import platform
 import re
@@ -34,6 +35,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _render_common import (
+    MissingRunError,
+    fx,
+    g,
+    load,
+    seconds,
+    source,
+    table,
+    times,
+    verdict,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "runs"
@@ -90,102 +104,6 @@ def record(name: str, command: list[str], collect: list[str], results: Path = RE
     rec["files"] = files
     (dest / "run.json").write_text(json.dumps(rec, indent=2) + "\n")
     return rec
-
-
-# ------------------------------------------------------------------ helpers
-
-class MissingRunError(RuntimeError):
-    """A section's run (or one of its JSON files) is not in the results folder."""
-
-
-def load(results: Path, run: str, name: str) -> Any:
-    """The decoded JSON file ``name`` of run ``run``.
-
-    Args:
-      results: the results folder.
-      run: the run's folder name.
-      name: the file's path inside the run's folder.
-
-    Returns:
-      The decoded JSON.
-    """
-    path = results / run / name
-    if not path.exists():
-        raise MissingRunError(f"{path} is missing: record the run with "
-                              f"'python benchmarks/render_docs.py record {run} ...'.")
-    return json.loads(path.read_text())
-
-
-def g(x: Any, digits: int = 3) -> str:
-    """A number with ``digits`` significant digits (``n/a`` for None, ``inf`` for null times)."""
-    if x is None:
-        return "n/a"
-    if isinstance(x, bool):
-        return str(x)
-    if isinstance(x, int):
-        return str(x)
-    x = float(x)
-    if x != x or x in (float("inf"), float("-inf")):
-        return str(x)
-    if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e6):
-        return f"{x:.{max(digits - 1, 0)}e}"
-    return f"{x:.{digits}g}"
-
-
-def fx(x: float, decimals: int = 2) -> str:
-    """A number with a fixed number of decimals."""
-    return f"{float(x):.{decimals}f}"
-
-
-def seconds(s: float) -> str:
-    """A duration: ``12.3 s`` or ``5 min 18 s``."""
-    s = float(s)
-    if s < 60:
-        return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
-    m, r = divmod(round(s), 60)
-    return f"{m} min {r} s"
-
-
-def load_text(rec: dict[str, Any]) -> str:
-    """The load averages of a run record (1, 5 and 15 minutes, at the start and the end)."""
-    a, b = rec.get("load_avg_start"), rec.get("load_avg_end")
-    if not a or not b:
-        return "load average not recorded"
-    return (f"load average (1/5/15 min) {'/'.join(f'{v:.1f}' for v in a)} at the start and "
-            f"{'/'.join(f'{v:.1f}' for v in b)} at the end")
-
-
-def source(results: Path, run: str, link: str = "benchmarks/runs") -> str:
-    """The line that names a section's run: command, date, machine, load and wall time.
-
-    Args:
-      results: the results folder.
-      run: the run's folder name.
-      link: the results folder relative to the document the line goes into.
-
-    Returns:
-      One Markdown paragraph.
-    """
-    rec = load(results, run, "run.json")
-    date = rec["date"].replace("T", " ")[:16]
-    zone = rec["date"][19:]
-    zone = "UTC" if zone in ("", "+00:00", "Z") else f"UTC{zone}"
-    wall = f", wall time {seconds(rec['wall_s'])}" if "wall_s" in rec else ""
-    return (f"*Source: `{rec['command']}`, run {date} {zone} on "
-            f"{rec['machine']} with {rec['cpus']} CPU cores shared with other jobs "
-            f"({load_text(rec)}){wall}; JSON in "
-            f"[`benchmarks/runs/{run}/`]({link}/{run}).*")
-
-
-def table(head: list[str], rows: list[list[str]]) -> list[str]:
-    """A Markdown table (numeric columns right-aligned)."""
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" for _ in head) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out
-
-
-def _times(ts: list[Any]) -> list[str]:
-    return ["inf" if t is None or t in ("inf", float("inf")) else g(float(t)) for t in ts]
 
 
 # ------------------------------------------------------------------ README: reproduction
@@ -283,10 +201,10 @@ def render_reproduce(results: Path) -> str:
               f"{g(gr[-1]['complexity'])} for the most helpful one, "
               f"{g(min(mid), 2)}-{g(max(mid), 2)} for the groups between."]
     ag = f6["agreement_first_order_vs_exact"]
-    ts = _times(f6["times"])
+    ts = times(f6["times"])
     noisy = f7["share_noisy"]
     k_max = max(range(len(noisy)), key=lambda i: noisy[i])
-    t7 = _times(f7["times"])
+    t7 = times(f7["times"])
     lines += ["", f"**Figures 6-7 / eq. (20).** First-order against exact time-`t` influence "
               f"(time unit `{f6['time_unit']}`): R = {fx(ag['pearson'][0], 4)}, slope "
               f"{fx(ag['slope'][0], 3)} at t = {ts[0]}; R = {fx(ag['pearson'][-1], 3)}, slope "
@@ -319,13 +237,105 @@ def render_table1_detail(results: Path) -> str:
     return "\n".join(lines)
 
 
+ATTRIBUTION_ROWS = {
+    "ntk_refit": "NTK: kernel ridge regression refit on the kept points (not additive)",
+    "ntk": "NTK leave-one-out influence (eq. 8-9)",
+    "ihvp": "first-order influence on the trained net (eq. 12)",
+    "trak": "TRAK",
+    "tracin": "TracIn-CP",
+    "grad_dot": "gradient similarity",
+    "loss": "training loss (mislabel baseline)",
+}
+
+
+def _attribution_setup(a: dict[str, Any]) -> str:
+    s, d, info = a["settings"], a["data"], a["info"]
+    sub, loo, o = info["subset_retrain"], info.get("loo_retrain"), info["options"]
+    kept = math.ceil(s["alpha"] * d["n_train"])
+    text = (f"`{d['name']}`: {d['n_train']} training and {d['n_test']} test points; the net of "
+            f"eq. (1) at width {s['width']} (kappa = {g(s['kappa'])}, {s['init']} "
+            f"initialisation, {s['dtype']}), lambda = {g(s['lam'])}, trained by damped "
+            f"Gauss-Newton until its predictions move less than `--f-tol {g(s['f_tol'], 1)}`. "
+            f"**LDS**: {s['subsets']} random subsets of {kept} points (alpha = {g(s['alpha'])}), "
+            f"each retrained from the same `W(0)` and stopped at `--coarse-f-tol "
+            f"{g(info['coarse_f_tol'], 1)}` ({sub['total_iterations'] / sub['n_retrains']:.0f} "
+            f"steps on average, at most {sub['max_iterations']}; median `|Delta|` "
+            f"{g(sub['median_abs_delta'], 2)}; the solver's error on a subset's "
+            f"test loss is at most {g(info['subset_loss_error_over_spread'], 2)} of the spread of "
+            f"that test point's losses across subsets); Spearman per test point, averaged.")
+    if loo:
+        text += (f" **LOO**: {loo['n_retrains']} random training points retrained one at a time "
+                 f"(median `|Delta|` {g(loo['median_abs_delta'], 2)}; at most "
+                 f"{loo['max_iterations']} steps, solver error at most "
+                 f"{g(loo['max_solver_error'], 2)}), correlations pooled over the points and "
+                 f"every test point.")
+    if s["noise"] > 0:
+        text += (f" **Mislabel**: {g(100 * s['noise'])}% of the training labels flipped, the net "
+                 f"retrained on them (to the coarse tolerance), points ranked by "
+                 f"self-influence.")
+    text += (f" TRAK: {o['trak_ensemble']} nets (the trained one and others trained to the "
+             f"coarse tolerance), one {o['trak_projection']} projection to {o['trak_dim']} "
+             f"dimensions; TracIn-CP: {o['tracin_checkpoints']} checkpoints of a "
+             f"{o['tracin_steps']}-step {o['tracin_method'].upper()} path. Seconds: the scores "
+             f"on the trained net (TRAK's include training its other nets).")
+    return text
+
+
+def _secs(s: float) -> str:
+    return f"{s:.2g} s" if s < 1 else seconds(s)
+
+
+def render_attribution(results: Path) -> str:
+    """README: LDS, LOO correlation and mislabel AUC per method, from ``attribution``."""
+    run = "attribution"
+    a = load(results, run, "attribution.json")
+    rec = load(results, run, "run.json")
+    m, info = a["methods"], a["info"]
+    col = lambda name, key: fx(m[name][key], 3) if key in m.get(name, {}) else "-"  # noqa: E731
+    rows = [[f"`{k}`", v, col(k, "lds"), col(k, "loo_pearson"), col(k, "loo_spearman"),
+             col(k, "mislabel_auc"), _secs(m[k]["seconds"]) if "seconds" in m[k] else "-"]
+            for k, v in ATTRIBUTION_ROWS.items() if k in m]
+    lines = [source(results, run), "", _attribution_setup(a), ""]
+    lines += table(["method", "what", "LDS", "LOO Pearson", "LOO Spearman", "mislabel AUC",
+                    "seconds"], rows)
+    notes = ["`ntk_refit` removes a single point exactly as `ntk` does, so its LOO and "
+             "mislabel columns are `ntk`'s."]
+    if "not_applicable" in m.get("ntk_f0", {}):
+        notes.append("`ntk_f0` (the NTK fitted to `y - f_0`) does not apply: `f_0 = 0` with the "
+                     "symmetric initialisation.")
+    lines += ["", " ".join(notes)]
+    lds = {k: m[k]["lds"] for k in m if "lds" in m[k]}
+    add = [k for k in ("trak", "tracin") if k in lds]
+    below = [k for k in add if lds["ntk"] < lds[k]]
+    wall = rec.get("wall_s", a["seconds"])
+    lines += ["", f"Time: training {seconds(info['seconds_train'])}, subset retrains "
+              f"{seconds(info['seconds_subsets'])}, leave-one-out retrains "
+              f"{seconds(info.get('seconds_loo', 0))}, mislabel part "
+              f"{seconds(info.get('seconds_mislabel', 0))}; the whole command "
+              f"{seconds(wall)}.", "",
+              f"- `ntk_refit` LDS >= 0.9: {'met' if lds['ntk_refit'] >= 0.9 else '**missed**'} "
+              f"({fx(lds['ntk_refit'], 3)}).",
+              "- `ntk` (additive) LDS against " + " and ".join(
+                  f"`{k}` ({fx(lds[k], 3)})" for k in add) + f": {fx(lds['ntk'], 3)}, "
+              + (f"**below** {', '.join(f'`{k}`' for k in below)}." if below else
+                 "at least both." if len(add) == 2 else "at least it.")]
+    ranked = sorted((k for k in lds if k != "ntk_refit"), key=lambda k: -lds[k])
+    lines.append("- Additive methods by LDS: " + ", ".join(f"`{k}` {fx(lds[k], 3)}" for k in ranked)
+                 + ".")
+    if "mislabel_auc" in m.get("loss", {}):
+        aucs = [v["mislabel_auc"] for v in m.values() if "mislabel_auc" in v]
+        ok = m["ntk"]["mislabel_auc"] >= m["loss"]["mislabel_auc"]
+        lines.append(f"- Mislabel AUC of the NTK self-influence >= the loss baseline: "
+                     f"{'met' if ok else '**missed**'} ({fx(m['ntk']['mislabel_auc'], 3)} "
+                     f"against {fx(m['loss']['mislabel_auc'], 3)}); every method and the "
+                     f"baseline lie between {fx(min(aucs), 3)} and {fx(max(aucs), 3)}.")
+    lines.append("- The whole run <= 15 min: "
+                 + (f"met ({seconds(wall)})." if wall <= 900 else
+                    f"**missed** ({seconds(wall)}, {100 * (wall / 900 - 1):.0f}% above)."))
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------ benchmarks/README
-
-def _verdict(value: float, target: float) -> str:
-    if value <= target:
-        return f"met ({fx(value)} <= {g(target)})"
-    return f"**missed** ({fx(value)}, {100 * (value / target - 1):.0f}% above {g(target)})"
-
 
 def render_bench_influence(results: Path) -> str:
     """benchmarks/README: ``bench_influence.py``, ours against the floor and brute force."""
@@ -349,12 +359,12 @@ def render_bench_influence(results: Path) -> str:
         if r["n"] == 4000 and r["d"] == 784:
             notes.append(f"- n = 4000, d = 784, default `ntk_influence` against the floor "
                          f"(target {g(t['ours_over_floor_at_4000'])}): "
-                         f"{_verdict(r['ours_over_floor'], t['ours_over_floor_at_4000'])}; "
+                         f"{verdict(r['ours_over_floor'], t['ours_over_floor_at_4000'])}; "
                          f"all runs: ours {', '.join(fx(v) for v in r['ours_all_s'])} s, floor "
                          f"{', '.join(fx(v) for v in r['floor_all_s'])} s.")
             notes.append(f"- n = 4000, d = 784, with the spectrum read (target "
                          f"{g(t['ours_spectrum_over_floor_at_4000'])}): "
-                         + _verdict(r["ours_spectrum_over_floor"],
+                         + verdict(r["ours_spectrum_over_floor"],
                                     t["ours_spectrum_over_floor_at_4000"]) + ".")
         if r["n"] == 2000:
             ok = r["brute_over_ours"] >= t["brute_over_ours_at_2000"]
@@ -456,7 +466,7 @@ def render_bench_dynamics(results: Path) -> str:
               "Agreement of first order with exact on the timed points (relative Frobenius "
               "error / least-squares slope / share of test points with the same most "
               "influential training point):", ""]
-    ts = _times(rows[0]["times"])
+    ts = times(rows[0]["times"])
     lines += table(["n", *[f"t={t}" for t in ts]],
                    [[str(r["n"]), *[f"{g(e, 2)} / {fx(s, 3)} / {fx(m)}" for e, s, m in
                                     zip(r["rel_error"], r["slope"], r["top1_match"])]]
@@ -618,6 +628,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "reproduce": render_reproduce,
     "table1": render_table1,
     "table1-detail": render_table1_detail,
+    "attribution": render_attribution,
     "bench-influence": render_bench_influence,
     "bench-scale-time": render_bench_scale_time,
     "bench-scale-precision": render_bench_scale_precision,

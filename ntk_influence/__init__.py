@@ -116,7 +116,7 @@ from .spectrum import Spectrum
 from .tracin import TrainingPath, grad_dot_scores, tracin_scores, training_path
 from .train import SolverSettings, TrainResult, estimate_lambda_max, objective
 from .train import train as train_net
-from .trak import first_order_scores, projected_gradients, trak_scores
+from .trak import first_order_scores, projected_gradients, trak_ensemble_scores, trak_scores
 from .user_model import entk_influence, model_entk
 
 __version__ = "0.1.0"
@@ -250,6 +250,7 @@ __all__ = [
     "tracin_scores",
     "train_net",
     "training_path",
+    "trak_ensemble_scores",
     "trak_scores",
     "two_layer_net",
     "unit_normalize",

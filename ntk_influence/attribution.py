@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 import scipy.stats
 
@@ -46,8 +47,8 @@ from .kernels import kernel_matrix, paper_kernel
 from .nets import FunctionalNet, initial_output, two_layer_net
 from .retrain import loo_retrain, retrain_without
 from .tracin import grad_dot_scores, tracin_scores, training_path
-from .train import SolverSettings, TrainResult, train
-from .trak import first_order_scores, trak_scores
+from .train import SolverSettings, TrainResult, blas_single_thread, train
+from .trak import first_order_scores, trak_ensemble_scores
 
 METHODS = ("ntk", "ntk_f0", "ihvp", "trak", "tracin", "grad_dot")
 
@@ -187,7 +188,9 @@ def ntk_refit_outputs(res: InfluenceResult, subset_indices: Any) -> np.ndarray:
     """Test predictions of kernel ridge regression refit on each subset alone (non-additive).
 
     The exact block downdate of the full factorisation: removing the set ``R`` moves the test
-    predictions by ``-alpha_R^T (A_RR)^-1 beta_R`` (:meth:`InfluenceResult.group_delta`).
+    predictions by ``-alpha_R^T (A_RR)^-1 beta_R`` (:meth:`InfluenceResult.group_delta`). The
+    small solves run on one BLAS thread (multi-threaded OpenBLAS spins on them: 100 subsets of
+    200 points took 16 s instead of 0.15 s on a busy 2-core machine).
 
     Args:
       res: the full-data :class:`InfluenceResult` (made with ``keep_factor=True``).
@@ -197,7 +200,8 @@ def ntk_refit_outputs(res: InfluenceResult, subset_indices: Any) -> np.ndarray:
       ``(M, t)`` predictions ``f_S(x_te)``.
     """
     kept = subset_mask(subset_indices, res.n_train)
-    return np.stack([res.f_test + res.group_delta(np.flatnonzero(~row)) for row in kept])
+    with blas_single_thread():
+        return np.stack([res.f_test + res.group_delta(np.flatnonzero(~row)) for row in kept])
 
 
 # ---------------------------------------------------------------------------- score methods
@@ -209,7 +213,8 @@ class ScoreOptions:
 
     Attributes:
       trak_dim: TRAK projection dimension (None: no projection).
-      trak_ensemble: nets averaged by TRAK (seeds ``net_seed, net_seed + 1, ...``).
+      trak_ensemble: nets averaged by TRAK (seeds ``net_seed, net_seed + 1, ...``), all
+        projected with one ``R`` (:func:`ntk_influence.trak_ensemble_scores`).
       trak_projection: ``"gaussian"`` or ``"rademacher"``.
       tracin_checkpoints: TracIn-CP checkpoints.
       tracin_steps: first-order steps of the TracIn training path.
@@ -251,7 +256,7 @@ def method_scores(net: FunctionalNet, full: TrainResult, x_train: Any, y_train: 
       y_test: ``(t,)`` labels.
       lam: the ridge of eq. (2).
       options: :class:`ScoreOptions`.
-      settings: solver settings of the TRAK ensemble's nets (as the full run's).
+      settings: solver settings of the TRAK ensemble's other nets.
       methods: which methods.
       self_influence: return each method's ``(n,)`` self-influence (the diagonal; the NTK's is
         the exact leave-one-out self-influence) instead of ``(n, t)`` scores.
@@ -292,19 +297,15 @@ def method_scores(net: FunctionalNet, full: TrainResult, x_train: Any, y_train: 
         secs["grad_dot"] = time.perf_counter() - t0
     if "trak" in methods:
         t0 = time.perf_counter()
-        acc = 0.0
+        members = [(net, full.theta)]
         seed0 = int(net.description.get("seed", 0))
-        for e in range(int(o.trak_ensemble)):
-            if e == 0:
-                member, theta = net, full.theta
-            else:
-                member = two_layer_net(xtr.shape[1], net.width, kappa=net.description["kappa"],
-                                       symmetric=net.description["symmetric"], seed=seed0 + e,
-                                       param_dtype=net.dtype)
-                theta = train(member, xtr, ytr, lam, settings=settings).theta
-            acc = acc + trak_scores(member, theta, xtr, ytr, xte, yte, lam, dim=o.trak_dim,
-                                    seed=e, projection=o.trak_projection)
-        out["trak"] = pick(acc / int(o.trak_ensemble))
+        for e in range(1, int(o.trak_ensemble)):
+            member = two_layer_net(xtr.shape[1], net.width, kappa=net.description["kappa"],
+                                   symmetric=net.description["symmetric"], seed=seed0 + e,
+                                   param_dtype=net.dtype)
+            members.append((member, train(member, xtr, ytr, lam, settings=settings).theta))
+        out["trak"] = pick(trak_ensemble_scores(members, xtr, ytr, xte, yte, lam, dim=o.trak_dim,
+                                                projection=o.trak_projection))
         secs["trak"] = time.perf_counter() - t0
     if "tracin" in methods:
         t0 = time.perf_counter()
@@ -377,15 +378,18 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
                           alpha: float = 0.5, seed: int = 0, net_seed: int = 0,
                           kappa: float = 1.0, symmetric: bool = True, loo_points: int = 20,
                           noise: float = 0.1, options: ScoreOptions | None = None,
-                          settings: SolverSettings | None = None,
+                          settings: SolverSettings | None = None, coarse_f_tol: float = 1e-4,
                           methods: tuple[str, ...] = METHODS, dtype: Any = np.float64,
                           store: str | os.PathLike[str] | None = None,
+                          chunk_size: int | None = None,
                           show_progress: bool = True) -> AttributionResult:
     """Retrain the net of eq. (1) on random subsets and score every method by LDS, LOO, AUC.
 
     1. Train the net (``W(0)`` from ``net_seed``) on every point; retrain it from the same
        ``W(0)`` on ``subsets`` random subsets of ``ceil(alpha n)`` points
-       (:func:`ntk_influence.retrain_without` with ``keep=``, vmapped chunks, resumable).
+       (:func:`ntk_influence.retrain_without` with ``keep=``, vmapped chunks, resumable), each
+       stopped at ``coarse_f_tol``: the LDS ranks subset losses that differ by far more (the
+       ratio of the solver's loss error to their spread is recorded in ``info``).
     2. Score every method on the trained net; predict each subset's test losses additively and
        by the NTK refit; LDS against the retrained losses.
     3. Retrain without ``loo_points`` random points one at a time (every test point at once)
@@ -409,10 +413,18 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
       loo_points: training points retrained one at a time (0: skip LOO).
       noise: fraction of labels flipped for mislabel detection (0: skip).
       options: :class:`ScoreOptions` (TRAK, TracIn).
-      settings: solver settings of every training run (default Gauss-Newton, ``f_tol=1e-7``).
+      settings: solver settings (default Gauss-Newton, ``f_tol=1e-6``) of the full run and the
+        leave-one-out retrains, whose test predictions are differenced (one point moves them by
+        ~1e-3).
+      coarse_f_tol: ``f_tol`` of the nets that are ranked or scored rather than differenced:
+        the subset retrains (removing half the points moves the test predictions by ~0.1),
+        TRAK's other nets and the noisy-label nets.
       methods: additive methods to score (``ntk`` always runs: it gives the refit).
       dtype: parameter dtype.
       store: folder for the resumable retraining chunks (None: nothing kept).
+      chunk_size: retrains per vmapped chunk (default: 1 on a CPU, where a chunk runs as long
+        as its slowest retrain and batching saves nothing; else
+        :func:`ntk_influence.plan_chunk_size`).
       show_progress: progress bars on stderr.
 
     Returns:
@@ -424,7 +436,10 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise InputError(f"unknown methods {bad}; choose from {METHODS}.")
-    s = settings or SolverSettings(f_tol=1e-7)
+    s = settings or SolverSettings(f_tol=1e-6)
+    if chunk_size is None and jax.default_backend() == "cpu":
+        chunk_size = 1
+    coarse = dataclasses.replace(s, f_tol=coarse_f_tol).resolved()
     xtr, ytr = np.asarray(x_train, np.float64), np.asarray(y_train, np.float64)
     xte, yte = np.asarray(x_test, np.float64), np.asarray(y_test, np.float64)
     if ytr.ndim != 1 or yte.ndim != 1:
@@ -437,23 +452,32 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
                             "seed": seed, "net_seed": net_seed, "kappa": kappa,
                             "symmetric": symmetric, "loo_points": loo_points, "noise": noise,
                             "options": dataclasses.asdict(options or ScoreOptions()),
-                            "settings": dataclasses.asdict(s.resolved())}
+                            "settings": dataclasses.asdict(s.resolved()),
+                            "coarse_f_tol": coarse.f_tol, "chunk_size": chunk_size}
     with precision(dtype):
         net = two_layer_net(xtr.shape[1], width, kappa=kappa, symmetric=symmetric,
                             seed=net_seed, param_dtype=dtype)
         t0 = time.perf_counter()
         full = train(net, xtr, ytr, lam, x_test=xte, settings=s)
+        info["seconds_train"] = time.perf_counter() - t0
         keep_idx = random_subsets(n, subsets, alpha, seed)
+        t0 = time.perf_counter()
         ret = retrain_without(net, xtr, ytr, xte, yte, lam, keep=subset_mask(keep_idx, n),
-                              settings=s, full=full, store=sub("subsets"),
-                              show_progress=show_progress)
+                              settings=coarse, full=full, store=sub("subsets"),
+                              chunk_size=chunk_size, show_progress=show_progress)
         info["seconds_subsets"] = time.perf_counter() - t0
         info["subset_retrain"] = ret.summary()
     full_losses = 0.5 * (np.asarray(full.f_test, np.float64) - yte) ** 2
     subset_out = ret.f_retrain_test
     subset_losses = 0.5 * (subset_out - yte[None]) ** 2
+    # a prediction error e moves a loss by about e abs(f - y); against the spread of the losses
+    # across subsets (per test point, the worst) it says how far the LDS ranks could move (the
+    # solver error is the last change of the predictions: an estimate, not a bound)
+    loss_err = ret.solver_error[:, None] * np.abs(subset_out - yte[None])
+    info["subset_loss_error_over_spread"] = float(np.max(
+        loss_err.max(0) / np.maximum(subset_losses.std(0), np.finfo(float).tiny)))
     scores, secs, res = method_scores(net, full, xtr, ytr, xte, yte, lam, options=options,
-                                      settings=s, methods=methods)
+                                      settings=coarse, methods=methods)
     t0 = time.perf_counter()
     refit_losses = 0.5 * (ntk_refit_outputs(res, keep_idx) - yte[None]) ** 2
     secs["ntk_refit"] = secs["ntk"] + time.perf_counter() - t0
@@ -474,9 +498,11 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
         t0 = time.perf_counter()
         with precision(dtype):
             loo = loo_retrain(net, xtr, ytr, xte, yte, lam, train_index=loo_index, settings=s,
-                              full=full, store=sub("loo"), show_progress=show_progress)
+                              full=full, store=sub("loo"), chunk_size=chunk_size,
+                              show_progress=show_progress)
         loo_actual = loo.influence
         info["seconds_loo"] = time.perf_counter() - t0
+        info["loo_retrain"] = loo.summary()
         for name, sc in scores.items():
             metrics[name]["loo_pearson"] = pearson(sc[loo_index], loo_actual)
             metrics[name]["loo_spearman"] = spearman(sc[loo_index], loo_actual)
@@ -489,9 +515,9 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
         y_noisy, flipped = flip_labels(ytr, noise, seed=seed)
         noisy_mask[flipped] = True
         with precision(dtype):
-            full_noisy = train(net, xtr, y_noisy, lam, settings=s)
+            full_noisy = train(net, xtr, y_noisy, lam, settings=coarse)
         self_infl, _, _ = method_scores(net, full_noisy, xtr, y_noisy, xtr, y_noisy, lam,
-                                        options=options, settings=s, methods=methods,
+                                        options=options, settings=coarse, methods=methods,
                                         self_influence=True)
         self_infl["loss"] = 0.5 * (np.asarray(full_noisy.f_train) - y_noisy) ** 2
         for name, v in self_infl.items():

@@ -341,7 +341,8 @@ def retrain_without(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any,
       warm_start: start each retrain from the trained W instead of ``W(0)``.
       full: an existing full training result (trained with the same settings) to reuse.
       chunk_size: retrains per vmapped chunk (per device on a mesh; default from
-        ``memory_bytes``).
+        ``memory_bytes``), lowered to even the chunks out (a last chunk that is not full runs
+        padded with copies).
       memory_bytes: memory budget for one chunk.
       mesh: a device mesh to shard the chunks over (one chunk per device per round); ``None``
         runs on one device.
@@ -381,7 +382,7 @@ def retrain_without(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any,
         elif full.f_test.shape[0] != xte.shape[0]:
             raise InputError("full was trained with other test points; pass full=None.")
         cs = int(chunk_size or plan_chunk_size(net, n + xte.shape[0], memory_bytes))
-        cs = max(1, min(cs, k))
+        cs = -(-k // -(-k // max(1, min(cs, k))))  # equal chunks: no padded retrains at the end
         if isinstance(store, (str, os.PathLike)):
             store = ResultStore(store, meta={
                 "removed_sha256": items_digest(removed), "n_retrains": k, "lam": lam,

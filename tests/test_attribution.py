@@ -128,13 +128,40 @@ def test_chunked_projection_equals_the_explicit_projection(small, trained, kind)
     got = ni.projected_gradients(net, full.theta, x, 40, seed=5, projection=kind,
                                  chunk_params=rows)
     with ni.precision("float64"):
-        key = jax.random.PRNGKey(5)
-        r = np.concatenate([np.asarray(projection_chunk(key, c, rows, 40, kind, jnp.float64))
+        r = np.concatenate([projection_chunk(5, c, rows, 40, kind)
                             for c in range(-(-net.n_params // rows))])[:net.n_params]
         jac = np.asarray(jax.jacrev(lambda t: net.apply(t, jnp.asarray(x)))(full.theta))
     np.testing.assert_allclose(got, jac @ r, rtol=1e-10, atol=1e-12)
     if kind == "rademacher":
         assert set(np.unique(np.abs(r))) == {1 / np.sqrt(40)}
+
+
+def test_trak_self_influence_projects_once_and_matches_the_cross_scores(small, trained):
+    """x_test = x_train takes the one-projection path; it equals the concatenated path's scores
+    and the first-order score of explicitly projected features."""
+    net, full = trained
+    x, y = small.x_train, small.y_train
+    own = ni.trak_scores(net, full.theta, x, y, x, y, 0.1, dim=24, seed=2)
+    cross = ni.trak_scores(net, full.theta, x, y, x[:5], y[:5], 0.1, dim=24, seed=2)
+    np.testing.assert_allclose(own[:, :5], cross, rtol=1e-10, atol=1e-14)
+    phi = ni.projected_gradients(net, full.theta, x, 24, seed=2)
+    r = np.asarray(full.f_train) - y
+    ref = ni.first_order_scores(phi @ phi.T, phi @ phi.T, r, r, 0.1)
+    np.testing.assert_allclose(own, ref, rtol=1e-8, atol=1e-12 * np.abs(ref).max())
+
+
+def test_trak_ensemble_is_the_mean_of_its_members_under_one_projection(small, trained):
+    net, full = trained
+    x, y, xt, yt = small.x_train, small.y_train, small.x_test, small.y_test
+    other = ni.two_layer_net(x.shape[1], 8, symmetric=True, seed=4)
+    th2 = ni.train_net(other, x, y, 0.1,
+                       settings=ni.SolverSettings(f_tol=1e-9, max_steps=400)).theta
+    pairs = [(net, full.theta), (other, th2)]
+    ens = ni.trak_ensemble_scores(pairs, x, y, xt, yt, 0.1, dim=24, seed=3)
+    one = [ni.trak_scores(m, th, x, y, xt, yt, 0.1, dim=24, seed=3) for m, th in pairs]
+    assert np.abs(one[0] - one[1]).max() > 0.1 * np.abs(one[0]).max()  # the nets differ
+    np.testing.assert_allclose(ens, (one[0] + one[1]) / 2, rtol=1e-10,
+                               atol=1e-14 * np.abs(ens).max())
 
 
 # --------------------------------------------------------------------------------- TracIn
@@ -183,7 +210,8 @@ def test_cli_writes_documented_files_resumes_and_matches_direct_training(tmp_pat
     out = tmp_path / "attr"
     argv = ["attribution", "--n-train", "16", "--n-test", "4", "--width", "32", "--subsets", "6",
             "--loo-points", "3", "--trak-dim", "16", "--trak-ensemble", "2", "--tracin-steps",
-            "10", "--tracin-checkpoints", "2", "--f-tol", "1e-10", "--quiet", "--out", str(out)]
+            "10", "--tracin-checkpoints", "2", "--f-tol", "1e-10", "--coarse-f-tol", "1e-10",
+            "--quiet", "--out", str(out)]
     assert main(argv) == 0
     z = ni.io.load_npz(out / "attribution.npz")
     n, t, m = 16, 4, 6
@@ -236,3 +264,22 @@ def test_subset_retraining_equals_direct_weighted_training(small):
         direct = ni.train_net(net, x, y, 0.1, x_test=xt, weights=keep[j].astype(float),
                               settings=s, warn=False)
         np.testing.assert_allclose(ret.f_retrain_test[j], direct.f_test, atol=1e-8)
+
+
+def test_subset_retrains_stop_at_their_own_tolerance(small):
+    """coarse_f_tol reaches the subset retrains; the LOO retrains keep settings.f_tol."""
+    x, y, xt, yt = small.x_train, small.y_train, small.x_test, small.y_test
+    res = attr.attribution_benchmark(
+        x, y, xt, yt, width=32, subsets=3, loo_points=2, noise=0.0, methods=("ntk",),
+        settings=ni.SolverSettings(f_tol=1e-9, max_steps=400), coarse_f_tol=1e-3, chunk_size=2,
+        show_progress=False)
+    sub, loo = res.info["subset_retrain"], res.info["loo_retrain"]
+    assert sub["f_tol"] == 1e-3 and loo["f_tol"] == 1e-9 and loo["all_converged"]
+    assert sub["chunk_size"] == 2 and sub["max_solver_error"] <= 1e-3
+    assert 0 < res.info["subset_loss_error_over_spread"] < np.inf
+    # each subset retrain is the weighted training of the same W(0) stopped at 1e-3
+    net = ni.two_layer_net(x.shape[1], 32, symmetric=True, seed=0)
+    w = attr.subset_mask(res.subset_indices, len(y)).astype(float)
+    direct = np.stack([ni.train_net(net, x, y, 0.1, x_test=xt, weights=wj,
+                                    settings=ni.SolverSettings(f_tol=1e-3)).f_test for wj in w])
+    np.testing.assert_allclose(res.subset_outputs, direct, atol=1e-10)

@@ -109,8 +109,8 @@ def test_bad_markers_and_missing_runs_are_refused(rd, tmp_path, capsys, text, ne
 
 
 def test_targets_are_judged_from_the_numbers(rd):
-    assert rd._verdict(1.5, 1.2) == "**missed** (1.50, 25% above 1.2)"
-    assert rd._verdict(1.1, 1.2) == "met (1.10 <= 1.2)"
+    assert rd.verdict(1.5, 1.2) == "**missed** (1.50, 25% above 1.2)"
+    assert rd.verdict(1.1, 1.2) == "met (1.10 <= 1.2)"
     assert rd.seconds(318) == "5 min 18 s"
     assert rd.seconds(4.25) == "4.2 s"
 
@@ -136,3 +136,65 @@ def test_record_runs_the_command_and_collects_its_json(rd, tmp_path):
 def test_committed_docs_match_their_committed_json(rd):
     """README.md and benchmarks/README.md are what the committed runs render to."""
     assert rd.main(["--check"]) == 0
+
+
+def _attribution_json(trak_lds: float) -> dict:
+    meth = {"ntk_refit": {"lds": 0.963, "loo_pearson": 0.987, "loo_spearman": 0.893,
+                          "mislabel_auc": 0.999, "seconds": 2.5},
+            "ntk": {"lds": 0.767, "loo_pearson": 0.987, "loo_spearman": 0.893,
+                    "mislabel_auc": 0.999, "seconds": 0.4},
+            "trak": {"lds": trak_lds, "loo_pearson": 0.964, "loo_spearman": 0.838,
+                     "mislabel_auc": 0.998, "seconds": 125.0},
+            "tracin": {"lds": 0.289, "loo_pearson": 0.46, "loo_spearman": 0.11,
+                       "mislabel_auc": 0.997, "seconds": 33.5},
+            "ntk_f0": {"not_applicable": "symmetric initialisation"},
+            "loss": {"mislabel_auc": 0.9969}}
+    sub = {"n_retrains": 100, "total_iterations": 4500, "max_iterations": 55,
+           "median_abs_delta": 0.0647}
+    loo = {"n_retrains": 20, "max_iterations": 160, "max_solver_error": 9.9e-8,
+           "median_abs_delta": 0.00171}
+    return {"settings": {"width": 16384, "kappa": 1.0, "init": "symmetric", "dtype": "float64",
+                         "lam": 0.1, "f_tol": 1e-7, "subsets": 100, "alpha": 0.5, "noise": 0.1},
+            "data": {"name": "digits:3,8", "n_train": 200, "n_test": 50}, "seconds": 700.0,
+            "methods": meth,
+            "info": {"subset_retrain": sub, "loo_retrain": loo, "coarse_f_tol": 1e-5,
+                     "subset_loss_error_over_spread": 0.0042,
+                     "options": {"trak_ensemble": 4, "trak_projection": "gaussian",
+                                 "trak_dim": 1024, "tracin_checkpoints": 5,
+                                 "tracin_steps": 500, "tracin_method": "gd"},
+                     "seconds_train": 20.0, "seconds_subsets": 400.0, "seconds_loo": 200.0,
+                     "seconds_mislabel": 100.0}}
+
+
+@pytest.mark.parametrize("trak_lds, wall", [(0.693, 712.0), (0.8, 1000.0)])
+def test_attribution_section_states_the_setup_table_and_targets(rd, tmp_path, trak_lds, wall):
+    res = tmp_path / "results"
+    (res / "attribution").mkdir(parents=True)
+    (res / "attribution" / "run.json").write_text(json.dumps({**RUN, "wall_s": wall}))
+    (res / "attribution" / "attribution.json").write_text(json.dumps(_attribution_json(trak_lds)))
+    text = rd.render_attribution(res)
+    assert "200 training and 50 test points" in text and "width 16384" in text
+    assert "100 random subsets of 100 points (alpha = 0.5)" in text
+    assert "`--coarse-f-tol 1e-05` (45 steps on average, at most 55; median `|Delta|` 0.065" in text
+    assert "(median `|Delta|` 0.0017; at most 160 steps" in text
+    assert "at most 0.0042 of the spread" in text and "**LOO**: 20 random" in text
+    assert ("| `ntk_refit` | NTK: kernel ridge regression refit on the kept points (not additive) "
+            "| 0.963 | 0.987 | 0.893 | 0.999 | 2.5 s |") in text
+    assert "| `loss` | training loss (mislabel baseline) | - | - | - | 0.997 | - |" in text
+    assert "| `tracin` | TracIn-CP | 0.289 | 0.460 | 0.110 | 0.997 | 34 s |" in text
+    assert "| `ntk` | NTK leave-one-out influence (eq. 8-9) | 0.767 | 0.987 | 0.893 | 0.999 | " \
+           "0.4 s |" in text
+    assert "solver error at most 9.9e-08" in text
+    assert "`ntk_f0` (the NTK fitted to `y - f_0`) does not apply" in text
+    assert "- `ntk_refit` LDS >= 0.9: met (0.963)." in text
+    assert "- Mislabel AUC of the NTK self-influence >= the loss baseline: met (0.999 against " \
+           "0.997); every method and the baseline lie between 0.997 and 0.999." in text
+    order = "`trak` 0.800, `ntk` 0.767" if trak_lds > 0.767 else "`ntk` 0.767, `trak` 0.693"
+    assert f"- Additive methods by LDS: {order}, `tracin` 0.289." in text
+    if trak_lds < 0.767:
+        assert "`ntk` (additive) LDS against `trak` (0.693) and `tracin` (0.289): 0.767, at " \
+               "least both." in text
+        assert "- The whole run <= 15 min: met (11 min 52 s)." in text
+    else:
+        assert "0.767, **below** `trak`." in text
+        assert "**missed** (16 min 40 s, 11% above)." in text

@@ -62,11 +62,19 @@ def _attribution_args(p: argparse.ArgumentParser) -> None:
                    help="first-order steps of the TracIn training path (default: %(default)s)")
     p.add_argument("--tracin-method", choices=["gd", "sgd"], default="gd",
                    help="optimiser of the TracIn path (default: %(default)s)")
-    p.add_argument("--f-tol", type=float, default=1e-7,
-                   help="stop training when predictions move less than this (default: "
+    p.add_argument("--f-tol", type=float, default=1e-6,
+                   help="stop the full run and the leave-one-out retrains, whose test "
+                        "predictions are differenced, when they move less than this (default: "
                         "%(default)s)")
+    p.add_argument("--coarse-f-tol", type=float, default=1e-4,
+                   help="the same for the nets that are ranked or scored: the subset retrains "
+                        "(whose test predictions move by ~0.1), TRAK's other nets and the "
+                        "noisy-label nets (default: %(default)s)")
     p.add_argument("--max-steps", type=count, default=None,
                    help="solver iteration cap (default: the solver's own, 200 for GN)")
+    p.add_argument("--chunk-size", type=count, default=None,
+                   help="retrains per vmapped chunk (default: 1 on a CPU, else from a 4 GiB "
+                        "budget)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="parameter dtype (default: %(default)s)")
 
@@ -96,8 +104,9 @@ def _attribution_run(args: argparse.Namespace) -> Path:
         ds.x_train, ds.y_train, ds.x_test, ds.y_test, width=args.width, lam=args.lam,
         subsets=args.subsets, alpha=args.alpha, seed=args.seed, net_seed=args.net_seed,
         kappa=args.kappa, symmetric=args.init == "symmetric", loo_points=args.loo_points,
-        noise=args.noise, options=options, settings=settings, methods=tuple(args.methods),
-        dtype=args.dtype, store=store, show_progress=not args.quiet)
+        noise=args.noise, options=options, settings=settings, coarse_f_tol=args.coarse_f_tol,
+        methods=tuple(args.methods), dtype=args.dtype, store=store, chunk_size=args.chunk_size,
+        show_progress=not args.quiet)
     secs = time.perf_counter() - t0
     io.save_npz(out / "attribution.npz", **res.arrays())
     io.save_json(out / "attribution.json", {
