@@ -265,9 +265,9 @@ def method_scores(net: FunctionalNet, full: TrainResult, x_train: Any, y_train: 
       ``(scores, seconds, ntk_result)``; ``ntk_f0`` is absent when ``f_0 = 0``.
     """
     o = options or ScoreOptions()
-    if "trak" in methods and o.trak_ensemble > 1 and net.kind != "two_layer":
-        raise InputError("a TRAK ensemble retrains the net of eq. (1) from other seeds; use "
-                         "trak_ensemble=1 for other nets.")
+    seed0 = int(net.description.get("seed", 0))
+    others = ([net.reseeded(seed0 + e) for e in range(1, int(o.trak_ensemble))]
+              if "trak" in methods else [])  # TRAK's other nets: fail before any work
     xtr, ytr = np.asarray(x_train, np.float64), np.asarray(y_train, np.float64)
     xte, yte = np.asarray(x_test, np.float64), np.asarray(y_test, np.float64)
     out: dict[str, np.ndarray] = {}
@@ -298,11 +298,7 @@ def method_scores(net: FunctionalNet, full: TrainResult, x_train: Any, y_train: 
     if "trak" in methods:
         t0 = time.perf_counter()
         members = [(net, full.theta)]
-        seed0 = int(net.description.get("seed", 0))
-        for e in range(1, int(o.trak_ensemble)):
-            member = two_layer_net(xtr.shape[1], net.width, kappa=net.description["kappa"],
-                                   symmetric=net.description["symmetric"], seed=seed0 + e,
-                                   param_dtype=net.dtype)
+        for member in others:
             members.append((member, train(member, xtr, ytr, lam, settings=settings).theta))
         out["trak"] = pick(trak_ensemble_scores(members, xtr, ytr, xte, yte, lam, dim=o.trak_dim,
                                                 projection=o.trak_projection))

@@ -262,6 +262,11 @@ class DeepReLU(nnx.Module):
         """Outputs ``f(x)`` for ``(n, *input_shape)`` inputs, shape ``(n,)``."""
         return self._pair(x.astype(self.weights[0][...].dtype))[0]
 
+    def reseeded(self, seed: int) -> DeepReLU:
+        """The same architecture (layers, width, dtype) drawn from another seed."""
+        return DeepReLU(self.input_shape, self.layers, width=self.width, arch=self.arch,
+                        seed=seed, param_dtype=self.weights[0][...].dtype)
+
     def pre_activation_shapes(self) -> list[tuple[int, ...]]:
         """Per-example pre-activation shape of every layer (a dense readout ignores its input's)."""
         shape, out = self.input_shape, []

@@ -143,10 +143,40 @@ class TwoLayerReLU(nnx.Module):
                                 bool(net.description["symmetric"]))
 
     @staticmethod
+    def jacobian_columns(net: FunctionalNet, theta: jax.Array, x: jax.Array, start: int,
+                         stop: int) -> jax.Array:
+        """Columns ``start:stop`` of the output Jacobian of eq. (1), in closed form.
+
+        ``J_i = m^-1/2 (a_r 1{w_r.x_i > 0} x_i)_r``; only the neurons the columns touch are formed.
+
+        Args:
+          net: this model as a :class:`FunctionalNet`.
+          theta: flat parameters.
+          x: ``(n, d)`` inputs in the net's dtype.
+          start: first parameter index.
+          stop: one past the last.
+
+        Returns:
+          ``(n, stop - start)`` array.
+        """
+        d = x.shape[1]
+        r0, r1 = start // d, -(-stop // d)
+        w = theta.reshape(net.width, d)[r0:r1]
+        a = net.state["a"][...][r0:r1].astype(w.dtype)
+        s = (x @ w.T > 0).astype(w.dtype) * a / jnp.sqrt(jnp.asarray(net.width, w.dtype))
+        cols = (s[:, :, None] * x[:, None, :]).reshape(x.shape[0], -1)
+        return cols[:, start - r0 * d: stop - r0 * d]
+
+    @staticmethod
     def retrain_bytes(net: FunctionalNet, n_points: int) -> int:
         """Memory of one retrain in a vmapped chunk: ten parameter vectors, six ``(n, m)`` arrays."""
         item = net.dtype.itemsize
         return 10 * net.n_params * item + 6 * n_points * net.width * item
+
+    def reseeded(self, seed: int) -> TwoLayerReLU:
+        """The same net (width, ``kappa``, symmetry, dtype) drawn from another seed."""
+        return TwoLayerReLU(self.d, self.width, kappa=self.kappa, symmetric=self.symmetric,
+                            seed=seed, param_dtype=self.w[...].dtype)
 
     def describe(self) -> dict[str, Any]:
         """The model's settings, for results."""
@@ -191,6 +221,11 @@ class ReLUMLP(nnx.Module):
         self.stds = tuple([W_std] * depth + [1.0])
         self.width, self.depth, self.d, self.W_std, self.seed = m, depth, d, W_std, seed
 
+    def reseeded(self, seed: int) -> ReLUMLP:
+        """The same net (width, depth, ``W_std``, dtype) drawn from another seed."""
+        return ReLUMLP(self.d, self.width, self.depth, W_std=self.W_std, seed=seed,
+                       param_dtype=self.layers[0][...].dtype)
+
     def __call__(self, x: jax.Array) -> jax.Array:
         """Outputs for ``(n, d)`` inputs, shape ``(n,)``."""
         h = x.astype(self.layers[0][...].dtype)
@@ -222,10 +257,13 @@ class FunctionalNet:
         (merge the graph and call the model).
       bytes_fn: memory of one retrain, ``(net, n_points) -> bytes``, or ``None`` (Jacobian-sized).
       exact_gn: whether the Hessian of eq. (2) is exactly ``J^T J + lam I``.
+      cols_fn: the model's Jacobian columns, ``(net, theta, x, start, stop) -> (n, stop - start)``,
+        or ``None`` (``jax.jacrev``).
 
     The model protocol: a Flax model class plugs into the solvers by defining any of the static
-    methods ``gauss_newton_step``, ``entk_gram``, ``flat_apply`` and ``retrain_bytes`` with these
-    signatures, the class attribute ``exact_gauss_newton`` and the method ``describe()``;
+    methods ``gauss_newton_step``, ``entk_gram``, ``flat_apply``, ``retrain_bytes`` and
+    ``jacobian_columns`` with these signatures, the class attribute ``exact_gauss_newton``, and
+    the methods ``describe()`` and ``reseeded(seed)`` (the same model from another seed);
     :func:`functional` records them here. Nothing in the library dispatches on the model's name.
     """
 
@@ -241,6 +279,7 @@ class FunctionalNet:
     apply_fn: Any = None
     bytes_fn: Any = None
     exact_gn: bool = False
+    cols_fn: Any = None
 
     @property
     def n_params(self) -> int:
@@ -269,6 +308,42 @@ class FunctionalNet:
             return self.apply_fn(self, theta, x)
         model = nnx.merge(self.graphdef, self.unravel(theta), self.state)
         return model(x)
+
+    def jacobian_columns(self, theta: jax.Array, x: jax.Array, start: int,
+                         stop: int) -> jax.Array:
+        """Columns ``start:stop`` of the output Jacobian ``J(x)`` at ``theta``.
+
+        Args:
+          theta: flat parameters.
+          x: ``(n, ...)`` inputs in the net's dtype.
+          start: first parameter index.
+          stop: one past the last.
+
+        Returns:
+          ``(n, stop - start)`` array: the model's closed form where it has one, else
+          ``jax.jacrev``.
+        """
+        if self.cols_fn is not None:
+            return self.cols_fn(self, theta, x, start, stop)
+        return jax.jacrev(lambda t: self.apply(t, x))(theta)[:, start:stop]
+
+    def reseeded(self, seed: int) -> FunctionalNet:
+        """The same net drawn again from another seed (ensembles, e.g. TRAK's).
+
+        Args:
+          seed: the new PRNG seed.
+
+        Returns:
+          :class:`FunctionalNet` of the model's ``reseeded(seed)``.
+
+        Raises:
+          InputError: the model class defines no ``reseeded``.
+        """
+        model = self.model()
+        if not hasattr(model, "reseeded"):
+            raise InputError(f"{type(model).__name__} defines no reseeded(seed), so it cannot be "
+                             f"drawn again from another seed; define one, or use one net.")
+        return functional(model.reseeded(int(seed)))
 
     def activation_pattern(self, theta: jax.Array, x: jax.Array) -> jax.Array:
         """For the two-layer net: ``S_ir = a_r 1{w_r . x_i > 0}``, shape ``(n, m)``."""
@@ -318,7 +393,8 @@ def functional(model: nnx.Module) -> FunctionalNet:
     return FunctionalNet(graphdef, state, theta0, unravel, kind, width, desc,
                          getattr(cls, "gauss_newton_step", None), getattr(cls, "entk_gram", None),
                          getattr(cls, "flat_apply", None), getattr(cls, "retrain_bytes", None),
-                         bool(getattr(cls, "exact_gauss_newton", False)))
+                         bool(getattr(cls, "exact_gauss_newton", False)),
+                         getattr(cls, "jacobian_columns", None))
 
 
 def two_layer_net(d: int, width: int, *, kappa: float = 1.0, symmetric: bool = False,

@@ -68,34 +68,6 @@ def first_order_scores(k_train: Any, k_cross: Any, r_train: Any, r_test: Any,
     return np.asarray(r_train, np.float64)[:, None] * sol * np.asarray(r_test, np.float64)[None]
 
 
-def jacobian_columns(net: FunctionalNet, theta: jax.Array, x: jax.Array, start: int,
-                     stop: int) -> jax.Array:
-    """Columns ``start:stop`` of the output Jacobian ``J(x)`` (``(n, stop - start)``).
-
-    Closed form for the net of eq. (1) (``J_i = m^-1/2 (a_r 1{w_r.x_i > 0} x_i)_r``, only the
-    neurons the columns touch), ``jax.jacrev`` otherwise.
-
-    Args:
-      net: the network.
-      theta: flat parameters.
-      x: ``(n, d)`` inputs in the net's dtype.
-      start: first parameter index.
-      stop: one past the last.
-
-    Returns:
-      ``(n, stop - start)`` array.
-    """
-    if net.kind == "two_layer":
-        d = x.shape[1]
-        r0, r1 = start // d, -(-stop // d)
-        w = theta.reshape(net.width, d)[r0:r1]
-        a = net.state["a"][...][r0:r1].astype(w.dtype)
-        s = (x @ w.T > 0).astype(w.dtype) * a / jnp.sqrt(jnp.asarray(net.width, w.dtype))
-        cols = (s[:, :, None] * x[:, None, :]).reshape(x.shape[0], -1)
-        return cols[:, start - r0 * d: stop - r0 * d]
-    return jax.jacrev(lambda t: net.apply(t, x))(theta)[:, start:stop]
-
-
 def projection_chunk(seed: int, chunk: int, rows: int, dim: int, kind: str,
                      dtype: Any = np.float64) -> np.ndarray:
     """Rows of the projection ``R`` for parameter chunk ``chunk``: ``(rows, dim)``, variance ``1/dim``.
@@ -200,7 +172,7 @@ def _project(members: list[tuple[FunctionalNet, Any]], x: Any, dim: int | None, 
                         f"the Jacobian of this net needs {n * p * 8 / 2**30:.1f} GiB; "
                         + ("pass a projection dimension." if dim is None
                            else "project fewer points at a time."))
-                feats.append((net, th, jacobian_columns(net, th, xa, 0, p)))
+                feats.append((net, th, net.jacobian_columns(th, xa, 0, p)))
             else:
                 feats.append((net, th, xa))
         if dim is None:

@@ -123,3 +123,53 @@ def test_mlp_entk_approaches_nt_kernel():
         for m in (64, 1024)]
     assert errs[1] < errs[0] / 2
     assert errs[1] < 0.1
+
+
+def test_two_layer_jacobian_columns_equal_jacrev_across_neuron_boundaries():
+    """The closed-form columns of eq. (1) against ``jax.jacrev``, away from ``W(0)``, for column
+    ranges that start and stop inside a neuron's block of ``d`` weights."""
+    net = N.two_layer_net(5, 16, symmetric=True, seed=2)
+    assert net.cols_fn is not None
+    with ni.precision("float64"):  # flat-parameter calls compute in the caller's mode
+        theta = net.theta0 + 0.3 * jax.random.normal(jax.random.PRNGKey(1), net.theta0.shape,
+                                                     net.dtype)
+        xa = jnp.asarray(_unit(9, 5), net.dtype)
+        full = np.asarray(jax.jacrev(lambda t: net.apply(t, xa))(theta))
+        assert full.dtype == np.float64 and np.abs(full).max() > 0.1
+        for start, stop in [(0, 80), (3, 17), (12, 13), (41, 80)]:
+            got = np.asarray(net.jacobian_columns(theta, xa, start, stop))
+            np.testing.assert_allclose(got, full[:, start:stop], rtol=0, atol=1e-14)
+
+
+def test_reseeded_is_the_same_model_from_another_seed():
+    """``reseeded(s)`` equals building the model with seed ``s`` (bit-exact), for every class."""
+    x = _unit(4, 6)
+    pairs = [(N.two_layer_net(6, 32, kappa=0.5, symmetric=True, seed=1),
+              lambda s: N.two_layer_net(6, 32, kappa=0.5, symmetric=True, seed=s)),
+             (ni.functional(ni.mlp(6, 16, 2, seed=1)), lambda s: ni.functional(ni.mlp(6, 16, 2,
+                                                                                 seed=s))),
+             (ni.functional(N.ReLUMLP(6, 16, 2, seed=1)),
+              lambda s: ni.functional(N.ReLUMLP(6, 16, 2, seed=s)))]
+    for net, build in pairs:
+        other = net.reseeded(7)
+        ref = build(7)
+        np.testing.assert_array_equal(np.asarray(other.theta0), np.asarray(ref.theta0))
+        assert not np.array_equal(np.asarray(other.theta0), np.asarray(net.theta0))
+        assert other.description == ref.description
+        with ni.precision("float64"):
+            np.testing.assert_array_equal(np.asarray(other.apply(other.theta0, jnp.asarray(x))),
+                                          np.asarray(ref.apply(ref.theta0, jnp.asarray(x))))
+
+
+def test_reseeded_without_the_hook_says_how_to_fix_it():
+    from flax import nnx
+
+    class Plain(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.ones((3,)))
+
+        def __call__(self, x):
+            return x @ self.w[...]
+
+    with pytest.raises(ni.InputError, match="reseeded"):
+        ni.functional(Plain()).reseeded(1)
