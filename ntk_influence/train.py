@@ -69,6 +69,13 @@ class SolverSettings:
         following the gradient flow to the kink-limited minimiser instead of chattering.
       batch_size: SGD minibatch size (default ``min(32, n)``).
       seed: SGD minibatch seed (every retrain of a batch sees the same minibatches).
+      newton_cg: GN only: conjugate-gradient iterations per step on the exact Hessian,
+        preconditioned by the Gauss-Newton matrix, a truncated Newton step (see
+        :func:`ntk_influence.gauss_newton.autodiff_step`); ``0`` (default): plain Gauss-Newton.
+        For nets whose Hessian is not ``J^T J + lam I`` (deep nets), where Gauss-Newton drops
+        the curvature ``sum_i r_i d^2 f_i`` and converges linearly; each inner iteration costs
+        a Hessian-vector product and a Gauss-Newton solve. The two-layer net's own step is
+        already Newton's and ignores it.
     """
 
     method: str = "gn"
@@ -81,6 +88,7 @@ class SolverSettings:
     anneal: bool = False
     batch_size: int | None = None
     seed: int = 0
+    newton_cg: int = 0
 
     def resolved(self) -> SolverSettings:
         """Settings with defaults filled in and checked."""
@@ -98,6 +106,12 @@ class SolverSettings:
                              f"{self.batch_size!r} with method={self.method!r}.")
         if self.anneal and self.method != "gd":
             raise InputError("anneal is for method='gd' only.")
+        cg = self.newton_cg
+        if isinstance(cg, bool) or not isinstance(cg, (int, np.integer)) or cg < 0:
+            raise InputError(f"newton_cg must be a whole number >= 0 (0: plain Gauss-Newton), "
+                             f"got {cg!r}.")
+        if cg and self.method != "gn":
+            raise InputError(f"newton_cg is for method='gn' only, got method={self.method!r}.")
         gn = self.method == "gn"
         window = self.window if self.window is not None else (2 if gn else 200)
         max_steps = self.max_steps if self.max_steps is not None else (200 if gn else 200000)

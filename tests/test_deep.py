@@ -197,3 +197,18 @@ def test_cli_compare_arch_and_overlay(tmp_path):
                  str(tmp_path / "bad")]) == 2
     assert main([*base, "--arch", "mlp:1", "--widths", "4", "--out", str(tmp_path / "bad2"),
                  "--overlay", str(tmp_path / "nowhere")]) == 2
+
+
+def test_cli_compare_newton_cg_is_recorded_and_checked(tmp_path):
+    import json
+
+    from ntk_influence.cli import main
+
+    base = ["compare", "--n-train", "16", "--n-test", "3", "--n-points", "3", "--rel-tol",
+            "0.02", "--warm-start", "--quiet", "--arch", "mlp:1", "--widths", "8"]
+    assert main([*base, "--newton-cg", "3", "--out", str(tmp_path / "c")]) == 0
+    text = (tmp_path / "c" / "compare.json").read_text()
+    assert '"newton_cg": 3' in text, "the truncated-Newton setting is not in the results"
+    json.loads(text)
+    assert main([*base, "--solver", "gd", "--newton-cg", "3", "--out",
+                 str(tmp_path / "bad")]) == 2

@@ -13,7 +13,15 @@ if TYPE_CHECKING:
     from ..compare import WidthComparison
 
 from .._errors import InputError
-from ._common import Command, add_data_arguments, count, load_data_from_args, log, settings_of
+from ._common import (
+    Command,
+    add_data_arguments,
+    count,
+    count_or_zero,
+    load_data_from_args,
+    log,
+    settings_of,
+)
 
 
 def _compare_args(p: argparse.ArgumentParser) -> None:
@@ -69,6 +77,12 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
                         "alone (default: %(default)s)")
     p.add_argument("--max-steps", type=count, default=None,
                    help="solver iteration cap (default: 200 for gn, 200000 for gd)")
+    p.add_argument("--newton-cg", type=count_or_zero, default=0,
+                   help="gn only: conjugate-gradient iterations per step on the exact Hessian, "
+                        "preconditioned by the Gauss-Newton matrix (a truncated Newton step, "
+                        "for deep nets whose Hessian is not J^T J + lam I; each iteration costs "
+                        "about one Gauss-Newton step); 0: plain Gauss-Newton (default: "
+                        "%(default)s)")
     p.add_argument("--warm-start", action="store_true",
                    help="retrain from the trained W instead of the same W(0)")
     p.add_argument("--chunk-size", type=count, default=None,
@@ -109,7 +123,8 @@ def _compare_run(args: argparse.Namespace) -> Path:
         others.append(io.load_json(f))
     out.mkdir(parents=True, exist_ok=True)
     ds = load_data_from_args(args)
-    settings = SolverSettings(args.solver, f_tol=args.f_tol, max_steps=args.max_steps)
+    settings = SolverSettings(args.solver, f_tol=args.f_tol, max_steps=args.max_steps,
+                              newton_cg=args.newton_cg)
     t0 = time.perf_counter()
     tp = args.test_points
     where = (f"test index {args.test_index}" if tp == 1 else
