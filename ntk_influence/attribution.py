@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 import scipy.stats
 
@@ -418,9 +417,8 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
       methods: additive methods to score (``ntk`` always runs: it gives the refit).
       dtype: parameter dtype.
       store: folder for the resumable retraining chunks (None: nothing kept).
-      chunk_size: retrains per vmapped chunk (default: 1 on a CPU, where a chunk runs as long
-        as its slowest retrain and batching saves nothing; else
-        :func:`ntk_influence.plan_chunk_size`).
+      chunk_size: retrains per vmapped chunk (default :func:`ntk_influence.plan_chunk_size`:
+        one on a CPU, else from a memory budget).
       show_progress: progress bars on stderr.
 
     Returns:
@@ -433,8 +431,6 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
     if bad:
         raise InputError(f"unknown methods {bad}; choose from {METHODS}.")
     s = settings or SolverSettings(f_tol=1e-6)
-    if chunk_size is None and jax.default_backend() == "cpu":
-        chunk_size = 1
     coarse = dataclasses.replace(s, f_tol=coarse_f_tol).resolved()
     xtr, ytr = np.asarray(x_train, np.float64), np.asarray(y_train, np.float64)
     xte, yte = np.asarray(x_test, np.float64), np.asarray(y_test, np.float64)

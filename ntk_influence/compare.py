@@ -244,7 +244,8 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
       seed: initialisation seed.
       settings: solver settings (default Gauss-Newton).
       warm_start: retrain from the trained W instead of ``W(0)``.
-      chunk_size: retrains per vmapped chunk.
+      chunk_size: retrains per vmapped chunk (default :func:`ntk_influence.plan_chunk_size`:
+        one on a CPU, else from a memory budget).
       store: folder for resumable per-chunk retraining results.
       show_progress: progress bars.
       dtype: float64 (default) or float32 parameters.

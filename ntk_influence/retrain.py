@@ -240,20 +240,27 @@ def actual_influence(delta: Any, f_test: Any, y_test: Any) -> np.ndarray:
     return loss_change(d, np.asarray(f_test, np.float64) - np.asarray(y_test, np.float64))
 
 
-def plan_chunk_size(net: FunctionalNet, n_points: int, memory_bytes: int = 2**32) -> int:
-    """Retrains per vmapped chunk that fit ``memory_bytes``.
+def plan_chunk_size(net: FunctionalNet, n_points: int, memory_bytes: int = 2**32,
+                    backend: str | None = None) -> int:
+    """Retrains per vmapped chunk: one on a CPU, else as many as fit ``memory_bytes``.
 
-    Per retrain: the model's own estimate (its ``retrain_bytes`` hook), else about ten
-    parameter vectors and the ``(n, P)`` Jacobian.
+    On a CPU a vmapped chunk runs as long as its slowest member and batching retrains gains
+    nothing, so every retrain is its own chunk (which also makes the progress bar and the
+    resumable store count single retrains). On an accelerator, per retrain: the model's own
+    estimate (its ``retrain_bytes`` hook), else about ten parameter vectors and the ``(n, P)``
+    Jacobian.
 
     Args:
       net: the network.
       n_points: training plus test points.
       memory_bytes: budget.
+      backend: ``"cpu"``, ``"gpu"``, ``"tpu"`` (default: JAX's default backend).
 
     Returns:
       Chunk size ``>= 1``.
     """
+    if (backend or jax.default_backend()) == "cpu":
+        return 1
     if net.bytes_fn is not None:
         per = int(net.bytes_fn(net, n_points))
     else:  # parameter vectors and the (n, P) Jacobian
@@ -340,9 +347,9 @@ def retrain_without(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any,
       settings: solver settings, the same for the full run and every retrain.
       warm_start: start each retrain from the trained W instead of ``W(0)``.
       full: an existing full training result (trained with the same settings) to reuse.
-      chunk_size: retrains per vmapped chunk (per device on a mesh; default from
-        ``memory_bytes``), lowered to even the chunks out (a last chunk that is not full runs
-        padded with copies).
+      chunk_size: retrains per vmapped chunk (per device on a mesh; default
+        :func:`plan_chunk_size`: one on a CPU, else from ``memory_bytes``), lowered to even
+        the chunks out (a last chunk that is not full runs padded with copies).
       memory_bytes: memory budget for one chunk.
       mesh: a device mesh to shard the chunks over (one chunk per device per round); ``None``
         runs on one device.

@@ -332,3 +332,12 @@ def test_sharded_group_retraining_equals_one_device(four_devices):
     assert r["retrain_iterations_same"]
     assert r["retrain_diff"] <= 1e-9 * max(1.0, r["retrain_delta_scale"])
     assert r["retrain_delta_scale"] > 1e-6
+
+
+def test_plan_chunk_size_one_per_chunk_on_a_cpu_else_the_memory_budget():
+    net = ni.two_layer_net(64, 1024, symmetric=True)
+    n_points = 250
+    per = 10 * net.n_params * 8 + 6 * n_points * 1024 * 8  # the two-layer retrain_bytes hook
+    assert ni.plan_chunk_size(net, n_points, 2**32, backend="cpu") == 1
+    assert ni.plan_chunk_size(net, n_points, 2**32, backend="gpu") == 2**32 // per
+    assert ni.plan_chunk_size(net, n_points, 10, backend="tpu") == 1  # never below one

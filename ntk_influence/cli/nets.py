@@ -86,7 +86,8 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warm-start", action="store_true",
                    help="retrain from the trained W instead of the same W(0)")
     p.add_argument("--chunk-size", type=count, default=None,
-                   help="retrains per vmapped chunk (default: from a 4 GiB budget)")
+                   help="retrains per vmapped chunk (default: 1 on a CPU, else from a 4 GiB "
+                        "budget)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="parameter dtype (default: %(default)s)")
 
