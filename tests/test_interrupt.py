@@ -1,7 +1,7 @@
 """Ctrl-C and SIGTERM stop a chunked sweep within about a second, keeping finished chunks.
 
 A chunk whose device call sleeps (a ``jax.pure_callback``) stands for a long vmapped retraining
-chunk; the interruption is sent from a timer thread once the first chunk is saved. Without the
+chunk; the interruption is sent from another thread once the second chunk's call is running. Without the
 interruptible wait the main thread would sit in the device call until the chunk ended.
 """
 
@@ -23,11 +23,24 @@ from ntk_influence.cli import Terminated, sigterm_as_interrupt
 from ntk_influence.io import ResultStore
 
 SLEEP = 20.0  # the second chunk's device call; interruption must act long before it ends
+IN_CALL = threading.Event()  # set once the second chunk's device call is running
 
 
 def _sleepy(x):
-    time.sleep(SLEEP if x[0] >= 2 else 0.0)
+    if x[0] >= 2:
+        IN_CALL.set()
+        time.sleep(SLEEP)
     return x
+
+
+def _when_in_the_second_call(send, sent):
+    """Send the interruption once the second chunk is inside its device call (not on a timer,
+    so that a loaded machine cannot make it arrive before or between the calls)."""
+    if not IN_CALL.wait(120.0):
+        return
+    time.sleep(0.1)
+    sent.append(time.perf_counter())
+    send()
 
 
 def _chunk(chunk, args):
@@ -51,15 +64,8 @@ CASES = [("ctrl-c", _interrupt_main, KeyboardInterrupt), ("sigterm", _sigterm, T
 def test_interruption_stops_a_sweep_mid_chunk(name, send, expected, tmp_path):
     store = ResultStore(tmp_path / "store")
     sent: list[float] = []
-
-    def interrupter():
-        while not store.done("chunk_0"):  # wait for the first chunk to be saved
-            time.sleep(0.02)
-        time.sleep(0.3)  # the second chunk is now in its device call
-        sent.append(time.perf_counter())
-        send()
-
-    threading.Thread(target=interrupter, daemon=True).start()
+    IN_CALL.clear()
+    threading.Thread(target=_when_in_the_second_call, args=(send, sent), daemon=True).start()
     with sigterm_as_interrupt(), pytest.raises(expected):
         map_chunks(_chunk, np.arange(4, dtype=np.int32), chunk_size=2, args=jnp.int32(1),
                    store=store, show_progress=False)
@@ -93,15 +99,9 @@ def test_cli_exits_130_with_its_message_when_a_chunk_is_cut(tmp_path, capsys, mo
     monkeypatch.setattr(compare_module, "compare_width", sleepy_width)
     first = tmp_path / "c" / "retrain_16" / "item_chunk_0.npz"
     sent: list[float] = []
-
-    def interrupter():
-        while not first.exists():
-            time.sleep(0.02)
-        time.sleep(0.3)
-        sent.append(time.perf_counter())
-        _sigterm()
-
-    threading.Thread(target=interrupter, daemon=True).start()
+    IN_CALL.clear()
+    threading.Thread(target=_when_in_the_second_call, args=(_sigterm, sent),
+                     daemon=True).start()
     code = main(["compare", "--n-train", "16", "--n-test", "4", "--widths", "16",
                  "--n-points", "4", "--out", str(tmp_path / "c"), "--quiet"])
     err = capsys.readouterr().err
