@@ -98,6 +98,8 @@ def call_interruptibly(fn: Callable[[], T], poll_seconds: float = 0.1) -> T:
     run: Ctrl-C would act only when the call returns. Waiting here instead lets
     ``KeyboardInterrupt`` (and any exception a signal handler raises) reach the caller within
     ``poll_seconds``; the abandoned call finishes in the background and its result is dropped.
+    A device call cannot be cancelled, so the thread is not a daemon: at exit the interpreter
+    waits for it rather than kill a thread inside XLA (which aborts the process).
     An interruption recorded by :func:`request_interrupt` is raised too.
     The caller's JAX 64-bit mode (a thread-local setting) is carried into the thread. Called
     from a thread other than the main one, ``fn`` simply runs there.
@@ -115,6 +117,7 @@ def call_interruptibly(fn: Callable[[], T], poll_seconds: float = 0.1) -> T:
         raise _PENDING[0]
     dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
     box: dict[str, Any] = {}
+    done = threading.Event()
 
     def target() -> None:
         try:
@@ -122,11 +125,14 @@ def call_interruptibly(fn: Callable[[], T], poll_seconds: float = 0.1) -> T:
                 box["value"] = fn()
         except BaseException as e:  # handed to the caller below
             box["error"] = e
+        finally:
+            done.set()
 
-    worker = threading.Thread(target=target, name="ntk-influence-chunk", daemon=True)
+    worker = threading.Thread(target=target, name="ntk-influence-call", daemon=False)
     worker.start()
-    while worker.is_alive():
-        worker.join(poll_seconds)
+    # wait on an event, not Thread.join: a KeyboardInterrupt inside join() can mark a running
+    # thread as stopped, and the interpreter would then not wait for it at exit
+    while not done.wait(poll_seconds):
         if _PENDING:
             raise _PENDING[0]
     if "error" in box:

@@ -42,6 +42,7 @@ import optax
 from ._errors import InputError, NotConvergedError, NotConvergedWarning
 from ._precision import precision
 from ._validate import check_lam
+from .chunks import call_interruptibly
 from .empirical import ntk_gram
 from .gauss_newton import SolveOut, Tracker, exploded, gauss_newton_solver
 from .nets import FunctionalNet
@@ -510,11 +511,17 @@ def train(net: FunctionalNet, x_train: Any, y_train: Any, lam: float = 0.1, *,
         t0 = time.perf_counter()
         eta = gd_step_size(net, t_init, xtr, lam, s) if s.method != "gn" else float("nan")
         solve = jitted_solver(net, s, n)
-        with blas_single_thread():
-            out = solve(net.theta0, t_init, jnp.concatenate([xtr, xte]), ytr, w,
-                        jnp.asarray(lam, net.dtype),
-                        jnp.asarray(0.0 if np.isnan(eta) else eta, net.dtype))
-            jax.block_until_ready(out.theta)
+        args = (net.theta0, t_init, jnp.concatenate([xtr, xte]), ytr, w,
+                jnp.asarray(lam, net.dtype), jnp.asarray(0.0 if np.isnan(eta) else eta,
+                                                         net.dtype))
+
+        def run() -> SolveOut:
+            with blas_single_thread():
+                o = solve(*args)
+                jax.block_until_ready(o.theta)
+                return o
+
+        out = call_interruptibly(run)  # Ctrl-C / SIGTERM act during a long training too
     secs = time.perf_counter() - t0
     if bool(out.diverged):
         raise divergence_error(eta, s.method)

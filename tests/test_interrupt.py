@@ -108,3 +108,37 @@ def test_cli_exits_130_with_its_message_when_a_chunk_is_cut(tmp_path, capsys, mo
     assert code == 130 and "terminated (SIGTERM)" in err and "--resume" in err, err
     assert sent and time.perf_counter() - sent[0] < SLEEP / 4
     assert first.exists() and not first.with_name("item_chunk_1.npz").exists()
+
+
+def test_ctrl_c_stops_a_long_training(monkeypatch):
+    """A training is one long device call too: Ctrl-C reaches the caller within about a second,
+    not when the (here some ten seconds long) gradient-descent run ends."""
+    from ntk_influence import chunks, nets, train
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 5))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    net = nets.two_layer_net(5, 16, seed=0)
+    s = train.SolverSettings("gd", f_tol=1e-300, max_steps=2_000_000)  # never converges
+    started = threading.Event()
+
+    def spied(fn, **kw):  # mark the moment the solve starts in its thread
+        def run():
+            started.set()
+            return fn()
+        return chunks.call_interruptibly(run, **kw)
+
+    monkeypatch.setattr(train, "call_interruptibly", spied)
+    sent: list[float] = []
+
+    def interrupter():
+        if started.wait(120.0):
+            time.sleep(0.5)  # inside the compiled solve
+            sent.append(time.perf_counter())
+            _thread.interrupt_main()
+
+    threading.Thread(target=interrupter, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        train.train(net, x, np.sign(x[:, 0]), 0.1, settings=s, warn=False)
+    stopped = time.perf_counter()
+    assert sent and stopped - sent[0] < 1.5
