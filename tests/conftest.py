@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 
 import jax
+import jax.numpy as jnp
 import mpmath
 import numpy as np
 import pytest
+from flax import nnx
 
 if os.environ.get("NTK_INFLUENCE_TEST_X64") == "1":
     jax.config.update("jax_enable_x64", True)
@@ -84,3 +86,21 @@ def krr_predict(k_train: np.ndarray, k_test: np.ndarray, y: np.ndarray, lam: flo
     """Dense-solve KRR prediction, eq. (6): the brute-force reference."""
     n = k_train.shape[0]
     return k_test.T @ np.linalg.solve(k_train + lam * np.eye(n), y)
+
+
+class TanhNet(nnx.Module):
+    """A smooth two-layer net (tanh), both layers trained: training reaches a stationary point
+    of eq. (2), and its Hessian is not ``J^T J + lam I``."""
+
+    def __init__(self, d: int, width: int) -> None:
+        import ntk_influence as ni
+
+        with ni.precision(np.float64):
+            k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+            self.w1 = nnx.Param(jax.random.normal(k1, (d, width), jnp.float64))
+            self.w2 = nnx.Param(jax.random.normal(k2, (width,), jnp.float64))
+        self.d, self.width = d, width
+
+    def __call__(self, x):
+        h = jnp.tanh(x @ self.w1[...] / np.sqrt(self.d))
+        return h @ self.w2[...] / np.sqrt(self.width)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
+from conftest import TanhNet
 
 import ntk_influence as ni
 from ntk_influence import nets as N
@@ -220,20 +219,6 @@ def test_sgd_approaches_the_minimiser_as_its_step_shrinks():
     assert abs(losses[1] - gn.loss) < 1e-3 * gn.loss < abs(losses[0] - gn.loss)
 
 
-class _SmoothNet(nnx.Module):
-    """A tanh two-layer net with both layers trained: its Hessian is not ``J^T J + lam I``."""
-
-    def __init__(self, d: int, m: int) -> None:
-        with ni.precision(np.float64):
-            k1, k2 = jax.random.split(jax.random.PRNGKey(0))
-            self.w1 = nnx.Param(jax.random.normal(k1, (d, m), jnp.float64))
-            self.w2 = nnx.Param(jax.random.normal(k2, (m,), jnp.float64))
-        self.d, self.m = d, m
-
-    def __call__(self, x):
-        return jnp.tanh(x @ self.w1[...] / np.sqrt(self.d)) @ self.w2[...] / np.sqrt(self.m)
-
-
 def test_truncated_newton_reaches_the_minimiser_that_bfgs_finds():
     """Eq. (2) on a smooth net, where Gauss-Newton drops the curvature ``sum r_i d^2 f_i``:
     the truncated Newton step (``newton_cg``) reaches scipy's BFGS minimiser (NumPy loss and
@@ -244,7 +229,7 @@ def test_truncated_newton_reaches_the_minimiser_that_bfgs_finds():
     d, m, lam = 5, 8, 0.3
     x, xt = rng.normal(size=(20, d)), rng.normal(size=(4, d))
     y = np.sign(x[:, 0] * x[:, 1])
-    model = _SmoothNet(d, m)
+    model = TanhNet(d, m)
     net = ni.functional(model)
     v0 = np.concatenate([np.asarray(model.w1[...]).ravel(), np.asarray(model.w2[...])])
 

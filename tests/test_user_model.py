@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import TanhNet
 from flax import nnx
 
 import ntk_influence as ni
@@ -158,28 +159,13 @@ def test_deep_net_at_init_equals_structured_kernel_route():
         np.testing.assert_allclose(r.f_test, ref.f_test, rtol=0, atol=1e-10)
 
 
-class _TanhNet(nnx.Module):
-    """A smooth two-layer net (tanh), so that training reaches a stationary point of eq. (2)."""
-
-    def __init__(self, d: int, width: int) -> None:
-        with ni.precision(np.float64):
-            k1, k2 = jax.random.split(jax.random.PRNGKey(0))
-            self.w1 = nnx.Param(jax.random.normal(k1, (d, width), jnp.float64))
-            self.w2 = nnx.Param(jax.random.normal(k2, (width,), jnp.float64))
-        self.d, self.width = d, width
-
-    def __call__(self, x):
-        h = jnp.tanh(x @ self.w1[...] / np.sqrt(self.d))
-        return h @ self.w2[...] / np.sqrt(self.width)
-
-
 def test_params0_reproduces_the_trained_model():
     """Linearised at the trained ``theta*`` with the ridge centred at ``W(0)``, the kernel fit's
     full-data predictions are the trained net's own outputs (``theta*`` is stationary)."""
     rng = np.random.default_rng(1)
     x, xt = rng.normal(size=(12, 6)), rng.normal(size=(5, 6))
     y, yt = np.tanh(x[:, 0]), np.tanh(xt[:, 0])
-    net = ni.functional(_TanhNet(6, 32))
+    net = ni.functional(TanhNet(6, 32))
     tr = ni.train_net(net, x, y, LAM, x_test=xt)  # stops at prediction changes below 1e-9
     assert tr.converged
     res = ni.entk_influence(net.apply, tr.theta, x, y, xt, yt, LAM, params0=net.theta0)
