@@ -68,7 +68,7 @@ def ntk_gram(net: FunctionalNet, theta: jax.Array, x: jax.Array) -> jax.Array:
     """
     if net.gram_fn is not None:
         return net.gram_fn(net, theta, x, None)
-    jac = jax.jacrev(lambda t: net.apply(t, x))(theta)
+    jac = net.jacobian_columns(theta, x, 0, net.n_params)
     return jac @ jac.T
 
 
@@ -125,10 +125,6 @@ def entk_two_layer(net: FunctionalNet, x1: Any, x2: Any | None = None,
     return entk_structured(net, x1, x2, theta, block_size=block_size)
 
 
-def _jac_block(net: FunctionalNet, theta: jax.Array, xb: jax.Array) -> jax.Array:
-    return jax.jacrev(lambda t: net.apply(t, xb))(theta)  # (b, P)
-
-
 def entk_jacobian(net: FunctionalNet, x1: Any, x2: Any | None = None,
                   theta: jax.Array | None = None, *, block_size: int | None = None,
                   memory_bytes: int = 2**28) -> jax.Array:
@@ -155,7 +151,7 @@ def entk_jacobian(net: FunctionalNet, x1: Any, x2: Any | None = None,
         if block_size is None:
             block_size = max(1, int(memory_bytes // (net.n_params * net.dtype.itemsize)))
         bs = max(1, int(block_size))
-        jac = jax.jit(lambda tt, xb: _jac_block(net, tt, xb))
+        jac = jax.jit(lambda tt, xb: net.jacobian_columns(tt, xb, 0, net.n_params))  # (b, P)
 
         def blocks(a: jax.Array) -> list[jax.Array]:
             return [jac(t, a[s:s + bs]) for s in range(0, a.shape[0], bs)]
