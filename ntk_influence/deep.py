@@ -275,25 +275,71 @@ class DeepReLU(nnx.Module):
             out.append(shape)
         return out
 
-    def taps(self, x: jax.Array) -> tuple[list[jax.Array], list[jax.Array]]:
-        """Every layer's input ``h`` and pre-activation cotangent ``df/dz``, per example.
+    def taps(self, x: jax.Array) -> tuple[jax.Array, list[jax.Array], list[jax.Array]]:
+        """Outputs, and every layer's input ``h`` and pre-activation cotangent ``df/dz``.
+
+        One forward and one backward pass (no weight gradients).
 
         Args:
           x: ``(n, *input_shape)`` inputs.
 
         Returns:
-          ``(inputs, cotangents)``: lists over layers of ``(2, n, ...)`` arrays (pair first).
+          ``(f, inputs, cotangents)``: ``(n,)`` outputs, and lists over layers of
+          ``(2, n, ...)`` arrays (pair first).
         """
         x = x.astype(self.weights[0][...].dtype)
         eps = [jnp.zeros((2, x.shape[0], *shape), x.dtype)
                for shape in self.pre_activation_shapes()]
 
-        def total(e: tuple[jax.Array, ...]) -> tuple[jax.Array, list[jax.Array]]:
+        def total(e: tuple[jax.Array, ...]) -> tuple[jax.Array, Any]:
             f, ins = self._pair(x, e)
-            return jnp.sum(f), ins  # outputs depend on their own example only
+            return jnp.sum(f), (f, ins)  # outputs depend on their own example only
 
-        cot, ins = jax.grad(total, has_aux=True)(tuple(eps))
-        return ins, list(cot)
+        cot, (f, ins) = jax.grad(total, has_aux=True)(tuple(eps))
+        return f, ins, list(cot)
+
+    def tap_gram(self, h1: list[jax.Array], d1: list[jax.Array],
+                 h2: list[jax.Array] | None = None, d2: list[jax.Array] | None = None
+                 ) -> jax.Array:
+        """Empirical NTK from layer taps (:meth:`taps`): the sum of the layers' Gram blocks.
+
+        Args:
+          h1: layer inputs of the first points.
+          d1: their cotangents.
+          h2: layer inputs of the second points (default the first).
+          d2: their cotangents.
+
+        Returns:
+          ``(n1, n2)`` kernel matrix.
+        """
+        k = 0.0
+        for i, lay in enumerate(self.layers):
+            for m in range(2):
+                a, b = h1[i][m], d1[i][m]
+                c, e = (a, b) if h2 is None else (h2[i][m], d2[i][m])
+                k = k + lay.gram(a, b, c, e)
+        return k
+
+    def tap_jvp(self, h: list[jax.Array], d: list[jax.Array]) -> jax.Array:
+        """``J v`` from layer taps, with this model's parameters as the tangent ``v``.
+
+        ``J v = sum_l <df/dz_l, dz_l(v)>``, and the tangent ``dz_l(v)`` of a layer's
+        pre-activation is the layer's affine map applied to the tangent's weights and biases.
+
+        Args:
+          h: layer inputs (:meth:`taps`) at the point where ``J`` is taken.
+          d: their cotangents.
+
+        Returns:
+          ``(n,)`` products.
+        """
+        ws, bs = self._params()
+        out = 0.0
+        for i, lay in enumerate(self.layers):
+            for m in range(2):
+                dz = lay.affine(ws[i][m], None if bs[i] is None else bs[i][m], h[i][m])
+                out = out + jnp.sum((dz * d[i][m]).reshape(dz.shape[0], -1), axis=1)
+        return out
 
     def gram(self, x1: jax.Array, x2: jax.Array | None = None) -> jax.Array:
         """Empirical NTK ``J(x1) J(x2)^T`` from the layer structure (module docstring).
@@ -305,17 +351,55 @@ class DeepReLU(nnx.Module):
         Returns:
           ``(n1, n2)`` kernel matrix.
         """
-        h1, d1 = self.taps(x1)
-        h2, d2 = (h1, d1) if x2 is None else self.taps(x2)
-        k = 0.0
-        for i, lay in enumerate(self.layers):
-            for m in range(2):
-                a, b = h1[i][m], d1[i][m]
-                c, e = (a, b) if x2 is None else (h2[i][m], d2[i][m])
-                k = k + lay.gram(a, b, c, e)
-        return k
+        _, h1, d1 = self.taps(x1)
+        if x2 is None:
+            return self.tap_gram(h1, d1)
+        _, h2, d2 = self.taps(x2)
+        return self.tap_gram(h1, d1, h2, d2)
 
     # -------------------------------------------------------------------- model protocol
+
+    @staticmethod
+    def gauss_newton_step(net: Any, problem: Any) -> Any:
+        """The model protocol's Gauss-Newton step: products from layer taps, no autodiff Jacobian.
+
+        :func:`~ntk_influence.gauss_newton.linearized_step` with ``aux`` the layer taps on all
+        rows (one forward and one backward pass per accepted step): the eNTK is
+        :meth:`tap_gram`, ``J v`` is :meth:`tap_jvp` (one forward-sized product) and ``J^T u``
+        its transpose (one more). A step then costs about four forward passes plus one per
+        line-search trial; the iterates are those of the autodiff step to rounding.
+
+        Args:
+          net: this model as a :class:`~ntk_influence.nets.FunctionalNet`.
+          problem: the :class:`~ntk_influence.gauss_newton.Problem` being solved.
+
+        Returns:
+          :class:`~ntk_influence.gauss_newton.GNStep`.
+        """
+        from .gauss_newton import Linearization, linearized_step
+
+        n = problem.n
+
+        def at(theta: jax.Array) -> tuple[jax.Array, Any]:
+            f, h, d = net.model(theta).taps(problem.x_all)
+            return f, (h, d)
+
+        def train_rows(aux: Any) -> tuple[list[jax.Array], list[jax.Array]]:
+            return [a[:, :n] for a in aux[0]], [a[:, :n] for a in aux[1]]
+
+        def gram(theta: jax.Array, aux: Any) -> jax.Array:
+            return net.model(theta).tap_gram(*train_rows(aux))
+
+        def linear(theta: jax.Array, aux: Any) -> tuple[Any, Any]:
+            h, d = train_rows(aux)
+
+            def jv(v: jax.Array) -> jax.Array:
+                return net.model(v).tap_jvp(h, d)
+
+            transpose = jax.linear_transpose(jv, theta)
+            return jv, lambda u: transpose(u)[0]
+
+        return linearized_step(net, problem, Linearization(at, gram, linear))
 
     @staticmethod
     def entk_gram(net: Any, theta: jax.Array, x1: jax.Array, x2: jax.Array | None = None

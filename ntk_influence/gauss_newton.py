@@ -10,9 +10,11 @@ A step is a :class:`GNStep`: three pure functions of traced arrays that the loop
 
 Two steps exist:
 
-- :func:`autodiff_step`, any net: the ``n x n`` empirical NTK from autodiff, the Woodbury solve
-  ``p = -(g - J^T D^1/2 (D^1/2 K D^1/2 + lam I)^-1 D^1/2 J g) / lam`` through ``jvp``/``vjp``;
-  ``aux`` is the gradient;
+- :func:`linearized_step`, any net, given its :class:`Linearization` (outputs, eNTK, ``J v``
+  and ``J^T u``): the ``n x n`` Woodbury solve
+  ``p = -(g - J^T D^1/2 (D^1/2 K D^1/2 + lam I)^-1 D^1/2 J g) / lam`` with one ``J v`` and one
+  ``J^T u`` per step. :func:`autodiff_step` is it with ``jax.linearize`` (any net); the deep
+  nets of :mod:`ntk_influence.deep` plug in products from their layer taps;
 - :func:`two_layer_step`, the net of eq. (1), on pre-activations ``Z = X W^T`` (``aux``): one
   ``n^2 m`` pattern Gram and two ``n m d`` products per step. ``J dtheta = f - J(W) W(0)`` by
   positive homogeneity, ``J g = K D r + lam J dtheta``, so the gradient is never formed inside the
@@ -251,8 +253,67 @@ NEWTON_CG_RTOL = 1e-2
 below this fraction of the first."""
 
 
+class Linearization(NamedTuple):
+    """How a Gauss-Newton step sees the net: outputs, the eNTK and the Jacobian's products.
+
+    Attributes:
+      at: ``theta -> (f_all, aux)``: predictions on all rows and what the step carries to the
+        next call (``()``, or data that makes the products below cheap, e.g. layer taps).
+      gram: ``(theta, aux) -> K``, the ``n x n`` empirical NTK on the training rows.
+      linear: ``(theta, aux) -> (jv, jtv)``: ``v -> J v`` and ``u -> J^T u`` on the training rows.
+    """
+
+    at: Callable[[jax.Array], tuple[jax.Array, Any]]
+    gram: Callable[[jax.Array, Any], jax.Array]
+    linear: Callable[[jax.Array, Any], tuple[Callable[[jax.Array], jax.Array],
+                                             Callable[[jax.Array], jax.Array]]]
+
+
+def autodiff_linearization(net: FunctionalNet, pb: Problem) -> Linearization:
+    """The :class:`Linearization` of any net: ``jax.linearize`` and its transpose, ``aux = ()``.
+
+    Args:
+      net: the network.
+      pb: the training problem.
+
+    Returns:
+      :class:`Linearization` whose eNTK is :func:`~ntk_influence.empirical.ntk_gram` (the
+      model's structured hook, else the Jacobian).
+    """
+    x_tr = pb.x_all[:pb.n]
+
+    def linear(theta: jax.Array, _: Any) -> tuple[Callable[..., jax.Array], ...]:
+        _, jv = jax.linearize(lambda t: net.apply(t, x_tr), theta)
+        transpose = jax.linear_transpose(jv, theta)
+        return jv, lambda u: transpose(u)[0]
+
+    return Linearization(lambda theta: (net.apply(theta, pb.x_all), ()),
+                         lambda theta, _: ntk_gram(net, theta, x_tr), linear)
+
+
 def autodiff_step(net: FunctionalNet, pb: Problem) -> GNStep:
-    """The damped Gauss-Newton step of any net, from autodiff and the ``n x n`` eNTK.
+    """The damped Gauss-Newton step of any net, from autodiff (:func:`linearized_step`).
+
+    Args:
+      net: the network.
+      pb: the training problem.
+
+    Returns:
+      :class:`GNStep` (``aux = ()``).
+    """
+    return linearized_step(net, pb, autodiff_linearization(net, pb))
+
+
+def linearized_step(net: FunctionalNet, pb: Problem, lin: Linearization) -> GNStep:
+    """The damped Gauss-Newton step of a net, given its :class:`Linearization`.
+
+    With ``c = D r`` (weighted residuals) and ``dtheta = theta - theta(0)``, the gradient is
+    ``g = J^T c + lam dtheta`` and ``J g = K c + lam J dtheta``, so the Woodbury direction
+    ``p = -(g - J^T u) / lam`` with ``u = D^1/2 (D^1/2 K D^1/2 + lam I)^-1 D^1/2 J g`` is
+    ``p = -J^T (c - u) / lam - dtheta``: one ``J v`` and one ``J^T u`` per step, and the
+    gradient is never formed inside the loop. Its slope ``g . p = c . J p + lam dtheta . p``
+    uses ``J p = -K (c - u) / lam - J dtheta``. Each line-search trial is one forward pass on
+    the training rows; the accepted point's ``lin.at`` gives the next predictions and ``aux``.
 
     With ``pb.newton_cg > 0`` the direction is refined towards Newton's: preconditioned
     conjugate gradients on ``H p = -g`` with the exact Hessian ``H`` of eq. (2) (Hessian-vector
@@ -265,61 +326,67 @@ def autodiff_step(net: FunctionalNet, pb: Problem) -> GNStep:
     curvature that Gauss-Newton drops (``sum_i r_i d^2 f_i``) matters, Gauss-Newton converges
     only linearly and stops short of the stationary point, while the truncated Newton step
     reaches it. Each inner iteration costs one Hessian-vector product and one Gauss-Newton
-    solve (a JVP and a VJP), so a step costs several Gauss-Newton steps.
+    solve (a ``J v`` and a ``J^T u``), so a step costs several Gauss-Newton steps.
 
     Args:
       net: the network.
       pb: the training problem.
+      lin: the net's :class:`Linearization` on ``pb.x_all`` (training rows first).
 
     Returns:
-      :class:`GNStep` whose ``aux`` is the gradient of eq. (2).
+      :class:`GNStep` carrying ``lin``'s ``aux``.
     """
     n, lam, w = pb.n, pb.lam, pb.weights
     x_tr = pb.x_all[:n]
     sw = jnp.sqrt(w)
 
-    def value_grad(theta: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        f_all, vjp = jax.vjp(lambda t: net.apply(t, pb.x_all), theta)
-        r = f_all[:n] - pb.y
-        dtheta = theta - pb.theta0
-        loss = 0.5 * jnp.sum(w * r * r) + 0.5 * lam * jnp.sum(dtheta * dtheta)
-        cot = jnp.zeros_like(f_all).at[:n].set(w * r)
-        return loss, vjp(cot)[0] + lam * dtheta, f_all
-
-    def train_loss(theta: jax.Array) -> jax.Array:
-        r = net.apply(theta, x_tr) - pb.y
+    def loss_of(f_tr: jax.Array, theta: jax.Array) -> jax.Array:
+        r = f_tr - pb.y
         d = theta - pb.theta0
         return 0.5 * jnp.sum(w * r * r) + 0.5 * lam * jnp.sum(d * d)
 
-    def start(theta: jax.Array) -> Start:
-        loss, g, f = value_grad(theta)
-        return Start(loss, f, g, jnp.linalg.norm(g))
+    def train_loss(theta: jax.Array) -> jax.Array:
+        return loss_of(net.apply(theta, x_tr), theta)
 
-    def direction(theta: jax.Array, g: jax.Array, f: jax.Array, loss: jax.Array) -> Direction:
-        kmat = ntk_gram(net, theta, x_tr)
+    def grad_norm(theta: jax.Array, aux: Any, f: jax.Array) -> jax.Array:
+        jtv = lin.linear(theta, aux)[1]
+        return jnp.linalg.norm(jtv(w * (f[:n] - pb.y)) + lam * (theta - pb.theta0))
+
+    def start(theta: jax.Array) -> Start:
+        f, aux = lin.at(theta)
+        return Start(loss_of(f[:n], theta), f, aux, grad_norm(theta, aux, f))
+
+    def direction(theta: jax.Array, aux: Any, f: jax.Array, loss: jax.Array) -> Direction:
+        kmat = lin.gram(theta, aux)
+        jv, jtv = lin.linear(theta, aux)
+        c = w * (f[:n] - pb.y)
+        dtheta = theta - pb.theta0
+        j_dtheta = jv(dtheta)
         kw = sw[:, None] * kmat * sw[None, :] + lam * jnp.eye(n, dtype=theta.dtype)
         chol = jax.scipy.linalg.cho_factor(kw, lower=True)
-        _, vjp = jax.vjp(lambda t: net.apply(t, x_tr), theta)
-
-        def gn_solve(v: jax.Array) -> jax.Array:  # (J^T D J + lam I)^-1 v by Woodbury
-            jv = jax.jvp(lambda t: net.apply(t, x_tr), (theta,), (v,))[1]
-            u = sw * jax.scipy.linalg.cho_solve(chol, sw * jv)
-            return (v - vjp(u)[0]) / lam
-
-        p = -gn_solve(g)
+        u = sw * jax.scipy.linalg.cho_solve(chol, sw * (kmat @ c + lam * j_dtheta))
+        p = -jtv(c - u) / lam - dtheta
+        slope = jnp.dot(c, -(kmat @ (c - u)) / lam - j_dtheta) + lam * jnp.dot(dtheta, p)
         if pb.newton_cg > 0:
+            def gn_solve(v: jax.Array) -> jax.Array:  # (J^T D J + lam I)^-1 v by Woodbury
+                uv = sw * jax.scipy.linalg.cho_solve(chol, sw * jv(v))
+                return (v - jtv(uv)) / lam
+
+            g = jtv(c) + lam * dtheta
             p = _newton_cg(jax.grad(train_loss), theta, g, p, gn_solve, pb.newton_cg)
+            slope = jnp.dot(g, p)
 
-        def advance(t: jax.Array, _: jax.Array) -> tuple[jax.Array, Any, jax.Array, jax.Array]:
+        def advance(t: jax.Array, trial_loss: jax.Array
+                    ) -> tuple[jax.Array, Any, jax.Array, jax.Array]:
             new = theta + t * p
-            new_loss, new_g, new_f = value_grad(new)
-            return new, new_g, new_f, new_loss
+            new_f, new_aux = lin.at(new)
+            return new, new_aux, new_f, trial_loss
 
-        return Direction(jnp.dot(g, p), lambda t: train_loss(theta + t * p), advance)
+        return Direction(slope, lambda t: train_loss(theta + t * p), advance)
 
-    def finish(theta: jax.Array, g: jax.Array, f: jax.Array, loss: jax.Array
+    def finish(theta: jax.Array, aux: Any, f: jax.Array, loss: jax.Array
                ) -> tuple[jax.Array, jax.Array, jax.Array]:
-        return f, loss, jnp.linalg.norm(g)
+        return f, loss, grad_norm(theta, aux, f)
 
     return GNStep(start, direction, finish)
 

@@ -55,6 +55,61 @@ def test_conv_gram_in_channel_blocks_is_exact(monkeypatch):
 
 
 @pytest.mark.parametrize("name, make, shape", MODELS, ids=[m[0] for m in MODELS])
+def test_tap_products_equal_autodiff_jvp_and_vjp(name, make, shape):
+    """J v from layer taps and its transpose == jax.jvp / jax.vjp of the net, away from W(0)."""
+    net = N.functional(make())
+    x = _unit(7, shape, 4)
+    th = _perturbed(net)
+    rng = np.random.default_rng(5)
+    with ni.precision("float64"):
+        v = jnp.asarray(rng.normal(size=th.shape))
+        u = jnp.asarray(rng.normal(size=7))
+        xa = jnp.asarray(x)
+
+        @jax.jit
+        def products(th, v, u):
+            f, h, d = net.model(th).taps(xa)
+            jv = net.model(v).tap_jvp(h, d)
+            jtv = jax.linear_transpose(lambda t: net.model(t).tap_jvp(h, d), th)(u)[0]
+            return f, jv, jtv
+
+        @jax.jit
+        def reference(th, v, u):
+            ref_f, ref_jv = jax.jvp(lambda t: net.apply(t, xa), (th,), (v,))
+            return ref_f, ref_jv, jax.vjp(lambda t: net.apply(t, xa), th)[1](u)[0]
+
+        f, jv, jtv = products(th, v, u)
+        ref_f, ref_jv, ref_jtv = reference(th, v, u)
+    np.testing.assert_allclose(np.asarray(f), np.asarray(ref_f), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(jv), np.asarray(ref_jv), rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(jtv), np.asarray(ref_jtv), rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, make, shape, newton_cg",
+                         [(*MODELS[0], 0), (*MODELS[1], 2)], ids=["mlp-gn", "cnn-newton-cg"])
+def test_tap_gauss_newton_step_follows_the_autodiff_step(name, make, shape, newton_cg):
+    """The deep nets' own step (products from layer taps) and the generic autodiff step take
+    the same iterates to rounding: same step count, line-search trials, loss and weights."""
+    import dataclasses
+
+    net = N.functional(make())
+    generic = dataclasses.replace(net, gn_step=None)
+    x, xt = _unit(12, shape, 8), _unit(3, shape, 9)
+    y = np.sign(np.random.default_rng(8).normal(size=12))
+    w = np.ones(12)
+    w[3] = 0.0
+    s = ni.SolverSettings(f_tol=1e-10, max_steps=15, newton_cg=newton_cg)
+    a = ni.train_net(net, x, y, 0.3, x_test=xt, settings=s, weights=w, warn=False)
+    b = ni.train_net(generic, x, y, 0.3, x_test=xt, settings=s, weights=w, warn=False)
+    assert a.iterations == b.iterations and a.evaluations == b.evaluations
+    assert a.loss < 0.5 * np.sum(w * y * y)  # it trained
+    np.testing.assert_allclose(np.asarray(a.theta), np.asarray(b.theta), atol=1e-10)
+    np.testing.assert_allclose(a.f_test, b.f_test, atol=1e-11)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-12)
+    np.testing.assert_allclose(a.grad_norm, b.grad_norm, rtol=1e-8)
+
+
+@pytest.mark.parametrize("name, make, shape", MODELS, ids=[m[0] for m in MODELS])
 def test_pair_gives_exact_zero_output_and_each_half_is_one_net(name, make, shape):
     model = make()
     net = N.functional(model)
