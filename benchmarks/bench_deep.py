@@ -1,4 +1,4 @@
-"""Deep-net benchmark: the generic Gauss-Newton step of mlp:L / cnn:L against the two-layer path.
+"""Deep-net benchmark: the Gauss-Newton step of mlp:L / cnn:L against the generic and two-layer steps.
 
 Prints a table and writes benchmarks/out/bench_deep.json. Every ratio is measured in one run.
 
@@ -9,9 +9,10 @@ On digits 3-vs-8 (n_train = 200, lam = 0.1):
 - eNTK: the model's structured eNTK (layer Grams of inputs and cotangents) against the naive
   Jacobian contraction (``jax.jacrev``, the ``(n, P)`` Jacobian) at ``--naive-width``;
 - one Gauss-Newton step: ``--steps`` steps (f_tol = 0, so every net does the same work) for
-  ``mlp:3`` with the structured eNTK, the same net with the naive Jacobian eNTK (at
-  ``--naive-width`` only), and the two-layer net of eq. (1) on its pre-activation fast path, at
-  the same width; seconds per step after compilation;
+  ``mlp:3`` with its own step (products from layer taps), the same net through the generic
+  autodiff step (``jax.linearize``, with the structured eNTK), the generic step with the naive
+  Jacobian eNTK (at ``--naive-width`` only), and the two-layer net of eq. (1) on its
+  pre-activation fast path, at the same width; seconds per step after compilation;
 - full training: to the ``compare`` default tolerance (f_tol = 1e-7, at most 200 steps),
   seconds and iterations, ``mlp:3`` and the two-layer net at each of ``--train-widths``; at a
   step width without a full training, the estimate steps (at the widest trained width) x
@@ -95,15 +96,18 @@ def main() -> None:
     t_n = min(_seconds(lambda: ni.entk(naive, x)) for _ in range(2))
     res["entk"] = {"width": w, "n_params": net.n_params, "structured_s": t_s, "jacobian_s": t_n,
                    "speedup": t_n / t_s}
-    res["naive_step"] = {"width": w, "structured_s": step_seconds(net, x, y, args.steps),
-                         "jacobian_s": step_seconds(naive, x, y, args.steps)}
-    res["naive_step"]["speedup"] = res["naive_step"]["jacobian_s"] / res["naive_step"][
-        "structured_s"]
+    generic = dataclasses.replace(net, gn_step=None)  # the generic autodiff step
+    st = {"width": w, "tap_s": step_seconds(net, x, y, args.steps),
+          "autodiff_s": step_seconds(generic, x, y, args.steps),
+          "jacobian_s": step_seconds(dataclasses.replace(naive, gn_step=None), x, y, args.steps)}
+    st["speedup_autodiff"] = st["autodiff_s"] / st["tap_s"]
+    st["speedup_jacobian"] = st["jacobian_s"] / st["tap_s"]
+    res["naive_step"] = st
     print(f"eNTK at width {w} ({net.n_params} parameters, n = {x.shape[0]}): structured "
           f"{t_s:.2f} s, Jacobian {t_n:.2f} s ({t_n / t_s:.1f}x)")
-    print(f"GN step at width {w}: structured {res['naive_step']['structured_s']:.2f} s, "
-          f"Jacobian {res['naive_step']['jacobian_s']:.2f} s "
-          f"({res['naive_step']['speedup']:.1f}x)")
+    print(f"GN step at width {w}: taps {st['tap_s']:.2f} s, autodiff {st['autodiff_s']:.2f} s "
+          f"({st['speedup_autodiff']:.1f}x), autodiff with Jacobian eNTK {st['jacobian_s']:.2f} s "
+          f"({st['speedup_jacobian']:.1f}x)")
 
     print(f"{'width':>6} {'P (' + arch + ')':>14} {'s/step ' + arch:>12} {'s/step 2-layer':>15} "
           f"{'ratio':>6}")
@@ -112,11 +116,16 @@ def main() -> None:
         two = ni.architecture("two-layer").net(x, w)
         row = {"width": w, "n_params": deep_net.n_params, "two_layer_n_params": two.n_params,
                "step_s": step_seconds(deep_net, x, y, args.steps),
+               "autodiff_step_s": step_seconds(dataclasses.replace(deep_net, gn_step=None), x, y,
+                                               args.steps),
                "two_layer_step_s": step_seconds(two, x, y, args.steps)}
         row["step_ratio"] = row["step_s"] / row["two_layer_step_s"]
+        row["autodiff_ratio"] = row["autodiff_step_s"] / row["step_s"]
         res["rows"].append(row)
         print(f"{w:>6} {row['n_params']:>14} {row['step_s']:>12.3f} "
-              f"{row['two_layer_step_s']:>15.4f} {row['step_ratio']:>6.0f}", flush=True)
+              f"{row['two_layer_step_s']:>15.4f} {row['step_ratio']:>6.0f} "
+              f"(autodiff step {row['autodiff_step_s']:.3f} s, {row['autodiff_ratio']:.1f}x)",
+              flush=True)
     res["train"] = []
     for w in args.train_widths:
         t = {"width": w, "mlp": full_training(ni.architecture(arch).net(x, w), x, y),

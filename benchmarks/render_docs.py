@@ -539,7 +539,7 @@ def render_deep(results: Path) -> str:
             continue
         c = load(results, run, "compare.json")
         rec = load(results, run, "run.json")
-        note = (" The run collected widths stored by an earlier interrupted run (`--resume`); "
+        note = (" The run collected widths stored by an earlier run in its folder (`--resume`); "
                 "each width's own time is in the table." if "--resume" in rec["command"] else "")
         lines += [f"- {c['arch']}: " + source(results, run)[1:-1] + note]
         body += _deep_rows(c)
@@ -593,7 +593,7 @@ def render_deep(results: Path) -> str:
 
 
 def render_bench_deep(results: Path) -> str:
-    """benchmarks/README: ``bench_deep.py``, the generic Gauss-Newton step of deep nets."""
+    """benchmarks/README: ``bench_deep.py``, the Gauss-Newton step of deep nets."""
     b = load(results, "bench_deep", "bench_deep.json")
     e, st = b["entk"], b["naive_step"]
     lines = [source(results, "bench_deep", "runs"), "",
@@ -602,16 +602,20 @@ def render_bench_deep(results: Path) -> str:
              f"- eNTK at width {e['width']} (P = {e['n_params']}): structured "
              f"{fx(e['structured_s'])} s, `jax.jacrev` Jacobian contraction "
              f"{fx(e['jacobian_s'])} s: **{fx(e['speedup'], 1)}x**.",
-             f"- One Gauss-Newton step at width {st['width']}: structured "
-             f"{fx(st['structured_s'])} s, Jacobian eNTK {fx(st['jacobian_s'])} s: "
-             f"**{fx(st['speedup'], 1)}x**.", ""]
+             f"- One Gauss-Newton step at width {st['width']}: the deep nets' own step "
+             f"(products from layer taps) {fx(st['tap_s'])} s; the generic autodiff step "
+             f"(`jax.linearize`, structured eNTK) {fx(st['autodiff_s'])} s: "
+             f"**{fx(st['speedup_autodiff'], 1)}x**; the generic step with the `jax.jacrev` "
+             f"eNTK {fx(st['jacobian_s'])} s: **{fx(st['speedup_jacobian'], 1)}x**.", ""]
     body = [[str(r["width"]), str(r["n_params"]), fx(r["step_s"], 3),
+             fx(r["autodiff_step_s"], 3), f"{r['autodiff_ratio']:.1f}",
              fx(r["two_layer_step_s"], 4), f"{r['step_ratio']:.0f}",
              (f"{seconds(r['train_estimate_s'])} (estimate: steps at width "
               f"{r['train_estimate_steps_from_width']} x s/step)")
              if "train_estimate_s" in r else "measured below"] for r in b["rows"]]
-    lines += table(["width", f"P ({b['arch']})", f"s/step {b['arch']}", "s/step two-layer",
-                    "ratio", f"full training {b['arch']}"], body)
+    lines += table(["width", f"P ({b['arch']})", f"s/step {b['arch']}", "s/step autodiff step",
+                    "autodiff / taps", "s/step two-layer", "taps / two-layer",
+                    f"full training {b['arch']}"], body)
     lines += [""]
     lines += table(["width", f"train {b['arch']}", "steps", "converged", "train two-layer",
                     "steps"],

@@ -20,6 +20,12 @@ give every layer's input ``h`` and pre-activation cotangent ``delta``. A dense l
 ``c^2 G G'^T + b_std^2 (sum_p delta)(sum_p delta')^T`` with ``G = sum_p patch_p(h) (x) delta_p``
 its per-example weight gradient (``9 C_in C_out`` numbers). So the ``n x n`` eNTK costs
 ``O(n P)`` for the passes plus ``O(n^2 sum width)`` for the Grams, with no ``(n, P)`` Jacobian.
+
+**Gauss-Newton step** (:meth:`DeepReLU.gauss_newton_step`). The same taps give ``J v`` (each
+layer's affine map applied to the tangent's weights, against ``delta``) and ``J^T u`` (its
+transpose), so the step of :func:`ntk_influence.gauss_newton.linearized_step` needs one forward
+and one backward pass per accepted point, two forward-sized products (``J v``, ``J^T u``) and one
+forward pass per line-search trial.
 """
 
 from __future__ import annotations
