@@ -370,10 +370,9 @@ class DeepReLU(nnx.Module):
         """The model protocol's Gauss-Newton step: products from layer taps, no autodiff Jacobian.
 
         :func:`~ntk_influence.gauss_newton.linearized_step` with ``aux`` the layer taps on all
-        rows (one forward and one backward pass per accepted step): the eNTK is
-        :meth:`tap_gram`, ``J v`` is :meth:`tap_jvp` (one forward-sized product) and ``J^T u``
-        its transpose (one more). A step then costs about four forward passes plus one per
-        line-search trial; the iterates are those of the autodiff step to rounding.
+        rows: the eNTK is :meth:`tap_gram`, ``J v`` is :meth:`tap_jvp` and ``J^T u`` its
+        transpose (cost: module docstring). The iterates are those of the autodiff step to
+        rounding.
 
         Args:
           net: this model as a :class:`~ntk_influence.nets.FunctionalNet`.

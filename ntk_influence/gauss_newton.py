@@ -8,7 +8,7 @@ A step is a :class:`GNStep`: three pure functions of traced arrays that the loop
   line search, and ``advance(t, trial_loss)`` giving the next ``(theta, aux, f_all, loss)``;
 - ``finish(theta, aux, f_all, loss)``: final predictions, loss and gradient norm.
 
-Two steps exist:
+Two step functions exist:
 
 - :func:`linearized_step`, any net, given its :class:`Linearization` (outputs, eNTK, ``J v``
   and ``J^T u``): the ``n x n`` Woodbury solve
