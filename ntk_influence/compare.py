@@ -337,6 +337,7 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
             "full_f_change_test": full.f_change_test,
             "full_grad_norm": full.grad_norm, "full_rel_grad_norm": full.rel_grad_norm,
             "full_iterations": full.iterations, "full_converged": full.converged,
+            "full_final_step": full.final_step,
             "full_f_change": full.f_change, "f_test": float(full.f_test[0]),
             "test_points": int(tj.size), "test_indices": tj.tolist(),
             "f0_max_abs": float(max(np.abs(f0_tr).max(), np.abs(f0_te).max())),
@@ -484,6 +485,7 @@ def table_markdown(results: list[WidthComparison]) -> str:
     info_row("NTK mean abs(f - y) at the test points", "ntk_residual_test", ".3g")
     info_row("eNTK(W0) mean abs(f - y) at the test points", "entk0_residual_test", ".3g")
     info_row("full-run grad norm", "full_grad_norm", ".2e")
+    info_row("full-run final step (t << 1: stopped on ReLU kinks)", "full_final_step", ".2e")
     info_row("max solver error / abs(Delta)", "retrain_max_error_ratio", ".1e")
     info_row("seconds", "seconds_total", ".0f")
     k = {int(c.info.get("test_points", 1)) for c in cols}

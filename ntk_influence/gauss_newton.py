@@ -113,6 +113,7 @@ class SolveOut(NamedTuple):
     diverged: jax.Array
     stalled: jax.Array
     evaluations: jax.Array
+    final_step: jax.Array
 
 
 class Tracker(NamedTuple):
@@ -243,7 +244,7 @@ def gauss_newton_solver(net: FunctionalNet, s: Any, n: int) -> Any:
         f_all, loss, grad_norm = step.finish(c.theta, c.aux, c.f_all, c.loss)
         return SolveOut(c.theta, f_all, loss, grad_norm, st.grad_norm, c.track.change,
                         c.track.change_test, c.track.it, (c.track.change <= f_tol) & ~c.stalled,
-                        c.diverged, c.stalled, c.evaluations)
+                        c.diverged, c.stalled, c.evaluations, c.t_prev)
 
     return solve
 

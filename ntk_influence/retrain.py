@@ -3,7 +3,10 @@
 Each retrain removes a set ``S`` of training points (``w_i = 0`` for ``i in S`` in eq. 2): one
 point for leave-one-out, many for group removal or datamodel-style random subsets. It starts from
 the same ``W(0)`` by default, or warm-starts from the trained ``W`` (a different experiment; the
-result records which). The retrains run as one jit-compiled program vmapped over the removal
+result records which). On ReLU nets the solver stops where every direction it proposes crosses a
+kink (:attr:`~ntk_influence.train.TrainResult.final_step`), so where it stops depends on its
+path: from ``W(0)`` the full run and each retrain share that path, while a warm start begins
+pinned on the full run's kinks and moves less than the minimiser would. The retrains run as one jit-compiled program vmapped over the removal
 masks, in chunks sized to the memory budget, through the one chunk runner
 (:func:`ntk_influence.chunks.map_chunks`: one device, or the chunk axis sharded over a mesh),
 each chunk saved atomically so an interrupted sweep resumes where it stopped.

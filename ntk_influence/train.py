@@ -167,6 +167,13 @@ class TrainResult:
       evaluations: loss evaluations (GN line-search trials, or GD steps).
       method: ``"gn"`` or ``"gd"``.
       step_size: GD step used (NaN for GN).
+      final_step: the step in use at the end. GN: the last accepted line-search step ``t``
+        (``1`` is the full Gauss-Newton step). A stop with ``t << 1`` means the iterate is
+        pinned at ReLU kinks: every direction crosses a kink where the loss rises, the Armijo
+        step shrinks geometrically, and the ``f_change`` rule is met by shrinking steps while
+        ``rel_grad_norm`` stays put; the predictions are then determined only up to where such
+        a solver stalls (``benchmarks/bench_floor.py`` measures how far). GD: ``eta``, or the
+        smaller step annealing left.
       lam: the ridge.
       settings: the :class:`SolverSettings` used.
       seconds: wall time.
@@ -186,6 +193,7 @@ class TrainResult:
     evaluations: int
     method: str
     step_size: float
+    final_step: float
     lam: float
     settings: SolverSettings
     seconds: float
@@ -335,7 +343,7 @@ def _first_order_solver(net: FunctionalNet, s: SolverSettings, n: int) -> Any:
         return SolveOut(c.theta, c.f_all, c.loss, jnp.linalg.norm(grad), jnp.linalg.norm(g0),
                         c.track.change, c.track.change_test, c.track.it,
                         (c.track.change <= f_tol) & ~c.stalled, c.diverged, c.stalled,
-                        c.evaluations)
+                        c.evaluations, c.opt_state.hyperparams["learning_rate"])
 
     return solve
 
@@ -533,7 +541,7 @@ def train(net: FunctionalNet, x_train: Any, y_train: Any, lam: float = 0.1, *,
         f_change=float(out.f_change), f_change_test=float(out.f_change_test),
         iterations=int(out.iterations), converged=bool(out.converged),
         stalled=bool(out.stalled), evaluations=int(out.evaluations), method=s.method,
-        step_size=eta, lam=lam, settings=s,
+        step_size=eta, final_step=float(out.final_step), lam=lam, settings=s,
         seconds=secs)
     if warn and not res.converged:
         warnings.warn(

@@ -86,6 +86,39 @@ def test_gn_on_mlp_reaches_stationary_point():
     assert r.converged and r.f_change <= 1e-12 and np.isfinite(r.grad_norm)
 
 
+@pytest.mark.parametrize("make", [lambda: N.two_layer_net(5, 16, symmetric=True, seed=1),
+                                  lambda: N.functional(N.ReLUMLP(5, 8, depth=2, seed=0))],
+                         ids=["two-layer", "mlp"])
+def test_final_step_is_the_last_accepted_line_search_step(make):
+    # Reference: the damped Gauss-Newton direction from a dense solve at the k-th iterate; the
+    # (k+1)-th iterate must be that direction times the reported final step, a power of 2.
+    import jax
+
+    x, y, xt = _data(6)
+    net, lam = make(), 0.1
+    s = lambda k: T.SolverSettings("gn", f_tol=1e-300, max_steps=k)  # noqa: E731
+    runs = [T.train(net, x, y, lam, settings=s(k), warn=False) for k in (5, 6)]
+    with ni.precision("float64"):
+        th = jnp.asarray(runs[0].theta)
+        jac = np.asarray(jax.jacrev(lambda t: net.apply(t, jnp.asarray(x)))(th))
+        r = np.asarray(net.apply(th, jnp.asarray(x))) - y
+    dtheta = np.asarray(th) - np.asarray(net.theta0)
+    p = -np.linalg.solve(jac.T @ jac + lam * np.eye(jac.shape[1]), jac.T @ r + lam * dtheta)
+    move = np.asarray(runs[1].theta) - np.asarray(th)
+    t = runs[1].final_step
+    assert t == 2.0 ** np.round(np.log2(t)) and 0 < t < 1 and runs[0].final_step == 1
+    np.testing.assert_allclose(move, t * p, rtol=1e-8, atol=1e-12 * np.abs(p).max())
+    gd = T.train(net, x, y, lam, settings=T.SolverSettings("gd", max_steps=3), warn=False)
+    assert gd.final_step == pytest.approx(gd.step_size, rel=1e-12)
+
+
+def test_kink_stop_is_reported_by_the_final_step(small):
+    net, x, y, xt, gn, gd = small
+    # On ReLU kinks the f_change rule is met by a collapsing Armijo step, not at a stationary
+    # point: the reported final step is tiny while the relative gradient stays ~1e-2.
+    assert gn.converged and gn.final_step < 1e-3 and gn.rel_grad_norm > 1e-3
+
+
 def test_divergence_names_step_size():
     x, y, xt = _data()
     net = N.two_layer_net(5, 64, seed=0)
