@@ -514,16 +514,23 @@ def render_memory_plans(results: Path) -> str:
 
 # ------------------------------------------------------------------ deep and conv nets
 
-DEEP_RUNS = ("deep_mlp", "deep_cnn")
+DEEP_RUNS = ("deep_mlp_cold", "deep_mlp", "deep_cnn")
+DEEP_TARGETS = {"mlp": 0.95, "cnn": 0.9}
+
+
+def _start(c: dict[str, Any]) -> str:
+    return "warm" if c["settings"].get("warm_start") else "cold"
 
 
 def _deep_rows(c: dict[str, Any]) -> list[list[str]]:
-    return [[c.get("arch", "two-layer"), str(r["width"]), str(r["n_params"]), str(r["n_points"]),
+    return [[c.get("arch", "two-layer"), _start(c), str(r["width"]), str(r["n_params"]),
+             str(r["n_points"]),
              fx(r["pearson"], 3), fx(r["spearman"], 3), fx(r["ntk_slope"]),
              fx(r["entk0_pearson"], 3), fx(r["ihvp_pearson"], 3), fx(r["ihvp_spearman"], 3),
              fx(r["ihvp_slope"]),
              fx(r["entk0_kernel_rel_diff"], 3), "yes" if r["full_converged"] else "**no**",
-             g(r["retrain_max_error_ratio"], 2), seconds(r["seconds_total"])]
+             g(r["retrain_median_abs_delta"], 2), g(r["retrain_max_error_ratio"], 2),
+             seconds(r["seconds_total"])]
             for r in c["widths"]]
 
 
@@ -545,22 +552,22 @@ def render_deep(results: Path) -> str:
         body += _deep_rows(c)
     c = load(results, runs[0], "compare.json")
     s, d, r0 = c["settings"], c["data"], c["widths"][0]
-    start = "the trained weights (warm start)" if s.get("warm_start") else "the same W(0)"
     lines += ["", "Per run: the training points with the largest `|I_ntk|` summed over "
               f"{r0['test_points']} test points (column `removed`), out of {d['n_train']} "
               f"training points of "
               f"`{d['name']}` (lambda = {g(s['lam'])}); statistics over all (removed point, "
               f"test point) pairs. *Actual*: the Gauss-Newton minimiser of eq. (2) retrained "
-              f"without the point from {start}, W(0) staying the regularisation centre. "
+              "without the point, from the same W(0) as the full run (`start` cold) or from "
+              "the trained weights (warm), W(0) staying the regularisation centre. "
               "NTK: eq. (8-9) with Neural Tangents' analytic NTK of the architecture; eNTK(W0): "
               "the same with the net's empirical NTK at W(0) (what `entk_influence` gives at "
               "the initialisation); IHVP: "
               "eq. (12) on the trained net with the Gauss-Newton Hessian. Width: hidden units "
               "(mlp), channels (cnn).", ""]
-    lines += table(["arch", "width", "P", "removed", "R (NTK)", "rho (NTK)", "slope (NTK)",
+    lines += table(["arch", "start", "width", "P", "removed", "R (NTK)", "rho (NTK)", "slope (NTK)",
                     "R (eNTK(W0))", "R (IHVP)",
                     "rho (IHVP)", "slope (IHVP)", "eNTK(W0) rel. error", "full run converged",
-                    "max solver error / abs(Delta)", "time"], body)
+                    "median abs(Delta)", "max solver error / abs(Delta)", "time"], body)
     b = load(results, "bench_deep", "bench_deep.json")
     fits = "; ".join(
         f"{e['arch']}: " + ", ".join(f"{g(v, 2)} at {w}" for w, v in zip(e["widths"],
@@ -571,17 +578,19 @@ def render_deep(results: Path) -> str:
               f"Frobenius error of {e0['seeds']} initialisations ({fits}; `1/sqrt(width)` is "
               f"-0.5). " + source(results, "bench_deep")]
     lines += ["", "Targets:"]
-    for run, target in zip(DEEP_RUNS, (0.95, 0.9), strict=True):
+    for run in DEEP_RUNS:
         if run not in runs:
-            lines.append(f"- `{run}`: target R >= {g(target)} not measured.")
+            lines.append(f"- `{run}`: not measured.")
             continue
         c = load(results, run, "compare.json")
+        target = DEEP_TARGETS[c["arch"].split(":")[0]]
         rows = sorted(c["widths"], key=lambda r: r["width"])
         top = rows[-1]
         rises = all(a["pearson"] < b["pearson"] for a, b in itertools.pairwise(rows))
         verdict = "met" if top["pearson"] >= target else "**missed**"
         pts = f"{top['n_points']} removed points"
-        lines.append(f"- {c['arch']}: R = {fx(top['pearson'], 3)} at the widest width run, "
+        lines.append(f"- {c['arch']} ({_start(c)} start): R = {fx(top['pearson'], 3)} at the "
+                     "widest width run, "
                      f"{top['width']} ({pts}; {seconds(top['seconds_total'])} for that width): "
                      f"R >= {g(target)} {verdict}"
                      + (f"; R rises with width: {'yes' if rises else '**no**'}."
@@ -626,6 +635,82 @@ def render_bench_deep(results: Path) -> str:
     return "\n".join(lines)
 
 
+def _compare_r(results: Path) -> dict[tuple[str, int], tuple[float, str]]:
+    """R (NTK) of the recorded cold-start ``compare`` runs by (arch, width), with the run."""
+    out: dict[tuple[str, int], tuple[float, str]] = {}
+    for run in ("table1", *DEEP_RUNS):
+        if (results / run / "compare.json").exists():
+            c = load(results, run, "compare.json")
+            if c.get("settings", {}).get("warm_start"):
+                continue  # the floor is measured from W(0)
+            for r in c["widths"]:
+                out[(c.get("arch") or "two-layer", int(r["width"]))] = (r["pearson"], run)
+    return out
+
+
+def _floor_setup(b: dict[str, Any]) -> str:
+    return (f"`{b['data']}`, n = {b['n_train']}, lambda = {g(b['lam'])}; each net trained from "
+            f"W(0), and retrained from W(0) without each of the {b['removed']} training points "
+            f"with the largest `|I_ntk|` over the first {b['test_points']} test points, by "
+            f"Gauss-Newton and by a second solver (truncated Newton on the exact Hessian; "
+            f"annealed GD for the two-layer net, whose Gauss-Newton step is Newton's), to "
+            f"f_tol = {g(b['f_tol'])} with at most {b['max_steps']} steps (annealed GD: "
+            f"{b['gd_steps']}).")
+
+
+def render_bench_floor(results: Path) -> str:
+    """benchmarks/README: ``bench_floor.py``, two solvers' predictions and LOO changes."""
+    b = load(results, "bench_floor", "bench_floor.json")
+
+    def run_cells(r: dict[str, Any]) -> list[str]:
+        return [str(r["iterations"]), "yes" if r["converged"] else "**no**",
+                g(r["final_step"], 2), g(r["rel_grad_norm"], 2), fx(r["loss"], 5),
+                f"{r['retrains_converged']}/{len(r['retrain_iterations'])}"]
+
+    body = [[r["arch"], str(r["width"]), str(r["n_params"]), r["second"], *run_cells(r["gn"]),
+             *run_cells(r["other"]), g(r["median_abs_diff"], 2), g(r["median_abs_delta"], 2),
+             g(r["median_abs_delta_diff"], 2), fx(r["delta_pearson"], 3),
+             seconds(r["gn"]["seconds"] + r["other"]["seconds"])] for r in b["rows"]]
+    lines = [source(results, "bench_floor", "runs"), "", _floor_setup(b) + " `t`: the full "
+             "run's final accepted step (`TrainResult.final_step`; 1 is the full Gauss-Newton "
+             "step; for GD, the step left after annealing). `abs(df)`: the two full runs' "
+             "predictions; `abs(Delta)`: Gauss-Newton's leave-one-out changes; `abs(dDelta)`: "
+             "Gauss-Newton's against the second solver's; `R(Delta)`: their Pearson correlation "
+             "over all (removed point, test point) pairs. Time: both solvers, retrains included.",
+             ""]
+    lines += table(["arch", "width", "P", "second solver", "GN steps", "conv.", "GN t",
+                    "GN rel. grad", "GN loss", "GN retrains conv.", "2nd steps", "conv.",
+                    "2nd t", "2nd rel. grad", "2nd loss", "2nd retrains conv.",
+                    "median abs(df)", "median abs(Delta)", "median abs(dDelta)", "R(Delta)",
+                    "time"], body)
+    return "\n".join(lines)
+
+
+def render_deep_floor(results: Path) -> str:
+    """README: the solver floor of ``bench_floor`` beside the R of the compare runs."""
+    b = load(results, "bench_floor", "bench_floor.json")
+    rs = _compare_r(results)
+    body = []
+    for r in b["rows"]:
+        rc, run = rs.get((r["arch"], int(r["width"])), (None, None))
+        body.append([r["arch"], str(r["width"]), r["second"], g(r["gn"]["final_step"], 2),
+                     g(r["median_abs_diff"], 2), g(r["median_abs_delta"], 2),
+                     g(r["median_abs_delta_diff"], 2), fx(r["delta_pearson"], 3),
+                     fx(math.sqrt(max(r["delta_pearson"], 0.0)), 3),
+                     f"{fx(rc, 3)} (`{run}`)" if run else "not run"])
+    lines = ["**Solver floor.** " + _floor_setup(b) + " R(Delta) is the correlation of the "
+             "two solvers' leave-one-out changes. If each solver's error is independent of the "
+             "other's and as large, no influence estimate can correlate with either better than "
+             "`sqrt(R(Delta))` (column `R ceiling`); the last column is R (NTK) of the "
+             "cold-start compare run at that width (`table1`: one test point). "
+             + source(results, "bench_floor"), ""]
+    lines += table(["arch", "width", "second solver", "GN final step",
+                    "median abs(df), two solvers", "median abs(Delta)",
+                    "median abs(dDelta), two solvers", "R(Delta), two solvers", "R ceiling",
+                    "R (NTK) of compare (cold start)"], body)
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------ sections
 
 SECTIONS: dict[str, Callable[[Path], str]] = {
@@ -642,6 +727,8 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "memory-plans": render_memory_plans,
     "deep": render_deep,
     "bench-deep": render_bench_deep,
+    "bench-floor": render_bench_floor,
+    "deep-floor": render_deep_floor,
 }
 
 MARK = re.compile(r"(<!-- render:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /render:(?P=name) -->)",

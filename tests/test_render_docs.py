@@ -198,3 +198,37 @@ def test_attribution_section_states_the_setup_table_and_targets(rd, tmp_path, tr
     else:
         assert "0.767, **below** `trak`." in text
         assert "**missed** (16 min 40 s, 11% above)." in text
+
+
+def _floor_run(gn_step: float) -> dict:
+    run = {"iterations": 117, "converged": True, "stalled": False, "loss": 7.5, "rel_grad_norm":
+           0.004, "final_step": gn_step, "f_change_test": 1e-8, "seconds": 30.0,
+           "retrain_iterations": [100, 90, 95], "retrains_converged": 3}
+    return {"arch": "two-layer", "width": 1024, "n_params": 65536, "second": "annealed GD",
+            "removed": [4, 7, 1], "gn": run, "other": {**run, "final_step": 2e-7},
+            "max_abs_diff": 0.027, "median_abs_diff": 0.0085, "median_abs_delta": 0.0126,
+            "median_abs_delta_other": 0.012, "median_abs_delta_diff": 0.0057,
+            "delta_pearson": 0.985}
+
+
+def test_floor_sections_pair_each_width_with_its_compare_run(rd, tmp_path):
+    res = tmp_path / "results"
+    (res / "bench_floor").mkdir(parents=True)
+    (res / "bench_floor" / "run.json").write_text(json.dumps(RUN))
+    b = {"data": "digits:3,8", "n_train": 200, "lam": 0.1, "f_tol": 1e-7, "max_steps": 400,
+         "gd_steps": 20000, "test_points": 10, "removed": 3,
+         "rows": [_floor_run(3.8e-6), {**_floor_run(1.5e-5), "width": 4096}]}
+    (res / "bench_floor" / "bench_floor.json").write_text(json.dumps(b))
+    (res / "table1").mkdir()
+    (res / "table1" / "compare.json").write_text(json.dumps(
+        {"widths": [{"width": 1024, "pearson": 0.947, "retrain_median_abs_delta": 0.0107}]}))
+    text = rd.render_deep_floor(res)
+    assert "without each of the 3 training points with the largest `|I_ntk|` over the first " \
+           "10 test points" in text
+    assert "| two-layer | 1024 | annealed GD | 3.8e-06 | 0.0085 | 0.013 | 0.0057 | 0.985 | " \
+           "0.992 | 0.947 (`table1`) |" in text
+    assert "| two-layer | 4096 | annealed GD | 1.5e-05 | 0.0085 | 0.013 | 0.0057 | 0.985 | " \
+           "0.992 | not run |" in text
+    bench = rd.render_bench_floor(res)
+    assert "| 117 | yes | 3.8e-06 | 0.004 | 7.50000 | 3/3 | 117 | yes | 2.0e-07 |" in bench
+    assert "1 min 0 s" in bench
