@@ -52,6 +52,16 @@ def _interrupt_main():
     _thread.interrupt_main()
 
 
+@pytest.fixture
+def ctrl_c_handled():
+    """Python's own Ctrl-C handler for the test. A process started in the background inherits
+    SIGINT ignored (``nohup``, ``cmd &`` in a script), and then Ctrl-C reaches no Python code at
+    all; the tests below are about what happens when it does."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _sigterm():
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -61,7 +71,7 @@ CASES = [("ctrl-c", _interrupt_main, KeyboardInterrupt), ("sigterm", _sigterm, T
 
 
 @pytest.mark.parametrize("name,send,expected", CASES, ids=[c[0] for c in CASES])
-def test_interruption_stops_a_sweep_mid_chunk(name, send, expected, tmp_path):
+def test_interruption_stops_a_sweep_mid_chunk(name, send, expected, tmp_path, ctrl_c_handled):
     store = ResultStore(tmp_path / "store")
     sent: list[float] = []
     IN_CALL.clear()
@@ -110,7 +120,7 @@ def test_cli_exits_130_with_its_message_when_a_chunk_is_cut(tmp_path, capsys, mo
     assert first.exists() and not first.with_name("item_chunk_1.npz").exists()
 
 
-def test_ctrl_c_stops_a_long_training(monkeypatch):
+def test_ctrl_c_stops_a_long_training(monkeypatch, ctrl_c_handled):
     """A training is one long device call too: Ctrl-C reaches the caller within about a second,
     not when the (here some ten seconds long) gradient-descent run ends."""
     from ntk_influence import chunks, nets, train
