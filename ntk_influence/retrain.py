@@ -5,11 +5,11 @@ point for leave-one-out, many for group removal or datamodel-style random subset
 the same ``W(0)`` by default, or warm-starts from the trained ``W`` (a different experiment; the
 result records which). On ReLU nets the solver stops where every direction it proposes crosses a
 kink (:attr:`~ntk_influence.train.TrainResult.final_step`), so where it stops depends on its
-path: from ``W(0)`` the full run and each retrain share that path, while a warm start begins
-pinned on the full run's kinks and moves less than the minimiser would. The retrains run as one jit-compiled program vmapped over the removal
-masks, in chunks sized to the memory budget, through the one chunk runner
-(:func:`ntk_influence.chunks.map_chunks`: one device, or the chunk axis sharded over a mesh),
-each chunk saved atomically so an interrupted sweep resumes where it stopped.
+path: from ``W(0)`` the full run and each retrain share most of that path, while a warm start
+begins pinned on the full run's kinks and moves less. The retrains run as one jit-compiled
+program vmapped over the removal masks, in chunks sized to the memory budget, through the one
+chunk runner (:func:`ntk_influence.chunks.map_chunks`: one device, or the chunk axis sharded over
+a mesh), each chunk saved atomically so an interrupted sweep resumes where it stopped.
 
 The influence is computed from ``Delta = f^(S)(x_te) - f(x_te)`` as
 ``I_nn = Delta (f(x_te) - y_te) + Delta^2 / 2`` (:func:`ntk_influence.losses.loss_change`), which
