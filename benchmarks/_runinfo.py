@@ -67,7 +67,9 @@ def finish(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def write(info: dict[str, Any], out: str | Path) -> None:
-    """Finish the run record of ``info``, write it as JSON to ``out`` and say where.
+    """Finish the run record of ``info``, write it as JSON to ``out`` atomically and say where.
+
+    A script may call it after each finished part (the record then covers the run so far).
 
     Args:
       info: the dict the benchmark writes, holding ``info["run"]`` from :func:`start`.
@@ -75,8 +77,9 @@ def write(info: dict[str, Any], out: str | Path) -> None:
     """
     import json
 
-    finish(info)
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(info, indent=2, default=float) + "\n")  # numpy scalars as floats
+    from ntk_influence.io import atomic_write_bytes
+
+    record = finish({**info, "run": dict(info["run"])})  # info keeps its start time
+    text = json.dumps(record, indent=2, default=float) + "\n"  # numpy scalars as floats
+    atomic_write_bytes(out, text.encode())
     print(f"wrote {out}")

@@ -4,7 +4,10 @@ and on its leave-one-out changes.
 Prints a table and writes benchmarks/out/bench_floor.json.
 
     python benchmarks/bench_floor.py [--mlp-widths 128 256 512] [--cnn-widths 8]
-                                     [--two-layer-widths 1024 4096] [--removed 3]
+                                     [--two-layer-widths 1024 4096] [--removed 3] [--resume]
+
+The JSON is rewritten (atomically) after every net; ``--resume`` keeps the nets of an earlier run
+with the same settings and runs only the rest.
 
 On digits 3-vs-8 (n_train = 200, lam = 0.1, the ``compare`` data), each net is trained from
 W(0), and retrained from W(0) without each of the ``--removed`` training points with the
@@ -29,6 +32,7 @@ bounds the R that any influence estimate can reach against either of them.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -61,19 +65,28 @@ def summary(r: ni.TrainResult, seconds: float) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--mlp-widths", type=int, nargs="+", default=[128, 256, 512])
-    p.add_argument("--cnn-widths", type=int, nargs="+", default=[8])
-    p.add_argument("--two-layer-widths", type=int, nargs="+", default=[1024, 4096])
+    p.add_argument("--mlp-widths", type=int, nargs="*", default=[128, 256, 512])
+    p.add_argument("--cnn-widths", type=int, nargs="*", default=[8])
+    p.add_argument("--two-layer-widths", type=int, nargs="*", default=[1024, 4096])
     p.add_argument("--test-points", type=int, default=10)
     p.add_argument("--max-steps", type=int, default=400)
     p.add_argument("--gd-steps", type=int, default=20000)
     p.add_argument("--removed", type=int, default=3)
+    p.add_argument("--resume", action="store_true",
+                   help="keep the nets already in the output JSON (same settings required)")
     args = p.parse_args()
     res: dict = _runinfo.start()
     ds = ni.load_dataset("digits:3,8", n_train=200, n_test=50, seed=0)
-    res.update(data="digits:3,8", n_train=200, lam=0.1, f_tol=1e-7, max_steps=args.max_steps,
-               gd_steps=args.gd_steps, test_points=args.test_points, removed=args.removed,
-               rows=[])
+    setup = dict(data="digits:3,8", n_train=200, lam=0.1, f_tol=1e-7, max_steps=args.max_steps,
+                 gd_steps=args.gd_steps, test_points=args.test_points, removed=args.removed)
+    res.update(setup, rows=[])
+    out_json = OUT / "bench_floor.json"
+    done = {}
+    if args.resume and out_json.exists():
+        old = json.loads(out_json.read_text())
+        if {k: old.get(k) for k in setup} != setup:
+            p.error(f"--resume: {out_json} was made with other settings; run without --resume")
+        done = {(r["arch"], r["width"]): r for r in old["rows"]}
     gn = ni.SolverSettings(f_tol=1e-7, max_steps=args.max_steps)
     plan = ([("two-layer", w) for w in args.two_layer_widths]
             + [("mlp:3", w) for w in args.mlp_widths] + [("cnn:2", w) for w in args.cnn_widths])
@@ -81,6 +94,10 @@ def main() -> None:
           f"{'2nd steps':>9} {'2nd t':>8} {'med |df|':>9} {'med |D|':>9} {'med |dD|':>9} "
           f"{'R(D)':>6}")
     for name, w in plan:
+        if (name, w) in done:
+            res["rows"].append(done[(name, w)])
+            print(f"{name:>9} {w:>6} kept from the earlier run in {out_json}", flush=True)
+            continue
         fam = ni.architecture(name)
         x, xt = fam.prepare(ds.x_train), fam.prepare(ds.x_test)[:args.test_points]
         net = fam.net(x, w)
@@ -119,7 +136,7 @@ def main() -> None:
               f"{o['iterations']:>9} {o['final_step']:>8.1e} {row['median_abs_diff']:>9.2e} "
               f"{row['median_abs_delta']:>9.2e} {row['median_abs_delta_diff']:>9.2e} "
               f"{row['delta_pearson']:>6.3f}", flush=True)
-    _runinfo.write(res, OUT / "bench_floor.json")
+        _runinfo.write(res, out_json)
 
 
 if __name__ == "__main__":
