@@ -26,15 +26,16 @@ from ntk_influence import plots
 
 %matplotlib inline
 warnings.filterwarnings("ignore", message="IProgress not found")  # plain-text progress bars
-# "small" runs in about a minute on a 2-core CPU; the test suite runs "tiny".
+# "small" runs in {SMALL_TIME} on a 2-core CPU; the test suite runs "tiny".
 SIZE = os.environ.get("NTK_INFLUENCE_NOTEBOOK_SIZE", "small")
 S = {SIZES}[SIZE]
 S'''
 
 
-def _setup(sizes: str, pyplot: bool = False) -> str:
+def _setup(sizes: str, pyplot: bool = False, small_time: str = "about a minute") -> str:
     plt = "\nimport matplotlib.pyplot as plt" if pyplot else ""
-    return SETUP.replace("{SIZES}", sizes).replace("{PLT}", plt)
+    return (SETUP.replace("{SIZES}", sizes).replace("{PLT}", plt)
+            .replace("{SMALL_TIME}", small_time))
 
 
 def md(text: str) -> nbformat.NotebookNode:
@@ -432,7 +433,7 @@ changes.
 """),
     code(_setup('{"tiny": dict(n_train=24, n_test=4, widths=[64], channels=[4], points=4),\n'
                 '     "small": dict(n_train=60, n_test=10, widths=[128, 512], channels=[8, 16], '
-                'points=8)}')),
+                'points=8)}', small_time="several minutes")),
     code("""
 ds = ni.load_dataset("digits:3,8", n_train=S["n_train"], n_test=S["n_test"], seed=0)
 rows = {}
