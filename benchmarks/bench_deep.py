@@ -50,22 +50,22 @@ def _seconds(fn) -> float:
     return time.perf_counter() - t0
 
 
-def step_seconds(net: ni.FunctionalNet, x: np.ndarray, y: np.ndarray, steps: int) -> float:
+def step_seconds(net: ni.nets.FunctionalNet, x: np.ndarray, y: np.ndarray, steps: int) -> float:
     """Seconds per Gauss-Newton step after compilation (``steps`` steps, f_tol = 0)."""
     s = ni.SolverSettings(f_tol=1e-300, max_steps=steps)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ni.NotConvergedWarning)
-        ni.train_net(net, x, y, 0.1, settings=s)  # compile
-        r = ni.train_net(net, x, y, 0.1, settings=s)
+        warnings.simplefilter("ignore", ni.errors.NotConvergedWarning)
+        ni.training.train(net, x, y, 0.1, settings=s)  # compile
+        r = ni.training.train(net, x, y, 0.1, settings=s)
     return r.seconds / max(r.iterations, 1)
 
 
-def full_training(net: ni.FunctionalNet, x: np.ndarray, y: np.ndarray) -> dict:
+def full_training(net: ni.nets.FunctionalNet, x: np.ndarray, y: np.ndarray) -> dict:
     """One full training to the compare default tolerance, compilation included."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ni.NotConvergedWarning)
+        warnings.simplefilter("ignore", ni.errors.NotConvergedWarning)
         t0 = time.perf_counter()
-        r = ni.train_net(net, x, y, 0.1, settings=ni.SolverSettings(f_tol=1e-7))
+        r = ni.training.train(net, x, y, 0.1, settings=ni.SolverSettings(f_tol=1e-7))
     return {"seconds": time.perf_counter() - t0, "iterations": r.iterations,
             "evaluations": r.evaluations, "converged": r.converged, "loss": r.loss,
             "rel_grad_norm": r.rel_grad_norm}
@@ -91,9 +91,9 @@ def main() -> None:
     w = args.naive_width
     net = ni.architecture(arch).net(x, w)
     naive = dataclasses.replace(net, gram_fn=None)  # the same net, Jacobian-contraction eNTK
-    ni.entk(net, x), ni.entk(naive, x)  # compile both
-    t_s = min(_seconds(lambda: ni.entk(net, x)) for _ in range(2))
-    t_n = min(_seconds(lambda: ni.entk(naive, x)) for _ in range(2))
+    ni.nets.entk(net, x), ni.nets.entk(naive, x)  # compile both
+    t_s = min(_seconds(lambda: ni.nets.entk(net, x)) for _ in range(2))
+    t_n = min(_seconds(lambda: ni.nets.entk(naive, x)) for _ in range(2))
     res["entk"] = {"width": w, "n_params": net.n_params, "structured_s": t_s, "jacobian_s": t_n,
                    "speedup": t_n / t_s}
     generic = dataclasses.replace(net, gn_step=None)  # the generic autodiff step
@@ -151,10 +151,10 @@ def entk_error(x: np.ndarray, widths_of: dict[str, list[int]], seeds: int) -> li
     for name, widths in widths_of.items():
         fam = ni.architecture(name)
         xp = fam.prepare(x)
-        kern = np.asarray(ni.kernel_matrix(fam.kernel(), xp))
+        kern = np.asarray(ni.kernels.kernel_matrix(fam.kernel(), xp))
         errs = []
         for w in widths:
-            e = [ni.relative_frobenius_error(np.asarray(ni.entk(fam.net(xp, w, seed=s), xp)),
+            e = [ni.nets.relative_frobenius_error(np.asarray(ni.nets.entk(fam.net(xp, w, seed=s), xp)),
                                              kern) for s in range(seeds)]
             errs.append(float(np.mean(e)))
             print(f"eNTK(W0) vs NTK, {name} width {w}: relative error {errs[-1]:.4f} "

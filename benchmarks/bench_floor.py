@@ -48,12 +48,12 @@ import _runinfo
 OUT = Path(__file__).parent / "out"
 
 
-def run(net: ni.FunctionalNet, x: np.ndarray, y: np.ndarray, xt: np.ndarray,
+def run(net: ni.nets.FunctionalNet, x: np.ndarray, y: np.ndarray, xt: np.ndarray,
         settings: ni.SolverSettings) -> ni.TrainResult:
     """One training from W(0) at lam = 0.1, not-converged warnings silenced (reported)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ni.NotConvergedWarning)
-        return ni.train_net(net, x, y, 0.1, x_test=xt, settings=settings)
+        warnings.simplefilter("ignore", ni.errors.NotConvergedWarning)
+        return ni.training.train(net, x, y, 0.1, x_test=xt, settings=settings)
 
 
 def summary(r: ni.TrainResult, seconds: float) -> dict:
@@ -108,14 +108,14 @@ def main() -> None:
             second, s2 = "newton_cg=4", ni.SolverSettings(f_tol=1e-7, newton_cg=4,
                                                          max_steps=args.max_steps)
         yt = ds.y_test[:args.test_points]
-        idx = ni.select_points(x, ds.y_train, xt, yt, 0.1, np.arange(len(yt)), args.removed,
+        idx = ni.experiments.select_points(x, ds.y_train, xt, yt, 0.1, np.arange(len(yt)), args.removed,
                                fam.kernel())
         out = {}
         for key, s in (("gn", gn), ("second", s2)):
             t0 = time.perf_counter()
             full = run(net, x, ds.y_train, xt, s)
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ni.NotConvergedWarning)
+                warnings.simplefilter("ignore", ni.errors.NotConvergedWarning)
                 loo = ni.loo_retrain(net, x, ds.y_train, xt, yt, 0.1, train_index=idx,
                                      settings=s, full=full, show_progress=False)
             out[key] = (full, loo, {**summary(full, time.perf_counter() - t0),

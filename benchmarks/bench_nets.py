@@ -24,10 +24,10 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import ntk_influence as ni  # noqa: E402
-from ntk_influence import ihvp as H  # noqa: E402
+from ntk_influence import attribution as H  # noqa: E402
 from ntk_influence import nets as N  # noqa: E402
-from ntk_influence import retrain as R  # noqa: E402
-from ntk_influence import train as T  # noqa: E402
+from ntk_influence import training as R  # noqa: E402
+from ntk_influence import training as T  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _runinfo  # noqa: E402
@@ -45,7 +45,7 @@ def throughput(ds: ni.Dataset, width: int, retrains: int, steps: int) -> dict:
     fixed = T.SolverSettings("gn", f_tol=1e-300, max_steps=steps)
     idx = np.arange(retrains)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ni.NotConvergedWarning)
+        warnings.simplefilter("ignore", ni.errors.NotConvergedWarning)
         R.loo_retrain(net, ds.x_train, ds.y_train, xte, yte, 0.1, train_index=idx,
                       settings=fixed, full=full, chunk_size=retrains,
                       show_progress=False)  # compile (same settings and shapes as timed)

@@ -132,12 +132,12 @@ def part_precision(cases: list[tuple[int, list[float]]], d: int, n_test: int) ->
     rel = lambda a, b: float(np.max(np.abs(a - b)) / np.max(np.abs(b)))  # noqa: E731
     for n, lams in cases:
         x, y, xt, yt = _structured(n, n_test, d)
-        k = ni.kernel_matrix("paper", x)
-        kt = ni.kernel_matrix("paper", x, xt)
+        k = ni.kernels.kernel_matrix("paper", x)
+        kt = ni.kernels.kernel_matrix("paper", x, xt)
         for lam in lams:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ref = ni.influence_from_kernels(k, kt, y, yt, lam, spectrum="none")
+                ref = ni.influence.influence_from_kernels(k, kt, y, yt, lam, spectrum="none")
                 for refine in (False, True):
                     got, rep = dd.float32_influence(k, kt, y, yt, lam, refine=refine)
                     row = {"n": n, "lam": lam, "cond": rep.cond, "policy": rep.policy,

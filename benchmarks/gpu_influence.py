@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     mesh = dd.make_mesh()
     print(f"device: {dev.device_kind} ({dev.platform}), {len(jax.devices())} device(s); "
           f"n={n}, n_test={t}, d={d}", flush=True)
-    plan = dd.memory_plan(n, t, d, n_devices=mesh.devices.size, backend="jax",
+    plan = ni.linalg.memory_plan(n, t, d, n_devices=mesh.devices.size, backend="jax",
                           test_block=a.test_block)
     print(plan.describe(), flush=True)
     mm = 4096 if a.small else 16384
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     xt /= np.linalg.norm(xt, axis=1, keepdims=True)
     y = np.sign(rng.standard_normal(n))
     yt = np.sign(rng.standard_normal(t))
-    kern = ni.paper_kernel()
+    kern = ni.kernels.paper_kernel()
     log: list[dict] = []
     t_all = time.perf_counter()
     k = _timed("kernel K (n x n)", lambda: dd.sharded_kernel_rows(
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     cond = (spec.lambda_max + a.lam) / (spec.lambda_min + a.lam)
     # Check: residual of (K + lam I) beta = y on 256 rows, kernel rows recomputed.
     rows = rng.choice(n, size=min(256, n), replace=False)
-    k_rows = np.asarray(ni.kernel_matrix(kern, x[rows], x))
+    k_rows = np.asarray(ni.kernels.kernel_matrix(kern, x[rows], x))
     beta = factor.beta[:, 0]
     resid = k_rows @ beta + a.lam * beta[rows] - y[rows]
     rel_resid = float(np.linalg.norm(resid) / np.linalg.norm(y[rows]))

@@ -41,13 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     for gb in a.devices_gb:
         row: dict = {"device_gb": gb}
         try:
-            p = ni.memory_plan(a.n, a.n_test, a.d, backend="jax", device_memory=int(gb * GB),
+            p = ni.linalg.memory_plan(a.n, a.n_test, a.d, backend="jax", device_memory=int(gb * GB),
                                host_memory=int(512 * GB))
             row.update(fits=p.fits, factor_device_gb=p.factor_device_bytes / GB,
                        host_gb=p.host_bytes / GB, inverse_diagonal=p.inverse_diagonal,
                        test_block=p.test_block,
                        stages_gb={k: v / GB for k, v in p.stages.items()})
-        except ni.MemoryPlanError as e:
+        except ni.errors.MemoryPlanError as e:
             row.update(fits=False, error=str(e))
         plans.append(row)
         print(json.dumps(row))

@@ -140,7 +140,7 @@ MNIST and CIFAR-10; larger widths need more time than a notebook should take.
     code("""
 from IPython.display import Markdown
 
-from ntk_influence import compare
+from ntk_influence import experiments as compare
 
 sweep = compare.width_sweep(ds.x_train, ds.y_train, ds.x_test, ds.y_test, S["widths"], 0.1,
                             n_points=S["n_points"], test_index=0, show_progress=False)
@@ -179,7 +179,7 @@ regions of the data (high leverage), which is Theorem 4.
     code(_setup('{"tiny": dict(n_train=50, n_test=10, mix_n=80),\n'
                 '     "small": dict(n_train=200, n_test=40, mix_n=300)}')),
     code("""
-from ntk_influence import analysis, density
+from ntk_influence import experiments as analysis, experiments as density
 from ntk_influence.kernels import kernel_matrix, paper_kernel
 
 ds = ni.load_dataset("digits:3,8", n_train=S["n_train"], n_test=S["n_test"], seed=0)
@@ -241,7 +241,7 @@ points by how much the RKHS norm `y^T K^-1 y` of the fit drops when the group is
 """),
     code(_setup('{"tiny": dict(n_train=60, n_test=10), "small": dict(n_train=240, n_test=50)}')),
     code("""
-from ntk_influence import analysis, complexity
+from ntk_influence import experiments as analysis, influence as complexity
 from ntk_influence.kernels import kernel_matrix, paper_kernel
 
 ds = ni.load_dataset("digits:3,8", n_train=S["n_train"], n_test=S["n_test"], seed=0)
@@ -251,7 +251,7 @@ res = ni.ntk_influence(ds.x_train, ds.y_train, ds.x_test, ds.y_test, lam=0.1)
 ## Figure 4: most helpful, most harmful and least influential training images
 """),
     code("""
-ex = analysis.influential_examples(res, test_index=[0, 1, 2], k=5)
+ex = ni.influence.influential_examples(res, test_index=[0, 1, 2], k=5)
 fig = plots.influential_examples_plot(ex, ds.x_train, ds.x_test, ds.image_shape)
 """),
     md("""
@@ -292,7 +292,7 @@ where everything equals the kernel ridge regression results.
                 '     "small": dict(n_train=150, n_test=40,\n'
                 '                   times=[0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, np.inf])}')),
     code("""
-from ntk_influence import dynamics
+from ntk_influence import influence as dynamics
 
 ds = ni.load_dataset("digits:3,8", n_train=S["n_train"], n_test=S["n_test"], seed=0)
 times = np.asarray(S["times"])
@@ -310,7 +310,7 @@ from ntk_influence.kernels import kernel_matrix, paper_kernel
 K = kernel_matrix(paper_kernel(), ds.x_train)
 Kt = kernel_matrix(paper_kernel(), ds.x_train, ds.x_test)
 tr = dynamics.time_influence_from_kernels(K, Kt, ds.y_train, ds.y_test, 0.1, times, method="both")
-end = ni.influence_from_kernels(K, Kt, ds.y_train, ds.y_test, 0.1).influence
+end = ni.influence.influence_from_kernels(K, Kt, ds.y_train, ds.y_test, 0.1).influence
 print("max |I(t=inf) - I_engine| =", np.abs(tr.influence[-1] - end).max())
 fig = plots.time_agreement_plot(tr)
 """),
@@ -329,7 +329,7 @@ Flip 40% of the training labels, then follow, over training time, which training
 most influential for each test point: the share of clean and of noisy (flipped) points.
 """),
     code("""
-ln = dynamics.label_noise_experiment(ds.x_train, ds.y_train, ds.x_test, ds.y_test, 0.1, times,
+ln = ni.experiments.label_noise_experiment(ds.x_train, ds.y_train, ds.x_test, ds.y_test, 0.1, times,
                                      fraction=0.4, seed=0)
 print("noisy share over time:", np.round(ln.shares.share_noisy, 2))
 fig = plots.label_noise_plot(ln)
@@ -364,7 +364,7 @@ Scores use the library's sign: positive means removing the point raises the test
                 'dim=256, ensemble=2, steps=200)}')),
     code("""
 ds = ni.load_dataset("digits:3,8", n_train=S["n_train"], n_test=S["n_test"], seed=0)
-options = ni.ScoreOptions(trak_dim=S["dim"], trak_ensemble=S["ensemble"],
+options = ni.attribution.ScoreOptions(trak_dim=S["dim"], trak_ensemble=S["ensemble"],
                           tracin_steps=S["steps"], tracin_checkpoints=2)
 res = ni.attribution_benchmark(ds.x_train, ds.y_train, ds.x_test, ds.y_test,
                                width=S["width"], lam=0.1, subsets=S["subsets"], alpha=0.5,
@@ -380,7 +380,7 @@ An additive method predicts a subset's loss as the full model's loss plus the sc
 removed points; the NTK refit solves kernel ridge regression on the kept points.
 """),
     code("""
-fig = ni.attribution_figure(res)
+fig = ni.plots.attribution_figure(res)
 """),
     md("""
 ## Why an exact refit beats an additive score
@@ -397,7 +397,7 @@ its kernel, not by the additivity assumption that caps the others.
 """),
     code("""
 j = 0
-add = ni.additive_predictions(res.scores["ntk"], res.subset_indices, res.full_losses)
+add = ni.attribution.additive_predictions(res.scores["ntk"], res.subset_indices, res.full_losses)
 print("test point 0, first subsets")
 print("actual   ", np.round(res.subset_losses[:4, j], 4))
 print("ntk_refit", np.round(res.refit_losses[:4, j], 4))
@@ -417,8 +417,8 @@ The paper proves its result for two-layer ReLU nets. Neural Tangents gives the N
 architectures, and the library has their finite versions in the NTK parameterisation, every
 layer trained, as a symmetric pair so that `f_0 = 0` exactly:
 
-- `mlp:L`: `L` dense ReLU layers (`ni.mlp`);
-- `cnn:L`: `L` 3x3 conv + ReLU layers, global average pooling and a dense readout (`ni.cnn`),
+- `mlp:L`: `L` dense ReLU layers (`ni.nets.mlp`);
+- `cnn:L`: `L` 3x3 conv + ReLU layers, global average pooling and a dense readout (`ni.nets.cnn`),
   on the 8x8 digit images.
 
 `ni.compare_width(..., arch=...)` runs the paper's experiment for them: NTK influence from NT's
@@ -460,9 +460,9 @@ against Neural Tangents' `kernel_fn`: the relative error falls like about `1/sqr
     code("""
 fam = ni.architecture("mlp:3")
 x = fam.prepare(ds.x_train[:20])
-kern = ni.kernel_matrix(fam.kernel(), x)
+kern = ni.kernels.kernel_matrix(fam.kernel(), x)
 for w in (32, 128, 512):
-    print(w, round(ni.relative_frobenius_error(ni.entk(fam.net(x, w), x), kern), 4))
+    print(w, round(ni.nets.relative_frobenius_error(ni.nets.entk(fam.net(x, w), x), kern), 4))
 """),
     md("""
 ## Your own model: `ni.entk_influence`
@@ -473,7 +473,7 @@ linearised there (eq. 6), its empirical NTK from Neural Tangents, and the exact 
     code("""
 from flax import nnx
 
-model = ni.mlp(64, 256, 2, seed=1)
+model = ni.nets.mlp(64, 256, 2, seed=1)
 graphdef, params = nnx.split(model)
 apply_fn = lambda p, x: nnx.merge(graphdef, p)(x)
 res = ni.entk_influence(apply_fn, params, ds.x_train, ds.y_train, ds.x_test, ds.y_test, 0.1)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import InputError, TheoryAssumptionWarning
+from .errors import InputError, TheoryAssumptionWarning
 
 #: Rows whose norm is within this of 1 are rescaled to unit norm; rows further off raise.
 UNIT_NORM_TOL = 1e-6

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from conftest import closed_form_kernel, krr_predict
 
 import ntk_influence as ni
-from ntk_influence import analysis as an
+from ntk_influence import experiments as an
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_theorem3_holds_on_every_pair_across_default_sweep(digits38):
     assert np.all(sw.leverage_in_bounds)
     # eq. (16) checked independently here on every pair, from the engine's fields
     for lam in sw.lams:
-        res = ni.influence_from_kernels(k, kt, ds.y_train, ds.y_test, lam)
+        res = ni.influence.influence_from_kernels(k, kt, ds.y_train, ds.y_test, lam)
         lo = res.lambda_min / (res.lambda_min + lam)
         lhs = np.abs(res.influence - res.ihvp)
         rhs = lo * np.abs(res.influence) - 0.5 * res.alpha**2 * (res.loo_residual**2)[:, None]
@@ -85,7 +86,7 @@ def test_net_error_hook_and_bad_lams(small):
 def test_influential_examples():
     rng = np.random.default_rng(0)
     infl = rng.normal(size=(30, 6))
-    ex = an.influential_examples(infl, [1, 4], k=3)
+    ex = ni.influence.influential_examples(infl, [1, 4], k=3)
     for r, j in enumerate([1, 4]):
         col = infl[:, j]
         np.testing.assert_array_equal(ex.helpful[r], np.argsort(-col)[:3])
@@ -94,9 +95,9 @@ def test_influential_examples():
         np.testing.assert_allclose(ex.helpful_value[r], col[ex.helpful[r]])
     assert np.all(ex.helpful_value > 0) and np.all(ex.harmful_value < 0)
     with pytest.raises(ni.InputError):
-        an.influential_examples(infl, [6])
+        ni.influence.influential_examples(infl, [6])
     with pytest.raises(ni.InputError):
-        an.influential_examples(infl, [0], k=0)
+        ni.influence.influential_examples(infl, [0], k=0)
 
 
 def test_figures_draw_and_unknown_name(tmp_path, small):
@@ -106,7 +107,7 @@ def test_figures_draw_and_unknown_name(tmp_path, small):
     sw = an.lambda_sweep(k, kt, y, yt, [0.25, 1.0, 4.0])
     fig = plots.plot_figure("fig2", sw, path=tmp_path / "f2.png")
     assert (tmp_path / "f2.png").stat().st_size > 1000
-    plots._plt().close(fig)
+    plt.close(fig)
     with pytest.raises(ni.InputError, match="unknown figure"):
         plots.plot_figure("fig9", sw)
     with pytest.raises(ni.InputError, match="unknown figure"):
@@ -116,21 +117,21 @@ def test_figures_draw_and_unknown_name(tmp_path, small):
 @pytest.mark.parametrize("shape", [(8, 8), (28, 28), (32, 32, 3)])
 def test_image_grids_for_each_image_shape(tmp_path, shape):
     from ntk_influence import plots
-    from ntk_influence.dynamics import most_influential
+    from ntk_influence.influence import most_influential
 
     rng = np.random.default_rng(0)
     d = int(np.prod(shape))
     xtr, xte = rng.random((12, d)), rng.random((3, d))
     infl = rng.normal(size=(12, 3))
-    ex = an.influential_examples(infl, [0, 2], k=2)
+    ex = ni.influence.influential_examples(infl, [0, 2], k=2)
     fig = plots.plot_figure("figure 4", ex, xtr, xte, shape, path=tmp_path / "f4.png")
     imgs = [im for ax in fig.axes for im in ax.get_images()]
     assert len(imgs) == 2 * (1 + 3 * 2)
     assert imgs[0].get_array().shape == shape
-    plots._plt().close(fig)
+    plt.close(fig)
     top = most_influential(rng.normal(size=(4, 12, 3)))
     fig = plots.plot_figure(6, top, [0.1, 1, 10, np.inf], xtr, xte, shape,
                             path=tmp_path / "f6.png")
     assert len([im for ax in fig.axes for im in ax.get_images()]) == 5 * 3
-    plots._plt().close(fig)
+    plt.close(fig)
     assert (tmp_path / "f4.png").exists() and (tmp_path / "f6.png").exists()

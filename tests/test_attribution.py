@@ -12,7 +12,7 @@ import scipy.stats
 
 import ntk_influence as ni
 from ntk_influence import attribution as attr
-from ntk_influence.trak import projection_chunk
+from ntk_influence.attribution import projection_chunk
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def small():
 def trained(small):
     with ni.precision("float64"):
         net = ni.two_layer_net(small.x_train.shape[1], 8, symmetric=True, seed=3)
-        full = ni.train_net(net, small.x_train, small.y_train, 0.1,
+        full = ni.training.train(net, small.x_train, small.y_train, 0.1,
                             settings=ni.SolverSettings(f_tol=1e-9, max_steps=400))
     return net, full
 
@@ -84,7 +84,7 @@ def test_ntk_refit_equals_dense_krr_refit(small):
         return g * (np.pi - np.arccos(g)) / (2 * np.pi)
 
     k, kt = eq4(x, x), eq4(x, xt)  # sliced below: arccos near 1 amplifies rounding of x.x
-    res = ni.influence_from_kernels(k, kt, y, yt, lam)
+    res = ni.influence.influence_from_kernels(k, kt, y, yt, lam)
     idx = attr.random_subsets(len(y), 4, 0.5, seed=0)
     got = attr.ntk_refit_outputs(res, idx)
     for j, s in enumerate(idx):
@@ -99,7 +99,7 @@ def test_ntk_refit_equals_dense_krr_refit(small):
 def test_trak_without_projection_is_the_dense_hessian_ihvp(small, trained):
     net, full = trained
     x, y, xt, yt = small.x_train, small.y_train, small.x_test, small.y_test
-    got = ni.trak_scores(net, full.theta, x, y, xt, yt, 0.1, dim=None)
+    got = ni.attribution.trak_scores(net, full.theta, x, y, xt, yt, 0.1, dim=None)
     ref = ni.ihvp_influence(net, full.theta, x, y, xt, yt, 0.1, method="dense").influence
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, ref, rtol=1e-7, atol=1e-12 * np.abs(ref).max())
@@ -113,7 +113,7 @@ def test_first_order_sign_against_leave_one_out_retraining(small):
     idx = np.array([0, 3, 7, 11])
     loo = ni.loo_retrain(net, x, y, xt, yt, 0.1, train_index=idx, settings=s,
                          show_progress=False)
-    scores = ni.trak_scores(net, loo.full.theta, x, y, xt, yt, 0.1, dim=None)[idx]
+    scores = ni.attribution.trak_scores(net, loo.full.theta, x, y, xt, yt, 0.1, dim=None)[idx]
     big = np.abs(loo.influence) > 0.2 * np.abs(loo.influence).max()
     assert big.sum() >= 3
     np.testing.assert_array_equal(np.sign(scores[big]), np.sign(loo.influence[big]))
@@ -125,7 +125,7 @@ def test_chunked_projection_equals_the_explicit_projection(small, trained, kind)
     net, full = trained
     x = small.x_train[:6]
     rows = 100  # P = 8 * 64 = 512: five full chunks and a partial one, not neuron-aligned
-    got = ni.projected_gradients(net, full.theta, x, 40, seed=5, projection=kind,
+    got = ni.attribution.projected_gradients(net, full.theta, x, 40, seed=5, projection=kind,
                                  chunk_params=rows)
     with ni.precision("float64"):
         r = np.concatenate([projection_chunk(5, c, rows, 40, kind)
@@ -141,12 +141,12 @@ def test_trak_self_influence_projects_once_and_matches_the_cross_scores(small, t
     and the first-order score of explicitly projected features."""
     net, full = trained
     x, y = small.x_train, small.y_train
-    own = ni.trak_scores(net, full.theta, x, y, x, y, 0.1, dim=24, seed=2)
-    cross = ni.trak_scores(net, full.theta, x, y, x[:5], y[:5], 0.1, dim=24, seed=2)
+    own = ni.attribution.trak_scores(net, full.theta, x, y, x, y, 0.1, dim=24, seed=2)
+    cross = ni.attribution.trak_scores(net, full.theta, x, y, x[:5], y[:5], 0.1, dim=24, seed=2)
     np.testing.assert_allclose(own[:, :5], cross, rtol=1e-10, atol=1e-14)
-    phi = ni.projected_gradients(net, full.theta, x, 24, seed=2)
+    phi = ni.attribution.projected_gradients(net, full.theta, x, 24, seed=2)
     r = np.asarray(full.f_train) - y
-    ref = ni.first_order_scores(phi @ phi.T, phi @ phi.T, r, r, 0.1)
+    ref = ni.attribution.first_order_scores(phi @ phi.T, phi @ phi.T, r, r, 0.1)
     np.testing.assert_allclose(own, ref, rtol=1e-8, atol=1e-12 * np.abs(ref).max())
 
 
@@ -154,11 +154,11 @@ def test_trak_ensemble_is_the_mean_of_its_members_under_one_projection(small, tr
     net, full = trained
     x, y, xt, yt = small.x_train, small.y_train, small.x_test, small.y_test
     other = ni.two_layer_net(x.shape[1], 8, symmetric=True, seed=4)
-    th2 = ni.train_net(other, x, y, 0.1,
+    th2 = ni.training.train(other, x, y, 0.1,
                        settings=ni.SolverSettings(f_tol=1e-9, max_steps=400)).theta
     pairs = [(net, full.theta), (other, th2)]
-    ens = ni.trak_ensemble_scores(pairs, x, y, xt, yt, 0.1, dim=24, seed=3)
-    one = [ni.trak_scores(m, th, x, y, xt, yt, 0.1, dim=24, seed=3) for m, th in pairs]
+    ens = ni.attribution.trak_ensemble_scores(pairs, x, y, xt, yt, 0.1, dim=24, seed=3)
+    one = [ni.attribution.trak_scores(m, th, x, y, xt, yt, 0.1, dim=24, seed=3) for m, th in pairs]
     assert np.abs(one[0] - one[1]).max() > 0.1 * np.abs(one[0]).max()  # the nets differ
     np.testing.assert_allclose(ens, (one[0] + one[1]) / 2, rtol=1e-10,
                                atol=1e-14 * np.abs(ens).max())
@@ -170,9 +170,9 @@ def test_trak_ensemble_is_the_mean_of_its_members_under_one_projection(small, tr
 def test_tracin_one_checkpoint_is_grad_dot_times_the_step(small):
     x, y, xt, yt = small.x_train, small.y_train, small.x_test, small.y_test
     net = ni.two_layer_net(x.shape[1], 16, symmetric=True, seed=3)
-    path = ni.training_path(net, x, y, 0.1, steps=30, checkpoints=1)
+    path = ni.attribution.training_path(net, x, y, 0.1, steps=30, checkpoints=1)
     assert path.weights == pytest.approx([path.step_size * 30])
-    got = ni.tracin_scores(net, path, x, y, xt, yt)
+    got = ni.attribution.tracin_scores(net, path, x, y, xt, yt)
     with ni.precision("float64"):
         theta = jnp.asarray(path.thetas[0])
 
@@ -182,19 +182,19 @@ def test_tracin_one_checkpoint_is_grad_dot_times_the_step(small):
         gtr = np.stack([np.asarray(g(jnp.asarray(a), b)) for a, b in zip(x, y, strict=True)])
         gte = np.stack([np.asarray(g(jnp.asarray(a), b)) for a, b in zip(xt, yt, strict=True)])
     np.testing.assert_allclose(got, path.step_size * 30 * gtr @ gte.T, rtol=1e-9, atol=1e-13)
-    np.testing.assert_allclose(ni.grad_dot_scores(net, theta, x, y, xt, yt), gtr @ gte.T,
+    np.testing.assert_allclose(ni.attribution.grad_dot_scores(net, theta, x, y, xt, yt), gtr @ gte.T,
                                rtol=1e-9, atol=1e-13)
 
 
 def test_training_path_segments_follow_one_gd_run(small):
     x, y = small.x_train, small.y_train
     net = ni.two_layer_net(x.shape[1], 16, symmetric=True, seed=3)
-    two = ni.training_path(net, x, y, 0.1, steps=40, checkpoints=2)
-    one = ni.training_path(net, x, y, 0.1, steps=40, checkpoints=1)
+    two = ni.attribution.training_path(net, x, y, 0.1, steps=40, checkpoints=2)
+    one = ni.attribution.training_path(net, x, y, 0.1, steps=40, checkpoints=1)
     np.testing.assert_allclose(two.thetas[-1], one.thetas[0], rtol=1e-12, atol=1e-14)
     direct = net.theta0
     with ni.precision("float64"):
-        grad = jax.grad(lambda t: ni.objective(net, t, jnp.asarray(x), jnp.asarray(y), 0.1))
+        grad = jax.grad(lambda t: ni.training.objective(net, t, jnp.asarray(x), jnp.asarray(y), 0.1))
         for _ in range(20):
             direct = direct - two.step_size * grad(direct)
     np.testing.assert_allclose(two.thetas[0], np.asarray(direct), rtol=1e-10, atol=1e-13)
@@ -238,7 +238,7 @@ def test_cli_writes_documented_files_resumes_and_matches_direct_training(tmp_pat
     net = ni.two_layer_net(ds.x_train.shape[1], 32, symmetric=True, seed=0)
     w = attr.subset_mask(z["subset_indices"][:2], n).astype(float)
     for j in range(2):
-        direct = ni.train_net(net, ds.x_train, ds.y_train, 0.1, x_test=ds.x_test, weights=w[j],
+        direct = ni.training.train(net, ds.x_train, ds.y_train, 0.1, x_test=ds.x_test, weights=w[j],
                               settings=ni.SolverSettings(f_tol=1e-10))
         np.testing.assert_allclose(z["subset_outputs"][j], direct.f_test, atol=1e-8)
     # resuming reuses the finished retraining chunks and gives the same arrays
@@ -261,7 +261,7 @@ def test_subset_retraining_equals_direct_weighted_training(small):
     assert keep.sum(axis=1).tolist() == [8, 8]
     ret = ni.retrain_without(net, x, y, xt, yt, 0.1, keep=keep, settings=s, show_progress=False)
     for j in range(2):
-        direct = ni.train_net(net, x, y, 0.1, x_test=xt, weights=keep[j].astype(float),
+        direct = ni.training.train(net, x, y, 0.1, x_test=xt, weights=keep[j].astype(float),
                               settings=s, warn=False)
         np.testing.assert_allclose(ret.f_retrain_test[j], direct.f_test, atol=1e-8)
 
@@ -280,6 +280,6 @@ def test_subset_retrains_stop_at_their_own_tolerance(small):
     # each subset retrain is the weighted training of the same W(0) stopped at 1e-3
     net = ni.two_layer_net(x.shape[1], 32, symmetric=True, seed=0)
     w = attr.subset_mask(res.subset_indices, len(y)).astype(float)
-    direct = np.stack([ni.train_net(net, x, y, 0.1, x_test=xt, weights=wj,
+    direct = np.stack([ni.training.train(net, x, y, 0.1, x_test=xt, weights=wj,
                                     settings=ni.SolverSettings(f_tol=1e-3)).f_test for wj in w])
     np.testing.assert_allclose(res.subset_outputs, direct, atol=1e-10)

@@ -89,7 +89,7 @@ def test_bad_usage_exits_2(argv, capsys, tmp_path):
 
 
 def test_numerical_failure_exits_3(tmp_path, capsys):
-    x = ni.unit_normalize(np.random.default_rng(0).normal(size=(6, 3)))
+    x = ni.data.unit_normalize(np.random.default_rng(0).normal(size=(6, 3)))
     x = np.concatenate([x, x])  # duplicate points: K singular
     y = np.sign(x[:, 0])
     np.savez(tmp_path / "dup.npz", x_train=x, y_train=y, x_test=x[:3], y_test=y[:3])
@@ -314,7 +314,7 @@ def test_reproduce_keep_going_records_failure(tmp_path, capsys, monkeypatch):
         return ["influence", *rep._data_argv(args, mode), "--kernel", "paper", "--lam", "0",
                 "--data", f"npz:{tmp_path / 'dup.npz'}"]
 
-    x = ni.unit_normalize(np.random.default_rng(0).normal(size=(5, 3)))
+    x = ni.data.unit_normalize(np.random.default_rng(0).normal(size=(5, 3)))
     x = np.concatenate([x, x])
     np.savez(tmp_path / "dup.npz", x_train=x, y_train=np.sign(x[:, 0]), x_test=x[:2],
              y_test=np.sign(x[:2, 0]))
@@ -378,7 +378,7 @@ def test_warnings_are_reported_without_source_lines(tmp_path, capsys, monkeypatc
     real = influence_module.ntk_influence
 
     def warns(*args, **kwargs):
-        warnings.warn("solver stopped early:\n  residual 1e-3", ni.NotConvergedWarning, stacklevel=2)
+        warnings.warn("solver stopped early:\n  residual 1e-3", ni.errors.NotConvergedWarning, stacklevel=2)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(influence_module, "ntk_influence", warns)
@@ -440,7 +440,7 @@ def test_resume_with_other_settings_is_refused(first, second, name, shown, tmp_p
 
 def test_resume_with_changed_data_arrays_is_refused(tmp_path, capsys):
     rng = np.random.default_rng(0)
-    x = ni.unit_normalize(rng.normal(size=(12, 4)))
+    x = ni.data.unit_normalize(rng.normal(size=(12, 4)))
     path = tmp_path / "d.npz"
     np.savez(path, x_train=x[:9], y_train=np.sign(x[:9, 0]), x_test=x[9:], y_test=np.sign(x[9:, 0]))
     argv = ["influence", "--data", f"npz:{path}", "--out", tmp_path / "o", "--quiet"]
@@ -453,7 +453,7 @@ def test_resume_with_changed_data_arrays_is_refused(tmp_path, capsys):
 
 def test_compare_resume_with_other_lam_is_refused_before_any_training(tmp_path, capsys,
                                                                         monkeypatch):
-    import ntk_influence.compare as compare_module
+    import ntk_influence.experiments as compare_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

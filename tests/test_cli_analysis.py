@@ -10,7 +10,7 @@ import pytest
 import ntk_influence as ni
 from ntk_influence import io
 from ntk_influence.cli import EXIT_OK, EXIT_USAGE, main
-from ntk_influence.dynamics import influence_over_time
+from ntk_influence.influence import influence_over_time
 
 TINY = ["--data", "digits:3,8", "--n-train", "30", "--n-test", "8", "--quiet"]
 TIMES = ["--times", "0.1", "2", "inf"]
@@ -34,8 +34,9 @@ def test_lambda_sweep(tmp_path):
     assert (out / "fig2_lambda_sweep.png").stat().st_size > 1000
     # the numbers are the library's
     ds = ni.load_dataset("digits:3,8", n_train=30, n_test=8)
-    k, kt = ni.kernel_matrix("paper", ds.x_train), ni.kernel_matrix("paper", ds.x_train, ds.x_test)
-    from ntk_influence.analysis import lambda_sweep
+    km = ni.kernels.kernel_matrix
+    k, kt = km("paper", ds.x_train), km("paper", ds.x_train, ds.x_test)
+    from ntk_influence.experiments import lambda_sweep
 
     ref = lambda_sweep(k, kt, ds.y_train, ds.y_test, [0.25, 1, 4])
     np.testing.assert_allclose(z["mean_error_rate"], ref.mean_error_rate, rtol=1e-10)
@@ -58,7 +59,7 @@ def test_density_complexity_examples(tmp_path):
     assert z["complexity"].shape == (5,) and (c / "fig5_complexity.png").exists()
     # eq. (19) by dense solves on the reduced kernels, with the ridge the command reports
     ds = ni.load_dataset("digits:3,8", n_train=30, n_test=8)
-    k = ni.kernel_matrix("paper", ds.x_train)
+    k = ni.kernels.kernel_matrix("paper", ds.x_train)
     y = ds.y_train
 
     def norm(idx):

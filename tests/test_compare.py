@@ -9,15 +9,16 @@ import pytest
 from conftest import closed_form_kernel
 
 import ntk_influence as ni
-from ntk_influence import compare as C
+import ntk_influence.experiments._compare as compare_impl
+from ntk_influence import experiments as C
 from ntk_influence import nets as N
 from ntk_influence.cli import main
-from ntk_influence.empirical import entk
+from ntk_influence.nets import entk
 
 
 def test_agreement_reports_slope_and_error():
     a = np.array([1.0, -2.0, 3.0, 0.5])
-    st = C.agreement(0.5 * a, a)
+    st = ni.attribution.agreement(0.5 * a, a)
     assert st["pearson"] == pytest.approx(1.0) and st["spearman"] == pytest.approx(1.0)
     assert st["slope"] == pytest.approx(0.5) and st["rel_error"] == pytest.approx(0.5)
 
@@ -32,7 +33,7 @@ def test_kernel_with_f0_is_the_linearised_network():
     f0, f0t = N.initial_output(net, x), N.initial_output(net, xt)
     assert np.abs(f0).max() > 1e-2
     k, kt = np.asarray(entk(net, x)), np.asarray(entk(net, x, xt))
-    res = ni.influence_from_kernels(k, kt, y - f0, yt - f0t, 0.1)
+    res = ni.influence.influence_from_kernels(k, kt, y - f0, yt - f0t, 0.1)
 
     def lin_predict(keep):  # the linearised net trained on eq. (2), in closed form
         kk = k[np.ix_(keep, keep)]
@@ -123,7 +124,7 @@ def test_test_points_pair_every_removed_point_with_every_test_point(sweep3):
     assert c.actual.shape == (4, 3) and list(c.test_indices) == [1, 2, 3]
     for v in C.VARIANTS:
         assert c.predicted[v].shape == (4, 3)
-        ref = C.agreement(c.predicted[v].ravel(), c.actual.ravel())  # all 12 pairs
+        ref = ni.attribution.agreement(c.predicted[v].ravel(), c.actual.ravel())  # all 12 pairs
         assert c.stats[v] == pytest.approx(ref)
     # the removed points: the largest abs(I_ntk) summed over the 3 test points (dense solve)
     k, kt = closed_form_kernel(x, x), closed_form_kernel(x, xt[1:4])
@@ -182,7 +183,7 @@ def test_stored_width_of_other_settings_is_refused(sweep3, monkeypatch, name, da
     def never(*a, **k):
         raise AssertionError("computed instead of refusing")
 
-    monkeypatch.setattr(C, "compare_width", never)
+    monkeypatch.setattr(compare_impl, "compare_width", never)
     data = data_change(data) if data_change else data
     opts = {**kw, "lam": 0.1, **change}
     lam = opts.pop("lam")
@@ -197,7 +198,7 @@ def test_stored_width_of_the_same_settings_is_reused(sweep3, monkeypatch):
     def never(*a, **k):
         raise AssertionError("recomputed a stored width")
 
-    monkeypatch.setattr(C, "compare_width", never)
+    monkeypatch.setattr(compare_impl, "compare_width", never)
     seen = []
     (again,) = C.width_sweep(*data, [16], 0.1, out=out, on_result=seen.append,
                              chunk_size=2, **kw)  # how the work is run does not matter
@@ -250,7 +251,7 @@ def test_cli_prints_each_width_as_soon_as_it_is_done(tmp_path, capsys, monkeypat
             raise KeyboardInterrupt  # the second width never finishes
         return _fake(width, r=0.777)
 
-    monkeypatch.setattr(C, "compare_width", fake)
+    monkeypatch.setattr(compare_impl, "compare_width", fake)
     code = main(["compare", "--n-train", "16", "--n-test", "4", "--widths", "16", "32",
                  "--n-points", "4", "--out", str(tmp_path / "c")])
     err = capsys.readouterr().err
@@ -259,7 +260,7 @@ def test_cli_prints_each_width_as_soon_as_it_is_done(tmp_path, capsys, monkeypat
 
 
 def test_cli_compare_writes_both_figures_and_test_points(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(C, "compare_width", lambda *a, **kw: _fake(a[4]))
+    monkeypatch.setattr(compare_impl, "compare_width", lambda *a, **kw: _fake(a[4]))
     out = tmp_path / "c"
     assert main(["compare", "--n-train", "16", "--n-test", "4", "--widths", "64", "16",
                  "--n-points", "4", "--test-points", "3", "--out", str(out), "--quiet"]) == 0

@@ -7,7 +7,7 @@ import pytest
 from conftest import closed_form_kernel
 
 import ntk_influence as ni
-from ntk_influence.complexity import complexity_of_influence_groups, group_complexity, influence_groups
+from ntk_influence.influence import complexity_of_influence_groups, group_complexity, influence_groups
 
 
 def _brute(k, y, groups, lam):
@@ -58,7 +58,7 @@ def test_multi_output(digits_multi):
 
 def test_singular_kernel_uses_small_ridge_and_says_so():
     rng = np.random.default_rng(1)
-    x = ni.unit_normalize(rng.normal(size=(30, 4)))
+    x = ni.data.unit_normalize(rng.normal(size=(30, 4)))
     x[7] = x[3]  # a duplicate point makes K singular
     k = closed_form_kernel(x, x)
     y = np.sign(rng.normal(size=30))
@@ -125,7 +125,7 @@ def test_figure5_pipeline_most_influential_groups_most_complex(digits38):
     ds = digits38
     k = closed_form_kernel(ds.x_train, ds.x_train)
     kt = closed_form_kernel(ds.x_train, ds.x_test)
-    res = ni.influence_from_kernels(k, kt, ds.y_train, ds.y_test, 0.1)
+    res = ni.influence.influence_from_kernels(k, kt, ds.y_train, ds.y_test, 0.1)
     g, c = complexity_of_influence_groups(k, ds.y_train, res, 10)
     np.testing.assert_allclose(c.values, _brute(k, ds.y_train, g.groups, 0.0), rtol=1e-7)
     # the paper's observation: the extreme groups contribute the most complexity

@@ -16,7 +16,7 @@ def setup(digits38):
     ds = digits38
     k = closed_form_kernel(ds.x_train, ds.x_train)
     kt = closed_form_kernel(ds.x_train, ds.x_test)
-    res = ni.influence_from_kernels(k, kt, ds.y_train, ds.y_test, LAM)
+    res = ni.influence.influence_from_kernels(k, kt, ds.y_train, ds.y_test, LAM)
     return ds, k, kt, res
 
 
@@ -48,11 +48,11 @@ def test_exact_loo_matches_refit(setup, i):
 
 def test_all_points_loo_matches_refit_small():
     rng = np.random.default_rng(3)
-    x = ni.unit_normalize(rng.normal(size=(25, 5)))
-    xt = ni.unit_normalize(rng.normal(size=(7, 5)))
+    x = ni.data.unit_normalize(rng.normal(size=(25, 5)))
+    xt = ni.data.unit_normalize(rng.normal(size=(7, 5)))
     y, yt = np.sign(rng.normal(size=25)), np.sign(rng.normal(size=7))
     k, kt = closed_form_kernel(x, x), closed_form_kernel(x, xt)
-    res = ni.influence_from_kernels(k, kt, y, yt, 0.05)
+    res = ni.influence.influence_from_kernels(k, kt, y, yt, 0.05)
     for i in range(25):
         delta, _, fi = _brute_influence(k, kt, y, yt, 0.05, [i])
         np.testing.assert_allclose(res.delta[i], delta, rtol=1e-10, atol=1e-15)
@@ -79,7 +79,7 @@ def test_group_removal_matches_refit(setup):
 def test_multi_output_sums_over_outputs(digits_multi):
     ds = digits_multi
     k, kt = closed_form_kernel(ds.x_train, ds.x_train), closed_form_kernel(ds.x_train, ds.x_test)
-    res = ni.influence_from_kernels(k, kt, ds.y_train, ds.y_test, 0.2)
+    res = ni.influence.influence_from_kernels(k, kt, ds.y_train, ds.y_test, 0.2)
     assert res.f_test.shape == ds.y_test.shape
     for i in (0, 44):
         delta, infl, _ = _brute_influence(k, kt, ds.y_train, ds.y_test, 0.2, [i])
@@ -89,7 +89,7 @@ def test_multi_output_sums_over_outputs(digits_multi):
     _, infl, _ = _brute_influence(k, kt, ds.y_train, ds.y_test, 0.2, g)
     assert np.max(np.abs(res.group_influence(g) - infl)) / np.max(np.abs(infl)) <= 1e-10
     # each output on its own, summed, equals the multi-output influence
-    per = [ni.influence_from_kernels(k, kt, ds.y_train[:, c], ds.y_test[:, c], 0.2).influence
+    per = [ni.influence.influence_from_kernels(k, kt, ds.y_train[:, c], ds.y_test[:, c], 0.2).influence
            for c in range(3)]
     np.testing.assert_allclose(sum(per), res.influence, rtol=1e-10, atol=1e-16)
 
@@ -143,7 +143,7 @@ def test_self_influence(setup):
 def test_ntk_influence_end_to_end_uses_eq4(digits38):
     ds = digits38
     res = ni.ntk_influence(ds.x_train, ds.y_train, ds.x_test, ds.y_test, lam=LAM)
-    ref = ni.influence_from_kernels(closed_form_kernel(ds.x_train, ds.x_train),
+    ref = ni.influence.influence_from_kernels(closed_form_kernel(ds.x_train, ds.x_train),
                                     closed_form_kernel(ds.x_train, ds.x_test),
                                     ds.y_train, ds.y_test, LAM)
     # The closed form matches the extended-precision eq. (4) to rounding (measured 1.2e-14).
@@ -153,7 +153,7 @@ def test_ntk_influence_end_to_end_uses_eq4(digits38):
 
 def test_lambda_zero_allowed_when_pd_and_rejected_when_singular():
     rng = np.random.default_rng(0)
-    x = ni.unit_normalize(rng.normal(size=(15, 20)))
+    x = ni.data.unit_normalize(rng.normal(size=(15, 20)))
     y = np.sign(rng.normal(size=15))
     res = ni.ntk_influence(x, y, x[:3], y[:3], lam=0.0)
     keep = np.arange(15) != 4

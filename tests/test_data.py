@@ -263,8 +263,8 @@ def test_label_noise_bookkeeping():
     assert "16 training labels flipped" in noisy.preprocessing
     assert noisy.describe()["n_noisy"] == 16
     with pytest.raises(ni.InputError, match=r"\[0, 1\)"):
-        ni.flip_labels(clean.y_train, 1.0)
-    y, idx = ni.flip_labels(np.eye(4)[[0, 1, 2, 3, 0, 1]], 0.5, seed=0)
+        ni.data.flip_labels(clean.y_train, 1.0)
+    y, idx = ni.data.flip_labels(np.eye(4)[[0, 1, 2, 3, 0, 1]], 0.5, seed=0)
     assert idx.size == 3 and np.all(y.sum(axis=1) == 1)
     assert np.all(np.argmax(y[idx], 1) != np.argmax(np.eye(4)[[0, 1, 2, 3, 0, 1]][idx], 1))
 
@@ -283,4 +283,4 @@ def test_bad_specs():
     with pytest.raises(ni.InputError, match=">= 1"):
         ni.load_dataset("digits:3,8", n_train=0)
     with pytest.raises(ni.InputError, match="all zeros"):
-        ni.unit_normalize(np.zeros((2, 3)))
+        ni.data.unit_normalize(np.zeros((2, 3)))

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import ntk_influence as ni
-from ntk_influence import deep as D
-from ntk_influence import empirical as E
+import ntk_influence.nets._deep as deep_impl
+from ntk_influence import nets as D
+from ntk_influence import nets as E
 from ntk_influence import nets as N
 
 
@@ -46,7 +47,7 @@ def test_structured_entk_equals_jacobian_contraction(name, make, shape):
 
 def test_conv_gram_in_channel_blocks_is_exact(monkeypatch):
     """The per-example conv gradients summed over output-channel blocks give the same eNTK."""
-    monkeypatch.setattr(D, "GRAD_BLOCK_BYTES", 2000)  # a block of one or two channels
+    monkeypatch.setattr(deep_impl, "GRAD_BLOCK_BYTES", 2000)  # a block of one or two channels
     net = N.functional(D.cnn((4, 5, 2), 6, 2, b_std=0.2, seed=3))
     x = _unit(7, (4, 5, 2), 2)
     ref = np.asarray(E.entk_jacobian(net, x))
@@ -99,8 +100,8 @@ def test_tap_gauss_newton_step_follows_the_autodiff_step(name, make, shape, newt
     w = np.ones(12)
     w[3] = 0.0
     s = ni.SolverSettings(f_tol=1e-10, max_steps=15, newton_cg=newton_cg)
-    a = ni.train_net(net, x, y, 0.3, x_test=xt, settings=s, weights=w, warn=False)
-    b = ni.train_net(generic, x, y, 0.3, x_test=xt, settings=s, weights=w, warn=False)
+    a = ni.training.train(net, x, y, 0.3, x_test=xt, settings=s, weights=w, warn=False)
+    b = ni.training.train(generic, x, y, 0.3, x_test=xt, settings=s, weights=w, warn=False)
     assert a.iterations == b.iterations and a.evaluations == b.evaluations
     assert a.loss < 0.5 * np.sum(w * y * y)  # it trained
     np.testing.assert_allclose(np.asarray(a.theta), np.asarray(b.theta), atol=1e-10)
@@ -141,10 +142,10 @@ def test_entk_averaged_over_inits_approaches_neural_tangents(arch, width, seeds,
     """The eNTK at W(0), averaged over inits, is NT's kernel_fn (its infinite-width limit)."""
     fam = D.architecture(arch)
     x = fam.prepare(_unit(6, (16,), 4))
-    kern = np.asarray(ni.kernel_matrix(fam.kernel(), x))
+    kern = np.asarray(ni.kernels.kernel_matrix(fam.kernel(), x))
     ks = [np.asarray(E.entk(fam.net(x, width, seed=s), x)) for s in range(seeds)]
-    err_mean = ni.relative_frobenius_error(np.mean(ks, axis=0), kern)
-    err_one = np.mean([ni.relative_frobenius_error(k, kern) for k in ks])
+    err_mean = ni.nets.relative_frobenius_error(np.mean(ks, axis=0), kern)
+    err_one = np.mean([ni.nets.relative_frobenius_error(k, kern) for k in ks])
     assert err_mean < tol, err_mean
     assert err_mean < err_one  # averaging removes the finite-width fluctuation
 
@@ -152,8 +153,8 @@ def test_entk_averaged_over_inits_approaches_neural_tangents(arch, width, seeds,
 def test_entk_error_falls_with_width():
     fam = D.architecture("mlp:2")
     x = fam.prepare(_unit(8, (10,), 5))
-    kern = np.asarray(ni.kernel_matrix(fam.kernel(), x))
-    err = {w: np.mean([ni.relative_frobenius_error(np.asarray(E.entk(fam.net(x, w, seed=s), x)),
+    kern = np.asarray(ni.kernels.kernel_matrix(fam.kernel(), x))
+    err = {w: np.mean([ni.nets.relative_frobenius_error(np.asarray(E.entk(fam.net(x, w, seed=s), x)),
                                                    kern) for s in range(3)])
            for w in (64, 1024)}
     # about 1/sqrt(width): 16x the width, ~4x smaller (at least 2.5x)
@@ -166,16 +167,16 @@ def test_gauss_newton_minimiser_of_a_deep_net_is_near_the_kernel_regime_and_sett
     a minimiser up to the ReLU kinks, where the gradient norm plateaus (DESIGN item 5)."""
     x, y = _unit(30, (8,), 6), np.sign(np.random.default_rng(6).normal(size=30))
     net = N.functional(D.mlp(8, 256, 2, seed=1))
-    res = ni.train_net(net, x, y, 0.1, settings=ni.SolverSettings(f_tol=1e-9, max_steps=400))
+    res = ni.training.train(net, x, y, 0.1, settings=ni.SolverSettings(f_tol=1e-9, max_steps=400))
     assert res.converged and not res.stalled
     k0 = np.asarray(E.entk(net, x))
     alpha = np.linalg.solve(k0 + 0.1 * np.eye(30), y)
     lin_loss = 0.5 * np.sum((k0 @ alpha - y) ** 2) + 0.05 * alpha @ k0 @ alpha
     with ni.precision("float64"):
-        loss = float(ni.objective(net, res.theta, jnp.asarray(x), jnp.asarray(y), 0.1))
+        loss = float(ni.training.objective(net, res.theta, jnp.asarray(x), jnp.asarray(y), 0.1))
     assert loss == pytest.approx(res.loss, rel=1e-10)
     assert abs(loss - lin_loss) / lin_loss < 0.05
-    more = ni.train_net(net, x, y, 0.1, theta_init=res.theta, warn=False,
+    more = ni.training.train(net, x, y, 0.1, theta_init=res.theta, warn=False,
                         settings=ni.SolverSettings(method="gd", anneal=True, max_steps=3000))
     assert more.loss <= res.loss * (1 + 1e-12)
     assert (res.loss - more.loss) / res.loss < 1e-4
@@ -196,7 +197,7 @@ def test_retraining_driver_runs_deep_nets_like_direct_training():
     for j, rem in enumerate([[2], [5, 9]]):
         w = np.ones(16)
         w[rem] = 0
-        direct = ni.train_net(net, x, y, 0.1, x_test=xt, settings=s, weights=w)
+        direct = ni.training.train(net, x, y, 0.1, x_test=xt, settings=s, weights=w)
         np.testing.assert_allclose(ret.f_retrain_test[j], direct.f_test, atol=1e-8)
 
 
@@ -227,7 +228,7 @@ def test_bad_deep_inputs():
         D.mlp(4, 0)
     net = N.functional(D.cnn((4, 4, 1), 4, 1))
     with pytest.raises(ni.InputError, match=r"reshape the inputs"):
-        ni.train_net(net, np.ones((5, 16)), np.ones(5), 0.1)
+        ni.training.train(net, np.ones((5, 16)), np.ones(5), 0.1)
     with pytest.raises(ni.InputError, match=r"\(n, 4, 4, 1\)"):
         E.entk(net, np.ones((5, 4, 4, 2)))
 

@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import gaussian_kde
 
 import ntk_influence as ni
-from ntk_influence import density as de
+from ntk_influence import experiments as de
 
 
 def test_kde_matches_scipy_in_low_dimension():

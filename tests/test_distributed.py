@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import ntk_influence as ni
-from ntk_influence import krr
+from ntk_influence import linalg as krr
 from ntk_influence import scale as dd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,8 +35,8 @@ CHILD = textwrap.dedent(r'''
     out = {"devices": jax.device_count()}
     rng = np.random.default_rng(0)
     n, t, d, lam = 90, 21, 5, 0.1
-    x = ni.unit_normalize(rng.normal(size=(n, d)))
-    xt = ni.unit_normalize(rng.normal(size=(t, d)))
+    x = ni.data.unit_normalize(rng.normal(size=(n, d)))
+    xt = ni.data.unit_normalize(rng.normal(size=(t, d)))
     y, yt = np.sign(rng.normal(size=n)), np.sign(rng.normal(size=t))
     ref = ni.ntk_influence(x, y, xt, yt, lam)  # single device (host LAPACK backend)
     mesh = dd.make_mesh()
@@ -52,18 +52,18 @@ CHILD = textwrap.dedent(r'''
     out["one_vs_four"] = rel(got.influence, one.influence)
     # kernel rows sharded over the mesh, gathered on device 0
     k4 = np.asarray(dd.sharded_kernel_rows("paper", x, x, mesh, block_rows=7))
-    out["kernel"] = float(np.max(np.abs(k4 - ni.kernel_matrix("paper", x))))
+    out["kernel"] = float(np.max(np.abs(k4 - ni.kernels.kernel_matrix("paper", x))))
     out["kernel_device"] = str(next(iter(dd.sharded_kernel_rows("paper", x, xt, mesh).devices())))
 
     # The memory plan refuses before any large allocation.
     calls = []
-    import ntk_influence.scale.large as lg
+    import ntk_influence.scale as lg
     real = lg.sharded_kernel_rows
     lg.sharded_kernel_rows = lambda *a, **kw: calls.append(1) or real(*a, **kw)
     try:
         dd.large_influence(x, y, xt, yt, lam, mesh=mesh, backend="jax", device_memory=10_000)
         out["plan_error"] = None
-    except ni.MemoryPlanError as e:
+    except ni.errors.MemoryPlanError as e:
         out["plan_error"] = str(e)
     out["kernel_calls_after_plan_error"] = len(calls)
     print("RESULT " + json.dumps(out))
@@ -109,46 +109,46 @@ def test_memory_plan_error_fires_before_allocation(four_devices):
 
 
 def test_memory_plan_figures_and_advice():
-    plan = dd.memory_plan(60000, 10000, 784, backend="jax", device_memory=80 * 10**9,
+    plan = ni.linalg.memory_plan(60000, 10000, 784, backend="jax", device_memory=80 * 10**9,
                           host_memory=10**12)
     assert plan.fits
     assert plan.stages["K (n x n)"] == 60000**2 * 8  # 28.8 GB
     assert plan.factor_device_bytes <= 2.2 * 60000**2 * 8  # about two n x n arrays
     assert plan.inverse_diagonal == "blocked"  # a third n x n does not fit in 80 GB
-    big = dd.memory_plan(60000, 10000, 784, backend="jax", device_memory=141 * 10**9,
+    big = ni.linalg.memory_plan(60000, 10000, 784, backend="jax", device_memory=141 * 10**9,
                          host_memory=10**12)
     assert big.inverse_diagonal == "recursive"
-    with pytest.raises(ni.MemoryPlanError, match=r"at least \d+ GB.*float32"):
-        dd.memory_plan(60000, 10000, 784, backend="jax", device_memory=40 * 10**9,
+    with pytest.raises(ni.errors.MemoryPlanError, match=r"at least \d+ GB.*float32"):
+        ni.linalg.memory_plan(60000, 10000, 784, backend="jax", device_memory=40 * 10**9,
                        host_memory=10**12)
-    with pytest.raises(ni.MemoryPlanError, match="test_block="):
-        dd.memory_plan(15000, 10000, 784, backend="jax", device_memory=4.5e9,
+    with pytest.raises(ni.errors.MemoryPlanError, match="test_block="):
+        ni.linalg.memory_plan(15000, 10000, 784, backend="jax", device_memory=4.5e9,
                        host_memory=10**12, test_block=4096)
-    with pytest.raises(ni.MemoryPlanError, match=r"needs .* GB"):
-        dd.memory_plan(60000, 100, 784, backend="lapack", host_memory=20 * 10**9)
+    with pytest.raises(ni.errors.MemoryPlanError, match=r"needs .* GB"):
+        ni.linalg.memory_plan(60000, 100, 784, backend="lapack", host_memory=20 * 10**9)
     with pytest.raises(ni.InputError):
-        dd.memory_plan(0, 10, 5)
+        ni.linalg.memory_plan(0, 10, 5)
 
 
 def _problem(n=120, t=15, seed=0):
     rng = np.random.default_rng(seed)
-    x = ni.unit_normalize(rng.normal(size=(n, 8)))
-    xt = ni.unit_normalize(rng.normal(size=(t, 8)))
+    x = ni.data.unit_normalize(rng.normal(size=(n, 8)))
+    xt = ni.data.unit_normalize(rng.normal(size=(t, 8)))
     return x, np.sign(rng.normal(size=n)), xt, np.sign(rng.normal(size=t))
 
 
 def test_lapack_and_jax_backends_agree():
     x, y, xt, yt = _problem()
-    k = ni.kernel_matrix("paper", x)
-    kt = ni.kernel_matrix("paper", x, xt)
+    k = ni.kernels.kernel_matrix("paper", x)
+    kt = ni.kernels.kernel_matrix("paper", x, xt)
     fl = krr.factorize(k, y, 0.05, backend="lapack", spectrum_method="iterative")
     fj = krr.factorize(k, y, 0.05, backend="jax", spectrum_method="iterative")
     assert isinstance(fl.chol, np.ndarray) and not isinstance(fj.chol, np.ndarray)
     np.testing.assert_allclose(np.asarray(fj.a_diag), fl.a_diag, rtol=1e-12)
     np.testing.assert_allclose(np.asarray(fj.beta), fl.beta, rtol=1e-11)
     assert fl.a_diag.dtype == fj.a_diag.dtype == fj.beta.dtype == np.float64
-    rl = ni.influence_from_factor(fl, kt, yt)
-    rj = ni.influence_from_factor(fj, kt, yt)
+    rl = ni.influence.influence_from_factor(fl, kt, yt)
+    rj = ni.influence.influence_from_factor(fj, kt, yt)
     np.testing.assert_allclose(rj.influence, rl.influence, rtol=1e-10, atol=1e-16)
     dense = np.linalg.inv(k + 0.05 * np.eye(len(y)))
     np.testing.assert_allclose(fl.a_diag, np.diag(dense), rtol=1e-11)
@@ -164,7 +164,7 @@ def test_lapack_and_jax_backends_agree():
 
 def test_blocked_inverse_diagonal_matches_dense():
     x, y, _, _ = _problem(n=70)
-    k = ni.kernel_matrix("paper", x) + 0.1 * np.eye(70)
+    k = ni.kernels.kernel_matrix("paper", x) + 0.1 * np.eye(70)
     with ni.precision("float64"):
         import jax.numpy as jnp
 
@@ -181,7 +181,7 @@ def test_refine_solve_reaches_float64_and_reports_stagnation():
     m = (q * np.logspace(0, 4, 60)) @ q.T  # cond 1e4: cond * eps32 ~ 1e-3 < 1
     b = rng.normal(size=(60, 3))
     m32 = np.linalg.inv(m.astype(np.float32)).astype(np.float64)
-    x, steps, res = ni.refine_solve(lambda r: m32 @ r, lambda v: m @ v, b, rtol=1e-14)
+    x, steps, res = ni.linalg.refine_solve(lambda r: m32 @ r, lambda v: m @ v, b, rtol=1e-14)
     exact = np.linalg.solve(m, b)
     plain = m32 @ b
     assert np.max(np.abs(plain - exact)) / np.max(np.abs(exact)) > 1e-6
@@ -189,7 +189,7 @@ def test_refine_solve_reaches_float64_and_reports_stagnation():
     assert 1 <= steps <= 5 and res <= 1e-13
     bad = (q * np.logspace(0, 9, 60)) @ q.T  # cond 1e9: float32 cannot refine it
     bad32 = np.linalg.pinv(bad.astype(np.float32)).astype(np.float64)
-    _, _, res_bad = ni.refine_solve(lambda r: bad32 @ r, lambda v: bad @ v, b, rtol=1e-14)
+    _, _, res_bad = ni.linalg.refine_solve(lambda r: bad32 @ r, lambda v: bad @ v, b, rtol=1e-14)
     assert res_bad > 1e-13
 
 
@@ -197,7 +197,7 @@ def test_float32_policy_accuracy_and_warning():
     x, y, xt, yt = _problem(n=150, t=10)
     ref = ni.ntk_influence(x, y, xt, yt, 0.1)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", ni.PrecisionWarning)
+        warnings.simplefilter("error", ni.errors.PrecisionWarning)
         plain = dd.large_influence(x, y, xt, yt, 0.1, precision_policy="float32", rtol=1e-2)
         refined = dd.large_influence(x, y, xt, yt, 0.1, precision_policy="float32-refined",
                                      rtol=1e-2)
@@ -208,7 +208,7 @@ def test_float32_policy_accuracy_and_warning():
     # diag(A), hence the influence, keeps float32's error, within the reported estimate
     assert err(refined.result.a_diag, ref.a_diag) <= 10 * refined.precision.diag_error_estimate
     assert err(refined.result.influence, ref.influence) <= 1e-4
-    with pytest.warns(ni.PrecisionWarning, match="cannot be met"):
+    with pytest.warns(ni.errors.PrecisionWarning, match="cannot be met"):
         dd.large_influence(x, y, xt, yt, 1e-4, precision_policy="float32-refined", rtol=1e-9)
     assert dd.resolve_policy("auto") == "float64"  # the CPU has float64
     with pytest.raises(ni.InputError):

@@ -9,16 +9,16 @@ from conftest import closed_form_kernel
 from scipy.integrate import solve_ivp
 
 import ntk_influence as ni
-from ntk_influence import dynamics as dy
-from ntk_influence import flow
+from ntk_influence import influence as dy
+from ntk_influence import influence as flow
 
 TIMES = [0.0, 0.3, 2.0, 25.0, np.inf]
 
 
 def _toy(n=24, m=6, d=5, seed=0, k_out=None):
     rng = np.random.default_rng(seed)
-    x = ni.unit_normalize(rng.normal(size=(n, d)))
-    xt = ni.unit_normalize(rng.normal(size=(m, d)))
+    x = ni.data.unit_normalize(rng.normal(size=(n, d)))
+    xt = ni.data.unit_normalize(rng.normal(size=(m, d)))
     if k_out is None:
         y, yt = np.sign(rng.normal(size=n)), np.sign(rng.normal(size=m))
     else:
@@ -77,7 +77,7 @@ def test_paper_time_unit_is_eq20():
 def test_end_of_training_is_krr():
     x, xt, k, kt, y, yt = _toy()
     dyn = dy.linearized_predictions(k, kt, y, 0.1, [np.inf, 1e4])
-    res = ni.influence_from_kernels(k, kt, y, yt, 0.1)
+    res = ni.influence.influence_from_kernels(k, kt, y, yt, 0.1)
     np.testing.assert_allclose(dyn.f_test[0], res.f_test, atol=1e-12)
     np.testing.assert_allclose(dyn.f_test[1], res.f_test, atol=1e-12)
 
@@ -116,7 +116,7 @@ def test_infinite_time_equals_core_engine(digits38):
 def test_precomputed_kernels_subset_and_chunks_agree():
     x, xt, k, kt, y, yt = _toy(n=20, m=5)
     a = dy.influence_over_time(x, y, xt, yt, 0.1, [1.0, 5.0], kernel="paper")
-    k, kt = ni.kernel_matrix("paper", x), ni.kernel_matrix("paper", x, xt)
+    k, kt = ni.kernels.kernel_matrix("paper", x), ni.kernels.kernel_matrix("paper", x, xt)
     b = dy.influence_over_time(None, y, None, yt, 0.1, [1.0, 5.0], k_train=k, k_test=kt,
                                chunk_size=3)
     np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
@@ -127,7 +127,7 @@ def test_precomputed_kernels_subset_and_chunks_agree():
 def test_first_order_at_infinity_is_the_kernel_ihvp():
     x, xt, k, kt, y, yt = _toy()
     res = dy.time_influence_from_kernels(k, kt, y, yt, 0.1, [np.inf], method="first-order")
-    core = ni.influence_from_kernels(k, kt, y, yt, 0.1)
+    core = ni.influence.influence_from_kernels(k, kt, y, yt, 0.1)
     np.testing.assert_allclose(res.first_order[0], core.ihvp, rtol=1e-9,
                                atol=1e-12 * np.abs(core.ihvp).max())
 
@@ -209,14 +209,14 @@ def test_most_influential_and_noise_bookkeeping_by_hand():
     np.testing.assert_array_equal(top, [[1, 2, 0], [3, 3, 3]])
     np.testing.assert_array_equal(dy.most_influential(infl, by="helpful")[0], [2, 2, 0])
     np.testing.assert_array_equal(dy.most_influential(infl, by="harmful")[0], [1, 3, 1])
-    sh = dy.noise_shares(top, noisy_index=[1, 3], n_train=4)
+    sh = ni.experiments.noise_shares(top, noisy_index=[1, 3], n_train=4)
     np.testing.assert_allclose(sh.share_noisy, [1 / 3, 1.0])
     np.testing.assert_allclose(sh.share_clean, [2 / 3, 0.0])
     np.testing.assert_array_equal(sh.count_noisy, [1, 3])
     assert sh.slots == 3 and sh.noise_fraction == 0.5
     top2 = dy.most_influential(infl, k=2)
     assert top2.shape == (2, 2, 3)
-    sh2 = dy.noise_shares(top2, [1, 3], 4)
+    sh2 = ni.experiments.noise_shares(top2, [1, 3], 4)
     # time 0 top-2: test0 {1, 2}, test1 {2, 3}, test2 {0, 3} -> noisy slots 1, 3, 3 = 3 of 6
     np.testing.assert_allclose(sh2.share_noisy[0], 0.5)
 
@@ -225,8 +225,8 @@ def test_label_noise_experiment_bookkeeping(digits38):
     ds = digits38
     x, xt = ds.x_train[:40], ds.x_test[:10]
     y, yt = ds.y_train[:40], ds.y_test[:10]
-    res = dy.label_noise_experiment(x, y, xt, yt, 0.1, [0.5, 50.0], fraction=0.4, seed=3)
-    y_ref, noisy_ref = ni.flip_labels(y, 0.4, 3)
+    res = ni.experiments.label_noise_experiment(x, y, xt, yt, 0.1, [0.5, 50.0], fraction=0.4, seed=3)
+    y_ref, noisy_ref = ni.data.flip_labels(y, 0.4, 3)
     np.testing.assert_array_equal(res.noisy_index, noisy_ref)
     np.testing.assert_array_equal(res.y_train_noisy, y_ref)
     assert res.noisy_index.size == 16
@@ -253,7 +253,7 @@ def test_bad_input():
         dy.time_influence_from_kernels(k, kt, y, yt, 0.1, [1.0], method="second-order")
     for frac in (1.0, -0.1, 1.5):
         with pytest.raises(ni.InputError, match=r"\[0, 1\)"):
-            dy.label_noise_experiment(x, y, xt, yt, 0.1, [1.0], fraction=frac)
+            ni.experiments.label_noise_experiment(x, y, xt, yt, 0.1, [1.0], fraction=frac)
     with pytest.raises(ni.InputError, match="both"):
         dy.influence_over_time(x, y, xt, yt, 0.1, [1.0], k_train=k)
     for bad in ("torch", "numpy"):
@@ -290,14 +290,14 @@ def test_exact_matches_brute_force_larger(digits38):
 def test_time_agreement_closed_forms():
     rng = np.random.default_rng(3)
     ex = rng.normal(size=(2, 7, 4))
-    same = ni.time_agreement(ex, ex)
+    same = ni.influence.time_agreement(ex, ex)
     np.testing.assert_allclose(same.rel_error, 0.0, atol=1e-15)
     np.testing.assert_allclose([same.pearson, same.slope, same.top1_match], 1.0, rtol=1e-12)
-    doubled = ni.time_agreement(ex, 2.0 * ex)  # slope 2, relative error 1, ranks unchanged
+    doubled = ni.influence.time_agreement(ex, 2.0 * ex)  # slope 2, relative error 1, ranks unchanged
     np.testing.assert_allclose(doubled.slope, 2.0, rtol=1e-12)
     np.testing.assert_allclose(doubled.rel_error, 1.0, rtol=1e-12)
     np.testing.assert_allclose(doubled.spearman, 1.0, rtol=1e-12)
-    flipped = ni.time_agreement(ex, -ex)
+    flipped = ni.influence.time_agreement(ex, -ex)
     np.testing.assert_allclose(flipped.pearson, -1.0, rtol=1e-12)
     np.testing.assert_allclose(flipped.top1_match, 1.0)  # largest |I| is the same point
-    assert isinstance(flipped, ni.TimeAgreement)
+    assert isinstance(flipped, ni.influence.TimeAgreement)

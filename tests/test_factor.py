@@ -55,7 +55,7 @@ def test_backends_match_dense_refits(backend, k):
     np.testing.assert_allclose(f.beta, beta, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(f.solve(kt), a @ kt, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(f.leverage, 1 - lam * np.diag(a), rtol=rtol)
-    res = ni.influence_from_factor(f, kt, yt)
+    res = ni.influence.influence_from_factor(f, kt, yt)
     assert res.influence.dtype == np.float64
     scale = np.abs(ref).max()
     tol = 1e-10 if backend != "float32-refined" else 1e-4
@@ -64,9 +64,9 @@ def test_backends_match_dense_refits(backend, k):
 
 def test_float32_dtype_is_float32():
     kk, kt, y, yt, lam = _problem()
-    res = ni.influence_from_kernels(kk, kt, y, yt, lam, dtype=np.float32)
+    res = ni.influence.influence_from_kernels(kk, kt, y, yt, lam, dtype=np.float32)
     assert res.influence.dtype == res.a_diag.dtype == np.float32
-    ref = ni.influence_from_kernels(kk, kt, y, yt, lam)
+    ref = ni.influence.influence_from_kernels(kk, kt, y, yt, lam)
     assert np.abs(res.influence - ref.influence).max() <= 1e-4 * np.abs(ref.influence).max()
 
 
@@ -91,10 +91,10 @@ def test_spectrum_is_lazy_and_default_call_is_silent():
 
 def test_keep_factor_false_keeps_the_spectrum():
     kk, kt, y, yt, lam = _problem()
-    res = ni.influence_from_kernels(kk, kt, y, yt, lam, keep_factor=False)
+    res = ni.influence.influence_from_kernels(kk, kt, y, yt, lam, keep_factor=False)
     ev = np.linalg.eigvalsh(kk)
     assert res.factor is None and res.lambda_min == pytest.approx(ev[0], rel=1e-9)
-    none = ni.influence_from_kernels(kk, kt, y, yt, lam, keep_factor=False, spectrum="none")
+    none = ni.influence.influence_from_kernels(kk, kt, y, yt, lam, keep_factor=False, spectrum="none")
     with pytest.raises(ni.InputError, match="keep_factor"):
         _ = none.lambda_min
 
@@ -105,25 +105,25 @@ def test_conditioning_checks_are_the_same_everywhere():
     sel = np.r_[0, 0, 2:40]
     kd, ktd = kk[np.ix_(sel, sel)], kt[sel]
     for backend in ("lapack", "jax"):
-        with pytest.warns(ni.PrecisionWarning, match="cond"):  # cond ~ 1e12: warned
-            ni.influence_from_kernels(kd, ktd, y, yt, 1e-11, backend=backend)
+        with pytest.warns(ni.errors.PrecisionWarning, match="cond"):  # cond ~ 1e12: warned
+            ni.influence.influence_from_kernels(kd, ktd, y, yt, 1e-11, backend=backend)
         with pytest.raises(ni.SingularKernelError, match="lam"):  # cond ~ 1e15: refused
-            ni.influence_from_kernels(kd, ktd, y, yt, 1e-14, backend=backend)
+            ni.influence.influence_from_kernels(kd, ktd, y, yt, 1e-14, backend=backend)
         with pytest.raises(ni.SingularKernelError, match="lam"):  # Cholesky breaks down
-            ni.influence_from_kernels(np.ones((5, 5)), np.ones((5, 2)), np.ones(5), np.ones(2),
+            ni.influence.influence_from_kernels(np.ones((5, 5)), np.ones((5, 2)), np.ones(5), np.ones(2),
                                       0.0, backend=backend)
     assert issubclass(ni.SingularKernelError, ValueError)
     assert not issubclass(ni.SingularKernelError, ni.InputError)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ni.influence_from_kernels(kk, kt, y, yt, 0.1)  # well conditioned: silent
+        ni.influence.influence_from_kernels(kk, kt, y, yt, 0.1)  # well conditioned: silent
 
 
 def test_memory_plan_refuses_before_allocating():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60000, 2))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    with pytest.raises(ni.MemoryPlanError, match="GB"):
+    with pytest.raises(ni.errors.MemoryPlanError, match="GB"):
         ni.ntk_influence(x, np.ones(60000), x[:10], np.ones(10), 0.1)
 
 

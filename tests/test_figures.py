@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from ntk_influence import plots
-from ntk_influence.analysis import InfluentialExamples
+from ntk_influence.influence import InfluentialExamples
 
 RNG = np.random.default_rng(0)
 X = RNG.random((30, 64))

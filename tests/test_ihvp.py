@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import ntk_influence as ni
-from ntk_influence import ihvp as H
+from ntk_influence import attribution as H
 from ntk_influence import nets as N
-from ntk_influence import train as T
-from ntk_influence.empirical import entk
+from ntk_influence import training as T
+from ntk_influence.nets import entk
 
 LAM = 0.3
 
@@ -89,7 +89,7 @@ def test_mlp_cg_exact_and_woodbury_is_gauss_newton():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(6, 3))
     y = np.sign(rng.normal(size=6))
-    net = N.functional(N.ReLUMLP(3, 8, depth=2, seed=0))
+    net = N.functional(N.mlp(3, 8, depth=2, seed=0))
     theta = T.train(net, x, y, LAM, settings=T.SolverSettings("gn", f_tol=1e-12)).theta
     v = np.ones(net.n_params)
     d = H.ihvp(net, theta, x, y, v, LAM, method="dense")
@@ -119,7 +119,7 @@ def test_bad_ihvp_input(tiny):
     with pytest.raises(ni.InputError, match="v must be"):
         H.ihvp(net, theta, x, y, v[:, :3], LAM)
     big = N.two_layer_net(4, 4096)
-    with pytest.raises(ni.MemoryPlanError):
+    with pytest.raises(ni.errors.MemoryPlanError):
         H.hessian_dense(big, big.theta0, x, y, LAM)
     with pytest.raises(ni.InputError, match="train_index"):
         H.ihvp_influence(net, theta, x, y, x[:1], y[:1], LAM, train_index=[10])

@@ -11,7 +11,7 @@ import ntk_influence as ni
 @pytest.fixture(scope="module")
 def xy():
     rng = np.random.default_rng(0)
-    x = ni.unit_normalize(rng.normal(size=(12, 4)))
+    x = ni.data.unit_normalize(rng.normal(size=(12, 4)))
     return x, np.sign(x[:, 0]), x[:3], np.sign(x[:3, 1])
 
 
@@ -36,7 +36,7 @@ def test_shape_mismatches(xy):
         ni.ntk_influence(x[0], y, xt, yt)
     with pytest.raises(ni.InputError, match="transpose"):
         k = x @ x.T
-        ni.influence_from_kernels(k, (x @ xt.T).T, y, yt)
+        ni.influence.influence_from_kernels(k, (x @ xt.T).T, y, yt)
 
 
 def test_empty_and_negative_lam(xy):
@@ -61,7 +61,7 @@ def test_non_unit_norm_raise_or_normalize(xy):
 
 def test_large_labels_warn(xy):
     x, y, xt, yt = xy
-    with pytest.warns(ni.TheoryAssumptionWarning, match=r"\|y\| <= 1"):
+    with pytest.warns(ni.errors.TheoryAssumptionWarning, match=r"\|y\| <= 1"):
         ni.ntk_influence(x, 3 * y, xt, yt)
 
 
@@ -71,9 +71,9 @@ def test_unknown_kernel_and_singular(xy):
         ni.ntk_influence(x, y, xt, yt, kernel="rbf")
     k = np.ones((12, 12))
     with pytest.raises(ni.SingularKernelError, match="lam"):
-        ni.influence_from_kernels(k, np.ones((12, 3)), y, yt, lam=0.0)
+        ni.influence.influence_from_kernels(k, np.ones((12, 3)), y, yt, lam=0.0)
     with pytest.raises(ni.InputError, match="symmetric"):
-        ni.influence_from_kernels(np.triu(np.ones((12, 12))), np.ones((12, 3)), y, yt)
+        ni.influence.influence_from_kernels(np.triu(np.ones((12, 12))), np.ones((12, 3)), y, yt)
 
 
 def test_group_errors(xy):
@@ -94,7 +94,7 @@ def test_errors_are_value_errors():
 
 
 def _rows(scale):
-    x = ni.unit_normalize(np.random.default_rng(4).normal(size=(5, 3)))
+    x = ni.data.unit_normalize(np.random.default_rng(4).normal(size=(5, 3)))
     return x * np.asarray(scale, float).reshape(-1, 1)
 
 
@@ -109,14 +109,14 @@ UNIT_NORM_CASES = {
 @pytest.mark.parametrize("case", sorted(UNIT_NORM_CASES))
 def test_ensure_unit_norm_rescales_and_reports(case):
     x, normalize, n_rescaled, dev = UNIT_NORM_CASES[case]
-    out, rep = ni.ensure_unit_norm(x, "x_train", normalize=normalize)
-    assert rep == ni.UnitNormReport("x_train", 5, n_rescaled, rep.max_deviation, normalize)
+    out, rep = ni.data.ensure_unit_norm(x, "x_train", normalize=normalize)
+    assert rep == ni.data.UnitNormReport("x_train", 5, n_rescaled, rep.max_deviation, normalize)
     if n_rescaled:
         assert rep.max_deviation == pytest.approx(dev, rel=1e-6)
     else:
         assert rep.max_deviation < dev
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=0, atol=4e-16)
-    np.testing.assert_allclose(out, ni.unit_normalize(x), rtol=0, atol=4e-16)
+    np.testing.assert_allclose(out, ni.data.unit_normalize(x), rtol=0, atol=4e-16)
     assert rep.describe()["n_renormalized"] == n_rescaled
     if n_rescaled == 0:
         assert np.array_equal(out, x)
@@ -137,7 +137,7 @@ UNIT_NORM_ERRORS = {
 def test_ensure_unit_norm_rejects(case):
     x, normalize, msg = UNIT_NORM_ERRORS[case]
     with pytest.raises(ni.InputError, match=msg):
-        ni.ensure_unit_norm(x, "x_train", normalize=normalize)
+        ni.data.ensure_unit_norm(x, "x_train", normalize=normalize)
 
 
 def test_complex_inputs_rejected_everywhere(xy):
@@ -146,4 +146,4 @@ def test_complex_inputs_rejected_everywhere(xy):
         with pytest.raises(ni.InputError, match="complex"):
             ni.ntk_influence(*args)
     with pytest.raises(ni.InputError, match="complex"):
-        ni.kernel_matrix("paper", x.astype(complex))
+        ni.kernels.kernel_matrix("paper", x.astype(complex))

@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntk_influence.chunks import call_interruptibly, map_chunks
 from ntk_influence.cli import Terminated, sigterm_as_interrupt
 from ntk_influence.io import ResultStore
+from ntk_influence.training import call_interruptibly, map_chunks
 
 SLEEP = 20.0  # the second chunk's device call; interruption must act long before it ends
 IN_CALL = threading.Event()  # set once the second chunk's device call is running
@@ -98,7 +98,7 @@ def test_interruptible_call_returns_and_raises_like_the_call():
 
 
 def test_cli_exits_130_with_its_message_when_a_chunk_is_cut(tmp_path, capsys, monkeypatch):
-    import ntk_influence.compare as compare_module
+    import ntk_influence.experiments._compare as compare_module
     from ntk_influence.cli import main
 
     def sleepy_width(*a, store=None, **kw):
@@ -123,7 +123,9 @@ def test_cli_exits_130_with_its_message_when_a_chunk_is_cut(tmp_path, capsys, mo
 def test_ctrl_c_stops_a_long_training(monkeypatch, ctrl_c_handled):
     """A training is one long device call too: Ctrl-C reaches the caller within about a second,
     not when the (here some ten seconds long) gradient-descent run ends."""
-    from ntk_influence import chunks, nets, train
+    import ntk_influence.training._train as train
+    from ntk_influence import nets
+    from ntk_influence import training as chunks
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(8, 5))

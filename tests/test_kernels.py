@@ -14,14 +14,14 @@ import ntk_influence as ni
 
 
 def _sphere(n, d, seed):
-    return ni.unit_normalize(np.random.default_rng(seed).normal(size=(n, d)))
+    return ni.data.unit_normalize(np.random.default_rng(seed).normal(size=(n, d)))
 
 
 def _hard_pairs(d: int = 12, seed: int = 7) -> np.ndarray:
     """Rows that stress eq. (4): duplicates, near-parallel, antipodal, orthogonal pairs."""
     rng = np.random.default_rng(seed)
     b = _sphere(4, d, seed)
-    unit = lambda v: ni.unit_normalize(v[None])[0]  # noqa: E731
+    unit = lambda v: ni.data.unit_normalize(v[None])[0]  # noqa: E731
     return np.array([
         b[0], b[0].copy(),                               # exact duplicates
         unit(b[0] + 1e-9 * rng.normal(size=d)),          # near-parallel
@@ -48,10 +48,10 @@ def test_closed_form_matches_extended_precision_reference():
     ref = closed_form_kernel(x, z)
     assert np.all(ref[:4, :4] > 0.5 - 1e-9) and ref[0, 4] == pytest.approx(0, abs=1e-20)
     for name in ("paper", "paper-closed-form"):
-        k = ni.kernel_matrix(name, x, z)
+        k = ni.kernels.kernel_matrix(name, x, z)
         assert k.dtype == np.float64
         _assert_eq4(k, ref, 1e-13)
-    k = ni.kernel_matrix("paper", x)
+    k = ni.kernels.kernel_matrix("paper", x)
     assert np.all(np.diag(k) == 0.5) and k[0, 1] == 0.5 and np.array_equal(k, k.T)
     # The arccos form of eq. (4) loses half the digits on the near-parallel pairs.
     g = np.clip(x @ z.T, -1, 1)
@@ -62,8 +62,8 @@ def test_closed_form_matches_extended_precision_reference():
 def test_closed_form_on_sphere_and_in_float32():
     x, z = _sphere(40, 30, 0), _sphere(17, 30, 1)
     ref = closed_form_kernel(x, z)
-    _assert_eq4(ni.kernel_matrix("paper", x, z), ref, 1e-13)
-    k32 = ni.kernel_matrix("paper", _hard_pairs(), dtype=np.float32)
+    _assert_eq4(ni.kernels.kernel_matrix("paper", x, z), ref, 1e-13)
+    k32 = ni.kernels.kernel_matrix("paper", _hard_pairs(), dtype=np.float32)
     assert k32.dtype == np.float32 and np.all(np.diag(k32) == 0.5)
     _assert_eq4(k32, closed_form_kernel(_hard_pairs(), _hard_pairs()), 1e-6)
 
@@ -72,18 +72,18 @@ def test_many_near_parallel_pairs_take_several_passes():
     # 30 near-copies of one point: 900 near-parallel pairs, more than one pass (n1 + n2) fixes.
     rng = np.random.default_rng(3)
     base = _sphere(1, 8, 2)
-    x = ni.unit_normalize(base + 1e-8 * rng.normal(size=(30, 8)))
-    _assert_eq4(ni.kernel_matrix("paper", x, block_size=7), closed_form_kernel(x, x), 1e-13)
+    x = ni.data.unit_normalize(base + 1e-8 * rng.normal(size=(30, 8)))
+    _assert_eq4(ni.kernels.kernel_matrix("paper", x, block_size=7), closed_form_kernel(x, x), 1e-13)
 
 
 def test_nt_route_agrees_to_its_own_limit():
     x = np.concatenate([_hard_pairs(), _sphere(20, 12, 9)])
     z = _sphere(7, 12, 10)
     for a, b in ((x, x), (x, z)):
-        knt = ni.kernel_matrix("paper-nt", a, b)
-        np.testing.assert_allclose(knt, ni.kernel_matrix("paper", a, b), atol=1e-8, rtol=0)
+        knt = ni.kernels.kernel_matrix("paper-nt", a, b)
+        np.testing.assert_allclose(knt, ni.kernels.kernel_matrix("paper", a, b), atol=1e-8, rtol=0)
         np.testing.assert_allclose(knt, closed_form_kernel(a, b), atol=1e-8, rtol=0)
-    assert ni.paper_kernel(implementation="nt").name != ni.paper_kernel().name
+    assert ni.kernels.paper_kernel(implementation="nt").name != ni.kernels.paper_kernel().name
 
 
 def _arccos1(x1, x2):
@@ -95,9 +95,9 @@ def _arccos1(x1, x2):
 
 def test_both_layers_equals_nt_plain_ntk_and_closed_form():
     x = _sphere(12, 6, 2)
-    both = ni.kernel_matrix("paper-both", x)
+    both = ni.kernels.kernel_matrix("paper-both", x)
     np.testing.assert_allclose(both, closed_form_kernel(x, x) + _arccos1(x, x), atol=1e-8)
-    kernel_fn = ni.paper_stax(6)[2]
+    kernel_fn = ni.kernels.paper_stax(6)[2]
     with ni.precision("float64"):
         plain = np.asarray(kernel_fn(x, x, "ntk"))
     np.testing.assert_allclose(both, plain, atol=1e-12)
@@ -105,26 +105,26 @@ def test_both_layers_equals_nt_plain_ntk_and_closed_form():
 
 def test_blocking_gives_identical_matrix_and_no_recompile():
     x = _sphere(37, 8, 3)
-    full = ni.kernel_matrix("paper", x, block_size=1000)
-    blocked = ni.kernel_matrix("paper", x, block_size=8)
+    full = ni.kernels.kernel_matrix("paper", x, block_size=1000)
+    blocked = ni.kernels.kernel_matrix("paper", x, block_size=8)
     np.testing.assert_allclose(blocked, full, atol=1e-15)
-    fn = ni.kernels._block_fn(ni.paper_kernel())
+    fn = ni.kernels.paper_kernel().jitted
     before = fn._cache_size()
-    ni.kernel_matrix("paper", _sphere(37, 8, 4), block_size=8)
+    ni.kernels.kernel_matrix("paper", _sphere(37, 8, 4), block_size=8)
     assert fn._cache_size() == before
 
 
 def test_stax_deep_mlp_and_conv_kernels():
-    stax = ni._nt.stax()
+    stax = ni.kernels.stax()
     x = _sphere(10, 6, 5)
-    k = ni.kernel_matrix(ni.relu_mlp_kernel(depth=3), x)
+    k = ni.kernels.kernel_matrix(ni.nets.mlp(1, 1, 3).limit_kernel(), x)
     assert k.shape == (10, 10)
     assert np.allclose(k, k.T, atol=1e-12)
     assert np.linalg.eigvalsh(k).min() > 0
     kfn = stax.serial(stax.Conv(1, (3, 3), padding="SAME"), stax.Relu(), stax.Flatten(),
                       stax.Dense(1))[2]
     imgs = np.random.default_rng(0).normal(size=(5, 6, 6, 2))
-    kc = ni.kernel_matrix(ni.stax_kernel(kfn, flatten=False), imgs)
+    kc = ni.kernels.kernel_matrix(ni.kernels.stax_kernel(kfn, flatten=False), imgs)
     with ni.precision("float64"):
         ref = np.asarray(kfn(imgs, imgs, "ntk"))
     np.testing.assert_allclose(kc, ref, rtol=1e-8)
@@ -134,21 +134,21 @@ def test_non_unit_norm_rejected_with_fix():
     x = np.random.default_rng(0).normal(size=(5, 3))
     for name in ("paper", "paper-nt", "paper-both"):
         with pytest.raises(ni.InputError, match="normalize=True"):
-            ni.kernel_matrix(name, x)
+            ni.kernels.kernel_matrix(name, x)
 
 
 def test_near_unit_rows_rescaled_before_the_kernel():
     x = _sphere(6, 5, 11)
-    k = ni.kernel_matrix("paper", x * (1 - 5e-7), x * (1 + 9e-7))
+    k = ni.kernels.kernel_matrix("paper", x * (1 - 5e-7), x * (1 + 9e-7))
     assert np.all(np.diag(k) == 0.5)
     _assert_eq4(k, closed_form_kernel(x, x), 1e-13)
     with pytest.raises(ni.InputError, match=r"x2\[\d\] has norm 1.000002"):
-        ni.kernel_matrix("paper", x, x * (1 + 2e-6))
+        ni.kernels.kernel_matrix("paper", x, x * (1 + 2e-6))
 
 
 def test_import_does_not_load_tensorflow_and_keeps_x64_off():
     code = ("import sys, numpy as np, jax; import ntk_influence as ni; "
-            "x = ni.unit_normalize(np.random.default_rng(0).normal(size=(8, 3))); "
+            "x = ni.data.unit_normalize(np.random.default_rng(0).normal(size=(8, 3))); "
             "y = np.sign(x[:, 0]); r = ni.ntk_influence(x, y, x[:2], y[:2]); "
             "assert r.influence.dtype == np.float64, r.influence.dtype; "
             "assert not jax.config.jax_enable_x64; "
@@ -159,7 +159,7 @@ def test_import_does_not_load_tensorflow_and_keeps_x64_off():
 
 
 def test_compat_is_noop_when_names_exist():
-    from ntk_influence import _nt
+    from ntk_influence.kernels import _nt
 
     _nt.neural_tangents()
     assert _nt._install_aliases() == []

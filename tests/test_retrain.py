@@ -14,8 +14,8 @@ import pytest
 
 import ntk_influence as ni
 from ntk_influence import nets as N
-from ntk_influence import retrain as R
-from ntk_influence import train as T
+from ntk_influence import training as R
+from ntk_influence import training as T
 
 LAM = 0.2
 S = T.SolverSettings("gn", f_tol=1e-12)
@@ -211,27 +211,27 @@ def test_removal_masks_bad_input():
     with pytest.raises(ni.InputError, match="repeated"):
         R.removal_masks(5, remove=[[1, 1]])
     with pytest.raises(ni.InputError, match="chunk_size"):
-        ni.map_chunks(lambda c, a: {"a": c}, np.arange(3), chunk_size=0)
+        ni.training.map_chunks(lambda c, a: {"a": c}, np.arange(3), chunk_size=0)
 
 
 CHILD = textwrap.dedent(r'''
     import json, os, sys
     import jax, jax.numpy as jnp, numpy as np
     import ntk_influence as ni
-    from ntk_influence import nets as N, retrain as rt, train as tr
+    from ntk_influence import nets as N, training as rt, training as tr
     from ntk_influence.io import ResultStore
 
     out = {"devices": jax.device_count()}
-    mesh = ni.make_mesh()
+    mesh = ni.scale.make_mesh()
     rng = np.random.default_rng(0)
     n, t, d, lam = 40, 5, 5, 0.1
-    x = ni.unit_normalize(rng.normal(size=(n, d)))
-    xt = ni.unit_normalize(rng.normal(size=(t, d)))
+    x = ni.data.unit_normalize(rng.normal(size=(n, d)))
+    xt = ni.data.unit_normalize(rng.normal(size=(t, d)))
     y = np.sign(rng.normal(size=n))
     ref = ni.ntk_influence(x, y, xt, np.zeros(t), lam)
     with ni.precision("float64"):
-        k = jnp.asarray(ni.kernel_matrix("paper", x))
-        kt = jnp.asarray(ni.kernel_matrix("paper", x, xt))
+        k = jnp.asarray(ni.kernels.kernel_matrix("paper", x))
+        kt = jnp.asarray(ni.kernels.kernel_matrix("paper", x, xt))
 
     # Exact KRR refits without each point, through the chunk runner, against eq. (9), with an
     # interruption after 3 saved chunks and a resume.
@@ -256,15 +256,15 @@ CHILD = textwrap.dedent(r'''
         args = (k, kt, jnp.asarray(y))
         ResultStore.save = failing
         try:
-            ni.map_chunks(refit, idx, chunk_size=3, args=args, mesh=mesh, store=store,
+            ni.training.map_chunks(refit, idx, chunk_size=3, args=args, mesh=mesh, store=store,
                           show_progress=False)
         except KeyboardInterrupt:
             out["interrupted_after"] = len(saved)
         ResultStore.save = orig
-        res = ni.map_chunks(refit, idx, chunk_size=3, args=args, mesh=mesh, store=store,
+        res = ni.training.map_chunks(refit, idx, chunk_size=3, args=args, mesh=mesh, store=store,
                             show_progress=False)
-        one = ni.map_chunks(refit, idx, chunk_size=3, args=args, show_progress=False)
-        again = ni.map_chunks(refit, idx, chunk_size=3, args=args, mesh=mesh, store=store,
+        one = ni.training.map_chunks(refit, idx, chunk_size=3, args=args, show_progress=False)
+        again = ni.training.map_chunks(refit, idx, chunk_size=3, args=args, mesh=mesh, store=store,
                               show_progress=False)
     out["computed"], out["total"] = res.computed_chunks, res.total_chunks
     out["rerun_computed"] = again.computed_chunks
@@ -338,6 +338,6 @@ def test_plan_chunk_size_one_per_chunk_on_a_cpu_else_the_memory_budget():
     net = ni.two_layer_net(64, 1024, symmetric=True)
     n_points = 250
     per = 10 * net.n_params * 8 + 6 * n_points * 1024 * 8  # the two-layer retrain_bytes hook
-    assert ni.plan_chunk_size(net, n_points, 2**32, backend="cpu") == 1
-    assert ni.plan_chunk_size(net, n_points, 2**32, backend="gpu") == 2**32 // per
-    assert ni.plan_chunk_size(net, n_points, 10, backend="tpu") == 1  # never below one
+    assert ni.training.plan_chunk_size(net, n_points, 2**32, backend="cpu") == 1
+    assert ni.training.plan_chunk_size(net, n_points, 2**32, backend="gpu") == 2**32 // per
+    assert ni.training.plan_chunk_size(net, n_points, 10, backend="tpu") == 1  # never below one

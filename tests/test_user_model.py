@@ -14,7 +14,7 @@ from conftest import TanhNet
 from flax import nnx
 
 import ntk_influence as ni
-from ntk_influence import deep
+from ntk_influence import nets as deep
 
 LAM = 0.1
 
@@ -54,15 +54,15 @@ def test_nt_entk_equals_dense_jacobian_gram():
     for implementation in ("auto", "jacobian"):
         for b, ref in ((None, j1 @ j1.T), (x2, j1 @ j2.T)):
             for bs in (None, 3):  # one block, and padded blocks
-                k = ni.model_entk(fn, state, x1, b, block_size=bs, implementation=implementation)
+                k = ni.influence.model_entk(fn, state, x1, b, block_size=bs, implementation=implementation)
                 assert k.dtype == np.float64 and k.shape == ref.shape
                 np.testing.assert_allclose(k, ref, rtol=0, atol=1e-12 * scale)
     # the nnx.Module itself, and the library's structured eNTK (layer Grams, no Jacobian)
-    np.testing.assert_allclose(ni.model_entk(model, None, x1), j1 @ j1.T, rtol=0,
+    np.testing.assert_allclose(ni.influence.model_entk(model, None, x1), j1 @ j1.T, rtol=0,
                                atol=1e-12 * scale)
-    net = ni.functional(model)
-    np.testing.assert_allclose(ni.model_entk(net.apply, net.theta0, x1, x2),
-                               np.asarray(ni.entk(net, x1, x2), np.float64), rtol=0,
+    net = ni.nets.functional(model)
+    np.testing.assert_allclose(ni.influence.model_entk(net.apply, net.theta0, x1, x2),
+                               np.asarray(ni.nets.entk(net, x1, x2), np.float64), rtol=0,
                                atol=1e-12 * scale)
 
 
@@ -73,12 +73,12 @@ def test_nt_entk_of_a_dict_pytree_and_image_shaped_inputs():
         for b, ref in ((None, j1 @ j1.T), (x2, j1 @ j2.T)):
             with warnings.catch_warnings():  # no deprecated JAX calls on this path
                 warnings.simplefilter("error", DeprecationWarning)
-                k = ni.model_entk(apply, params, x1, b, block_size=2,
+                k = ni.influence.model_entk(apply, params, x1, b, block_size=2,
                                   implementation=implementation)
             np.testing.assert_allclose(k, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
             if b is None:
                 np.testing.assert_array_equal(k, k.T)
-    k32 = ni.model_entk(apply, params, x1, x2, dtype=np.float32)
+    k32 = ni.influence.model_entk(apply, params, x1, x2, dtype=np.float32)
     assert k32.dtype == np.float32
     np.testing.assert_allclose(k32, j1 @ j2.T, rtol=1e-4, atol=1e-4)
 
@@ -98,7 +98,7 @@ def _ridge_loo(feats, y, feats_te, y_te, lam, centre):
         wi = fit(feats[keep], y[keep])
         delta[i] = feats_te @ wi - f_te
         loo_f[i] = feats[i] @ wi
-    return f_te, delta, ni.loss_change(delta, f_te - y_te), feats @ w, loo_f
+    return f_te, delta, ni.linalg.loss_change(delta, f_te - y_te), feats @ w, loo_f
 
 
 @pytest.mark.parametrize("case", ["centre=params", "params0", "ignore", "(n,1) outputs"])
@@ -148,11 +148,11 @@ def test_deep_net_at_init_equals_structured_kernel_route():
     rng = np.random.default_rng(2)
     x, xt = _sphere(rng, 12, 8), _sphere(rng, 5, 8)
     y, yt = np.tanh(x @ rng.normal(size=8)), np.tanh(xt @ rng.normal(size=8))
-    net = ni.functional(deep.mlp(8, 32, 2))
+    net = ni.nets.functional(deep.mlp(8, 32, 2))
     res = ni.entk_influence(net.apply, net.theta0, x, y, xt, yt, LAM)
     ign = ni.entk_influence(net.apply, net.theta0, x, y, xt, yt, LAM, f0="ignore")
-    ref = ni.influence_from_kernels(np.asarray(ni.entk(net, x), np.float64),
-                                    np.asarray(ni.entk(net, x, xt), np.float64), y, yt, LAM)
+    ref = ni.influence.influence_from_kernels(np.asarray(ni.nets.entk(net, x), np.float64),
+                                    np.asarray(ni.nets.entk(net, x, xt), np.float64), y, yt, LAM)
     scale = np.abs(ref.influence).max()
     for r in (res, ign):
         np.testing.assert_allclose(r.influence, ref.influence, rtol=0, atol=1e-10 * scale)
@@ -165,8 +165,8 @@ def test_params0_reproduces_the_trained_model():
     rng = np.random.default_rng(1)
     x, xt = rng.normal(size=(12, 6)), rng.normal(size=(5, 6))
     y, yt = np.tanh(x[:, 0]), np.tanh(xt[:, 0])
-    net = ni.functional(TanhNet(6, 32))
-    tr = ni.train_net(net, x, y, LAM, x_test=xt)  # stops at prediction changes below 1e-9
+    net = ni.nets.functional(TanhNet(6, 32))
+    tr = ni.training.train(net, x, y, LAM, x_test=xt)  # stops at prediction changes below 1e-9
     assert tr.converged
     res = ni.entk_influence(net.apply, tr.theta, x, y, xt, yt, LAM, params0=net.theta0)
     np.testing.assert_allclose(res.f_test, tr.f_test, rtol=0, atol=1e-8)
@@ -181,7 +181,7 @@ def _agreement(width, depth, n, k, seed):
     x, xt = _sphere(rng, n, 8), _sphere(rng, 8, 8)
     w = rng.normal(size=8)
     y, yt = np.tanh(x @ w), np.tanh(xt @ w)
-    net = ni.functional(deep.mlp(8, width, depth))
+    net = ni.nets.functional(deep.mlp(8, width, depth))
     res = ni.entk_influence(net.apply, net.theta0, x, y, xt, yt, LAM)
     idx = np.arange(0, n, n // k)[:k]
     loo = ni.loo_retrain(net, x, y, xt, yt, LAM, train_index=idx, show_progress=False)
@@ -246,7 +246,7 @@ def _bad_cases():
 @pytest.mark.parametrize("kwargs,match", _bad_cases())
 def test_bad_inputs_raise_input_error(kwargs, match):
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ni.TheoryAssumptionWarning)
+        warnings.simplefilter("ignore", ni.errors.TheoryAssumptionWarning)
         with pytest.raises(ni.InputError, match=match):
             ni.entk_influence(**kwargs)
 
@@ -262,6 +262,6 @@ def test_float32_model_warns():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(5, 3)), np.zeros(5)
     apply = lambda p, xx: (xx @ p).astype(jnp.float32)  # noqa: E731
-    with pytest.warns(ni.PrecisionWarning, match="float32"):
+    with pytest.warns(ni.errors.PrecisionWarning, match="float32"):
         res = ni.entk_influence(apply, np.ones(3), x, y, x[:2], y[:2])
     assert res.influence.dtype == np.float64

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .._errors import InputError, NotConvergedError, NumericalError
+from ..errors import InputError, NotConvergedError, NumericalError
 from . import analysis, attribution, core, nets, reproduce
 from ._common import (
     EXIT_FAILURE,
@@ -102,7 +102,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    from ..chunks import clear_interrupt, request_interrupt
+    from ..training import clear_interrupt, request_interrupt
 
     def on_term(signum: int, frame: Any) -> None:
         request_interrupt(Terminated)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .._errors import InputError
+from ..errors import InputError
 from ..io import data_hash, jsonable, load_json, save_json, settings_differences
 from ._common import log, settings_of
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import InputError
+from ..errors import InputError
 from ._common import Command, add_data_arguments, count, load_data_from_args, log, settings_of
 from ._outdir import NOT_CONTENT
 
@@ -86,7 +86,7 @@ def _exact_resumable(args: argparse.Namespace, out: Path, k: np.ndarray, kt: np.
                      ) -> np.ndarray:
     """Exact time-t influence of every training point, chunk by chunk, saved in ``out/work``."""
     from .. import io
-    from ..dynamics import auto_chunk_size, time_influence_from_kernels
+    from ..influence import auto_chunk_size, time_influence_from_kernels
 
     n, m = kt.shape
     nk = 1 if y.ndim == 1 else y.shape[1]
@@ -118,7 +118,7 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
 
 def _sweep_run(args: argparse.Namespace) -> Path:
     from .. import io
-    from ..analysis import DEFAULT_LAMS, collect_sweep, sweep_point
+    from ..experiments import DEFAULT_LAMS, collect_sweep, sweep_point
     from ..plots import lambda_sweep_plot
 
     out = Path(args.out)
@@ -195,7 +195,7 @@ def _density_args(p: argparse.ArgumentParser) -> None:
 
 def _density_run(args: argparse.Namespace) -> Path:
     from .. import io
-    from ..density import density_vs_error, mixture_experiment
+    from ..experiments import density_vs_error, mixture_experiment
     from ..influence import ntk_influence
     from ..plots import density_plot, mixture_plot
 
@@ -260,8 +260,7 @@ def _examples_args(p: argparse.ArgumentParser) -> None:
 
 def _examples_run(args: argparse.Namespace) -> Path:
     from .. import io
-    from ..analysis import influential_examples
-    from ..influence import ntk_influence
+    from ..influence import influential_examples, ntk_influence
     from ..plots import influential_examples_plot
 
     out = Path(args.out)
@@ -310,8 +309,7 @@ def _complexity_args(p: argparse.ArgumentParser) -> None:
 
 def _complexity_run(args: argparse.Namespace) -> Path:
     from .. import io
-    from ..complexity import complexity_of_influence_groups
-    from ..influence import influence_from_kernels
+    from ..influence import complexity_of_influence_groups, influence_from_kernels
     from ..plots import complexity_plot
 
     out = Path(args.out)
@@ -358,12 +356,7 @@ def _dynamics_args(p: argparse.ArgumentParser) -> None:
 
 def _dynamics_run(args: argparse.Namespace) -> Path:
     from .. import io
-    from ..dynamics import (
-        check_times,
-        most_influential,
-        time_agreement,
-        time_influence_from_kernels,
-    )
+    from ..influence import check_times, most_influential, time_agreement, time_influence_from_kernels
     from ..plots import most_influential_plot, time_agreement_plot
 
     out = Path(args.out)
@@ -433,14 +426,8 @@ def _noise_args(p: argparse.ArgumentParser) -> None:
 def _noise_run(args: argparse.Namespace) -> Path:
     from .. import io
     from ..data import flip_labels
-    from ..dynamics import (
-        LabelNoiseResult,
-        check_fraction,
-        check_times,
-        most_influential,
-        noise_shares,
-        time_influence_from_kernels,
-    )
+    from ..experiments import LabelNoiseResult, check_fraction, noise_shares
+    from ..influence import check_times, most_influential, time_influence_from_kernels
     from ..plots import label_noise_plot
 
     out = Path(args.out)

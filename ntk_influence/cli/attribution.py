@@ -83,8 +83,9 @@ def _attribution_run(args: argparse.Namespace) -> Path:
     import matplotlib.pyplot as plt
 
     from .. import io
-    from ..attribution import ScoreOptions, attribution_benchmark, attribution_figure
-    from ..train import SolverSettings
+    from ..attribution import ScoreOptions, attribution_benchmark
+    from ..plots import attribution_figure
+    from ..training import SolverSettings
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..compare import WidthComparison
+    from ..experiments import WidthComparison
 
-from .._errors import InputError
+from ..errors import InputError
 from ._common import (
     Command,
     add_data_arguments,
@@ -109,10 +109,10 @@ def _row_text(c: WidthComparison) -> str:
 
 def _compare_run(args: argparse.Namespace) -> Path:
     from .. import io
-    from ..compare import table_markdown, width_sweep
-    from ..deep import architecture
+    from ..experiments import table_markdown, width_sweep
+    from ..nets import architecture
     from ..plots import influence_scatter
-    from ..train import SolverSettings
+    from ..training import SolverSettings
     from ._report import close_figure
 
     out = Path(args.out)

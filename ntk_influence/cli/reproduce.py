@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import InputError, NotConvergedError, NumericalError
+from ..errors import InputError, NotConvergedError, NumericalError
 from ._common import Command, count, log, settings_of
 from ._outdir import claim_output, run_in_folder
 from ._report import (

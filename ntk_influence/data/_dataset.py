@@ -1,0 +1,133 @@
+"""Data: embedded digits, MNIST (IDX), CIFAR-10 (python pickles), ``.npz`` files and arrays.
+
+Nothing is downloaded, and no file can run code: CIFAR-10 pickles are read by an unpickler that
+builds only containers and numpy arrays, and ``.npz`` files are read with ``allow_pickle=False``.
+Every loader returns a :class:`Dataset` whose inputs are flattened and scaled to unit Euclidean
+norm (the paper assumes ``||x|| = 1``) and whose labels satisfy ``|y| <= 1``: ``+1/-1`` for a
+pair of classes, one-hot for several. The preprocessing applied is recorded in
+``Dataset.preprocessing``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from .._validate import ensure_unit_norm
+from ..errors import InputError
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A train/test split ready for the kernels.
+
+    Attributes:
+      x_train: ``(n_train, d)`` unit-norm inputs.
+      y_train: ``(n_train,)`` labels in {+1, -1}, or ``(n_train, k)`` one-hot.
+      x_test: ``(n_test, d)`` unit-norm inputs.
+      y_test: ``(n_test,)`` or ``(n_test, k)`` labels.
+      name: the data spec it came from.
+      classes: the original class labels used (``classes[0]`` is ``+1`` in binary tasks).
+      image_shape: shape of one input as an image (for figures), or None.
+      train_index: indices of the training points in the source's training pool.
+      test_index: indices of the test points in the source's test pool.
+      noisy_index: indices (into the training set) whose labels were flipped; empty if none.
+      preprocessing: what was done to the raw data.
+      class_train: original class of each training point (before any label noise).
+      class_test: original class of each test point.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    name: str
+    classes: tuple[int, ...] = ()
+    image_shape: tuple[int, ...] | None = None
+    train_index: np.ndarray | None = None
+    test_index: np.ndarray | None = None
+    noisy_index: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    preprocessing: str = ""
+    class_train: np.ndarray | None = None
+    class_test: np.ndarray | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description of the dataset.
+
+        Returns:
+          Name, sizes, dimension, classes, outputs, image shape, label noise and preprocessing.
+        """
+        return {
+            "name": self.name, "n_train": int(self.x_train.shape[0]),
+            "n_test": int(self.x_test.shape[0]), "d": int(self.x_train.shape[1]),
+            "classes": [int(c) for c in self.classes],
+            "outputs": 1 if self.y_train.ndim == 1 else int(self.y_train.shape[1]),
+            "image_shape": list(self.image_shape) if self.image_shape else None,
+            "n_noisy": int(self.noisy_index.size), "preprocessing": self.preprocessing,
+        }
+
+
+def unit_normalize(x: Any) -> np.ndarray:
+    """Scale every row (point) of ``x`` to unit Euclidean norm.
+
+    Args:
+      x: ``(n, ...)`` array; each point is flattened for the norm.
+
+    Returns:
+      Float64 array of the same shape with ``||x_i|| = 1`` (all-zero rows raise); see
+      :func:`ensure_unit_norm` for the record of what was rescaled.
+    """
+    return ensure_unit_norm(x, "x", normalize=True)[0]
+
+
+def center_and_normalize(x_tr: np.ndarray, x_te: np.ndarray, center: bool,
+                          steps: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Optionally centre on the training mean, then scale every point to unit norm.
+
+    Appends what was done to ``steps``.
+    """
+    if center:
+        mu = x_tr.mean(axis=0)
+        x_tr, x_te = x_tr - mu, x_te - mu
+        steps.append("centred on the training mean")
+    steps.append("flattened and scaled to unit norm")
+    return unit_normalize(x_tr), unit_normalize(x_te)
+
+
+def encode(labels: np.ndarray, classes: tuple[int, ...]) -> np.ndarray:
+    if len(classes) == 2:
+        return np.where(labels == classes[0], 1.0, -1.0)
+    onehot = np.zeros((labels.size, len(classes)))
+    onehot[np.arange(labels.size), np.searchsorted(np.asarray(classes), labels)] = 1.0
+    return onehot
+
+
+def flip_labels(y: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Flip a fraction of labels: ``y -> -y`` for binary, another random class for one-hot.
+
+    Args:
+      y: ``(n,)`` +1/-1 labels or ``(n, k)`` one-hot labels.
+      fraction: share of labels to flip, in ``[0, 1)``.
+      seed: random seed.
+
+    Returns:
+      ``(y_noisy, flipped_indices)``.
+    """
+    if not 0.0 <= float(fraction) < 1.0:
+        raise InputError(f"label-noise fraction must be in [0, 1), got {fraction!r}.")
+    rng = np.random.default_rng(seed)
+    n = y.shape[0]
+    idx = np.sort(rng.choice(n, int(round(fraction * n)), replace=False))
+    out = np.array(y, dtype=float, copy=True)
+    if y.ndim == 1:
+        out[idx] = -out[idx]
+    else:
+        k = y.shape[1]
+        for i in idx:
+            old = int(np.argmax(out[i]))
+            new = (old + rng.integers(1, k)) % k
+            out[i] = 0.0
+            out[i, new] = 1.0
+    return out, idx

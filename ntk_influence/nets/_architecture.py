@@ -1,0 +1,210 @@
+"""Deep ReLU nets in the NTK parameterisation, every layer trained: MLPs and conv nets.
+
+Each layer computes ``z = W_std / sqrt(fan_in) * (h * W) + b_std * b`` with ``W, b ~ N(0, 1)``,
+exactly Neural Tangents' ``stax.Dense`` / ``stax.Conv(..., padding="SAME")`` with the same
+``W_std`` and ``b_std``, so :meth:`DeepReLU.limit_kernel` (NT's ``kernel_fn``) is the
+infinite-width limit of the net's empirical NTK.
+
+- ``mlp:L``: ``L`` dense ReLU layers of ``width`` units, then a dense readout;
+- ``cnn:L``: ``L`` 3x3 conv + ReLU layers of ``width`` channels on ``(n, H, W, C)`` images,
+  SAME padding, then global average pooling and a dense readout.
+
+**Symmetric initialisation.** The model is a pair of identical networks with opposite readouts,
+``f = (g(theta_1) - g(theta_2)) / sqrt(2)`` with ``theta_1(0) = theta_2(0)``: ``f_0 = 0``
+exactly, and the eNTK ``(K_1 + K_2) / 2`` has the same infinite-width limit as one network's.
+
+**Structured eNTK** (:meth:`DeepReLU.entk_gram`, the model protocol's hook used by the
+Gauss-Newton step, :func:`ntk_influence.entk` and retraining). One forward and one backward pass
+give every layer's input ``h`` and pre-activation cotangent ``delta``. A dense layer contributes
+``c^2 (h h'^T) * (delta delta'^T) + b_std^2 delta delta'^T``; a conv layer
+``c^2 G G'^T + b_std^2 (sum_p delta)(sum_p delta')^T`` with ``G = sum_p patch_p(h) (x) delta_p``
+its per-example weight gradient (``9 C_in C_out`` numbers). So the ``n x n`` eNTK costs
+``O(n P)`` for the passes plus ``O(n^2 sum width)`` for the Grams, with no ``(n, P)`` Jacobian.
+
+**Gauss-Newton step** (:meth:`DeepReLU.gauss_newton_step`). The same taps give ``J v`` (each
+layer's affine map applied to the tangent's weights, against ``delta``) and ``J^T u`` (its
+transpose), so the step of :func:`ntk_influence.gauss_newton.linearized_step` needs one forward
+and one backward pass per accepted point, two forward-sized products (``J v``, ``J^T u``) and one
+forward pass per line-search trial.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from .._validate import check_positive, check_whole
+from ..errors import InputError
+from ._deep import SQRT2, Conv, DeepReLU, Dense, limit_kernel
+
+
+def mlp(d: int, width: int, depth: int = 3, *, W_std: float = SQRT2, W_std_out: float = 1.0,
+        b_std: float | None = None, seed: int = 0, param_dtype: Any = np.float64) -> DeepReLU:
+    """``mlp:L``: ``depth`` dense ReLU layers of ``width`` units and a dense readout.
+
+    The finite version of ``stax.serial([Dense(width, W_std, b_std), Relu] * depth,
+    Dense(1, W_std_out, b_std))``.
+
+    Args:
+      d: input dimension.
+      width: hidden units.
+      depth: hidden ReLU layers ``L >= 1``.
+      W_std: hidden-layer weight scale.
+      W_std_out: readout weight scale.
+      b_std: bias scale (``None``: no biases).
+      seed: PRNG seed.
+      param_dtype: float64 (default) or float32.
+
+    Returns:
+      :class:`DeepReLU` on ``(n, d)`` inputs.
+    """
+    d, m, depth = check_whole(d, "d"), check_whole(width, "width"), check_whole(depth, "depth")
+    ws, wo = check_positive(W_std, "W_std"), check_positive(W_std_out, "W_std_out")
+    bs = check_positive(b_std, "b_std", allow_none=True)
+    dims = [d] + [m] * depth
+    layers = tuple(Dense(dims[i], m, ws, bs, True) for i in range(depth))
+    return DeepReLU((d,), (*layers, Dense(m, 1, wo, bs, False)), width=m, arch=f"mlp:{depth}",
+                    seed=seed, param_dtype=param_dtype)
+
+
+def cnn(input_shape: tuple[int, int, int], width: int, depth: int = 2, *,
+        W_std: float = SQRT2, W_std_out: float = 1.0, b_std: float | None = None, seed: int = 0,
+        param_dtype: Any = np.float64) -> DeepReLU:
+    """``cnn:L``: ``depth`` 3x3 SAME conv + ReLU layers of ``width`` channels, GAP, readout.
+
+    The finite version of ``stax.serial([Conv(width, (3, 3), padding="SAME", W_std, b_std),
+    Relu] * depth, GlobalAvgPool(), Dense(1, W_std_out, b_std))``.
+
+    Args:
+      input_shape: ``(H, W, C)`` of one image (digits: ``(8, 8, 1)``).
+      width: channels.
+      depth: conv layers ``L >= 1``.
+      W_std: conv weight scale.
+      W_std_out: readout weight scale.
+      b_std: bias scale (``None``: no biases).
+      seed: PRNG seed.
+      param_dtype: float64 (default) or float32.
+
+    Returns:
+      :class:`DeepReLU` on ``(n, H, W, C)`` inputs.
+    """
+    shape = tuple(input_shape)
+    if len(shape) != 3:
+        raise InputError(f"cnn needs an image shape (H, W, C), got {input_shape!r}.")
+    shape = tuple(check_whole(s, "input_shape entries") for s in shape)
+    c, depth = check_whole(width, "width"), check_whole(depth, "depth")
+    ws, wo = check_positive(W_std, "W_std"), check_positive(W_std_out, "W_std_out")
+    bs = check_positive(b_std, "b_std", allow_none=True)
+    chans = [shape[-1]] + [c] * depth
+    layers = tuple(Conv(chans[i], c, ws, bs) for i in range(depth))
+    return DeepReLU(shape, (*layers, Dense(c, 1, wo, bs, False, pool=True)), width=c,
+                    arch=f"cnn:{depth}", seed=seed, param_dtype=param_dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """A family of nets over widths, with its infinite-width NTK: what ``--arch`` names.
+
+    Attributes:
+      name: ``"two-layer"``, ``"mlp:L"`` or ``"cnn:L"``.
+      build: ``(input_shape, width, seed, dtype) -> FunctionalNet``.
+      kernel: ``() -> Kernel``, the analytic NTK of the family (width-independent).
+      image: whether inputs are images ``(n, H, W, C)`` (flat rows are reshaped).
+      image_shape: the image shape for flat inputs (``None``: square, one channel).
+    """
+
+    name: str
+    build: Any
+    kernel: Any
+    image: bool = False
+    image_shape: tuple[int, int, int] | None = None
+
+    def prepare(self, x: Any) -> np.ndarray:
+        """Inputs in the shape the family takes: images ``(n, H, W, C)`` from flat rows.
+
+        Args:
+          x: ``(n, d)`` rows (or images already).
+
+        Returns:
+          Host float64 array.
+        """
+        a = np.asarray(x, np.float64)
+        if not self.image or a.ndim == 4:
+            return a
+        d = a.shape[1]
+        shape = self.image_shape
+        if shape is None:
+            side = math.isqrt(d)
+            if side * side != d:
+                raise InputError(f"{self.name} takes images but the rows have {d} features, not a "
+                                 "square; give image_shape=(H, W, C).")
+            shape = (side, side, 1)
+        if int(np.prod(shape)) != d:
+            raise InputError(f"image_shape {shape} does not hold {d} features.")
+        return a.reshape(a.shape[0], *shape)
+
+    def net(self, x: Any, width: int, *, seed: int = 0, dtype: Any = np.float64) -> Any:
+        """A net of this family for inputs like ``x`` (prepared), as a ``FunctionalNet``.
+
+        Args:
+          x: prepared inputs (their per-example shape is the net's input shape).
+          width: hidden units (MLP, two-layer) or channels (CNN).
+          seed: initialisation seed.
+          dtype: parameter dtype.
+
+        Returns:
+          :class:`~ntk_influence.nets.FunctionalNet`.
+        """
+        return self.build(tuple(np.shape(x)[1:]), int(width), int(seed), dtype)
+
+
+def architecture(spec: str | Architecture = "two-layer", *, kappa: float = 1.0,
+                 symmetric: bool = True, image_shape: tuple[int, int, int] | None = None
+                 ) -> Architecture:
+    """Parse ``"two-layer"``, ``"mlp:L"`` or ``"cnn:L"`` into an :class:`Architecture`.
+
+    ``two-layer`` is the paper's net of eq. (1) (first layer trained) with the kernel of eq. (4);
+    ``mlp:L`` and ``cnn:L`` are :func:`mlp` and :func:`cnn` with NT's NTK.
+
+    Args:
+      spec: the architecture.
+      kappa: first-layer scale of the two-layer net.
+      symmetric: paired initialisation of the two-layer net (the deep nets always pair).
+      image_shape: ``(H, W, C)`` for ``cnn:L`` on flat rows (default: square, one channel).
+
+    Returns:
+      :class:`Architecture`.
+    """
+    if isinstance(spec, Architecture):
+        return spec
+    from ..kernels import paper_kernel
+    from ._functional import functional
+    from ._two_layer import two_layer_net
+
+    text = str(spec).strip().lower().replace("_", "-")
+    if text in ("two-layer", "twolayer", "2-layer"):
+        return Architecture(
+            "two-layer",
+            lambda shape, w, seed, dt: two_layer_net(shape[0], w, kappa=kappa,
+                                                     symmetric=symmetric, seed=seed,
+                                                     param_dtype=dt),
+            lambda: paper_kernel("first", implementation="closed_form"))
+    family, _, depth_text = text.partition(":")
+    if family not in ("mlp", "cnn") or not depth_text.isdigit() or int(depth_text) < 1:
+        raise InputError(f"unknown architecture {spec!r}; use 'two-layer', 'mlp:L' or 'cnn:L' "
+                         "with L >= 1 hidden layers (e.g. mlp:3, cnn:2).")
+    depth = int(depth_text)
+    if family == "mlp":
+        return Architecture(
+            f"mlp:{depth}",
+            lambda shape, w, seed, dt: functional(mlp(shape[0], w, depth, seed=seed,
+                                                      param_dtype=dt)),
+            lambda: limit_kernel(mlp(1, 1, depth).layers, 1, f"mlp:{depth}"))
+    return Architecture(
+        f"cnn:{depth}",
+        lambda shape, w, seed, dt: functional(cnn(shape, w, depth, seed=seed, param_dtype=dt)),
+        lambda: limit_kernel(cnn((1, 1, 1), 1, depth).layers, 3, f"cnn:{depth}"),
+        image=True, image_shape=image_shape)

@@ -1,0 +1,454 @@
+"""Finite-width Flax NNX networks: the paper's two-layer ReLU net (eq. 1) and a deeper ReLU MLP.
+
+The solvers in :mod:`ntk_influence.train`, :mod:`ntk_influence.ihvp` and
+:mod:`ntk_influence.retrain` work on a :class:`FunctionalNet`: the model split once with
+``nnx.split`` into its graph, its trainable parameters (flattened into one vector ``theta``) and
+its fixed state, so that training steps are pure functions that jit and vmap over ``theta``.
+
+Eq. (1): ``f(x) = m^-1/2 sum_r a_r relu(w_r . x)`` with ``w_r(0) ~ N(0, kappa^2 I)`` and
+``a_r ~ unif{-1, +1}`` fixed (not trained). The symmetric initialisation draws ``m/2`` neurons and
+repeats them with the same ``w`` and the opposite ``a``, so the initial output ``f_0`` is exactly 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from .._precision import precision
+from ..errors import InputError
+from ..kernels import Kernel, stax_kernel
+from ..kernels import stax as nt_stax
+
+SQRT2 = math.sqrt(2.0)
+
+
+#: Memory bound of one block of per-example conv weight gradients in the structured eNTK.
+GRAD_BLOCK_BYTES = 2**27
+
+
+@dataclasses.dataclass(frozen=True)
+class Dense:
+    """A dense layer ``z = W_std / sqrt(fan_in) h W + b_std b`` (NT's ``stax.Dense``).
+
+    Attributes:
+      fan_in: input features.
+      fan_out: output features.
+      W_std: weight scale.
+      b_std: bias scale (``None``: no bias).
+      relu: apply ReLU after the layer.
+      pool: average the input over its spatial axes first (NT's ``GlobalAvgPool``).
+    """
+
+    fan_in: int
+    fan_out: int
+    W_std: float
+    b_std: float | None
+    relu: bool
+    pool: bool = False
+
+    @property
+    def w_shape(self) -> tuple[int, ...]:
+        """Shape of the weight."""
+        return (self.fan_in, self.fan_out)
+
+    def inputs(self, h: jax.Array) -> jax.Array:
+        """The layer's input: ``h``, spatially averaged when ``pool``."""
+        return h.mean(axis=tuple(range(1, h.ndim - 1))) if self.pool else h
+
+    def affine(self, w: jax.Array, b: jax.Array | None, h: jax.Array) -> jax.Array:
+        """Pre-activations ``(n, fan_out)`` of the (pooled) input ``h``."""
+        z = h @ w * (self.W_std / math.sqrt(self.fan_in))
+        return z if b is None else z + self.b_std * b
+
+    def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Per-example pre-activation shape."""
+        return (self.fan_out,)
+
+    def gram(self, h1: jax.Array, d1: jax.Array, h2: jax.Array, d2: jax.Array) -> jax.Array:
+        """This layer's eNTK block ``c^2 (h1 h2^T) * (d1 d2^T) + b_std^2 d1 d2^T``."""
+        dd = d1 @ d2.T
+        k = (h1 @ h2.T) * dd * (self.W_std ** 2 / self.fan_in)
+        return k if self.b_std is None else k + self.b_std ** 2 * dd
+
+    def stax(self) -> list[Any]:
+        """The Neural Tangents layers this layer is the finite version of."""
+        st = nt_stax()
+        out = [st.GlobalAvgPool()] if self.pool else []
+        out.append(st.Dense(1, W_std=self.W_std, b_std=self.b_std))
+        return out + ([st.Relu()] if self.relu else [])
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv:
+    """A 3x3 SAME conv layer ``z = W_std / sqrt(9 C_in) conv(h, W) + b_std b`` (NT's ``stax.Conv``).
+
+    Attributes:
+      fan_in: input channels ``C_in``.
+      fan_out: output channels.
+      W_std: weight scale.
+      b_std: bias scale (``None``: no bias).
+      relu: apply ReLU after the layer.
+    """
+
+    fan_in: int
+    fan_out: int
+    W_std: float
+    b_std: float | None
+    relu: bool = True
+
+    @property
+    def w_shape(self) -> tuple[int, ...]:
+        """Shape of the weight (HWIO)."""
+        return (3, 3, self.fan_in, self.fan_out)
+
+    def inputs(self, h: jax.Array) -> jax.Array:
+        """The layer's input (unchanged)."""
+        return h
+
+    @staticmethod
+    def patches(h: jax.Array) -> jax.Array:
+        """The 3x3 SAME patches ``(n, H, W, 9 C)`` of ``(n, H, W, C)``, ordered ``(kh, kw, c)``.
+
+        Written as nine shifted slices of the zero-padded input, so the convolution is one
+        matrix product (XLA's CPU convolution has no fast float64 kernel).
+        """
+        hp = jnp.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        rows, cols = h.shape[1], h.shape[2]
+        return jnp.concatenate([hp[:, i:i + rows, j:j + cols, :] for i in range(3)
+                                for j in range(3)], axis=-1)
+
+    def affine(self, w: jax.Array, b: jax.Array | None, h: jax.Array) -> jax.Array:
+        """Pre-activations ``(n, H, W, fan_out)``: the cross-correlation of NT's ``Conv``."""
+        z = self.patches(h) @ w.reshape(9 * self.fan_in, self.fan_out)
+        z = z * (self.W_std / math.sqrt(9 * self.fan_in))
+        return z if b is None else z + self.b_std * b
+
+    def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Per-example pre-activation shape (SAME padding keeps ``H, W``)."""
+        return (*in_shape[:-1], self.fan_out)
+
+    @staticmethod
+    def weight_grads(patches: jax.Array, d: jax.Array) -> jax.Array:
+        """Per-example weight gradients (without the scale ``c``), ``(n, 9 C_in C_out)``.
+
+        Args:
+          patches: ``(n, H, W, 9 C_in)`` from :meth:`patches`.
+          d: ``(n, H, W, C_out)`` pre-activation cotangents (or a block of their channels).
+        """
+        g = jnp.einsum("nhwk,nhwc->nkc", patches, d)
+        return g.reshape(g.shape[0], -1)
+
+    def gram(self, h1: jax.Array, d1: jax.Array, h2: jax.Array, d2: jax.Array) -> jax.Array:
+        """This layer's eNTK block ``c^2 G1 G2^T + b_std^2 (sum_p d1)(sum_p d2)^T``.
+
+        ``G1 G2^T`` is summed over blocks of output channels, so that a block of per-example
+        gradients holds at most :data:`GRAD_BLOCK_BYTES`.
+        """
+        p1 = self.patches(h1)
+        same = h2 is h1 and d2 is d1
+        p2 = p1 if same else self.patches(h2)
+        per_channel = max(h1.shape[0], h2.shape[0]) * p1.shape[-1] * p1.dtype.itemsize
+        cb = int(max(1, min(self.fan_out, GRAD_BLOCK_BYTES // per_channel)))
+        k = 0.0
+        for c0 in range(0, self.fan_out, cb):
+            g1 = self.weight_grads(p1, d1[..., c0:c0 + cb])
+            g2 = g1 if same else self.weight_grads(p2, d2[..., c0:c0 + cb])
+            k = k + g1 @ g2.T
+        k = k * (self.W_std ** 2 / (9 * self.fan_in))
+        if self.b_std is None:
+            return k
+        s1, s2 = d1.sum(axis=(1, 2)), d2.sum(axis=(1, 2))
+        return k + self.b_std ** 2 * (s1 @ s2.T)
+
+    def stax(self) -> list[Any]:
+        """The Neural Tangents layers this layer is the finite version of."""
+        st = nt_stax()
+        return [st.Conv(1, (3, 3), padding="SAME", W_std=self.W_std, b_std=self.b_std),
+                st.Relu()]
+
+
+class DeepReLU(nnx.Module):
+    """A deep ReLU net (MLP or conv net) in the NTK parameterisation, as a symmetric pair.
+
+    Build it with :func:`mlp` or :func:`cnn`. Every weight is an ``nnx.Param`` of shape
+    ``(2, *w_shape)``: the two networks of the pair, equal at initialisation.
+
+    Attributes:
+      layers: the layer descriptions (:class:`Dense`, :class:`Conv`), readout last.
+      weights: the weights (``nnx.Param``), one per layer.
+      biases: the biases (``nnx.Param``), one per layer, or empty without biases.
+      input_shape: per-example input shape, ``(d,)`` or ``(H, W, C)``.
+      width: hidden units (MLP) or channels (CNN).
+      depth: hidden ReLU layers.
+      arch: ``"mlp:L"`` or ``"cnn:L"``.
+      seed: the PRNG seed of the initialisation.
+    """
+
+    exact_gauss_newton = False  # the Hessian of eq. (2) is not J^T J + lam I for these nets
+
+    def __init__(self, input_shape: tuple[int, ...], layers: tuple[Dense | Conv, ...], *,
+                 width: int, arch: str, seed: int = 0, param_dtype: Any = np.float64) -> None:
+        """Draw every weight and bias from ``N(0, 1)`` (NTK parameterisation), pair duplicated.
+
+        Args:
+          input_shape: per-example input shape.
+          layers: the layers, readout last (``fan_out == 1``).
+          width: hidden units or channels (recorded).
+          arch: the architecture name (recorded).
+          seed: PRNG seed.
+          param_dtype: float64 (default) or float32.
+        """
+        dt = np.dtype(param_dtype)
+        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise InputError(f"param_dtype must be float32 or float64, got {dt}.")
+        with precision(dt):
+            keys = jax.random.split(jax.random.PRNGKey(int(seed)), 2 * len(layers))
+            pair = lambda a: jnp.stack([a, a])  # noqa: E731
+            self.weights = nnx.List([nnx.Param(pair(jax.random.normal(
+                keys[2 * i], lay.w_shape, dtype=dt))) for i, lay in enumerate(layers)])
+            self.biases = nnx.List([nnx.Param(pair(jax.random.normal(
+                keys[2 * i + 1], (lay.fan_out,), dtype=dt)))
+                for i, lay in enumerate(layers) if lay.b_std is not None])
+        self.layers = tuple(layers)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.width, self.depth, self.arch, self.seed = width, len(layers) - 1, arch, seed
+
+    # ----------------------------------------------------------------------------- forward
+
+    def _params(self) -> tuple[tuple[jax.Array, ...], tuple[jax.Array | None, ...]]:
+        ws = tuple(w[...] for w in self.weights)
+        it = iter(b[...] for b in self.biases)
+        bs = tuple(next(it) if lay.b_std is not None else None for lay in self.layers)
+        return ws, bs
+
+    def _single(self, ws: tuple[jax.Array, ...], bs: tuple[Any, ...], x: jax.Array,
+                eps: tuple[jax.Array, ...] | None) -> tuple[jax.Array, list[jax.Array]]:
+        h, ins = x, []
+        for i, lay in enumerate(self.layers):
+            hin = lay.inputs(h)
+            ins.append(hin)
+            z = lay.affine(ws[i], bs[i], hin)
+            if eps is not None:
+                z = z + eps[i]
+            h = jax.nn.relu(z) if lay.relu else z
+        return h[:, 0], ins
+
+    def _pair(self, x: jax.Array, eps: tuple[jax.Array, ...] | None = None
+              ) -> tuple[jax.Array, list[jax.Array]]:
+        ws, bs = self._params()
+        g, ins = jax.vmap(lambda w, b, e: self._single(w, b, x, e))(ws, bs, eps)
+        return (g[0] - g[1]) / jnp.sqrt(jnp.asarray(2.0, g.dtype)), ins
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Outputs ``f(x)`` for ``(n, *input_shape)`` inputs, shape ``(n,)``."""
+        return self._pair(x.astype(self.weights[0][...].dtype))[0]
+
+    def reseeded(self, seed: int) -> DeepReLU:
+        """The same architecture (layers, width, dtype) drawn from another seed."""
+        return DeepReLU(self.input_shape, self.layers, width=self.width, arch=self.arch,
+                        seed=seed, param_dtype=self.weights[0][...].dtype)
+
+    def pre_activation_shapes(self) -> list[tuple[int, ...]]:
+        """Per-example pre-activation shape of every layer (a dense readout ignores its input's)."""
+        shape, out = self.input_shape, []
+        for lay in self.layers:
+            shape = lay.out_shape(shape)
+            out.append(shape)
+        return out
+
+    def taps(self, x: jax.Array) -> tuple[jax.Array, list[jax.Array], list[jax.Array]]:
+        """Outputs, and every layer's input ``h`` and pre-activation cotangent ``df/dz``.
+
+        One forward and one backward pass (no weight gradients).
+
+        Args:
+          x: ``(n, *input_shape)`` inputs.
+
+        Returns:
+          ``(f, inputs, cotangents)``: ``(n,)`` outputs, and lists over layers of
+          ``(2, n, ...)`` arrays (pair first).
+        """
+        x = x.astype(self.weights[0][...].dtype)
+        eps = [jnp.zeros((2, x.shape[0], *shape), x.dtype)
+               for shape in self.pre_activation_shapes()]
+
+        def total(e: tuple[jax.Array, ...]) -> tuple[jax.Array, Any]:
+            f, ins = self._pair(x, e)
+            return jnp.sum(f), (f, ins)  # outputs depend on their own example only
+
+        cot, (f, ins) = jax.grad(total, has_aux=True)(tuple(eps))
+        return f, ins, list(cot)
+
+    def tap_gram(self, h1: list[jax.Array], d1: list[jax.Array],
+                 h2: list[jax.Array] | None = None, d2: list[jax.Array] | None = None
+                 ) -> jax.Array:
+        """Empirical NTK from layer taps (:meth:`taps`): the sum of the layers' Gram blocks.
+
+        Args:
+          h1: layer inputs of the first points.
+          d1: their cotangents.
+          h2: layer inputs of the second points (default the first).
+          d2: their cotangents.
+
+        Returns:
+          ``(n1, n2)`` kernel matrix.
+        """
+        k = 0.0
+        for i, lay in enumerate(self.layers):
+            for m in range(2):
+                a, b = h1[i][m], d1[i][m]
+                c, e = (a, b) if h2 is None else (h2[i][m], d2[i][m])
+                k = k + lay.gram(a, b, c, e)
+        return k
+
+    def tap_jvp(self, h: list[jax.Array], d: list[jax.Array]) -> jax.Array:
+        """``J v`` from layer taps, with this model's parameters as the tangent ``v``.
+
+        ``J v = sum_l <df/dz_l, dz_l(v)>``, and the tangent ``dz_l(v)`` of a layer's
+        pre-activation is the layer's affine map applied to the tangent's weights and biases.
+
+        Args:
+          h: layer inputs (:meth:`taps`) at the point where ``J`` is taken.
+          d: their cotangents.
+
+        Returns:
+          ``(n,)`` products.
+        """
+        ws, bs = self._params()
+        out = 0.0
+        for i, lay in enumerate(self.layers):
+            for m in range(2):
+                dz = lay.affine(ws[i][m], None if bs[i] is None else bs[i][m], h[i][m])
+                out = out + jnp.sum((dz * d[i][m]).reshape(dz.shape[0], -1), axis=1)
+        return out
+
+    def gram(self, x1: jax.Array, x2: jax.Array | None = None) -> jax.Array:
+        """Empirical NTK ``J(x1) J(x2)^T`` from the layer structure (module docstring).
+
+        Args:
+          x1: ``(n1, *input_shape)`` inputs.
+          x2: ``(n2, *input_shape)`` inputs (default ``x1``).
+
+        Returns:
+          ``(n1, n2)`` kernel matrix.
+        """
+        _, h1, d1 = self.taps(x1)
+        if x2 is None:
+            return self.tap_gram(h1, d1)
+        _, h2, d2 = self.taps(x2)
+        return self.tap_gram(h1, d1, h2, d2)
+
+    # -------------------------------------------------------------------- model protocol
+
+    @staticmethod
+    def gauss_newton_step(net: Any, problem: Any) -> Any:
+        """The model protocol's Gauss-Newton step: products from layer taps, no autodiff Jacobian.
+
+        :func:`~ntk_influence.gauss_newton.linearized_step` with ``aux`` the layer taps on all
+        rows: the eNTK is :meth:`tap_gram`, ``J v`` is :meth:`tap_jvp` and ``J^T u`` its
+        transpose (cost: module docstring). The iterates are those of the autodiff step to
+        rounding.
+
+        Args:
+          net: this model as a :class:`~ntk_influence.nets.FunctionalNet`.
+          problem: the :class:`~ntk_influence.gauss_newton.Problem` being solved.
+
+        Returns:
+          :class:`~ntk_influence.gauss_newton.GNStep`.
+        """
+        from ._steps import Linearization, linearized_step
+
+        n = problem.n
+
+        def at(theta: jax.Array) -> tuple[jax.Array, Any]:
+            f, h, d = net.model(theta).taps(problem.x_all)
+            return f, (h, d)
+
+        def train_rows(aux: Any) -> tuple[list[jax.Array], list[jax.Array]]:
+            return [a[:, :n] for a in aux[0]], [a[:, :n] for a in aux[1]]
+
+        def gram(theta: jax.Array, aux: Any) -> jax.Array:
+            return net.model(theta).tap_gram(*train_rows(aux))
+
+        def linear(theta: jax.Array, aux: Any) -> tuple[Any, Any]:
+            h, d = train_rows(aux)
+
+            def jv(v: jax.Array) -> jax.Array:
+                return net.model(v).tap_jvp(h, d)
+
+            transpose = jax.linear_transpose(jv, theta)
+            return jv, lambda u: transpose(u)[0]
+
+        return linearized_step(net, problem, Linearization(at, gram, linear))
+
+    @staticmethod
+    def entk_gram(net: Any, theta: jax.Array, x1: jax.Array, x2: jax.Array | None = None
+                  ) -> jax.Array:
+        """The model protocol's structured eNTK hook: :meth:`gram` at flat parameters ``theta``.
+
+        Args:
+          net: this model as a :class:`~ntk_influence.nets.FunctionalNet`.
+          theta: flat parameters.
+          x1: ``(n1, *input_shape)`` inputs.
+          x2: ``(n2, *input_shape)`` inputs (default ``x1``).
+
+        Returns:
+          ``(n1, n2)`` kernel matrix.
+        """
+        return net.model(theta).gram(x1, x2)
+
+    @staticmethod
+    def retrain_bytes(net: Any, n_points: int) -> int:
+        """Memory of one retrain in a vmapped chunk: parameter vectors plus activations.
+
+        Args:
+          net: this model as a :class:`~ntk_influence.nets.FunctionalNet`.
+          n_points: training plus test points.
+
+        Returns:
+          Bytes.
+        """
+        model = net.model()
+        item = net.dtype.itemsize
+        per = 12 * net.n_params * item
+        for lay, shape in zip(model.layers, model.pre_activation_shapes(), strict=True):
+            per += 2 * 6 * n_points * int(np.prod(shape)) * item
+            if isinstance(lay, Conv):
+                per += 2 * min(n_points * int(np.prod(lay.w_shape)) * item, GRAD_BLOCK_BYTES)
+        return int(per)
+
+    def describe(self) -> dict[str, Any]:
+        """The model's settings, for results."""
+        lay = self.layers[0]
+        return {"model": "DeepReLU", "arch": self.arch, "width": self.width,
+                "depth": self.depth, "input_shape": list(self.input_shape),
+                "W_std": lay.W_std, "W_std_out": self.layers[-1].W_std, "b_std": lay.b_std,
+                "seed": self.seed, "symmetric": True, "trained": "all layers (pair)"}
+
+    def limit_kernel(self) -> Kernel:
+        """The infinite-width NTK of this architecture, from Neural Tangents' ``kernel_fn``."""
+        return limit_kernel(self.layers, len(self.input_shape), self.arch)
+
+
+def limit_kernel(layers: tuple[Dense | Conv, ...], input_ndim: int, name: str) -> Kernel:
+    """The infinite-width NTK of a layer stack, from Neural Tangents' ``kernel_fn``.
+
+    Args:
+      layers: the layers (their widths do not matter).
+      input_ndim: per-example input dimensions (1 for vectors, 3 for images).
+      name: the architecture's name, for results.
+
+    Returns:
+      A :class:`~ntk_influence.kernels.Kernel`.
+    """
+    stax = nt_stax()
+    kernel_fn = stax.serial(*[s for lay in layers for s in lay.stax()])[2]
+    return stax_kernel(kernel_fn, "ntk", flatten=input_ndim == 1,
+                       name=f"{name} NTK (Neural Tangents, all layers trained)")

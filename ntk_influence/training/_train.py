@@ -1,0 +1,199 @@
+"""Training on eq. (2): damped Gauss-Newton, and first-order optimisers through optax.
+
+The objective is eq. (2) with optional per-point weights ``w_i`` (``w_i = 0`` removes point i)::
+
+    L(theta) = 1/2 sum_i w_i (f(x_i; theta) - y_i)^2 + lam/2 ||theta - theta(0)||^2
+
+Two solver loops, both pure jit-compiled ``while_loop`` s that vmap over weights (removal masks):
+
+- ``"gn"``: damped Gauss-Newton (Levenberg-Marquardt with damping ``lam``) with an Armijo line
+  search. The step solves ``(J^T D J + lam I) p = -grad L`` through the ``n x n`` empirical NTK
+  (Woodbury); it comes from the net (:mod:`ntk_influence.gauss_newton`: the structured step of
+  eq. (1), or the autodiff step of any net). For the two-layer net of eq. (1) this is the exact
+  Newton step (``H = J^T J + lam I``, DESIGN item 4); for other nets it is the Gauss-Newton step,
+  whose fixed points are the same stationary points.
+- first order, as optax transformations (``optax.inject_hyperparams(optax.sgd)``):
+  ``"gd"``, the faithful gradient-flow discretisation ``theta <- theta - eta grad L`` with
+  ``eta = step_factor / (lambda_max(eNTK) + lam)`` (below the stability limit
+  ``2 / (lambda_max + lam)``), optionally annealed (the step halves whenever the loss rises);
+  ``"sgd"``, the same update with the data term's gradient from a seeded random minibatch of
+  ``batch_size`` points, scaled by ``n / batch_size`` (an unbiased estimate).
+
+The regularised minimiser sits on ReLU kinks, where the gradient is discontinuous, so the
+gradient norm plateaus and cannot serve as the stopping rule (DESIGN item 5). Every solver stops
+in function space: when the largest change of the predictions on the training and test points
+over the last ``window`` steps is below ``f_tol``. The final gradient norm is always reported.
+Training runs in the net's precision (float64 by default) whatever JAX's global x64 flag is.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._precision import precision
+from .._validate import check_lam
+from ..errors import InputError, NotConvergedWarning
+from ..nets import FunctionalNet
+from ._chunks import call_interruptibly
+from ._first_order import divergence_error, first_order_solver, gd_step_size
+from ._gauss_newton import SolveOut, gauss_newton_solver
+from ._results import TrainResult
+from ._settings import SolverSettings, blas_single_thread
+
+
+def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> Any:
+    """A pure function that trains ``net`` on eq. (2) and returns a :class:`SolveOut`.
+
+    The returned ``solve(theta0, theta_init, x_all, y, weights, lam, eta, tol=None)`` takes the
+    regularisation centre, the starting point, the stacked train+test inputs (the first
+    ``n_train`` rows are the training set), labels, per-point weights, the ridge, the
+    first-order step and optionally a traced ``f_tol`` (default ``settings.f_tol``); it is
+    jit/vmap-compatible (vmap over ``theta_init`` and ``weights`` for removal runs). It runs in
+    the precision of its array arguments.
+
+    Args:
+      net: the network.
+      settings: resolved :class:`SolverSettings`.
+      n_train: number of training rows in ``x_all``.
+
+    Returns:
+      The solve function.
+    """
+    s = settings.resolved()
+    if s.method == "gn":
+        return gauss_newton_solver(net, s, n_train)
+    return first_order_solver(net, s, n_train)
+
+
+@functools.lru_cache(maxsize=16)
+def jitted_solver(net: FunctionalNet, settings: SolverSettings, n_train: int,
+                  batched: bool = False) -> Any:
+    """The jit-compiled :func:`make_solver`, cached so that repeated runs compile once.
+
+    Args:
+      net: the network.
+      settings: resolved :class:`SolverSettings` (hashable: part of the cache key).
+      n_train: number of training rows.
+      batched: vmap over the per-point weights (one leave-one-out mask per row).
+
+    Returns:
+      The compiled solve function.
+    """
+    solve = make_solver(net, settings, n_train)
+    if batched:  # one leave-one-out mask and one tolerance per row
+        solve = jax.vmap(solve, in_axes=(None, None, None, None, 0, None, None, 0))
+    return jax.jit(solve)
+
+
+def check_xy(net: FunctionalNet, x: Any, y: Any, name: str) -> tuple[jax.Array, jax.Array]:
+    """Check ``(n, *input_shape)`` inputs and ``(n,)`` labels for the net.
+
+    Args:
+      net: the network (its per-example input shape is checked when known; ``(n, d)`` else).
+      x: inputs.
+      y: labels.
+      name: ``"train"`` or ``"test"``, used in messages.
+
+    Returns:
+      ``(x, y)`` as device arrays in the net's dtype.
+    """
+    from .._validate import as_array
+
+    shape = net.input_shape
+    if shape is not None and x is not None and np.ndim(x) != 1 + len(shape):
+        want = ", ".join(map(str, shape))
+        raise InputError(f"x_{name} must be (n, {want}) for this net, got shape {np.shape(x)}; "
+                         "reshape the inputs (e.g. images as (n, H, W, C)).")
+    xa = as_array(x, f"x_{name}", (2,) if shape is None else (1 + len(shape),))
+    ya = as_array(y, f"y_{name}", (1,))
+    if ya.shape[0] != xa.shape[0]:
+        raise InputError(f"y_{name} has {ya.shape[0]} labels but x_{name} has {xa.shape[0]} rows.")
+    if shape is not None and len(shape) == 1 and xa.shape[1] != shape[0]:
+        raise InputError(f"x_{name} has {xa.shape[1]} features but the net takes d={shape[0]}.")
+    if shape is not None and tuple(xa.shape[1:]) != shape:
+        raise InputError(f"x_{name} has points of shape {tuple(xa.shape[1:])} but the net takes "
+                         f"{shape}; reshape the inputs (e.g. images as (n, H, W, C)).")
+    with precision(net.dtype):
+        return jnp.asarray(xa, net.dtype), jnp.asarray(ya, net.dtype)
+
+
+def train(net: FunctionalNet, x_train: Any, y_train: Any, lam: float = 0.1, *,
+          x_test: Any | None = None, settings: SolverSettings | None = None,
+          theta_init: jax.Array | None = None, weights: Any | None = None,
+          warn: bool = True) -> TrainResult:
+    """Train the net on eq. (2) from ``W(0)`` (or ``theta_init``) until the predictions settle.
+
+    Args:
+      net: the network (its ``theta0`` is ``W(0)``, the regularisation centre).
+      x_train: ``(n, d)`` training inputs (``(n, *input_shape)`` for nets on images).
+      y_train: ``(n,)`` labels.
+      lam: ridge ``>= 0`` of eq. (2).
+      x_test: ``(t, ...)`` test inputs whose predictions are returned and watched for stopping.
+      settings: :class:`SolverSettings` (default damped Gauss-Newton).
+      theta_init: starting parameters (default ``W(0)``).
+      weights: ``(n,)`` per-point weights (``0`` removes a point).
+      warn: emit a :class:`NotConvergedWarning` when the tolerance was not met.
+
+    Returns:
+      :class:`TrainResult`.
+
+    Raises:
+      NotConvergedError: the loss became NaN/Inf (the message names the step size and the fix).
+    """
+    lam = check_lam(lam)
+    s = (settings or SolverSettings()).resolved()
+    with precision(net.dtype):  # the net's dtype whatever the global x64 flag
+        xtr, ytr = check_xy(net, x_train, y_train, "train")
+        n = xtr.shape[0]
+        if x_test is None:
+            xte = jnp.zeros((0, *xtr.shape[1:]), net.dtype)
+        else:
+            xte = jnp.asarray(np.asarray(x_test), net.dtype)
+            if xte.shape[1:] != xtr.shape[1:]:
+                want = ", ".join(map(str, xtr.shape[1:]))
+                raise InputError(f"x_test must be (t, {want}), got shape {xte.shape}.")
+        w = jnp.ones((n,), net.dtype) if weights is None else jnp.asarray(weights, net.dtype)
+        if w.shape != (n,):
+            raise InputError(f"weights must have shape ({n},), got {w.shape}.")
+        t_init = net.theta0 if theta_init is None else jnp.asarray(theta_init, net.dtype)
+        t0 = time.perf_counter()
+        eta = gd_step_size(net, t_init, xtr, lam, s) if s.method != "gn" else float("nan")
+        solve = jitted_solver(net, s, n)
+        args = (net.theta0, t_init, jnp.concatenate([xtr, xte]), ytr, w,
+                jnp.asarray(lam, net.dtype), jnp.asarray(0.0 if np.isnan(eta) else eta,
+                                                         net.dtype))
+
+        def run() -> SolveOut:
+            with blas_single_thread():
+                o = solve(*args)
+                jax.block_until_ready(o.theta)
+                return o
+
+        out = call_interruptibly(run)  # Ctrl-C / SIGTERM act during a long training too
+    secs = time.perf_counter() - t0
+    if bool(out.diverged):
+        raise divergence_error(eta, s.method)
+    f_all = np.asarray(out.f_all)
+    res = TrainResult(
+        theta=out.theta, f_train=f_all[:n], f_test=f_all[n:], loss=float(out.loss),
+        grad_norm=float(out.grad_norm),
+        rel_grad_norm=float(out.grad_norm) / float(out.grad_norm0),
+        f_change=float(out.f_change), f_change_test=float(out.f_change_test),
+        iterations=int(out.iterations), converged=bool(out.converged),
+        stalled=bool(out.stalled), evaluations=int(out.evaluations), method=s.method,
+        step_size=eta, final_step=float(out.final_step), lam=lam, settings=s,
+        seconds=secs)
+    if warn and not res.converged:
+        warnings.warn(
+            f"{s.method} training stopped after {res.iterations} steps with prediction change "
+            f"{res.f_change:.3g} > f_tol={s.f_tol:g} over the last {s.window} steps "
+            f"(gradient norm {res.grad_norm:.3g}); raise max_steps or f_tol.",
+            NotConvergedWarning, stacklevel=2)
+    return res
