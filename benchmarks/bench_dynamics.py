@@ -23,9 +23,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ntk_influence.kernels import kernel_matrix
 from ntk_influence.experiments import finite_mixture
 from ntk_influence.influence import time_agreement, time_influence_from_kernels
+from ntk_influence.kernels import kernel_matrix
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _runinfo

@@ -140,11 +140,10 @@ MNIST and CIFAR-10; larger widths need more time than a notebook should take.
     code("""
 from IPython.display import Markdown
 
-from ntk_influence import experiments as compare
 
-sweep = compare.width_sweep(ds.x_train, ds.y_train, ds.x_test, ds.y_test, S["widths"], 0.1,
+sweep = ni.width_sweep(ds.x_train, ds.y_train, ds.x_test, ds.y_test, S["widths"], 0.1,
                             n_points=S["n_points"], test_index=0, show_progress=False)
-Markdown(compare.table_markdown(sweep))
+Markdown(ni.experiments.table_markdown(sweep))
 """),
     md("""
 Figure 1 for the widest net: the NTK prediction lies on the diagonal; the classic IHVP on the
@@ -179,7 +178,6 @@ regions of the data (high leverage), which is Theorem 4.
     code(_setup('{"tiny": dict(n_train=50, n_test=10, mix_n=80),\n'
                 '     "small": dict(n_train=200, n_test=40, mix_n=300)}')),
     code("""
-from ntk_influence import experiments as analysis, experiments as density
 from ntk_influence.kernels import kernel_matrix, paper_kernel
 
 ds = ni.load_dataset("digits:3,8", n_train=S["n_train"], n_test=S["n_test"], seed=0)
@@ -194,7 +192,7 @@ Theorem 3 lower bound, the upper quantity, and the mean leverage. The pairwise i
 checked on every pair.
 """),
     code("""
-sweep = analysis.lambda_sweep(K, Kt, ds.y_train, ds.y_test)
+sweep = ni.experiments.lambda_sweep(K, Kt, ds.y_train, ds.y_test)
 for lam, err, lo, hi, v in zip(sweep.lams, sweep.mean_error_rate, sweep.lower, sweep.upper,
                                sweep.bound_violations):
     print(f"lam={lam:7.4f}  mean error {err:.3f}  bound [{lo:.3f}, {hi:.3f}]  violations {v}")
@@ -209,7 +207,7 @@ points in dense regions are estimated better. The leverage `h_i` explains it exa
 """),
     code("""
 res = ni.ntk_influence(ds.x_train, ds.y_train, ds.x_test, ds.y_test, lam=0.1)
-dens = density.density_vs_error(ds.x_train, res)
+dens = ni.experiments.density_vs_error(ds.x_train, res)
 print(f"Spearman(density, error) = {dens.spearman_density_error:.3f}")
 print(f"Spearman(leverage, error) = {dens.spearman_leverage_error:.4f}")
 fig = plots.density_plot(dens, title="digits 3 vs 8, lam = 0.1")
@@ -220,7 +218,7 @@ fig = plots.density_plot(dens, title="digits 3 vs 8, lam = 0.1")
 Components with smaller proportions `p_k` have sparser points, so larger IHVP error rates.
 """),
     code("""
-mix = density.mixture_experiment(n=S["mix_n"], seed=0)
+mix = ni.experiments.mixture_experiment(n=S["mix_n"], seed=0)
 print("p_k:", mix.p, "\\nerror:", np.round(mix.component_error, 3))
 print(f"Spearman(p_k, error) = {mix.spearman_p_error:.3f}")
 fig = plots.mixture_plot(mix)
@@ -241,7 +239,6 @@ points by how much the RKHS norm `y^T K^-1 y` of the fit drops when the group is
 """),
     code(_setup('{"tiny": dict(n_train=60, n_test=10), "small": dict(n_train=240, n_test=50)}')),
     code("""
-from ntk_influence import experiments as analysis, influence as complexity
 from ntk_influence.kernels import kernel_matrix, paper_kernel
 
 ds = ni.load_dataset("digits:3,8", n_train=S["n_train"], n_test=S["n_test"], seed=0)
@@ -263,8 +260,8 @@ from one factorisation by a block downdate.
 """),
     code("""
 K = kernel_matrix(paper_kernel(), ds.x_train)
-groups = complexity.influence_groups(res.influence, n_groups=10)
-cx = complexity.group_complexity(K, ds.y_train, groups, lam=0.0)
+groups = ni.influence.influence_groups(res.influence, n_groups=10)
+cx = ni.influence.group_complexity(K, ds.y_train, groups, lam=0.0)
 print("matrix used:", cx.matrix, f" cond = {cx.cond:.3g}")
 print("complexity per group:", np.round(cx.values, 3))
 fig = plots.complexity_plot(groups, cx)
@@ -292,7 +289,6 @@ where everything equals the kernel ridge regression results.
                 '     "small": dict(n_train=150, n_test=40,\n'
                 '                   times=[0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, np.inf])}')),
     code("""
-from ntk_influence import influence as dynamics
 
 ds = ni.load_dataset("digits:3,8", n_train=S["n_train"], n_test=S["n_test"], seed=0)
 times = np.asarray(S["times"])
@@ -309,7 +305,7 @@ from ntk_influence.kernels import kernel_matrix, paper_kernel
 
 K = kernel_matrix(paper_kernel(), ds.x_train)
 Kt = kernel_matrix(paper_kernel(), ds.x_train, ds.x_test)
-tr = dynamics.time_influence_from_kernels(K, Kt, ds.y_train, ds.y_test, 0.1, times, method="both")
+tr = ni.influence.time_influence_from_kernels(K, Kt, ds.y_train, ds.y_test, 0.1, times, method="both")
 end = ni.influence.influence_from_kernels(K, Kt, ds.y_train, ds.y_test, 0.1).influence
 print("max |I(t=inf) - I_engine| =", np.abs(tr.influence[-1] - end).max())
 fig = plots.time_agreement_plot(tr)
@@ -318,7 +314,7 @@ fig = plots.time_agreement_plot(tr)
 ## Figure 6: the most influential training image for some test images, over time
 """),
     code("""
-top = dynamics.most_influential(tr.influence, by="abs")
+top = ni.influence.most_influential(tr.influence, by="abs")
 fig = plots.most_influential_plot(top, times, ds.x_train, ds.x_test, ds.image_shape,
                                   test_index=[0, 1, 2, 3])
 """),

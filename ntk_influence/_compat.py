@@ -14,50 +14,57 @@ import sys
 import warnings
 from typing import Any
 
-# Old top-level name -> "subpackage" or "subpackage:new_name".
-MOVED_NAMES: dict[str, str] = {
-    "Architecture": "nets", "AttributionResult": "attribution", "ChunkMapResult": "training",
-    "ComplexityResult": "influence", "DeepReLU": "nets", "FunctionalNet": "nets",
-    "IHVPInfluence": "attribution", "IHVPResult": "attribution", "InfluenceGroups": "influence",
-    "Kernel": "kernels", "LabelNoiseResult": "experiments", "LambdaSweep": "experiments",
-    "LargeInfluence": "scale", "LinearizedDynamics": "influence", "MemoryPlan": "linalg",
-    "MemoryPlanError": "errors", "NoiseShares": "experiments", "NotConvergedWarning": "errors",
-    "PrecisionReport": "scale", "PrecisionWarning": "errors",
-    "RetrainResult": "training", "ScoreOptions": "attribution", "Spectrum": "linalg",
-    "TheoryAssumptionWarning": "errors", "TimeAgreement": "influence",
-    "TimeInfluenceResult": "influence", "TrainingPath": "attribution", "TwoLayerReLU": "nets",
-    "UnitNormReport": "data", "WidthComparison": "experiments",
-    "actual_influence": "training", "additive_predictions": "attribution",
-    "agreement": "attribution", "attribution_figure": "plots", "auc": "attribution",
-    "closed_form_paper_kernel": "kernels", "cnn": "nets", "complexity_of_influence_groups": "influence",
-    "density_vs_error": "experiments", "device_has_float64": "scale", "ensure_unit_norm": "data",
-    "entk": "nets", "entk_jacobian": "nets", "entk_structured": "nets", "entk_two_layer": "nets",
-    "estimate_lambda_max": "training", "finite_mixture": "experiments",
-    "first_order_scores": "attribution", "flip_labels": "data", "float32_influence": "scale",
-    "functional": "nets", "grad_dot_scores": "attribution", "group_complexity": "influence",
-    "hessian_dense": "attribution", "hvp": "attribution", "ihvp_solve": "attribution:ihvp",
-    "influence_from_factor": "influence", "influence_from_kernels": "influence",
-    "influence_groups": "influence", "influence_over_time": "influence",
-    "influence_scatter": "plots", "influential_examples": "influence", "initial_output": "nets",
-    "initialize": "scale", "kde_log_density": "experiments", "kernel_matrix": "kernels",
-    "label_noise_experiment": "experiments", "lambda_sweep": "experiments",
-    "large_influence": "scale", "linear_datamodeling_score": "attribution",
-    "linearized_predictions": "influence", "loss_change": "linalg", "make_mesh": "scale",
-    "map_chunks": "training", "memory_plan": "linalg", "method_scores": "attribution",
-    "mixture_experiment": "experiments", "mlp": "nets", "model_entk": "influence",
-    "most_influential": "influence", "noise_shares": "experiments",
-    "ntk_refit_outputs": "attribution", "objective": "training", "paper_kernel": "kernels",
-    "paper_stax": "kernels", "pearson": "attribution", "plan_chunk_size": "training",
-    "plot_figure": "plots", "point_error_rate": "experiments", "projected_gradients": "attribution",
-    "random_subsets": "attribution", "refine_solve": "linalg",
-    "relative_frobenius_error": "nets", "resolve_kernel": "kernels",
-    "save_figure": "plots", "select_points": "experiments", "spearman": "attribution",
-    "stax_kernel": "kernels", "subset_mask": "attribution", "table_markdown": "experiments",
-    "time_agreement": "influence", "time_influence_from_kernels": "influence",
-    "tracin_scores": "attribution", "train_net": "training:train", "training_path": "attribution",
-    "trak_ensemble_scores": "attribution", "trak_scores": "attribution",
-    "unit_normalize": "data", "width_curves": "plots",
-}
+# Old top-level names of the flat layout; each resolves to the one subpackage that exports it.
+OLD_NAMES: tuple[str, ...] = (
+    "Architecture", "AttributionResult", "ChunkMapResult", "ComplexityResult", "DeepReLU",
+    "FunctionalNet", "IHVPInfluence", "IHVPResult", "InfluenceGroups", "Kernel",
+    "LabelNoiseResult", "LambdaSweep", "LargeInfluence", "LinearizedDynamics", "MemoryPlan",
+    "MemoryPlanError", "NoiseShares", "NotConvergedWarning", "PrecisionReport",
+    "PrecisionWarning", "RetrainResult", "ScoreOptions", "Spectrum", "TheoryAssumptionWarning",
+    "TimeAgreement", "TimeInfluenceResult", "TrainingPath", "TwoLayerReLU", "UnitNormReport",
+    "WidthComparison", "actual_influence", "additive_predictions", "agreement",
+    "attribution_figure", "auc", "closed_form_paper_kernel", "cnn",
+    "complexity_of_influence_groups", "density_vs_error", "device_has_float64",
+    "ensure_unit_norm", "entk", "entk_jacobian", "entk_structured", "entk_two_layer",
+    "estimate_lambda_max", "finite_mixture", "first_order_scores", "flip_labels",
+    "float32_influence", "functional", "grad_dot_scores", "group_complexity", "hessian_dense",
+    "hvp", "influence_from_factor", "influence_from_kernels", "influence_groups",
+    "influence_over_time", "influence_scatter", "influential_examples", "initial_output",
+    "initialize", "kde_log_density", "kernel_matrix", "label_noise_experiment", "lambda_sweep",
+    "large_influence", "linear_datamodeling_score", "linearized_predictions", "loss_change",
+    "make_mesh", "map_chunks", "memory_plan", "method_scores", "mixture_experiment", "mlp",
+    "model_entk", "most_influential", "noise_shares", "ntk_refit_outputs", "objective",
+    "paper_kernel", "paper_stax", "pearson", "plan_chunk_size", "plot_figure", "point_error_rate",
+    "projected_gradients", "random_subsets", "refine_solve", "relative_frobenius_error",
+    "resolve_kernel", "save_figure", "select_points", "spearman", "stax_kernel", "subset_mask",
+    "table_markdown", "time_agreement", "time_influence_from_kernels", "tracin_scores",
+    "training_path", "trak_ensemble_scores", "trak_scores", "unit_normalize", "width_curves",
+)
+
+# Old top-level names whose object has a new name: old -> "subpackage:new_name".
+RENAMED: dict[str, str] = {"ihvp_solve": "attribution:ihvp", "train_net": "training:train"}
+
+#: Subpackages searched for an old name's home, in layer order.
+HOMES = ("errors", "io", "data", "kernels", "linalg", "influence", "scale", "nets", "training",
+         "attribution", "experiments", "plots")
+
+
+def home_of(name: str) -> str:
+    """``"subpackage:new_name"`` for an old top-level name (the subpackage whose ``__all__`` has it).
+
+    Args:
+      name: an old top-level name in :data:`OLD_NAMES` or :data:`RENAMED`.
+
+    Returns:
+      ``"subpackage:new_name"``.
+    """
+    if name in RENAMED:
+        return RENAMED[name]
+    for sub in HOMES:
+        if name in getattr(importlib.import_module(f"ntk_influence.{sub}"), "__all__", ()):
+            return f"{sub}:{name}"
+    raise AttributeError(f"module 'ntk_influence' has no attribute {name!r}")
+
 
 # Old module path (below ntk_influence) -> the subpackage that now holds its public names.
 MOVED_MODULES: dict[str, str] = {
@@ -118,10 +125,9 @@ def moved_name(name: str) -> Any:
         new, obj = REPLACED[name]
         _warn(name, new)
         return obj
-    if name not in MOVED_NAMES:
+    if name not in OLD_NAMES and name not in RENAMED:
         raise AttributeError(f"module 'ntk_influence' has no attribute {name!r}")
-    home, _, new_name = MOVED_NAMES[name].partition(":")
-    new_name = new_name or name
+    home, _, new_name = home_of(name).partition(":")
     _warn(name, f"{home}.{new_name}")
     return getattr(importlib.import_module(f"ntk_influence.{home}"), new_name)
 

@@ -16,6 +16,24 @@ UNIT_NORM_TOL = 1e-6
 UNIT_NORM_ROUNDING = 64 * float(np.finfo(np.float64).eps)
 
 
+def to_numpy(x: Any, name: str) -> np.ndarray:
+    """``np.asarray(x)``, refusing ``None`` and objects NumPy cannot convert with a clear error.
+
+    Args:
+      x: array-like input.
+      name: the argument's name, used in the message.
+
+    Returns:
+      ``np.ndarray`` of whatever dtype NumPy infers.
+    """
+    if x is None:
+        raise InputError(f"{name} is None; pass an array.")
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{name} cannot be converted to an array: {e}") from e
+
+
 def as_array(x: Any, name: str, ndim: tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
     """Convert ``x`` to a finite host array of one of the allowed ranks.
 
@@ -28,12 +46,7 @@ def as_array(x: Any, name: str, ndim: tuple[int, ...], dtype: Any = np.float64) 
     Returns:
       ``np.ndarray`` of ``dtype``.
     """
-    if x is None:
-        raise InputError(f"{name} is None; pass an array.")
-    try:
-        raw = np.asarray(x)
-    except (TypeError, ValueError) as e:
-        raise InputError(f"{name} cannot be converted to an array: {e}") from e
+    raw = to_numpy(x, name)
     if np.iscomplexobj(raw):
         raise InputError(f"{name} is complex ({raw.dtype}); pass real values (e.g. the real part "
                          "or the modulus, whichever your data means).")
@@ -57,7 +70,10 @@ def as_array(x: Any, name: str, ndim: tuple[int, ...], dtype: Any = np.float64) 
 
 
 def check_whole(v: Any, name: str, low: int = 1) -> int:
-    """A whole number ``>= low`` (widths, depths, dimensions), refusing bools and floats.
+    """A whole number ``>= low`` (widths, depths, counts, dimensions), refusing bools and floats.
+
+    The one whole-number check of the library: ``8.0``, ``2.5``, ``True`` and ``"8"`` are all
+    refused, so every argument that counts something accepts exactly the same values.
 
     Args:
       v: the value.
@@ -67,8 +83,10 @@ def check_whole(v: Any, name: str, low: int = 1) -> int:
     Returns:
       ``int(v)``.
     """
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-        raise InputError(f"{name} must be an integer >= {low}, got {v!r}.")
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise InputError(f"{name} must be a whole number >= {low}, got {v!r}.")
+    if v < low:
+        raise InputError(f"{name} must be >= {low}, got {v!r}.")
     return int(v)
 
 
@@ -251,7 +269,7 @@ def check_classes(classes: Any) -> tuple[int, ...]:
 
 
 def check_count(n: Any, name: str) -> int | None:
-    """Check a number of points: None or an integer >= 1 (``bool`` and ``2.5`` are refused).
+    """A number of points: None (all of them) or :func:`check_whole` ``>= 1``.
 
     Args:
       n: the count.
@@ -260,13 +278,7 @@ def check_count(n: Any, name: str) -> int | None:
     Returns:
       ``n`` as an ``int``, or None.
     """
-    if n is None:
-        return None
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
-        raise InputError(f"{name} must be a whole number of points (or None for all), got {n!r}.")
-    if n < 1:
-        raise InputError(f"{name} must be >= 1, got {n}.")
-    return int(n)
+    return None if n is None else check_whole(n, name)
 
 
 def check_indices(idx: Any, n: int, name: str) -> np.ndarray:

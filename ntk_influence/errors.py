@@ -7,6 +7,17 @@ subclasses, so ``except ValueError`` catches either, but they are distinguishabl
 
 from __future__ import annotations
 
+__all__ = [
+    "InputError",
+    "MemoryPlanError",
+    "NotConvergedError",
+    "NotConvergedWarning",
+    "NumericalError",
+    "PrecisionWarning",
+    "SingularKernelError",
+    "TheoryAssumptionWarning",
+]
+
 
 class InputError(ValueError):
     """Bad input: the message says what is wrong and how to fix it."""

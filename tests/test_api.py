@@ -29,12 +29,18 @@ def _public_members(obj):
         yield name, member
 
 
-@pytest.mark.parametrize("name", sorted(ni.__all__))
-def test_public_callables_have_docstrings(name):
-    obj = getattr(ni, name)
+SUBPACKAGES = ("errors", "io", "data", "kernels", "linalg", "influence", "scale", "nets", "training",
+               "attribution", "experiments", "plots")
+PUBLIC = sorted({("", n) for n in ni.__all__}
+                | {(s, n) for s in SUBPACKAGES for n in getattr(ni, s).__all__})
+
+
+@pytest.mark.parametrize(("sub", "name"), PUBLIC, ids=[f"{s}.{n}".lstrip(".") for s, n in PUBLIC])
+def test_public_callables_have_docstrings(sub, name):
+    obj = getattr(getattr(ni, sub) if sub else ni, name)
     if not callable(obj):
         return
-    assert inspect.getdoc(obj), f"ntk_influence.{name} has no docstring"
+    assert inspect.getdoc(obj), f"ntk_influence.{sub}.{name} has no docstring"
     if inspect.isclass(obj):
         undocumented = [m for m, f in _public_members(obj) if not inspect.getdoc(f)]
         assert not undocumented, f"{name} methods without docstrings: {undocumented}"

@@ -4,6 +4,8 @@ per-example gradients, subset retraining against direct weighted training, and t
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -51,6 +53,58 @@ def test_spearman_pearson_auc_by_hand():
     assert attr.auc([1.0, 1.0, 2.0], [1, 0, 0]) == pytest.approx(0.25)  # a tie counts 1/2
     with pytest.raises(ni.InputError):
         attr.auc([1.0, 2.0], [1, 1])
+
+
+def test_correlations_share_one_size_rule_and_one_nan_convention():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=30), rng.normal(size=30)
+    assert attr.pearson(a, b) == pytest.approx(scipy.stats.pearsonr(a, b)[0], rel=1e-12)
+    assert attr.spearman(a, b) == pytest.approx(scipy.stats.spearmanr(a, b)[0], rel=1e-12)
+    st = attr.agreement(b, a)
+    assert st["pearson"] == attr.pearson(a, b) and st["spearman"] == attr.spearman(a, b)
+    for fn in (attr.pearson, attr.spearman, attr.agreement):  # >= 2 values, same size
+        with pytest.raises(ni.InputError, match="at least 2 values"):
+            fn([1.0], [2.0])
+        with pytest.raises(ni.InputError, match="same size"):
+            fn([1.0, 2.0, 3.0], [1.0, 2.0])
+    assert attr.pearson([1.0, 2.0], [3.0, 1.0]) == pytest.approx(-1.0)
+    with warnings.catch_warnings():  # a constant sample is NaN, silently, everywhere
+        warnings.simplefilter("error")
+        assert np.isnan(attr.pearson([1.0, 2.0, 3.0], [5.0, 5.0, 5.0]))
+        assert np.isnan(attr.spearman([2.0, 2.0, 2.0], [1.0, 2.0, 3.0]))
+        st = attr.agreement([1.0, 2.0, 3.0], [4.0, 4.0, 4.0])
+        assert np.isnan(st["pearson"]) and np.isnan(st["spearman"]) and np.isnan(st["slope"])
+        assert np.isnan(attr.agreement([1.0, 2.0], [0.0, 0.0])["rel_error"])
+
+
+def test_auc_is_the_mann_whitney_statistic():
+    rng = np.random.default_rng(4)
+    s = np.round(rng.normal(size=40), 1)  # ties included
+    pos = rng.random(40) < 0.3
+    ranks = scipy.stats.rankdata(s)
+    n_pos, n_neg = pos.sum(), (~pos).sum()
+    ref = (ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    assert attr.auc(s, pos) == pytest.approx(ref, rel=1e-12)
+
+
+@pytest.mark.parametrize("bad", [8.0, True, 0])
+def test_whole_number_arguments_are_checked_alike(small, trained, bad):
+    net, full = trained
+    x, y = small.x_train, small.y_train
+    with pytest.raises(ni.InputError, match="projection dimension must be"):
+        ni.attribution.trak_scores(net, full.theta, x, y, x, y, 0.1, dim=bad)
+    with pytest.raises(ni.InputError, match="checkpoints must be"):
+        ni.attribution.training_path(net, x, y, 0.1, checkpoints=bad)
+    with pytest.raises(ni.InputError, match="number of subsets must be"):
+        attr.random_subsets(10, bad if bad != 0 else 1, 0.5)
+
+
+def test_first_order_scores_refuse_a_singular_kernel():
+    """A rank-one Gram matrix with a negligible ridge raises the library's SingularKernelError."""
+    phi = np.ones((6, 1))
+    k = phi @ phi.T
+    with pytest.raises(ni.SingularKernelError, match="singular"):
+        ni.attribution.first_order_scores(k, k, np.ones(6), np.ones(6), 1e-300)
 
 
 def test_lds_matches_dattri_definition_on_a_saved_npz(tmp_path):
@@ -134,6 +188,19 @@ def test_chunked_projection_equals_the_explicit_projection(small, trained, kind)
     np.testing.assert_allclose(got, jac @ r, rtol=1e-10, atol=1e-12)
     if kind == "rademacher":
         assert set(np.unique(np.abs(r))) == {1 / np.sqrt(40)}
+
+
+def test_projection_of_a_net_without_a_closed_form_uses_its_jacobian(small):
+    """A deep MLP has no closed-form Jacobian chunk: its Jacobian is formed once and projected."""
+    x = small.x_train[:5]
+    with ni.precision("float64"):
+        net = ni.nets.functional(ni.nets.mlp(x.shape[1], 6, depth=2, seed=1))
+        assert not net.closed_form_jacobian
+        got = ni.attribution.projected_gradients(net, net.theta0, x, 12, seed=1, chunk_params=150)
+        r = np.concatenate([projection_chunk(1, c, 150, 12, "gaussian")
+                            for c in range(-(-net.n_params // 150))])[:net.n_params]
+        jac = np.asarray(jax.jacrev(lambda t: net.apply(t, jnp.asarray(x)))(net.theta0))
+    np.testing.assert_allclose(got, jac @ r, rtol=1e-10, atol=1e-12)
 
 
 def test_trak_self_influence_projects_once_and_matches_the_cross_scores(small, trained):

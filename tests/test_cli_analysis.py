@@ -124,6 +124,21 @@ def test_label_noise(tmp_path):
     expect = np.isin(z["most_influential"], z["noisy_index"]).mean(axis=1)
     np.testing.assert_allclose(z["share_noisy"], expect)
     assert (out / "fig7_label_noise.png").exists()
+    # the numbers are the library driver's
+    ds = ni.load_dataset("digits:3,8", n_train=30, n_test=8)
+    ref = ni.experiments.label_noise_experiment(ds.x_train, ds.y_train, ds.x_test, ds.y_test, 0.1,
+                                                [0.1, 2, np.inf], fraction=0.4, seed=0)
+    np.testing.assert_allclose(z["influence"], ref.influence, rtol=1e-9, atol=1e-15)
+    np.testing.assert_array_equal(z["noisy_index"], ref.noisy_index)
+    # interrupted: --resume redoes only the missing chunk of the exact influence
+    (out / "summary.json").unlink()
+    chunks = sorted((out / "work").glob("item_*.npz"))
+    assert len(chunks) >= 1
+    stamps = {c: c.stat().st_mtime_ns for c in chunks[1:]}
+    chunks[0].unlink()
+    assert _run(["label-noise", *TINY, *TIMES, "--out", out, "--resume"]) == EXIT_OK
+    assert chunks[0].exists() and all(c.stat().st_mtime_ns == t for c, t in stamps.items())
+    np.testing.assert_array_equal(io.load_npz(out / "label_noise.npz")["influence"], z["influence"])
 
 
 @pytest.mark.parametrize("argv", [

@@ -128,6 +128,27 @@ def test_theorem3_bound_holds_on_every_pair(setup):
     assert np.all(res.ihvp_error >= res.theorem3_bound - 1e-14)
 
 
+def test_error_rate_is_nan_where_the_influence_is_zero(setup):
+    # one convention: |I - Ihat| / |I|, NaN (never inf) where I = 0 exactly
+    ds, k, kt, res = setup
+    kt0 = np.concatenate([kt, np.zeros((kt.shape[0], 1))], axis=1)  # alpha = 0: I = Ihat = 0
+    yt0 = np.append(ds.y_test, 1.0)
+    r0 = ni.influence.influence_from_kernels(k, kt0, ds.y_train, yt0, LAM)
+    assert np.all(r0.influence[:, -1] == 0.0) and np.all(r0.ihvp[:, -1] == 0.0)
+    rate = r0.ihvp_error_rate
+    np.testing.assert_array_equal(rate, ni.influence.pair_error_rate(r0))
+    assert np.all(np.isnan(rate[:, -1])) and not np.any(np.isinf(rate))
+    np.testing.assert_allclose(rate[:, :-1], np.abs(res.influence - res.ihvp) / np.abs(res.influence),
+                               rtol=1e-12)
+    # the per-point rate leaves the undefined pairs out
+    np.testing.assert_allclose(ni.experiments.point_error_rate(r0), ni.experiments.point_error_rate(res),
+                               rtol=1e-12)
+    # arrays: 0 influence with a nonzero estimate is NaN too
+    np.testing.assert_array_equal(ni.influence.pair_error_rate(np.array([[0.0, 2.0, -4.0]]),
+                                                               np.array([[1.0, 1.0, -1.0]])),
+                                  [[np.nan, 0.5, 0.75]])
+
+
 def test_self_influence(setup):
     ds, k, kt, res = setup
     for i in (2, 90):

@@ -124,6 +124,48 @@ def test_precomputed_kernels_subset_and_chunks_agree():
     np.testing.assert_allclose(sub.influence, b[:, [4, 11]], rtol=1e-10, atol=1e-14)
 
 
+def test_store_resumes_chunks_from_one_eigendecomposition(tmp_path, monkeypatch):
+    x, xt, k, kt, y, yt = _toy(n=20, m=5)
+    times = [1.0, np.inf]
+    ref = dy.time_influence_from_kernels(k, kt, y, yt, 0.1, times, method="both")
+    calls = []
+    real_eigh = np.linalg.eigh
+
+    def counting_eigh(a, *args, **kw):  # counts the n x n decompositions of K + lam I
+        calls.append(a.shape[0])
+        return real_eigh(a, *args, **kw)
+
+    monkeypatch.setattr(np.linalg, "eigh", counting_eigh)
+    store = ni.io.ResultStore(tmp_path / "work", meta={"chunk": 6})
+    res = dy.time_influence_from_kernels(k, kt, y, yt, 0.1, times, method="both", chunk_size=6,
+                                         store=store, backend="lapack")
+    assert calls.count(20) == 1  # one eigendecomposition for every chunk and the first order
+    np.testing.assert_array_equal(res.influence, ref.influence)
+    np.testing.assert_array_equal(res.first_order, ref.first_order)
+    assert store.keys() == ["0", "12", "18", "6"]
+    np.testing.assert_array_equal(store.load(6)["influence"], ref.influence[:, 6:12])
+    # a finished chunk is loaded, not recomputed; a missing one is redone
+    store.save(6, influence=np.zeros((2, 6, 5)))
+    (tmp_path / "work" / "item_12.npz").unlink()
+    again = dy.influence_over_time(None, y, None, yt, 0.1, times, k_train=k, k_test=kt,
+                                   chunk_size=6, store=store)
+    assert not again[:, 6:12].any()
+    np.testing.assert_array_equal(again[:, 12:18], ref.influence[:, 12:18])
+
+
+def test_lambda_sweep_store_resumes(tmp_path):
+    x, xt, k, kt, y, yt = _toy(n=20, m=5)
+    ref = ni.experiments.lambda_sweep(k, kt, y, yt, [0.5, 2.0])
+    store = ni.io.ResultStore(tmp_path / "sweep")
+    a = ni.experiments.lambda_sweep(k, kt, y, yt, [0.5, 2.0], store=store)
+    for f in ("mean_error_rate", "lower", "leverage", "bound_violations", "leverage_in_bounds"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(ref, f))
+        assert getattr(a, f).dtype == getattr(ref, f).dtype
+    store.save(1, **{**store.load(1), "mean": np.asarray(-1.0)})
+    b = ni.experiments.lambda_sweep(k, kt, y, yt, [0.5, 2.0], store=store)
+    assert b.mean_error_rate[1] == -1.0 and b.mean_error_rate[0] == ref.mean_error_rate[0]
+
+
 def test_first_order_at_infinity_is_the_kernel_ihvp():
     x, xt, k, kt, y, yt = _toy()
     res = dy.time_influence_from_kernels(k, kt, y, yt, 0.1, [np.inf], method="first-order")

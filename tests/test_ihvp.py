@@ -123,3 +123,16 @@ def test_bad_ihvp_input(tiny):
         H.hessian_dense(big, big.theta0, x, y, LAM)
     with pytest.raises(ni.InputError, match="train_index"):
         H.ihvp_influence(net, theta, x, y, x[:1], y[:1], LAM, train_index=[10])
+    for kw, name in (({"method": "cg", "maxiter": 2.0}, "maxiter"),
+                     ({"method": "lissa", "depth": 0}, "depth"),
+                     ({"method": "lissa", "batch_size": 11}, "batch_size")):
+        with pytest.raises(ni.InputError, match=name):
+            H.ihvp(net, theta, x, y, v, LAM, **kw)
+
+
+def test_cg_reports_its_iterations_and_an_honest_convergence(tiny):
+    net, theta, x, y, *_ , v = tiny
+    short = H.ihvp(net, theta, x, y, v, LAM, method="cg", tol=1e-12, maxiter=2)
+    assert short.iterations == 2 and not short.converged and short.residual > 1e-6
+    full = H.ihvp(net, theta, x, y, v, LAM, method="cg", tol=1e-12)
+    assert 2 < full.iterations <= net.n_params and full.converged

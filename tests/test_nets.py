@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import closed_form_kernel
+from flax import nnx
 
 import ntk_influence as ni
 from ntk_influence import nets as E
@@ -171,3 +174,68 @@ def test_reseeded_without_the_hook_says_how_to_fix_it():
 
     with pytest.raises(ni.InputError, match="reseeded"):
         ni.nets.functional(Plain()).reseeded(1)
+
+
+def _program_sizes(net):
+    """Compiled-program cache sizes of the programs a net owns."""
+    return {k: v._cache_size() for k, v in net._programs.items() if hasattr(v, "_cache_size")}
+
+
+@pytest.mark.parametrize("method", ["structured", "jacobian"])
+def test_entk_programs_live_on_the_net_and_compile_once(method):
+    """A second eNTK call with the same shapes reuses the net's compiled program, and the
+    program does not keep the net alive once it is dropped."""
+    import gc
+    import weakref
+
+    net = N.two_layer_net(4, 8, seed=0)
+    x = _unit(5, 4)
+    first = np.asarray(E.entk(net, x, method=method))
+    sizes = _program_sizes(net)
+    assert sizes and all(v == 1 for v in sizes.values())
+    np.testing.assert_array_equal(np.asarray(E.entk(net, x, method=method)), first)
+    assert _program_sizes(net) == sizes
+    ref = weakref.ref(net)
+    del net
+    gc.collect()
+    assert ref() is None
+
+
+def test_model_protocol_hooks_are_recorded():
+    """The hooks a model supplies are found through their protocols; a plain model has none."""
+    two = N.TwoLayerReLU(3, 4)
+    assert isinstance(two, N.ModelProtocol) and isinstance(two, N.EntkGramHook)
+    assert isinstance(two, N.JacobianChunkHook) and isinstance(two, N.ExactGaussNewtonHook)
+    net = N.functional(two)
+    assert net.kind == "two_layer" and net.exact_gauss_newton and net.closed_form_jacobian
+    assert net.gn_step is N.TwoLayerReLU.gauss_newton_step
+
+    class Plain(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.ones((3,), jnp.float32))
+
+        def __call__(self, x):
+            return x @ self.w[...]
+
+    plain = N.functional(Plain())
+    assert not isinstance(Plain(), N.EntkGramHook)
+    assert plain.kind == "Plain" and plain.gram_fn is None and plain.gn_step is None
+    assert not plain.exact_gauss_newton and not plain.closed_form_jacobian
+
+
+def test_jacobian_chunk_matches_columns_from_a_traced_start():
+    """The closed-form chunk of eq. (1) equals the Jacobian's columns, zero past ``P``, and the
+    fallback for nets without the hook gives the same."""
+    net = N.two_layer_net(5, 6, seed=3)
+    generic = dataclasses.replace(net, chunk_fn=None)
+    with ni.precision("float64"):
+        xa = jnp.asarray(_unit(4, 5), net.dtype)
+        full = np.asarray(net.jacobian_columns(net.theta0, xa, 0, net.n_params))
+        for start in (0, 7, 25):
+            want = np.zeros((4, 9))
+            got_cols = full[:, start:start + 9]
+            want[:, :got_cols.shape[1]] = got_cols
+            for n_ in (net, generic):
+                run = jax.jit(lambda s, n_=n_: n_.jacobian_chunk(n_.theta0, xa, s, 9))
+                np.testing.assert_allclose(np.asarray(run(jnp.asarray(start))), want,
+                                           rtol=1e-12, atol=1e-14)

@@ -341,3 +341,36 @@ def test_plan_chunk_size_one_per_chunk_on_a_cpu_else_the_memory_budget():
     assert ni.training.plan_chunk_size(net, n_points, 2**32, backend="cpu") == 1
     assert ni.training.plan_chunk_size(net, n_points, 2**32, backend="gpu") == 2**32 // per
     assert ni.training.plan_chunk_size(net, n_points, 10, backend="tpu") == 1  # never below one
+
+
+def test_second_retrain_does_not_recompile_and_net_is_freed():
+    """The retrain chunk program lives on the net (and its compiled form on the chunk function):
+    a second sweep with the same shapes compiles nothing, and dropping the net frees both."""
+    import gc
+    import weakref
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 4))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y, xt, yt = np.sign(rng.normal(size=6)), x[:2] * 0.9, np.ones(2)
+    net = N.two_layer_net(4, 16, seed=1)
+    s = T.SolverSettings("gn", f_tol=1e-8)
+    kw = dict(remove=[[0], [1]], settings=s, show_progress=False)
+    a = R.retrain_without(net, x, y, xt, yt, 1.0, **kw)
+
+    def sizes(nt):
+        out = {k: v._cache_size() for k, v in nt._programs.items() if hasattr(v, "_cache_size")}
+        for k, v in nt._programs.items():
+            for mesh, prog in getattr(v, "_map_chunks_programs", {}).items():
+                out[(k, mesh)] = prog._cache_size()
+        return out
+
+    before = sizes(net)
+    assert [v for k, v in before.items() if isinstance(k, tuple) and k[-1] is None] == [1]
+    b = R.retrain_without(net, x, y, xt, yt, 1.0, **kw)
+    assert sizes(net) == before
+    np.testing.assert_array_equal(a.delta, b.delta)
+    ref = weakref.ref(net)
+    del net
+    gc.collect()
+    assert ref() is None

@@ -297,3 +297,63 @@ def test_truncated_newton_reaches_the_minimiser_that_bfgs_finds():
 def test_bad_newton_cg(kw, match):
     with pytest.raises(ni.InputError, match=match):
         T.SolverSettings(**kw).resolved()
+
+
+def _program_sizes(net):
+    """Compiled-program cache sizes of the programs a net owns."""
+    return {k: v._cache_size() for k, v in net._programs.items() if hasattr(v, "_cache_size")}
+
+
+@pytest.mark.parametrize("method", ["gn", "gd"])
+def test_second_train_does_not_recompile_and_net_is_freed(method):
+    """The compiled solver (and the GD step size's eNTK program) live on the net: a second run
+    with the same shapes compiles nothing, and nothing keeps the net alive after ``del``."""
+    import gc
+    import weakref
+
+    x, y, xt = _data(6)
+    net = N.two_layer_net(5, 16, seed=2)
+    s = T.SolverSettings(method, f_tol=1e-6, max_steps=50)
+    a = T.train(net, x, y, 1.0, x_test=xt, settings=s, warn=False)
+    sizes = _program_sizes(net)
+    assert sizes and all(v == 1 for v in sizes.values())
+    b = T.train(net, x, y, 1.0, x_test=xt, settings=s, warn=False)
+    assert _program_sizes(net) == sizes
+    np.testing.assert_array_equal(a.f_test, b.f_test)
+    ref = weakref.ref(net)
+    del net
+    gc.collect()
+    assert ref() is None
+
+
+def test_objective_is_the_one_regularised_loss():
+    """``training.objective`` is ``nets.regularised_loss`` of the net's residuals."""
+    x, y, _ = _data(6)
+    net = N.two_layer_net(5, 8, seed=0)
+    with ni.precision("float64"):
+        xa, ya = jnp.asarray(x), jnp.asarray(y)
+        theta = net.theta0 + 0.1
+        w = jnp.linspace(0.0, 1.0, 6)
+        got = T.objective(net, theta, xa, ya, 0.3, w)
+        r = np.asarray(net.apply(theta, xa)) - y
+        want = 0.5 * np.sum(np.asarray(w) * r * r) + 0.5 * 0.3 * 0.01 * net.n_params
+        assert float(got) == pytest.approx(want, rel=1e-12)
+        assert float(got) == float(N.regularised_loss(net.apply(theta, xa) - ya,
+                                                      theta - net.theta0, 0.3, w))
+
+
+def test_cg_solve_matches_a_dense_solve_and_stops_at_negative_curvature():
+    """The one CG: a preconditioned SPD solve to tolerance; an indefinite matrix stops it."""
+    rng = np.random.default_rng(0)
+    with ni.precision("float64"):
+        q = rng.normal(size=(8, 8))
+        a = jnp.asarray(q @ q.T + 8 * np.eye(8))
+        b = jnp.asarray(rng.normal(size=8))
+        pre = jnp.asarray(np.diag(1 / np.diag(np.asarray(a))))
+        for m in (None, lambda v: pre @ v):
+            x, it, ok = N.cg_solve(lambda v: a @ v, b, tol=1e-12, maxiter=50, M=m)
+            assert bool(ok) and 0 < int(it) <= 50
+            np.testing.assert_allclose(np.asarray(x), np.linalg.solve(np.asarray(a), b),
+                                       rtol=1e-9)
+        x, it, ok = N.cg_solve(lambda v: -v, b, tol=1e-12, maxiter=50)
+        assert not bool(ok) and int(it) == 0 and not np.any(np.asarray(x))

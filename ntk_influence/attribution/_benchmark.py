@@ -1,27 +1,34 @@
-"""The field's yardsticks for data attribution, with the NTK's exact refit among the methods.
+"""The attribution benchmark: every method scored on one trained net by LDS, LOO and AUC.
 
-Methods, each an ``(n_train, n_test)`` score in this library's sign (positive: removing the
-training point raises the test loss ``1/2 (f - y)^2``), all on the same trained net of eq. (1):
+:func:`method_scores` gives each method's ``(n_train, n_test)`` scores in this library's sign
+(positive: removing the training point raises the test loss ``1/2 (f - y)^2``), all on the same
+trained net of eq. (1):
 
 - ``ntk``: exact NTK leave-one-out influence, eq. (8)-(9), analytic kernel of eq. (4);
 - ``ntk_f0``: the same with the net's initial output ``f_0`` (KRR on ``y - f_0``); not
   applicable with the symmetric initialisation (``f_0 = 0``);
 - ``ihvp``: the exact first-order influence on the trained net, eq. (12), through the eNTK
-  (``H = J^T J + lam I`` exactly for eq. 1): ``r_i r_te [(K + lam I)^-1 K_te]_i``;
-- ``trak``: TRAK with projected output gradients, averaged over nets (:mod:`ntk_influence.trak`);
-- ``tracin``: TracIn-CP on a first-order training path (:mod:`ntk_influence.tracin`);
-- ``grad_dot``: gradient similarity at the trained weights.
+  (``H = J^T J + lam I`` exactly for eq. 1): ``r_i r_te [(K + lam I)^-1 K_te]_i``
+  (:func:`first_order_scores`);
+- ``trak``: TRAK with projected output gradients, averaged over nets
+  (:func:`trak_ensemble_scores`; :class:`ScoreOptions` sets it up);
+- ``tracin``: TracIn-CP on a first-order training path (:func:`tracin_scores`);
+- ``grad_dot``: gradient similarity at the trained weights (:func:`grad_dot_scores`).
 
-A subset ``S`` is predicted additively, full loss plus the scores of the removed points, for every
-method, and by ``ntk_refit``: kernel ridge regression on ``S`` alone (the exact block downdate of
-the factorisation), which is not additive. Yardsticks (definitions as in TRAK and dattri):
+:func:`attribution_benchmark` retrains the net on random subsets, one point out at a time and
+on flipped labels, and scores every method with these yardsticks (definitions as in TRAK and
+dattri; :func:`linear_datamodeling_score`, :func:`pearson`, :func:`spearman`, :func:`auc`),
+returned as an :class:`AttributionResult`:
 
-- LDS: per test point, Spearman's rank correlation across subsets between predicted and actual
-  subset loss, averaged over test points (dattri's ``lds`` sums scores over the *kept* points,
-  which is ours with the sign flipped, since the sum over all points is a constant);
+- LDS: a subset's test losses are predicted additively (full loss plus the scores of the removed
+  points) for every method, and by ``ntk_refit``, kernel ridge regression on the subset alone
+  (the exact block downdate of the factorisation, not additive); per test point, Spearman's rank
+  correlation across subsets between predicted and retrained losses, averaged over test points
+  (dattri's ``lds`` sums scores over the *kept* points, which is ours with the sign flipped,
+  since the sum over all points is a constant);
 - leave-one-out correlation: Pearson and Spearman between predicted and retrained LOO loss
   changes, pooled over the removed points and every test point;
-- mislabel detection AUC: rank training points by self-influence after flipping labels.
+- mislabel detection AUC: training points ranked by self-influence after flipping labels.
 """
 
 from __future__ import annotations
@@ -32,10 +39,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from .._precision import precision
-from .._validate import check_lam
+from .._validate import check_lam, check_whole
 from ..data import flip_labels
 from ..errors import InputError
 from ..influence import InfluenceResult, influence_from_kernels
@@ -65,7 +73,7 @@ class ScoreOptions:
     Attributes:
       trak_dim: TRAK projection dimension (None: no projection).
       trak_ensemble: nets averaged by TRAK (seeds ``net_seed, net_seed + 1, ...``), all
-        projected with one ``R`` (:func:`ntk_influence.trak_ensemble_scores`).
+        projected with one ``R`` (:func:`trak_ensemble_scores`).
       trak_projection: ``"gaussian"`` or ``"rademacher"``.
       tracin_checkpoints: TracIn-CP checkpoints.
       tracin_steps: first-order steps of the TracIn training path.
@@ -117,7 +125,8 @@ def method_scores(net: FunctionalNet, full: TrainResult, x_train: Any, y_train: 
     """
     o = options or ScoreOptions()
     seed0 = int(net.description.get("seed", 0))
-    others = ([net.reseeded(seed0 + e) for e in range(1, int(o.trak_ensemble))]
+    others = ([net.reseeded(seed0 + e)
+               for e in range(1, check_whole(o.trak_ensemble, "trak_ensemble"))]
               if "trak" in methods else [])  # TRAK's other nets: fail before any work
     xtr, ytr = np.asarray(x_train, np.float64), np.asarray(y_train, np.float64)
     xte, yte = np.asarray(x_test, np.float64), np.asarray(y_test, np.float64)
@@ -165,8 +174,6 @@ def method_scores(net: FunctionalNet, full: TrainResult, x_train: Any, y_train: 
 
 
 def _outputs(net: FunctionalNet, theta: Any, x: np.ndarray) -> np.ndarray:
-    import jax.numpy as jnp
-
     with precision(net.dtype):
         return np.asarray(net.apply(jnp.asarray(theta, net.dtype), jnp.asarray(x, net.dtype)),
                           np.float64)
@@ -231,9 +238,9 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
 
     1. Train the net (``W(0)`` from ``net_seed``) on every point; retrain it from the same
        ``W(0)`` on ``subsets`` random subsets of ``ceil(alpha n)`` points
-       (:func:`ntk_influence.retrain_without` with ``keep=``, vmapped chunks, resumable), each
-       stopped at ``coarse_f_tol``: the LDS ranks subset losses that differ by far more (the
-       ratio of the solver's loss error to their spread is recorded in ``info``).
+       (:func:`ntk_influence.training.retrain_without` with ``keep=``, vmapped chunks,
+       resumable), each stopped at ``coarse_f_tol``: the LDS ranks subset losses that differ by
+       far more (the ratio of the solver's loss error to their spread is recorded in ``info``).
     2. Score every method on the trained net; predict each subset's test losses additively and
        by the NTK refit; LDS against the retrained losses.
     3. Retrain without ``loo_points`` random points one at a time (every test point at once)
@@ -266,8 +273,8 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
       methods: additive methods to score (``ntk`` always runs: it gives the refit).
       dtype: parameter dtype.
       store: folder for the resumable retraining chunks (None: nothing kept).
-      chunk_size: retrains per vmapped chunk (default :func:`ntk_influence.plan_chunk_size`:
-        one on a CPU, else from a memory budget).
+      chunk_size: retrains per vmapped chunk (default
+        :func:`ntk_influence.training.plan_chunk_size`: one on a CPU, else from a memory budget).
       show_progress: progress bars on stderr.
 
     Returns:
@@ -276,6 +283,7 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
     lam = check_lam(lam)
     if lam <= 0:
         raise InputError("lam must be > 0 for the first-order methods.")
+    loo_points = check_whole(loo_points, "loo_points", low=0)
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise InputError(f"unknown methods {bad}; choose from {METHODS}.")
@@ -333,7 +341,7 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
         metrics["ntk_f0"] = {"not_applicable": "symmetric initialisation: f_0 = 0, so ntk_f0 "
                                                "equals ntk"}
     rng = np.random.default_rng(seed + 1)
-    loo_index = np.sort(rng.choice(n, min(int(loo_points), n), replace=False))
+    loo_index = np.sort(rng.choice(n, min(loo_points, n), replace=False))
     loo_actual = np.zeros((0, yte.size))
     if loo_index.size:
         t0 = time.perf_counter()

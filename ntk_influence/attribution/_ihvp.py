@@ -1,21 +1,27 @@
 """Inverse-Hessian-vector products on a trained net, and the classic IHVP influence (eq. 12).
 
-``H`` is the Hessian of eq. (2) at the trained parameters, ``sum_i grad^2 l(x_i) + lam I``. Four
-ways to apply ``H^-1``, all tested against each other:
+:func:`ihvp` applies ``H^-1``, ``H`` the Hessian of eq. (2) at the trained parameters
+(``sum_i grad^2 l(x_i) + lam I``), to one or more vectors and returns an :class:`IHVPResult`
+whose residual ``||H x - v|| / ||v||`` is always measured with exact Hessian-vector products
+(:func:`hvp`, forward over reverse). Four methods, tested against each other:
 
-1. ``"dense"``: ``jax.hessian`` of eq. (2) and a dense solve (tiny nets; the ground truth);
+1. ``"dense"``: :func:`hessian_dense` (``jax.hessian`` of eq. 2) and a dense solve (tiny nets;
+   the ground truth);
 2. ``"woodbury"``: ``H = J^T J + lam I``, exact for the two-layer ReLU net with fixed readout
-   (the second derivative of ``f`` is 0 almost everywhere, DESIGN item 4), applied through the
-   ``n x n`` empirical NTK: ``H^-1 v = (v - J^T (K + lam I)^-1 J v) / lam``. For other nets this
-   is the Gauss-Newton Hessian, and the result says so;
-3. ``"cg"``: conjugate gradients on matrix-free Hessian-vector products (forward-over-reverse),
-   exact for any model;
+   (the second derivative of ``f`` is 0 almost everywhere), applied through the ``n x n``
+   empirical NTK: ``H^-1 v = (v - J^T (K + lam I)^-1 J v) / lam``
+   (:func:`ntk_influence.nets.woodbury_core`). For other nets this is the Gauss-Newton Hessian,
+   and the result says so;
+3. ``"cg"``: conjugate gradients on matrix-free Hessian-vector products, exact for any model
+   (run through directions of non-positive curvature: the exact Hessian of a deep net can be
+   indefinite at its trained weights);
 4. ``"lissa"``: Koh & Liang's stochastic recursion
    ``h_j = v + (1 - damping) h_{j-1} - H_batch h_{j-1} / scale`` with the estimate ``h / scale``,
    which converges to ``(H + damping * scale I)^-1 v`` when ``scale > lambda_max(H) / 2``.
 
-The IHVP influence of eq. (12) is ``grad l(x_te)^T H^-1 grad l(x_i)`` with
-``l = 1/2 (f - y)^2``, i.e. ``r_te r_i J_te H^-1 J_i^T`` (``r = f - y``).
+:func:`ihvp_influence` gives eq. (12), ``grad l(x_te)^T H^-1 grad l(x_i)`` with
+``l = 1/2 (f - y)^2``, i.e. ``r_te r_i J_te H^-1 J_i^T`` (``r = f - y``), as an
+:class:`IHVPInfluence`.
 """
 
 from __future__ import annotations
@@ -30,10 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._precision import precision
-from .._validate import check_indices, check_lam
+from .._validate import check_indices, check_lam, check_whole
 from ..errors import InputError, MemoryPlanError
-from ..nets import FunctionalNet, entk
-from ..training import blas_single_thread, check_xy, objective
+from ..nets import FunctionalNet, entk, regularised_loss, woodbury_core
+from ..training import blas_single_thread, check_xy, estimate_lambda_max, objective
 
 IHVP_METHODS = ("dense", "woodbury", "cg", "lissa")
 
@@ -136,6 +142,12 @@ def _residual(hv: Any, x: jax.Array, v: jax.Array) -> float:
 
 
 def _cg(hv: Any, b: jax.Array, tol: float, maxiter: int) -> tuple[jax.Array, jax.Array]:
+    """Plain conjugate gradients on ``H x = b`` from 0: ``(x, iterations)``.
+
+    Unlike :func:`ntk_influence.nets.cg_solve` it does not stop at a direction of non-positive
+    curvature: away from the two-layer net the exact Hessian of eq. (2) can be indefinite at the
+    trained weights, and CG still solves the (nonsingular) system there.
+    """
     bnorm = jnp.linalg.norm(b)
 
     def cond(c: tuple[Any, ...]) -> jax.Array:
@@ -221,42 +233,38 @@ def _ihvp(net: FunctionalNet, theta: jax.Array, x: jax.Array, y: jax.Array, vs: 
     elif method == "woodbury":
         hessian = "exact" if net.exact_gauss_newton else "gauss-newton"
         kmat = entk(net, x, theta=theta)
-        f, vjp = jax.vjp(lambda t: net.apply(t, x), theta)
+        _, vjp = jax.vjp(lambda t: net.apply(t, x), theta)
         jv = jax.vmap(lambda u: jax.jvp(lambda t: net.apply(t, x), (theta,), (u,))[1])(vs)
-        chol = jax.scipy.linalg.cho_factor(kmat + lam * jnp.eye(n, dtype=kmat.dtype), lower=True)
-        z = jax.scipy.linalg.cho_solve(chol, jv.T).T  # (k, n)
+        z = woodbury_core(kmat, lam)(jv.T).T  # (k, n): (K + lam I)^-1 J v
         out = (vs - jax.vmap(lambda u: vjp(u)[0])(z)) / lam
     elif method == "cg":
-        mi = int(maxiter or net.n_params)
+        mi = net.n_params if maxiter is None else check_whole(maxiter, "maxiter")
         settings = {"tol": tol, "maxiter": mi}
-        sol = jax.jit(jax.vmap(lambda b: _cg(hv, b, tol, mi)))(vs)
-        out, ks = sol
+        out, ks = jax.jit(jax.vmap(lambda b: _cg(hv, b, tol, mi)))(vs)
         iters = int(jnp.max(ks))
     else:
-        from ..training import estimate_lambda_max
-
+        b = n if batch_size is None else check_whole(batch_size, "batch_size")
+        if b > n:
+            raise InputError(f"batch_size must be in [1, {n}], got {batch_size}.")
+        depth, repeats = check_whole(depth, "depth"), check_whole(repeats, "repeats")
         if scale is None:
             scale = 1.05 * (estimate_lambda_max(net, theta, x) + lam)
-        b = n if batch_size is None else int(batch_size)
-        if not 1 <= b <= n:
-            raise InputError(f"batch_size must be in [1, {n}], got {batch_size}.")
-        if depth < 1 or repeats < 1:
-            raise InputError(f"depth and repeats must be >= 1, got {depth}, {repeats}.")
+        weights = jnp.full((b,), n / b, x.dtype)  # each sampled point stands for n / b points
 
         def hv_batch(idx: jax.Array, u: jax.Array) -> jax.Array:
             xb, yb = x[idx], y[idx]
-            g = jax.grad(lambda t: (n / b) * 0.5 * jnp.sum((net.apply(t, xb) - yb) ** 2)
-                         + 0.5 * lam * jnp.sum((t - net.theta0) ** 2))
+            g = jax.grad(lambda t: regularised_loss(net.apply(t, xb) - yb, t - net.theta0, lam,
+                                                    weights))
             return jax.jvp(g, (theta,), (u,))[1]
 
         keys = jax.random.split(jax.random.PRNGKey(seed), repeats)
         run = jax.jit(jax.vmap(lambda vv: jnp.mean(jax.vmap(
-            lambda kk: _lissa(hv_batch, vv, kk, n, b, int(depth), damping, float(scale)))(keys),
+            lambda kk: _lissa(hv_batch, vv, kk, n, b, depth, damping, float(scale)))(keys),
             axis=0)))
         out = run(vs)
-        iters = int(depth) * int(repeats)
-        settings = {"depth": int(depth), "scale": float(scale), "damping": float(damping),
-                    "repeats": int(repeats), "batch_size": b, "seed": seed}
+        iters = depth * repeats
+        settings = {"depth": depth, "scale": float(scale), "damping": float(damping),
+                    "repeats": repeats, "batch_size": b, "seed": seed}
     out = jax.block_until_ready(out)
     secs = time.perf_counter() - t0
     res = _residual(hv, out, vs)

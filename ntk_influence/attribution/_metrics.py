@@ -1,75 +1,104 @@
-"""The field's yardsticks for data attribution, with the NTK's exact refit among the methods.
+"""Yardsticks of data attribution: correlations, the ROC AUC, the LDS and subset helpers.
 
-Methods, each an ``(n_train, n_test)`` score in this library's sign (positive: removing the
-training point raises the test loss ``1/2 (f - y)^2``), all on the same trained net of eq. (1):
-
-- ``ntk``: exact NTK leave-one-out influence, eq. (8)-(9), analytic kernel of eq. (4);
-- ``ntk_f0``: the same with the net's initial output ``f_0`` (KRR on ``y - f_0``); not
-  applicable with the symmetric initialisation (``f_0 = 0``);
-- ``ihvp``: the exact first-order influence on the trained net, eq. (12), through the eNTK
-  (``H = J^T J + lam I`` exactly for eq. 1): ``r_i r_te [(K + lam I)^-1 K_te]_i``;
-- ``trak``: TRAK with projected output gradients, averaged over nets (:mod:`ntk_influence.trak`);
-- ``tracin``: TracIn-CP on a first-order training path (:mod:`ntk_influence.tracin`);
-- ``grad_dot``: gradient similarity at the trained weights.
-
-A subset ``S`` is predicted additively, full loss plus the scores of the removed points, for every
-method, and by ``ntk_refit``: kernel ridge regression on ``S`` alone (the exact block downdate of
-the factorisation), which is not additive. Yardsticks (definitions as in TRAK and dattri):
-
-- LDS: per test point, Spearman's rank correlation across subsets between predicted and actual
-  subset loss, averaged over test points (dattri's ``lds`` sums scores over the *kept* points,
-  which is ours with the sign flipped, since the sum over all points is a constant);
-- leave-one-out correlation: Pearson and Spearman between predicted and retrained LOO loss
-  changes, pooled over the removed points and every test point;
-- mislabel detection AUC: rank training points by self-influence after flipping labels.
+- :func:`pearson`, :func:`spearman` and :func:`agreement` (Pearson, Spearman, slope and
+  relative error of predicted against actual influences) compare two flat samples of at least
+  :data:`MIN_SAMPLES` values each; a constant sample has no correlation, which is returned as
+  NaN (never a warning or an error);
+- :func:`auc`: the area under the ROC curve, for mislabel detection by self-influence;
+- :func:`linear_datamodeling_score` (LDS, as in TRAK and dattri): per test point, Spearman's
+  rank correlation across subsets between predicted and actual subset losses, averaged over
+  the test points; :func:`additive_predictions` gives an additive method's predicted losses;
+- :func:`random_subsets`, :func:`subset_mask` and :func:`ntk_refit_outputs` (kernel ridge
+  regression refit on each subset by the exact block downdate, eq. 8-9 for a group).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 import scipy.stats
 
+from .._validate import check_whole
 from ..errors import InputError
 from ..influence import InfluenceResult
-from ..training import (
-    blas_single_thread,
-)
+from ..training import blas_single_thread
+
+#: The fewest values a correlation is computed from (two points always fit a line exactly).
+MIN_SAMPLES = 2
+
+
+def _paired(a: Any, b: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Two flat float64 samples of the same size ``>= MIN_SAMPLES``, or an :class:`InputError`."""
+    x = np.asarray(a, np.float64).ravel()
+    y = np.asarray(b, np.float64).ravel()
+    if x.size != y.size or x.size < MIN_SAMPLES:
+        raise InputError(f"{what} needs two samples of the same size with at least {MIN_SAMPLES} "
+                         f"values each, got sizes {x.size} and {y.size}.")
+    return x, y
+
+
+def _constant(x: np.ndarray) -> bool:
+    return bool(x.min() == x.max())
+
+
+def _correlation(fn: Any, x: np.ndarray, y: np.ndarray) -> float:
+    """``fn(x, y)``'s statistic from scipy.stats, NaN when either sample is constant."""
+    if _constant(x) or _constant(y):
+        return float("nan")
+    with warnings.catch_warnings():  # nearly constant samples: the value is returned as is
+        warnings.simplefilter("ignore", scipy.stats.NearConstantInputWarning)
+        return float(fn(x, y)[0])
 
 
 def pearson(a: Any, b: Any) -> float:
-    """Pearson correlation of two flat samples (NaN when either is constant).
+    """Pearson correlation of two flat samples (``scipy.stats.pearsonr``).
 
     Args:
-      a: first sample.
-      b: second sample, same size.
+      a: first sample (flattened).
+      b: second sample, same size, at least :data:`MIN_SAMPLES` values.
 
     Returns:
-      The correlation.
+      The correlation; NaN when either sample is constant.
     """
-    x = np.asarray(a, np.float64).ravel()
-    y = np.asarray(b, np.float64).ravel()
-    if x.size != y.size or x.size < 2:
-        raise InputError(f"pearson needs two samples of the same size >= 2, got {x.size}, "
-                         f"{y.size}.")
-    x, y = x - x.mean(), y - y.mean()
-    den = math.sqrt(float(x @ x) * float(y @ y))
-    return float(x @ y) / den if den > 0 else float("nan")
+    return _correlation(scipy.stats.pearsonr, *_paired(a, b, "pearson"))
 
 
 def spearman(a: Any, b: Any) -> float:
     """Spearman's rank correlation: Pearson of the ranks, ties given their average rank.
 
     Args:
-      a: first sample.
-      b: second sample, same size.
+      a: first sample (flattened).
+      b: second sample, same size, at least :data:`MIN_SAMPLES` values.
 
     Returns:
-      The correlation (NaN when either sample is constant).
+      The correlation (``scipy.stats.spearmanr``); NaN when either sample is constant.
     """
-    return pearson(scipy.stats.rankdata(np.ravel(a)), scipy.stats.rankdata(np.ravel(b)))
+    return _correlation(scipy.stats.spearmanr, *_paired(a, b, "spearman"))
+
+
+def agreement(predicted: Any, actual: Any) -> dict[str, float]:
+    """Pearson R, Spearman rho, least-squares slope and relative error of predicted vs actual.
+
+    Args:
+      predicted: predicted influences (flattened).
+      actual: actual influences, same size, at least :data:`MIN_SAMPLES` values.
+
+    Returns:
+      ``{"pearson", "spearman", "slope", "rel_error"}``; the slope regresses predicted on actual
+      (1 is perfect; the IHVP's is about 0.5 on digits). Every entry that divides by the spread
+      or the norm of ``actual`` is NaN when ``actual`` is constant or zero, as the correlations
+      are.
+    """
+    p, a = _paired(predicted, actual, "agreement")
+    ac = a - a.mean()
+    den, norm = float(np.dot(ac, ac)), float(np.linalg.norm(a))
+    return {"pearson": _correlation(scipy.stats.pearsonr, a, p),
+            "spearman": _correlation(scipy.stats.spearmanr, a, p),
+            "slope": float(np.dot(ac, p - p.mean()) / den) if den > 0 else float("nan"),
+            "rel_error": float(np.linalg.norm(p - a) / norm) if norm > 0 else float("nan")}
 
 
 def auc(scores: Any, positive: Any) -> float:
@@ -77,18 +106,18 @@ def auc(scores: Any, positive: Any) -> float:
 
     Args:
       scores: ``(n,)`` scores, higher meaning more likely positive.
-      positive: ``(n,)`` booleans.
+      positive: ``(n,)`` booleans, both classes present.
 
     Returns:
-      The AUC in ``[0, 1]``.
+      The AUC in ``[0, 1]`` (``sklearn.metrics.roc_auc_score``).
     """
+    from sklearn.metrics import roc_auc_score  # imported on use: about a second to import
+
     s = np.asarray(scores, np.float64).ravel()
     p = np.asarray(positive, bool).ravel()
-    n_pos, n_neg = int(p.sum()), int((~p).sum())
-    if s.size != p.size or n_pos == 0 or n_neg == 0:
+    if s.size != p.size or p.all() or not p.any():
         raise InputError("auc needs scores and labels of the same size with both classes present.")
-    ranks = scipy.stats.rankdata(s)  # Mann-Whitney U from average ranks
-    return float((ranks[p].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(p, s))
 
 
 def additive_predictions(scores: Any, subset_indices: Any, full_losses: Any) -> np.ndarray:
@@ -140,13 +169,12 @@ def random_subsets(n: int, m: int, alpha: float, seed: int = 0) -> np.ndarray:
     """
     if not 0 < alpha < 1:
         raise InputError(f"alpha must be in (0, 1), got {alpha!r}.")
-    if isinstance(m, bool) or int(m) != m or m < 2:
-        raise InputError(f"the number of subsets must be an integer >= 2, got {m!r}.")
+    m = check_whole(m, "the number of subsets", low=2)
     k = math.ceil(alpha * n)
     if k >= n:
         raise InputError(f"alpha={alpha} keeps all {n} points; lower it.")
     rng = np.random.default_rng(seed)
-    return np.stack([np.sort(rng.choice(n, k, replace=False)) for _ in range(int(m))])
+    return np.stack([np.sort(rng.choice(n, k, replace=False)) for _ in range(m)])
 
 
 def subset_mask(subset_indices: Any, n: int) -> np.ndarray:
@@ -185,26 +213,3 @@ def ntk_refit_outputs(res: InfluenceResult, subset_indices: Any) -> np.ndarray:
     kept = subset_mask(subset_indices, res.n_train)
     with blas_single_thread():
         return np.stack([res.f_test + res.group_delta(np.flatnonzero(~row)) for row in kept])
-
-
-def agreement(predicted: Any, actual: Any) -> dict[str, float]:
-    """Pearson R, Spearman rho, least-squares slope and relative error of predicted vs actual.
-
-    Args:
-      predicted: predicted influences.
-      actual: actual influences (same shape).
-
-    Returns:
-      ``{"pearson", "spearman", "slope", "rel_error"}``; the slope regresses predicted on actual
-      (1 is perfect; the IHVP's is about 0.5 on digits, DESIGN item 6).
-    """
-    from scipy import stats
-
-    p = np.asarray(predicted, np.float64).ravel()
-    a = np.asarray(actual, np.float64).ravel()
-    if p.shape != a.shape or p.size < 3:
-        raise InputError(f"need matching arrays of >= 3 values, got {p.shape} and {a.shape}.")
-    ac = a - a.mean()
-    return {"pearson": float(stats.pearsonr(a, p)[0]), "spearman": float(stats.spearmanr(a, p)[0]),
-            "slope": float(np.dot(ac, p - p.mean()) / np.dot(ac, ac)),
-            "rel_error": float(np.linalg.norm(p - a) / np.linalg.norm(a))}

@@ -1,19 +1,20 @@
-"""TracIn-CP (Pruthi et al., 2020) and plain gradient similarity on the net of eq. (2).
+"""TracIn-CP (Pruthi et al., 2020) and plain gradient similarity on a net trained on eq. (2).
 
 TracIn credits training point ``i`` with the test-loss decrease of every step that used it:
-``sum_t eta_t grad l_te(theta_t) . grad l_i(theta_t)``, approximated on checkpoints (TracIn-CP).
-For ``l = 1/2 (f - y)^2``, ``grad l(x) = (f(x) - y) J(x)``, so a checkpoint contributes
-``eta r_i r_te K_theta(x_i, x_te)`` with the empirical NTK ``K_theta`` (closed form for eq. 1).
-Positive means the point pushed the test loss down, i.e. removing it would raise it: the
-library's sign.
+``sum_t eta_t grad l_te(theta_t) . grad l_i(theta_t)``, approximated on checkpoints (TracIn-CP,
+:func:`tracin_scores`). For ``l = 1/2 (f - y)^2``, ``grad l(x) = (f(x) - y) J(x)``, so a
+checkpoint contributes ``eta r_i r_te K_theta(x_i, x_te)`` with the empirical NTK ``K_theta``
+(:func:`grad_dot_scores`, the same product at one set of weights). Positive means the point
+pushed the test loss down, i.e. removing it would raise it: the library's sign.
 
-The training path is the library's first-order loop (:func:`ntk_influence.train.train` with
-``method="gd"`` or ``"sgd"``): the optax updates from ``W(0)`` with one fixed step
-``eta = step_factor / (lambda_max(eNTK at W(0)) + lam)`` (or ``step_size``), run ``steps`` steps
-in ``checkpoints`` equal segments; the weights at the end of each segment are the checkpoints.
-GD has no optimiser state, so segment by segment is the same path as one run. SGD draws its
-minibatches from ``seed + c`` in segment ``c``. Checkpoint ``c`` is weighted by ``eta`` times
-the steps of its segment (it stands for them), so the score approximates the sum over every step.
+:func:`training_path` records the checkpoints as a :class:`TrainingPath`: the library's
+first-order loop (:func:`ntk_influence.training.train` with ``method="gd"`` or ``"sgd"``) from
+``W(0)`` with one fixed step ``eta = step_factor / (lambda_max(eNTK at W(0)) + lam)`` (or
+``step_size``), run ``steps`` steps in ``checkpoints`` equal segments; the weights at the end of
+each segment are the checkpoints. GD has no optimiser state, so segment by segment is the same
+path as one run. SGD draws its minibatches from ``seed + c`` in segment ``c``. Checkpoint ``c``
+is weighted by ``eta`` times the steps of its segment (it stands for them), so the score
+approximates the sum over every step.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._precision import precision
-from .._validate import check_lam
+from .._validate import check_lam, check_whole
 from ..errors import InputError
 from ..nets import FunctionalNet, entk
 from ..training import SolverSettings, check_xy, gd_step_size, train
@@ -54,7 +55,7 @@ def training_path(net: FunctionalNet, x_train: Any, y_train: Any, lam: float, *,
                   checkpoints: int = 5, method: str = "gd", step_factor: float = 1.0,
                   step_size: float | None = None, batch_size: int | None = None,
                   seed: int = 0) -> TrainingPath:
-    """Train from ``W(0)`` with the library's first-order loop, saving checkpoints (see module).
+    """Train from ``W(0)`` with the library's first-order loop, saving checkpoints (see the module).
 
     Args:
       net: the network.
@@ -75,10 +76,8 @@ def training_path(net: FunctionalNet, x_train: Any, y_train: Any, lam: float, *,
     lam = check_lam(lam)
     if method not in ("gd", "sgd"):
         raise InputError(f"the training path is first order: method 'gd' or 'sgd', got {method!r}.")
-    for name, v in (("steps", steps), ("checkpoints", checkpoints)):
-        if isinstance(v, bool) or int(v) != v or v < 1:
-            raise InputError(f"{name} must be an integer >= 1, got {v!r}.")
-    seg = -(-int(steps) // int(checkpoints))
+    steps, checkpoints = check_whole(steps, "steps"), check_whole(checkpoints, "checkpoints")
+    seg = -(-steps // checkpoints)
     with precision(net.dtype):
         xtr, ytr = check_xy(net, x_train, y_train, "train")
         base = SolverSettings(method, f_tol=1e-300, window=1, max_steps=seg,
@@ -87,13 +86,13 @@ def training_path(net: FunctionalNet, x_train: Any, y_train: Any, lam: float, *,
         eta = float(gd_step_size(net, net.theta0, xtr, lam, base.resolved()))
         theta = net.theta0
         thetas = []
-        for c in range(int(checkpoints)):
+        for c in range(checkpoints):
             s = dataclasses.replace(base, step_size=eta,
                                     seed=seed + c if method == "sgd" else seed)
             theta = train(net, xtr, ytr, lam, settings=s, theta_init=theta, warn=False).theta
             thetas.append(np.asarray(theta))
-    return TrainingPath(np.stack(thetas), np.full(int(checkpoints), eta * seg), eta,
-                        seg * int(checkpoints), method)
+    return TrainingPath(np.stack(thetas), np.full(checkpoints, eta * seg), eta,
+                        seg * checkpoints, method)
 
 
 def grad_dot_scores(net: FunctionalNet, theta: Any, x_train: Any, y_train: Any, x_test: Any,

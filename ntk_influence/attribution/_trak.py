@@ -8,16 +8,24 @@ For ``l = 1/2 (f - y)^2`` the loss gradient of a point is ``r J(x)`` with ``r = 
     ``I(i, te) ~ r_te r_i J_te (J^T J + lam I)^-1 J_i^T = r_i r_te [(K + lam I)^-1 K_te]_i``
 
 (positive: removing ``i`` raises the test loss, this library's sign; the second form is the
-push-through identity with ``K = J J^T``). This is eq. (12) on the trained net. TRAK replaces
-``J`` by a random projection ``Phi = J R`` (``R`` is ``P x k`` with i.i.d. entries of variance
+push-through identity with ``K = J J^T``). This is eq. (12) on the trained net:
+:func:`first_order_scores` computes it from Gram matrices, factorising ``K + lam I`` with
+:func:`ntk_influence.linalg.factorize` (so a singular kernel raises
+:class:`~ntk_influence.errors.SingularKernelError`).
+
+TRAK (:func:`trak_scores`, :func:`trak_ensemble_scores`) replaces ``J`` by a random projection
+``Phi = J R`` (:func:`projected_gradients`; ``R`` is ``P x k`` with i.i.d. entries of variance
 ``1/k``, Gaussian or Rademacher), keeps the ridge of eq. (2), and averages over an ensemble of
 nets trained from different ``W(0)``. The residual weight ``r_i`` plays the role of TRAK's
 ``Q`` term (``1 - p_i`` for the logistic loss); ``r_te`` turns an output change into a loss
 change. ``R`` is never formed: it is drawn chunk by chunk of parameters on the host from NumPy's
-PCG64 seeded by ``(seed, c)`` for chunk ``c`` (Gaussian entries drawn in float32 by the ziggurat
-method, Rademacher entries as int8), so every point sees the same ``R``. Drawing ``R`` is a large
-part of TRAK's cost (``P k`` numbers per projection): on a CPU this draws about twice as fast as
-JAX's counter-based PRNG in float64, and on the host while the previous chunk is multiplied.
+PCG64 seeded by ``(seed, c)`` for chunk ``c`` (:func:`projection_chunk`; Gaussian entries drawn
+in float32 by the ziggurat method, Rademacher entries as int8), so every point sees the same
+``R``. Drawing ``R`` is a large part of TRAK's cost (``P k`` numbers per projection): on a CPU
+this draws about twice as fast as JAX's counter-based PRNG in float64, and on the host while the
+previous chunk is multiplied. A model with a closed-form Jacobian chunk
+(:meth:`~ntk_influence.nets.FunctionalNet.jacobian_chunk`, e.g. eq. 1) forms only each chunk's
+columns; any other net's Jacobian is formed once and sliced.
 """
 
 from __future__ import annotations
@@ -30,8 +38,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._precision import precision
-from .._validate import check_lam
+from .._validate import check_lam, check_whole
 from ..errors import InputError, MemoryPlanError
+from ..linalg import factorize
 from ..nets import FunctionalNet
 
 PROJECTIONS = ("gaussian", "rademacher")
@@ -62,9 +71,9 @@ def first_order_scores(k_train: Any, k_cross: Any, r_train: Any, r_test: Any,
     n = k.shape[0]
     if k.shape != (n, n) or kc.ndim != 2 or kc.shape[0] != n:
         raise InputError(f"k_train must be (n, n) and k_cross (n, t), got {k.shape}, {kc.shape}.")
-    import scipy.linalg
-
-    sol = scipy.linalg.cho_solve(scipy.linalg.cho_factor(k + lam * np.eye(n)), kc)
+    factor = factorize(k, np.zeros(n), lam, backend="lapack", spectrum_method="none",
+                       check_symmetry=False)  # a Gram matrix: the Cholesky reads one triangle
+    sol = factor.solve(kc)
     return np.asarray(r_train, np.float64)[:, None] * sol * np.asarray(r_test, np.float64)[None]
 
 
@@ -94,35 +103,34 @@ def _draw(seed: int, chunk: int, rows: int, dim: int, kind: str) -> np.ndarray:
     return (rng.integers(0, 2, (rows, dim), dtype=np.int8) * 2 - 1).astype(np.int8)
 
 
-@functools.lru_cache(maxsize=32)
-def _projector(net: FunctionalNet, rows: int, dim: int) -> Any:
-    """``(theta, x | J, r, start) -> J[:, start:start + rows] @ R_chunk`` (jitted).
+def _scaled(cols: jax.Array, r: jax.Array) -> jax.Array:
+    """``cols @ R_chunk``: ``r`` holds the chunk's unscaled entries (:func:`_draw`), ``(rows, dim)``."""
+    return (cols @ r.astype(cols.dtype)) / jnp.sqrt(jnp.asarray(r.shape[1], cols.dtype))
 
-    ``r`` holds the chunk's unscaled entries (:func:`_draw`); the product is scaled by
-    ``1/sqrt(dim)``.
+
+@jax.jit
+def _held_chunk(jac: jax.Array, r: jax.Array, start: jax.Array) -> jax.Array:
+    """``J[:, start:start + rows] @ R_chunk`` from the whole Jacobian ``jac`` (zero past ``P``)."""
+    rows = r.shape[0]
+    cols = jax.lax.dynamic_slice(jnp.pad(jac, ((0, 0), (0, rows))), (0, start),
+                                 (jac.shape[0], rows))
+    return _scaled(cols, r)
+
+
+def _closed_form_chunk(net: FunctionalNet, rows: int) -> Any:
+    """``(theta, x, r, start) -> J[:, start:start + rows] @ R_chunk`` from the model's closed form.
+
+    Jitted once per ``rows`` and kept on the net (:meth:`FunctionalNet.program`), so it lives as
+    long as the net and no longer.
     """
+    def build() -> Any:
+        @jax.jit
+        def run(theta: jax.Array, x: jax.Array, r: jax.Array, start: jax.Array) -> jax.Array:
+            return _scaled(net.jacobian_chunk(theta, x, start, rows), r)
 
-    @jax.jit
-    def run(theta: jax.Array, x: jax.Array, r: jax.Array, start: jax.Array) -> jax.Array:
-        if net.kind == "two_layer":  # the chunk's columns from the closed form
-            d = x.shape[1]
-            nr = rows // d + 2  # neurons covering any chunk of `rows` columns
-            r0 = start // d
-            w = jax.lax.dynamic_slice(jnp.pad(theta, (0, nr * d)), (r0 * d,), (nr * d,))
-            a = jax.lax.dynamic_slice(jnp.pad(net.state["a"][...].astype(theta.dtype), (0, nr)),
-                                      (r0,), (nr,))
-            w = w.reshape(nr, d)
-            s = (x @ w.T > 0).astype(w.dtype) * a / jnp.sqrt(jnp.asarray(net.width, w.dtype))
-            cols = (s[:, :, None] * x[:, None, :]).reshape(x.shape[0], -1)
-            cols = jax.lax.dynamic_slice(cols, (0, start - r0 * d), (x.shape[0], rows))
-        else:  # x is the Jacobian itself
-            cols = jax.lax.dynamic_slice(jnp.pad(x, ((0, 0), (0, rows))), (0, start),
-                                         (x.shape[0], rows))
-        valid = (start + jnp.arange(rows)) < net.n_params  # the last chunk may run past P
-        prod = (cols * valid[None].astype(cols.dtype)) @ r.astype(cols.dtype)
-        return prod / jnp.sqrt(jnp.asarray(dim, cols.dtype))
+        return run
 
-    return run
+    return net.program(("trak_projection", rows), build)
 
 
 def projected_gradients(net: FunctionalNet, theta: Any, x: Any, dim: int | None, *, seed: int = 0,
@@ -141,7 +149,8 @@ def projected_gradients(net: FunctionalNet, theta: Any, x: Any, dim: int | None,
       seed: projection seed.
       projection: ``"gaussian"`` or ``"rademacher"``.
       chunk_params: parameters per chunk of ``R``.
-      memory_bytes: budget for ``J`` when ``dim`` is None.
+      memory_bytes: budget for the whole ``J``, formed when ``dim`` is None or the model
+        has no closed-form Jacobian chunk.
 
     Returns:
       ``(n, dim)`` (or ``(n, P)``) float64 host array.
@@ -154,8 +163,9 @@ def _project(members: list[tuple[FunctionalNet, Any]], x: Any, dim: int | None, 
     """``J_e(x) R`` for every member ``(net_e, theta_e)`` with one ``R``, each chunk drawn once."""
     if projection not in PROJECTIONS:
         raise InputError(f"projection must be one of {PROJECTIONS}, got {projection!r}.")
-    if dim is not None and (isinstance(dim, bool) or int(dim) != dim or dim < 1):
-        raise InputError(f"the projection dimension must be an integer >= 1, got {dim!r}.")
+    if dim is not None:
+        dim = check_whole(dim, "the projection dimension")
+    chunk_params = check_whole(chunk_params, "chunk_params")
     net0 = members[0][0]
     p, dtype = net0.n_params, net0.dtype
     if any(net.n_params != p or net.dtype != dtype for net, _ in members):
@@ -163,31 +173,31 @@ def _project(members: list[tuple[FunctionalNet, Any]], x: Any, dim: int | None, 
     with precision(dtype):
         xa = jnp.asarray(np.asarray(x), dtype)
         n = xa.shape[0]
-        feats = []
+        chunks = []  # per member: (r, start) -> J[:, start:start + rows] @ R_chunk
+        rows = min(chunk_params, p)
         for net, theta in members:
             th = jnp.asarray(theta, dtype)
-            if dim is None or net.kind != "two_layer":  # J itself, or to project by chunks
-                if n * p * 8 > memory_bytes:
-                    raise MemoryPlanError(
-                        f"the Jacobian of this net needs {n * p * 8 / 2**30:.1f} GiB; "
-                        + ("pass a projection dimension." if dim is None
-                           else "project fewer points at a time."))
-                feats.append((net, th, net.jacobian_columns(th, xa, 0, p)))
-            else:
-                feats.append((net, th, xa))
+            if dim is not None and net.closed_form_jacobian:  # only the chunk's columns formed
+                chunks.append(functools.partial(_closed_form_chunk(net, rows), th, xa))
+                continue
+            if n * p * 8 > memory_bytes:  # J itself, projected by chunks when dim is given
+                raise MemoryPlanError(
+                    f"the Jacobian of this net needs {n * p * 8 / 2**30:.1f} GiB; "
+                    + ("pass a projection dimension." if dim is None
+                       else "project fewer points at a time."))
+            jac = net.jacobian_columns(th, xa, 0, p)
+            chunks.append(jac if dim is None else functools.partial(_held_chunk, jac))
         if dim is None:
-            return [np.asarray(f, np.float64) for _, _, f in feats]
-        rows = int(min(chunk_params, p))
-        fns = [_projector(net, rows, int(dim)) for net, _, _ in feats]
+            return [np.asarray(j, np.float64) for j in chunks]
         starts = range(0, p, rows)
-        outs = [jnp.zeros((n, int(dim)), dtype) for _ in feats]
-        r = _draw(int(seed), 0, rows, int(dim), projection)
+        outs = [jnp.zeros((n, dim), dtype) for _ in chunks]
+        r = _draw(int(seed), 0, rows, dim, projection)
         for c, start in enumerate(starts):
             rj = jnp.asarray(r, dtype)  # converted once for every member
-            acc = [out + fn(th, f, rj, jnp.asarray(start))  # dispatched asynchronously
-                   for (_, th, f), fn, out in zip(feats, fns, outs, strict=True)]
+            acc = [out + chunk(rj, jnp.asarray(start))  # dispatched asynchronously
+                   for chunk, out in zip(chunks, outs, strict=True)]
             if c + 1 < len(starts):  # draw the next chunk while this one is multiplied
-                r = _draw(int(seed), c + 1, rows, int(dim), projection)
+                r = _draw(int(seed), c + 1, rows, dim, projection)
             outs = [o.block_until_ready() for o in acc]  # at most two chunks of R alive
         return [np.asarray(o, np.float64) for o in outs]
 

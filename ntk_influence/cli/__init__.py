@@ -1,9 +1,10 @@
 """The ``ntk-influence`` command line: a thin layer over the importable functions.
 
 The subcommands are listed once, in :data:`COMMANDS`; each lives in one module of this package
-(``core``: influence; ``nets``: compare; ``analysis``: the paper's figures; ``reproduce``: all of
-them in one report), imported directly, so a missing module is an ImportError, never a silently
-absent subcommand. Every subcommand takes ``--out DIR``, ``--config FILE.toml``, ``--resume`` and
+(``core``: influence; ``nets``: compare; ``analysis``: the paper's figures; ``attribution``: the
+attribution benchmark; ``reproduce``: the paper's subcommands, its ``PART_COMMANDS``, in one
+report), imported directly, so a missing module is an ImportError, never a silently absent
+subcommand. Every subcommand takes ``--out DIR``, ``--config FILE.toml``, ``--resume`` and
 ``--quiet``, writes its results atomically and ends with a line naming where the results are.
 Exit codes: 0 success, 2 bad usage or input, 3 numerical failure (singular kernel, solver not
 converged), 1 any other failure, 130 interrupted (Ctrl-C or SIGTERM).
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .._precision import precision
 from ..errors import InputError, NotConvergedError, NumericalError
 from . import analysis, attribution, core, nets, reproduce
 from ._common import (
@@ -32,14 +34,13 @@ from ._common import (
     EXIT_USAGE,
     Command,
     add_data_arguments,
-    add_run_arguments,
     apply_config,
-    load_data_from_args,
     log,
+    parser_for,
     report_warning,
     settings_of,
 )
-from ._outdir import run_in_folder
+from ._outdir import load_data_from_args, run_in_folder
 
 COMMANDS: tuple[Command, ...] = (
     core.INFLUENCE,
@@ -55,33 +56,13 @@ COMMANDS: tuple[Command, ...] = (
 )
 """Every subcommand, in the order ``--help`` lists them."""
 
-EPILOG = ("exit codes: 0 success, 2 bad usage or input, 3 numerical failure, 1 other failure, "
-          "130 interrupted (Ctrl-C or SIGTERM; finished work is kept, continue with --resume). "
-          "--out is locked while a run uses it; its fingerprint.json records the settings and "
-          "data, and --resume into a folder of other settings is refused (--force starts "
-          "afresh).")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand of :data:`COMMANDS`.
 
     Returns:
       The ``argparse`` parser.
     """
-    from .. import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="ntk-influence",
-        description="Influence functions of wide neural networks through the NTK "
-                    "(Zhang & Zhang, AAAI 2022).", epilog=EPILOG)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for c in COMMANDS:
-        p = sub.add_parser(c.name, help=c.help, description=c.help, epilog=EPILOG)
-        c.add_arguments(p)
-        add_run_arguments(p, c.name)
-        p.set_defaults(func=c.run)
-    return parser
+    return parser_for(COMMANDS)
 
 
 class Terminated(KeyboardInterrupt):
@@ -92,7 +73,7 @@ class Terminated(KeyboardInterrupt):
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` (main thread only; no-op elsewhere).
 
-    SIGTERM and Ctrl-C are also recorded with :func:`ntk_influence.chunks.request_interrupt`,
+    SIGTERM and Ctrl-C are also recorded with :func:`ntk_influence.training.request_interrupt`,
     so that a chunked sweep stops at its next wait even when the handler's own exception is
     lost (a signal landing in a garbage-collector callback).
 
@@ -102,6 +83,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    # deferred for start-up speed
     from ..training import clear_interrupt, request_interrupt
 
     def on_term(signum: int, frame: Any) -> None:
@@ -150,8 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
-    from .._precision import precision
-
     try:
         with sigterm_as_interrupt(), warnings.catch_warnings(), precision("float64"):
             warnings.showwarning = report_warning

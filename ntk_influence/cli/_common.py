@@ -1,5 +1,5 @@
-"""Shared pieces of the command line: exit codes, the command record, option groups, config files
-and the progress reporter.
+"""Shared pieces of the command line: exit codes, the command record, the parser builder, option
+groups, config files and the progress reporter.
 
 Every subcommand takes ``--out DIR``, ``--config FILE.toml`` (values the command line overrides),
 ``--resume`` and ``--quiet``, writes its results atomically and ends with a line naming where the
@@ -13,13 +13,20 @@ import argparse
 import dataclasses
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..errors import InputError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NUMERICAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+EPILOG = ("exit codes: 0 success, 2 bad usage or input, 3 numerical failure, 1 other failure, "
+          "130 interrupted (Ctrl-C or SIGTERM; finished work is kept, continue with --resume). "
+          "--out is locked while a run uses it; its fingerprint.json records the settings and "
+          "data, and --resume into a folder of other settings is refused (--force starts "
+          "afresh).")
 
 
 def _whole(text: Any, lo: int) -> int:
@@ -70,6 +77,29 @@ class Command:
     run: Callable[[argparse.Namespace], Path]
 
 
+def parser_for(commands: Sequence[Command]) -> argparse.ArgumentParser:
+    """The ``ntk-influence`` argument parser with one subcommand per entry of ``commands``.
+
+    Args:
+      commands: the subcommands, in the order ``--help`` lists them.
+
+    Returns:
+      The ``argparse`` parser; each subcommand's ``func`` default is its runner.
+    """
+    parser = argparse.ArgumentParser(
+        prog="ntk-influence",
+        description="Influence functions of wide neural networks through the NTK "
+                    "(Zhang & Zhang, AAAI 2022).", epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for c in commands:
+        p = sub.add_parser(c.name, help=c.help, description=c.help, epilog=EPILOG)
+        c.add_arguments(p)
+        add_run_arguments(p, c.name)
+        p.set_defaults(func=c.run)
+    return parser
+
+
 def add_data_arguments(p: argparse.ArgumentParser, n_train: int = 200, n_test: int = 50) -> None:
     """Add the shared data options (``--data``, ``--n-train``, ``--n-test``, ``--seed``...).
 
@@ -91,27 +121,6 @@ def add_data_arguments(p: argparse.ArgumentParser, n_train: int = 200, n_test: i
                    help="centre inputs on the training mean before unit-normalising")
     g.add_argument("--label-noise", type=float, default=0.0,
                    help="fraction of training labels to flip (default: %(default)s)")
-
-
-def load_data_from_args(args: argparse.Namespace) -> Any:
-    """Load the :class:`Dataset` the data options describe and claim ``--out`` for it.
-
-    The folder's fingerprint is checked against this run's settings and data (a ``--resume``
-    into a folder of other settings is refused) and then recorded.
-
-    Args:
-      args: parsed arguments with the options of :func:`add_data_arguments`.
-
-    Returns:
-      The :class:`~ntk_influence.data.Dataset`.
-    """
-    from ..data import load_dataset
-    from ._outdir import claim_output
-
-    ds = load_dataset(args.data, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
-                      label_noise=args.label_noise, center=args.center)
-    claim_output(args, ds)
-    return ds
 
 
 def log(args: argparse.Namespace, msg: str) -> None:
@@ -246,8 +255,6 @@ def _config_value(action: argparse.Action, key: str, val: Any, path: Path) -> An
         return v
 
     return [one(v) for v in val] if many else one(val)
-
-
 
 
 def report_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,

@@ -9,6 +9,9 @@
   its settings (data spec, sizes, seeds, lam, widths, solver options...), a SHA-256 of the data
   arrays and the library's version. ``--resume`` into a folder with another fingerprint is
   refused (exit 2) with the settings that differ; ``--force`` starts afresh instead.
+
+:func:`load_data_from_args` loads a subcommand's data and claims ``--out`` for it;
+:func:`run_in_folder` runs a subcommand inside its checked and locked folder.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..errors import InputError
 from ..io import data_hash, jsonable, load_json, save_json, settings_differences
 from ._common import log, settings_of
@@ -137,8 +141,6 @@ def fingerprint(args: argparse.Namespace, data: Any) -> dict[str, Any]:
     Returns:
       ``command``, ``version``, ``data_sha256`` and every content setting, as plain JSON.
     """
-    from .. import __version__
-
     settings = {k: v for k, v in settings_of(args).items() if k not in NOT_CONTENT}
     return jsonable({**settings, "version": __version__,
                      "data_sha256": data_hash(data.x_train, data.y_train, data.x_test,
@@ -173,6 +175,27 @@ def claim_output(args: argparse.Namespace, data: Any, restart: bool = True) -> N
             if restart:
                 args.resume = False
     save_json(path, new)
+
+
+def load_data_from_args(args: argparse.Namespace) -> Any:
+    """Load the :class:`Dataset` the data options describe and claim ``--out`` for it.
+
+    The folder's fingerprint is checked against this run's settings and data (a ``--resume``
+    into a folder of other settings is refused) and then recorded.
+
+    Args:
+      args: parsed arguments with the data options of ``_common.add_data_arguments``.
+
+    Returns:
+      The :class:`~ntk_influence.data.Dataset`.
+    """
+    # deferred for start-up speed
+    from ..data import load_dataset
+
+    ds = load_dataset(args.data, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
+                      label_noise=args.label_noise, center=args.center)
+    claim_output(args, ds)
+    return ds
 
 
 def run_in_folder(args: argparse.Namespace, func: Callable[[argparse.Namespace], Path]) -> Path:

@@ -1,17 +1,38 @@
-"""Markdown for ``ntk-influence reproduce``: number formatting, tables and one summary per part."""
+"""``ntk-influence reproduce``'s :class:`Part` record and Markdown: numbers, tables, one summary per part."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .reproduce import Part
+from ..io import atomic_write_bytes, load_json, load_npz
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """One part of the reproduction: a subcommand and the arguments for a mode.
+
+    Attributes:
+      name: folder name and ``--parts`` key.
+      title: heading in the report.
+      command: the subcommand that does the work.
+      argv: ``(args, mode) -> list of arguments`` (without ``--out``/``--resume``/``--quiet``).
+      caption: what the part shows, for the report.
+      report: ``(folder) -> Markdown lines`` summarising the part's results.
+    """
+
+    name: str
+    title: str
+    command: str
+    argv: Callable[[argparse.Namespace, str], list[str]]
+    caption: str
+    report: Callable[[Path], list[str]]
 
 
 def fmt(x: Any, digits: int = 4) -> str:
@@ -136,8 +157,8 @@ def kernel_report(folder: Path) -> list[str]:
     Returns:
       Markdown lines.
     """
+    # deferred for start-up speed
     from .. import plots
-    from ..io import load_json, load_npz
 
     z = load_npz(folder / "influence.npz")
     s = load_json(folder / "summary.json")
@@ -170,6 +191,7 @@ def close_figure(fig: Any) -> None:
     Args:
       fig: the figure.
     """
+    # deferred for start-up speed
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -183,8 +205,6 @@ def table1_report(folder: Path) -> list[str]:
     Returns:
       Markdown lines.
     """
-    from ..io import load_json
-
     p = folder / "compare.json"
     if not p.exists():
         return generic_report(folder)
@@ -218,8 +238,6 @@ def load_summary(folder: Path) -> dict[str, Any]:
     Returns:
       The decoded summary.
     """
-    from ..io import load_json
-
     return load_json(folder / "summary.json")
 
 
@@ -340,8 +358,6 @@ def write_report(out: Path, args: argparse.Namespace, parts: Sequence[Part],
       status: part name -> its status record.
       env: versions and devices.
     """
-    from ..io import atomic_write_bytes
-
     lines = ["# Reproduction report", "",
              "Zhang & Zhang, *Rethinking Influence Functions of Neural Networks in the "
              "Over-Parameterized Regime* (AAAI 2022), reproduced with `ntk_influence`.", "",

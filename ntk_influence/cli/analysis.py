@@ -5,7 +5,9 @@ Theorem 4), ``examples`` (Figure 4), ``complexity`` (Figure 5), ``dynamics`` (Fi
 Each writes ``.npz`` arrays, a ``summary.json`` and PNG figures to ``--out DIR`` atomically. The
 long ones (the lambda sweep and the exact time-resolved influence) save every finished piece in
 ``DIR/work`` and, with ``--resume``, skip what is finished; a command whose ``summary.json`` exists
-with the same settings is skipped entirely under ``--resume``.
+with the same settings is skipped entirely under ``--resume``. The work itself is done by the
+library's drivers (:mod:`ntk_influence.experiments`, :mod:`ntk_influence.influence`), which take the
+result store; library modules are imported inside the runners, for start-up speed.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from .. import io
 from ..errors import InputError
-from ._common import Command, add_data_arguments, count, load_data_from_args, log, settings_of
-from ._outdir import NOT_CONTENT
+from ._common import Command, add_data_arguments, count, log, settings_of
+from ._outdir import NOT_CONTENT, load_data_from_args
+from ._report import close_figure
 
 DEFAULT_TIMES = (*np.geomspace(0.01, 1000.0, 11).tolist(), float("inf"))
 
@@ -32,8 +36,6 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def _finished(args: argparse.Namespace, out: Path) -> bool:
     """Under ``--resume``, whether ``out/summary.json`` exists with the same settings."""
-    from .. import io
-
     path = out / "summary.json"
     if not (args.resume and path.exists()):
         return False
@@ -57,16 +59,11 @@ def _kernel_args(p: argparse.ArgumentParser, lam: float = 0.1) -> None:
 
 
 def _kernels(args: argparse.Namespace, ds: Any) -> tuple[np.ndarray, np.ndarray]:
+    # deferred for start-up speed
     from ..kernels import kernel_matrix
 
     return kernel_matrix(args.kernel, ds.x_train), kernel_matrix(args.kernel, ds.x_train,
                                                                  ds.x_test)
-
-
-def _close(fig: Any) -> None:
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
 
 
 def _times_arg(p: argparse.ArgumentParser) -> None:
@@ -81,31 +78,17 @@ def _times_arg(p: argparse.ArgumentParser) -> None:
                    help="left-out points per batched eigh (default: fit about 250 MB)")
 
 
-def _exact_resumable(args: argparse.Namespace, out: Path, k: np.ndarray, kt: np.ndarray,
-                     y: np.ndarray, yt: np.ndarray, lam: float, times: np.ndarray
-                     ) -> np.ndarray:
-    """Exact time-t influence of every training point, chunk by chunk, saved in ``out/work``."""
-    from .. import io
-    from ..influence import auto_chunk_size, time_influence_from_kernels
+def _exact_store(args: argparse.Namespace, out: Path, kt: np.ndarray, y: np.ndarray,
+                 times: np.ndarray) -> tuple[int, Any]:
+    """Chunk size and ``out/work`` store of the exact time-``t`` influence's chunks."""
+    # deferred for start-up speed
+    from ..influence import auto_chunk_size
 
     n, m = kt.shape
     nk = 1 if y.ndim == 1 else y.shape[1]
     bs = args.chunk_size or max(1, min(auto_chunk_size(n, len(times), m, nk), 64))
-    store = io.ResultStore(out / "work", meta={"settings": _settings(args), "chunk": bs},
-                           resume=args.resume)
-    res = np.empty((len(times), n, m))
-    starts = list(range(0, n, bs))
-    for s in io.progress(starts, total=len(starts), desc="exact influence over time",
-                         enabled=not args.quiet):
-        if store.done(s):
-            res[:, s:s + bs] = store.load(s)["influence"]
-            continue
-        r = time_influence_from_kernels(k, kt, y, yt, lam, times, time_unit=args.time_unit,
-                                        method="exact", train_index=np.arange(s, min(n, s + bs)),
-                                        chunk_size=bs)
-        store.save(s, influence=r.influence)
-        res[:, s:s + bs] = r.influence
-    return res
+    return bs, io.ResultStore(out / "work", meta={"settings": _settings(args), "chunk": bs},
+                              resume=args.resume)
 
 
 # ------------------------------------------------------------------ lambda-sweep (Figure 2)
@@ -117,8 +100,8 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
 
 
 def _sweep_run(args: argparse.Namespace) -> Path:
-    from .. import io
-    from ..experiments import DEFAULT_LAMS, collect_sweep, sweep_point
+    # deferred for start-up speed
+    from ..experiments import DEFAULT_LAMS, lambda_sweep
     from ..plots import lambda_sweep_plot
 
     out = Path(args.out)
@@ -131,22 +114,15 @@ def _sweep_run(args: argparse.Namespace) -> Path:
     t0 = time.perf_counter()
     k, kt = _kernels(args, ds)
     store = io.ResultStore(out / "work", meta={"settings": _settings(args)}, resume=args.resume)
-    rows = []
-    for i, lam in enumerate(io.progress(lams, total=len(lams), desc="lambda sweep",
-                                        enabled=not args.quiet)):
-        if not store.done(i):
-            r = sweep_point(k, kt, ds.y_train, ds.y_test, lam)
-            store.save(i, **{key: np.asarray(v) for key, v in r.items()})
-        z = store.load(i)
-        rows.append({key: (z[key] if key == "leverage" else z[key].item()) for key in z})
-    sw = collect_sweep(lams, rows)
+    sw = lambda_sweep(k, kt, ds.y_train, ds.y_test, lams, show_progress=not args.quiet,
+                      store=store)
     io.save_npz(out / "lambda_sweep.npz", lams=sw.lams, mean_error_rate=sw.mean_error_rate,
                 median_error_rate=sw.median_error_rate, lower=sw.lower, upper=sw.upper,
                 leverage=sw.leverage, mean_leverage=sw.mean_leverage,
                 bound_violations=sw.bound_violations, bound_min_slack=sw.bound_min_slack)
     fig = lambda_sweep_plot(sw, title=f"{ds.name}, n={ds.x_train.shape[0]}",
                             path=out / "fig2_lambda_sweep.png")
-    _close(fig)
+    close_figure(fig)
     io.save_json(out / "summary.json", {
         "command": "lambda-sweep", "settings": _settings(args), "data": ds.describe(),
         "lambda_min": sw.lambda_min, "lambda_max": sw.lambda_max,
@@ -194,7 +170,7 @@ def _density_args(p: argparse.ArgumentParser) -> None:
 
 
 def _density_run(args: argparse.Namespace) -> Path:
-    from .. import io
+    # deferred for start-up speed
     from ..experiments import density_vs_error, mixture_experiment
     from ..influence import ntk_influence
     from ..plots import density_plot, mixture_plot
@@ -216,7 +192,7 @@ def _density_run(args: argparse.Namespace) -> Path:
                           leave_one_out=args.loo_density, statistic=args.statistic)
     io.save_npz(out / "density.npz", log_density=da.log_density, error_rate=da.error_rate,
                 leverage=da.leverage, train_index=ds.train_index)
-    _close(density_plot(da, title=f"{ds.name}, lam={args.lam:g}", path=out / "fig3_density.png"))
+    close_figure(density_plot(da, title=f"{ds.name}, lam={args.lam:g}", path=out / "fig3_density.png"))
     summary: dict[str, Any] = {
         "command": "density", "settings": _settings(args), "data": ds.describe(),
         "kde": {"dim": da.kde.dim, "pca": da.kde.pca,
@@ -236,7 +212,7 @@ def _density_run(args: argparse.Namespace) -> Path:
         io.save_npz(out / "mixture.npz", p=mx.p, component_error=mx.component_error,
                     component_leverage=mx.component_leverage, error_rate=mx.error_rate,
                     leverage=mx.leverage, component=mx.component)
-        _close(mixture_plot(mx, title=f"Definition 1 mixture, lam={args.lam:g}",
+        close_figure(mixture_plot(mx, title=f"Definition 1 mixture, lam={args.lam:g}",
                             path=out / "theorem4_mixture.png"))
         summary["mixture"] = {"p": mx.p, "component_error": mx.component_error,
                               "component_leverage": mx.component_leverage,
@@ -259,7 +235,7 @@ def _examples_args(p: argparse.ArgumentParser) -> None:
 
 
 def _examples_run(args: argparse.Namespace) -> Path:
-    from .. import io
+    # deferred for start-up speed
     from ..influence import influential_examples, ntk_influence
     from ..plots import influential_examples_plot
 
@@ -277,7 +253,7 @@ def _examples_run(args: argparse.Namespace) -> Path:
     figure = None
     d = ds.x_train.shape[1]
     if ds.image_shape is not None or int(round(np.sqrt(d))) ** 2 == d:
-        _close(influential_examples_plot(ex, ds.x_train, ds.x_test, ds.image_shape,
+        close_figure(influential_examples_plot(ex, ds.x_train, ds.x_test, ds.image_shape,
                                          title=f"{ds.name}: helpful | harmful | uninfluential "
                                                "(#index (class), influence I)",
                                          path=out / "fig4_examples.png",
@@ -308,7 +284,7 @@ def _complexity_args(p: argparse.ArgumentParser) -> None:
 
 
 def _complexity_run(args: argparse.Namespace) -> Path:
-    from .. import io
+    # deferred for start-up speed
     from ..influence import complexity_of_influence_groups, influence_from_kernels
     from ..plots import complexity_plot
 
@@ -325,7 +301,7 @@ def _complexity_run(args: argparse.Namespace) -> Path:
                 group_of_point=np.concatenate([np.full(x.size, i) for i, x in
                                                enumerate(g.groups)])[np.argsort(
                                                    np.concatenate(g.groups))])
-    _close(complexity_plot(g, c, title=f"{ds.name}, lam={args.lam:g}",
+    close_figure(complexity_plot(g, c, title=f"{ds.name}, lam={args.lam:g}",
                            path=out / "fig5_complexity.png"))
     io.save_json(out / "summary.json", {
         "command": "complexity", "settings": _settings(args), "data": ds.describe(),
@@ -355,8 +331,8 @@ def _dynamics_args(p: argparse.ArgumentParser) -> None:
 
 
 def _dynamics_run(args: argparse.Namespace) -> Path:
-    from .. import io
-    from ..influence import check_times, most_influential, time_agreement, time_influence_from_kernels
+    # deferred for start-up speed
+    from ..influence import check_times, most_influential, time_influence_from_kernels
     from ..plots import most_influential_plot, time_agreement_plot
 
     out = Path(args.out)
@@ -366,11 +342,12 @@ def _dynamics_run(args: argparse.Namespace) -> Path:
         return out
     t0 = time.perf_counter()
     k, kt = _kernels(args, ds)
+    bs, store = _exact_store(args, out, kt, ds.y_train, times) if args.method != "first-order" \
+        else (None, None)
     fo = time_influence_from_kernels(k, kt, ds.y_train, ds.y_test, args.lam, times,
-                                     time_unit=args.time_unit, method="first-order")
-    exact = None
-    if args.method in ("exact", "both"):
-        exact = _exact_resumable(args, out, k, kt, ds.y_train, ds.y_test, args.lam, times)
+                                     time_unit=args.time_unit, method=args.method, chunk_size=bs,
+                                     show_progress=not args.quiet, store=store)
+    exact = fo.influence
     main = exact if exact is not None else fo.first_order
     top = most_influential(main, by=args.by)
     arrays: dict[str, Any] = {"times": times, "flow_times": fo.flow_times, "f_test": fo.f_test,
@@ -381,7 +358,7 @@ def _dynamics_run(args: argparse.Namespace) -> Path:
         arrays["first_order"] = fo.first_order
     io.save_npz(out / "dynamics.npz", **arrays)
     show = [j for j in args.show if 0 <= j < kt.shape[1]] or [0]
-    _close(most_influential_plot(top, times, ds.x_train, ds.x_test, ds.image_shape,
+    close_figure(most_influential_plot(top, times, ds.x_train, ds.x_test, ds.image_shape,
                                  test_index=show,
                                  title=f"{ds.name}: most influential over time (#index (class))",
                                  path=out / "fig6_most_influential.png",
@@ -394,14 +371,11 @@ def _dynamics_run(args: argparse.Namespace) -> Path:
         "changes_of_most_influential": [int(np.sum(top[i] != top[i - 1]))
                                         for i in range(1, len(times))]}
     if args.method == "both":
-        ag = time_agreement(exact, fo.first_order)
+        ag = fo.agreement
         summary["agreement_first_order_vs_exact"] = {
             "rel_error": ag.rel_error, "pearson": ag.pearson, "spearman": ag.spearman,
             "slope": ag.slope, "top1_match": ag.top1_match}
-        from dataclasses import replace
-
-        _close(time_agreement_plot(replace(fo, influence=exact, agreement=ag),
-                                   title="first order vs exact",
+        close_figure(time_agreement_plot(fo, title="first order vs exact",
                                    path=out / "time_agreement.png"))
     summary["seconds"] = time.perf_counter() - t0
     io.save_json(out / "summary.json", summary)
@@ -424,10 +398,9 @@ def _noise_args(p: argparse.ArgumentParser) -> None:
 
 
 def _noise_run(args: argparse.Namespace) -> Path:
-    from .. import io
-    from ..data import flip_labels
-    from ..experiments import LabelNoiseResult, check_fraction, noise_shares
-    from ..influence import check_times, most_influential, time_influence_from_kernels
+    # deferred for start-up speed
+    from ..experiments import check_fraction, label_noise_experiment
+    from ..influence import check_times
     from ..plots import label_noise_plot
 
     out = Path(args.out)
@@ -440,21 +413,18 @@ def _noise_run(args: argparse.Namespace) -> Path:
         return out
     t0 = time.perf_counter()
     k, kt = _kernels(args, ds)
-    y_noisy, noisy = flip_labels(ds.y_train, frac, args.seed)
-    if args.method == "exact":
-        infl = _exact_resumable(args, out, k, kt, y_noisy, ds.y_test, args.lam, times)
-    else:
-        infl = time_influence_from_kernels(k, kt, y_noisy, ds.y_test, args.lam, times,
-                                           time_unit=args.time_unit,
-                                           method="first-order").first_order
-    top = most_influential(infl, by=args.by, k=args.top_k)
-    sh = noise_shares(top, noisy, k.shape[0])
-    res = LabelNoiseResult(times, args.time_unit, sh, top, noisy, frac, y_noisy, infl,
-                           args.method, args.by, args.lam)
-    io.save_npz(out / "label_noise.npz", times=times, share_clean=sh.share_clean,
-                share_noisy=sh.share_noisy, most_influential=top, noisy_index=noisy,
-                y_train_noisy=y_noisy, influence=infl)
-    _close(label_noise_plot(res, title=f"{ds.name}: {frac:.0%} labels flipped",
+    bs, store = _exact_store(args, out, kt, ds.y_train, times) if args.method == "exact" \
+        else (None, None)
+    res = label_noise_experiment(ds.x_train, ds.y_train, ds.x_test, ds.y_test, args.lam, times,
+                                 fraction=frac, seed=args.seed, k_train=k, k_test=kt,
+                                 time_unit=args.time_unit, method=args.method, by=args.by,
+                                 k=args.top_k, chunk_size=bs, show_progress=not args.quiet,
+                                 store=store)
+    sh, noisy = res.shares, res.noisy_index
+    io.save_npz(out / "label_noise.npz", times=res.times, share_clean=sh.share_clean,
+                share_noisy=sh.share_noisy, most_influential=res.most_influential,
+                noisy_index=noisy, y_train_noisy=res.y_train_noisy, influence=res.influence)
+    close_figure(label_noise_plot(res, title=f"{ds.name}: {frac:.0%} labels flipped",
                             path=out / "fig7_label_noise.png"))
     io.save_json(out / "summary.json", {
         "command": "label-noise", "settings": _settings(args), "data": ds.describe(),

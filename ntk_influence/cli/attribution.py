@@ -13,18 +13,20 @@ import shutil
 import time
 from pathlib import Path
 
+from .. import io
 from ._common import (
     Command,
     add_data_arguments,
     count,
     count_or_zero,
-    load_data_from_args,
     log,
     settings_of,
 )
+from ._outdir import load_data_from_args
 
 
 def _attribution_args(p: argparse.ArgumentParser) -> None:
+    # deferred for start-up speed
     from ..attribution import METHODS
 
     add_data_arguments(p, n_train=200, n_test=50)
@@ -80,9 +82,9 @@ def _attribution_args(p: argparse.ArgumentParser) -> None:
 
 
 def _attribution_run(args: argparse.Namespace) -> Path:
+    # deferred for start-up speed
     import matplotlib.pyplot as plt
 
-    from .. import io
     from ..attribution import ScoreOptions, attribution_benchmark
     from ..plots import attribution_figure
     from ..training import SolverSettings

@@ -7,7 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._common import Command, add_data_arguments, count, load_data_from_args, log, settings_of
+from .. import io
+from ..io import jsonable
+from ._common import Command, add_data_arguments, count, log, settings_of
+from ._outdir import load_data_from_args
 
 
 def _influence_args(p: argparse.ArgumentParser) -> None:
@@ -31,7 +34,7 @@ def _influence_args(p: argparse.ArgumentParser) -> None:
 
 
 def _influence_run(args: argparse.Namespace) -> Path:
-    from .. import io
+    # deferred for start-up speed
     from ..influence import ntk_influence
 
     out = Path(args.out)
@@ -74,8 +77,6 @@ def _influence_run(args: argparse.Namespace) -> Path:
 
 def _same_settings(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether two runs' settings agree, ignoring how they were run (out, resume, quiet)."""
-    from ..io import jsonable
-
     skip = ("out", "resume", "quiet", "force")
     strip = lambda d: {k: v for k, v in jsonable(d).items() if k not in skip}  # noqa: E731
     return strip(old) == strip(new)

@@ -12,16 +12,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..experiments import WidthComparison
 
+from .. import io
 from ..errors import InputError
 from ._common import (
     Command,
     add_data_arguments,
     count,
     count_or_zero,
-    load_data_from_args,
     log,
     settings_of,
 )
+from ._outdir import load_data_from_args
+from ._report import close_figure
 
 
 def _compare_args(p: argparse.ArgumentParser) -> None:
@@ -108,12 +110,11 @@ def _row_text(c: WidthComparison) -> str:
 
 
 def _compare_run(args: argparse.Namespace) -> Path:
-    from .. import io
+    # deferred for start-up speed
     from ..experiments import table_markdown, width_sweep
     from ..nets import architecture
     from ..plots import influence_scatter
     from ..training import SolverSettings
-    from ._report import close_figure
 
     out = Path(args.out)
     family = architecture(args.arch, kappa=args.kappa, symmetric=args.init == "symmetric")
@@ -171,6 +172,7 @@ def _compare_run(args: argparse.Namespace) -> Path:
                                    ylabel="classic IHVP on the trained net (eq. 12)",
                                    title=f"width {big.width}: IHVP against retraining",
                                    path=out / "figure1_ihvp.png"))
+    # deferred for start-up speed
     from ..plots import width_curves
 
     curves = {family.name: rows}

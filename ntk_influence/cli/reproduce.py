@@ -14,7 +14,7 @@ is sized to finish in minutes on a 2-core CPU for digits; ``--full`` uses the pa
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import platform
 import time
 import traceback
 from collections.abc import Callable
@@ -23,10 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from .. import __version__
 from ..errors import InputError, NotConvergedError, NumericalError
-from ._common import Command, count, log, settings_of
+from ..io import load_json, save_json
+from . import analysis, core, nets
+from ._common import Command, count, log, parser_for, settings_of
 from ._outdir import claim_output, run_in_folder
 from ._report import (
+    Part,
     fig2_report,
     fig3_report,
     fig5_report,
@@ -38,26 +42,10 @@ from ._report import (
     write_report,
 )
 
-
-@dataclasses.dataclass(frozen=True)
-class Part:
-    """One part of the reproduction: a subcommand and the arguments for a mode.
-
-    Attributes:
-      name: folder name and ``--parts`` key.
-      title: heading in the report.
-      command: the subcommand that does the work.
-      argv: ``(args, mode) -> list of arguments`` (without ``--out``/``--resume``/``--quiet``).
-      caption: what the part shows, for the report.
-      report: ``(folder) -> Markdown lines`` summarising the part's results.
-    """
-
-    name: str
-    title: str
-    command: str
-    argv: Callable[[argparse.Namespace, str], list[str]]
-    caption: str
-    report: Callable[[Path], list[str]]
+PART_COMMANDS: tuple[Command, ...] = (
+    core.INFLUENCE, nets.COMPARE, analysis.LAMBDA_SWEEP, analysis.DENSITY, analysis.EXAMPLES,
+    analysis.COMPLEXITY, analysis.DYNAMICS, analysis.LABEL_NOISE)
+"""The subcommands a part may run (a part naming another one is skipped with a message)."""
 
 
 # ------------------------------------------------------------------ settings per mode
@@ -227,9 +215,7 @@ def _part_argv(part: Part, args: argparse.Namespace, folder: Path) -> list[str]:
 
 
 def _run_part(part: Part, argv: list[str], resume: bool, quiet: bool = False) -> None:
-    from . import build_parser
-
-    parser = build_parser()
+    parser = parser_for(PART_COMMANDS)
     try:
         sub = parser.parse_args(argv + (["--resume"] if resume else [])
                                 + (["--quiet"] if quiet else []))
@@ -240,13 +226,12 @@ def _run_part(part: Part, argv: list[str], resume: bool, quiet: bool = False) ->
 
 
 def _run(args: argparse.Namespace) -> Path:
-    from . import COMMANDS
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    available = {c.name for c in COMMANDS}
+    available = {c.name for c in PART_COMMANDS}
     parts = _selected(args)
     # the mode's sizes are capped at what the data has (digits 3 vs 8: 250 train / 107 test)
+    # deferred for start-up speed
     from ..data import load_dataset
 
     pool = load_dataset(args.data, n_train=None, n_test=None, seed=args.seed)
@@ -275,8 +260,6 @@ def _run(args: argparse.Namespace) -> Path:
 def _run_parts(args: argparse.Namespace, parts: list[Part], out: Path, available: set[str],
                status: dict[str, dict[str, Any]]) -> None:
     """Run the parts in order, recording each one's status in ``status`` as it ends."""
-    from ..io import load_json, save_json
-
     for part in parts:
         folder = out / part.name
         marker = folder / "part.json"
@@ -321,11 +304,9 @@ def _run_parts(args: argparse.Namespace, parts: list[Part], out: Path, available
 
 def _environment() -> dict[str, Any]:
     """Versions and devices, so that numbers can be compared across machines."""
-    import platform
-
+    # deferred for start-up speed
     import jax
 
-    from .. import __version__
 
     dev = jax.devices()[0]
     return {"ntk_influence": __version__, "jax": jax.__version__, "numpy": np.__version__,
@@ -337,8 +318,6 @@ def _environment() -> dict[str, Any]:
 def _finish(args: argparse.Namespace, out: Path, status: dict[str, dict[str, Any]],
             seconds: float) -> None:
     """Write ``reproduce.json`` and ``report.md`` for the parts run now and those done before."""
-    from ..io import load_json, save_json
-
     for part in PARTS:  # parts not run this time keep their earlier results in the report
         marker = out / part.name / "part.json"
         if part.name not in status and marker.exists():
@@ -366,9 +345,7 @@ def _skip_reason(part: Part, args: argparse.Namespace, available: set[str]) -> s
 
 def _dry_run(args: argparse.Namespace, parts: list[Part], out: Path, available: set[str]) -> Path:
     """Parse every part's arguments with its subcommand's parser and print the commands."""
-    from . import build_parser
-
-    parser = build_parser()
+    parser = parser_for(PART_COMMANDS)
     for part in parts:
         reason = _skip_reason(part, args, available)
         if reason:

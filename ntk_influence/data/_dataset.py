@@ -1,11 +1,10 @@
-"""Data: embedded digits, MNIST (IDX), CIFAR-10 (python pickles), ``.npz`` files and arrays.
+"""The :class:`Dataset` container and the preprocessing every loader shares.
 
-Nothing is downloaded, and no file can run code: CIFAR-10 pickles are read by an unpickler that
-builds only containers and numpy arrays, and ``.npz`` files are read with ``allow_pickle=False``.
-Every loader returns a :class:`Dataset` whose inputs are flattened and scaled to unit Euclidean
-norm (the paper assumes ``||x|| = 1``) and whose labels satisfy ``|y| <= 1``: ``+1/-1`` for a
-pair of classes, one-hot for several. The preprocessing applied is recorded in
-``Dataset.preprocessing``.
+This module holds :class:`Dataset` (a train/test split with its provenance: class labels,
+indices, flipped labels, preprocessing), :func:`unit_normalize` (every point scaled to unit
+Euclidean norm, as the paper assumes ``||x|| = 1``), the label encoding (``+1/-1`` for a pair
+of classes, one-hot for several, so ``|y| <= 1``) and :func:`flip_labels` (label noise). The
+loaders that fill a :class:`Dataset` from files and arrays are in :mod:`._loaders`.
 """
 
 from __future__ import annotations
@@ -97,6 +96,7 @@ def center_and_normalize(x_tr: np.ndarray, x_te: np.ndarray, center: bool,
 
 
 def encode(labels: np.ndarray, classes: tuple[int, ...]) -> np.ndarray:
+    """Integer class labels as ``+1/-1`` (two classes, ``classes[0]`` is +1) or one-hot rows."""
     if len(classes) == 2:
         return np.where(labels == classes[0], 1.0, -1.0)
     onehot = np.zeros((labels.size, len(classes)))

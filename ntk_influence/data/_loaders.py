@@ -1,10 +1,12 @@
-"""Data: embedded digits, MNIST (IDX), CIFAR-10 (python pickles), ``.npz`` files and arrays.
+"""Loaders: embedded digits, MNIST (IDX), CIFAR-10 (python pickles), ``.npz`` files and arrays.
 
-Nothing is downloaded, and no file can run code: CIFAR-10 pickles are read by an unpickler that
-builds only containers and numpy arrays, and ``.npz`` files are read with ``allow_pickle=False``.
-Every loader returns a :class:`Dataset` whose inputs are flattened and scaled to unit Euclidean
-norm (the paper assumes ``||x|| = 1``) and whose labels satisfy ``|y| <= 1``: ``+1/-1`` for a
-pair of classes, one-hot for several. The preprocessing applied is recorded in
+This module holds :func:`load_dataset` (a data spec such as ``digits:3,8`` or ``mnist:DIR``) and
+:func:`dataset_from_arrays` (arrays in memory), with the file readers behind them. Nothing is
+downloaded, and no file can run code: CIFAR-10 pickles are read by an unpickler that builds only
+containers and numpy arrays, and ``.npz`` files are read with ``allow_pickle=False``. Every
+loader returns a :class:`~ntk_influence.data.Dataset` whose inputs are flattened and scaled to
+unit Euclidean norm (the paper assumes ``||x|| = 1``) and whose labels satisfy ``|y| <= 1``:
+``+1/-1`` for a pair of classes, one-hot for several. The preprocessing applied is recorded in
 ``Dataset.preprocessing``.
 """
 

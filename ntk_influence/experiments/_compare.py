@@ -1,10 +1,10 @@
 """NTK influence against actual leave-one-out retraining across widths: Table 1 and Figure 1.
 
 For each width ``m`` a net of the chosen architecture (``arch``: the paper's two-layer net of
-eq. 1 by default, or the deep ``mlp:L`` / ``cnn:L`` of :mod:`ntk_influence.deep` with Neural
+eq. 1 by default, or the deep ``mlp:L`` / ``cnn:L`` of :mod:`~ntk_influence.nets` with Neural
 Tangents' NTK as the analytic kernel) is trained on eq. (2), the ``n_points`` training
 points with the largest ``|I_ntk|`` on the chosen test point are removed one at a time and the net
-retrained (:mod:`ntk_influence.retrain`), and the actual influences ``I_nn`` are compared with:
+retrained (:mod:`~ntk_influence.training`), and the actual influences ``I_nn`` are compared with:
 
 - ``ntk``: the exact NTK influence of eq. (8-9) with the analytic kernel (eq. 4 for the
   two-layer net), ignoring the net's initial output ``f_0`` (the paper's predictor);
@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from .._precision import precision
-from .._validate import check_lam
-from ..attribution import agreement
+from .._validate import check_indices, check_lam
+from ..attribution import agreement, ihvp_influence
 from ..errors import InputError
 from ..influence import influence_from_kernels
 from ..io import data_hash, jsonable, load_json, load_npz, save_json, save_npz, settings_differences
@@ -265,8 +265,6 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
     if train_index is None:
         idx = select_points(xtr, ytr, xte_all, yte_all, lam, tj, n_points, kfn)
     else:
-        from .._validate import check_indices
-
         idx = check_indices(train_index, xtr.shape[0], "train_index")
     s = (settings or SolverSettings()).resolved()
     t0 = time.perf_counter()
@@ -291,8 +289,6 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
             warm_start=warm_start, full=full, chunk_size=chunk_size, store=store, mesh=mesh,
             show_progress=show_progress, rel_tol=rel_tol, delta_scale=delta_scale)
         full = ret.full  # retrained to the tightest tolerance when retrains were refined
-        from ..attribution import ihvp_influence
-
         t1 = time.perf_counter()
         ih = ihvp_influence(net, full.theta, xtr, ytr, xte, yte, lam, train_index=idx,
                             method="woodbury")

@@ -10,7 +10,8 @@ uses the full sample covariance of the projected points scaled by Scott's factor
 kernel is left out of its estimate.
 
 **Error rate.** A training point's IHVP error rate is the *median* over test points of
-``|I - Ihat| / |I|`` (pairs with ``I = 0`` exactly are skipped); the median rather than the mean
+``|I - Ihat| / |I|`` (:func:`ntk_influence.influence.pair_error_rate`, NaN for pairs with
+``I = 0`` exactly, which are skipped); the median rather than the mean
 because single pairs with ``I`` near 0 have arbitrarily large rates. Spearman correlations of
 density, error rate and the ridge leverage ``h_i`` (the exact explanation of term I's error) are
 reported.
@@ -23,6 +24,7 @@ proportion ``p_k`` shrinks.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Literal
 
 import numpy as np
@@ -120,6 +122,9 @@ def point_error_rate(res: InfluenceResult, statistic: Literal["median", "mean"] 
                      ) -> np.ndarray:
     """Each training point's IHVP error rate: median (or mean) over test points of ``|I-Ihat|/|I|``.
 
+    The pair rates are :func:`~ntk_influence.influence.pair_error_rate`'s; its NaN for a pair
+    with ``I = 0`` is left out of the point's median or mean.
+
     Args:
       res: an :class:`~ntk_influence.InfluenceResult`.
       statistic: ``"median"`` (default) or ``"mean"``.
@@ -130,8 +135,6 @@ def point_error_rate(res: InfluenceResult, statistic: Literal["median", "mean"] 
     rate = pair_error_rate(res)
     if statistic not in ("median", "mean"):
         raise InputError(f"statistic must be 'median' or 'mean', got {statistic!r}.")
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmedian(rate, axis=1) if statistic == "median" else np.nanmean(rate, axis=1)

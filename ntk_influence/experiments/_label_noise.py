@@ -1,40 +1,12 @@
-"""Predictions and influence of the linearised network along training (eq. 20, Figures 6-7).
+"""The label-noise experiment of Figure 7: who is most influential along training, clean or noisy.
 
-**Time unit.** Eq. (2) is ``L(W) = 1/2 sum_i (f(x_i) - y_i)^2 + lam/2 ||W - W(0)||^2`` and training
-is the gradient flow ``dW/dt = -grad L``; ``t`` is therefore "learning rate x number of steps" of
-gradient descent on that *sum* loss (``time_unit="flow"``, the default). Linearising the network
-around ``W(0)`` with ``f_0 = 0`` gives, with ``M = K + lam I`` (DESIGN item 7),
-
-    ``f_te(t) = K_te^T M^-1 (I - exp(-t M)) y = K_te^T g_t(M) y``,   ``g_t(mu) = (1 - e^{-t mu})/mu``.
-
-The paper's eq. (20) is the ridgeless case written for the *mean* loss
-``(1/n) sum_i (f(x_i) - y_i)^2``, whose flow runs ``2/n`` times slower:
-``time_unit="paper"`` maps a paper time ``t`` to the flow time ``2 t / n`` (applied to the whole
-matrix ``K + lam I``). ``t = inf`` (``np.inf``) is the end of training: kernel ridge regression.
-
-**Influence at time t.** Removing training point ``i`` gives the predictor
-``f^(i)_te(t) = K_te,-i^T g_t(M_-i,-i) y_-i`` of the reduced problem, and the influence is the
-change of the time-``t`` test loss, ``I_t = Delta (f_te(t) - y_te) + Delta^2 / 2`` with
-``Delta = f^(i)_te(t) - f_te(t)`` (summed over outputs; never a difference of two losses).
-
-- *Exact* (:func:`time_influence_from_kernels` with ``method="exact"``): one ``eigh`` per
-  left-out point, ``O(n^4)`` in total, in chunks of points. The ``"jax"`` backend batches a chunk
-  with ``vmap`` (for GPU/TPU); to keep one shape per batch, row and column ``i`` of ``K`` are
-  zeroed, ``M_ii`` is set to a positive constant and ``y_i``, ``K_te[i]`` to zero: that
-  decoupled ``n x n`` problem has exactly the predictions of the ``(n-1) x (n-1)`` one. The
-  ``"lapack"`` backend (the default on CPU) loops LAPACK's ``eigh`` (``syevd``) over the reduced
-  ``(n-1) x (n-1)`` matrices.
-- *First order* (``method="first-order"``): weight the loss of point ``i`` by ``w_i``; the flow
-  of the weighted eq. (2) predicts ``F(w) = K_te^T S g_t(S K S + lam I) S y`` with
-  ``S = diag(sqrt(w))``, and ``w_i = 0`` is exactly the leave-one-out problem. The first-order
-  change is ``Delta_hat = -dF/dw_i`` at ``w = 1``, whose matrix part is the Frechet derivative
-  of ``g_t`` at ``M`` (Daleckii-Krein: ``U (G o (U^T E U)) U^T`` with the divided differences
-  ``G_jl = g_t[mu_j, mu_l]``), so one eigendecomposition serves every point and every time.
-  The first-order influence is ``Delta_hat (f_te(t) - y_te)``, the time-``t`` analogue of the
-  classic estimate: at ``t = inf`` it *is* the kernel IHVP of eq. (13), and for ``t -> 0`` it is
-  exact to leading order in ``t``.
-
-The matrix function ``g_t`` and the two routes' kernels live in :mod:`ntk_influence.flow`.
+Holds :class:`NoiseShares` and :func:`noise_shares` (the share of clean and of flipped points among
+the most influential points, per time), :func:`check_fraction` (a noise fraction in ``[0, 1)``),
+:class:`LabelNoiseResult` and the driver :func:`label_noise_experiment`: flip a fraction of the
+training labels, compute the time-``t`` influence of eq. (20) with
+:func:`~ntk_influence.influence.influence_over_time` (exact chunks optionally resumable through a
+:class:`~ntk_influence.io.ResultStore`), rank with
+:func:`~ntk_influence.influence.most_influential` and count the noisy points at each time.
 """
 
 from __future__ import annotations
@@ -53,6 +25,7 @@ from ..influence import (
     influence_over_time,
     most_influential,
 )
+from ..io import ResultStore
 from ..kernels import Kernel
 
 
@@ -135,7 +108,14 @@ class LabelNoiseResult:
 
 
 def check_fraction(fraction: Any) -> float:
-    """Check a label-noise fraction lies in ``[0, 1)``."""
+    """Check a label-noise fraction lies in ``[0, 1)``.
+
+    Args:
+      fraction: the share of training labels to flip.
+
+    Returns:
+      the fraction as a float.
+    """
     try:
         f = float(fraction)
     except (TypeError, ValueError) as e:
@@ -152,10 +132,11 @@ def label_noise_experiment(x_train: Any, y_train: Any, x_test: Any, y_test: Any,
                            k_test: Any = None, time_unit: TimeUnit = "flow",
                            method: Literal["exact", "first-order"] = "exact",
                            by: ByKind = "abs", k: int = 1, chunk_size: int | None = None,
-                           show_progress: bool = False) -> LabelNoiseResult:
+                           show_progress: bool = False,
+                           store: ResultStore | None = None) -> LabelNoiseResult:
     """Figure 7: flip a fraction of training labels and track who is most influential over time.
 
-    The labels are flipped with :func:`ntk_influence.flip_labels` (``seed``); the influence of
+    The labels are flipped with :func:`~ntk_influence.data.flip_labels` (``seed``); the influence of
     every training point on every test loss is computed at each time; for each test point the
     ``k`` most influential training points (``by``) are found, and the share of those slots held
     by clean and by noisy points is reported per time. The test labels are left clean.
@@ -178,6 +159,9 @@ def label_noise_experiment(x_train: Any, y_train: Any, x_test: Any, y_test: Any,
       k: most influential points per test point.
       chunk_size: left-out points per batched ``eigh``.
       show_progress: progress bar.
+      store: optional store of finished exact chunks (see
+        :func:`~ntk_influence.influence.time_influence_from_kernels`); its ``meta`` must fix the
+        data, the settings and ``chunk_size``.
 
     Returns:
       :class:`LabelNoiseResult`.
@@ -188,7 +172,8 @@ def label_noise_experiment(x_train: Any, y_train: Any, x_test: Any, y_test: Any,
     y_noisy, noisy = flip_labels(y, frac, seed)
     infl = influence_over_time(x_train, y_noisy, x_test, y_test, lam, tt, kernel=kernel,
                                k_train=k_train, k_test=k_test, time_unit=time_unit,
-                               method=method, chunk_size=chunk_size, show_progress=show_progress)
+                               method=method, chunk_size=chunk_size, show_progress=show_progress,
+                               store=store)
     top = most_influential(infl, by=by, k=k)
     shares = noise_shares(top, noisy, infl.shape[1])
     return LabelNoiseResult(tt, time_unit, shares, top, noisy, frac, y_noisy, infl, method, by,

@@ -1,14 +1,18 @@
-"""Regularisation and Theorem 3 (Figure 2) and influential examples (Figure 4).
+"""The lambda sweep of Figure 2: the IHVP's error against Theorem 3's bounds for each ridge.
 
-**Lambda sweep.** For each ``lam`` the exact influence ``I`` and the kernel-regime IHVP estimate
-``Ihat`` (eq. 13) are computed from one factorisation, and the actual relative error
-``|I - Ihat| / |I|`` is averaged over all (train, test) pairs (pairs with ``I = 0`` exactly are
-left out). Theorem 3 bounds it below by ``lambda_min / (lambda_min + lam)``; the remark after it
-gives the upper quantity ``lambda_max / (lambda_max + lam)``. The exact explanation is the ridge
-leverage ``h_i = 1 - lam A_ii``: the IHVP misses exactly the fraction ``h_i`` of term I of
-Prop. 2, and ``lambda_min/(lambda_min+lam) <= h_i <= lambda_max/(lambda_max+lam)``. The pairwise
-statement of Theorem 3, eq. (16), ``|I - Ihat| >= lo |I| - term II``, is checked on every pair and
-the number of violations is reported (it is 0 up to rounding).
+Holds :data:`DEFAULT_LAMS`, :class:`LambdaSweep`, :func:`sweep_point` (one ridge),
+:func:`lambda_sweep` (the driver, optionally resumable through a
+:class:`~ntk_influence.io.ResultStore`) and :func:`collect_sweep` (assembles the per-ridge rows).
+
+For each ``lam`` the exact influence ``I`` and the kernel-regime IHVP estimate ``Ihat`` (eq. 13)
+are computed from one factorisation, and the actual relative error ``|I - Ihat| / |I|`` is
+averaged over all (train, test) pairs (pairs with ``I = 0`` exactly are left out). Theorem 3
+bounds it below by ``lambda_min / (lambda_min + lam)``; the remark after it gives the upper
+quantity ``lambda_max / (lambda_max + lam)``. The exact explanation is the ridge leverage
+``h_i = 1 - lam A_ii``: the IHVP misses exactly the fraction ``h_i`` of term I of Prop. 2, and
+``lambda_min/(lambda_min+lam) <= h_i <= lambda_max/(lambda_max+lam)``. The pairwise statement of
+Theorem 3, eq. (16), ``|I - Ihat| >= lo |I| - term II``, is checked on every pair and the number
+of violations is reported (it is 0 up to rounding).
 """
 
 from __future__ import annotations
@@ -22,12 +26,11 @@ import numpy as np
 from .._validate import as_array, check_lam
 from ..errors import InputError
 from ..influence import influence_from_factor, pair_error_rate
+from ..io import ResultStore
 from ..io import progress as _progress
 from ..linalg import factorize
 
 #: Default lambdas of Figure 2: ``2^-4 ... 2^4``.
-
-
 DEFAULT_LAMS = tuple(2.0 ** np.arange(-4, 5))
 
 
@@ -101,7 +104,7 @@ def sweep_point(k: np.ndarray, kt: np.ndarray, y: Any, yt: Any, lam: float) -> d
 def lambda_sweep(k_train: Any, k_test: Any, y_train: Any, y_test: Any,
                  lams: Sequence[float] | None = None, *,
                  net_error: Callable[[float], float] | None = None,
-                 show_progress: bool = False) -> LambdaSweep:
+                 show_progress: bool = False, store: ResultStore | None = None) -> LambdaSweep:
     """Figure 2: the IHVP's mean relative error for each ``lam`` against Theorem 3's bounds.
 
     Theorem 3 / eq. (16); the leverage ``h_i`` is the exact per-point explanation.
@@ -115,6 +118,9 @@ def lambda_sweep(k_train: Any, k_test: Any, y_train: Any, y_test: Any,
       net_error: optional hook ``lam -> mean relative error`` of the IHVP on a finite net at that
         ``lam`` (for the "finite net" curve of Figure 2); stored in ``net_error_rate``.
       show_progress: progress bar over ``lam``.
+      store: optional store of finished ridges (key: the ridge's position in ``lams``, items as
+        :func:`sweep_point` returns them): finished ridges are loaded instead of computed, new
+        ones saved as they finish. Its ``meta`` must fix the kernels, labels and ``lams``.
 
     Returns:
       :class:`LambdaSweep`.
@@ -126,9 +132,16 @@ def lambda_sweep(k_train: Any, k_test: Any, y_train: Any, y_test: Any,
         raise InputError("every lam in the sweep must be > 0 (the IHVP error rate is 1 at lam=0).")
     k = as_array(k_train, "k_train", (2,))
     kt = as_array(k_test, "k_test", (2,))
-    rows = [sweep_point(k, kt, y_train, y_test, lam)
-            for lam in _progress(lam_list, total=len(lam_list), desc="lambda sweep",
-                                 enabled=show_progress)]
+    rows = []
+    for i, lam in enumerate(_progress(lam_list, total=len(lam_list), desc="lambda sweep",
+                                      enabled=show_progress)):
+        if store is not None and store.done(i):
+            z = store.load(i)
+            rows.append({key: (z[key] if key == "leverage" else z[key].item()) for key in z})
+            continue
+        rows.append(sweep_point(k, kt, y_train, y_test, lam))
+        if store is not None:
+            store.save(i, **{key: np.asarray(v) for key, v in rows[-1].items()})
     net = None if net_error is None else np.asarray([float(net_error(v)) for v in lam_list])
     return collect_sweep(lam_list, rows, net)
 

@@ -1,4 +1,10 @@
-"""Exact NTK influence (eq. 8-9), the kernel-regime IHVP (eq. 13), Prop. 2 and Theorem 3.
+"""Exact NTK influence (eq. 8-9) and the kernel-regime IHVP (eq. 13) from one factorisation.
+
+This module holds :class:`InfluenceResult` (the influences with Prop. 2's terms, the leverage,
+Theorem 3's bounds and exact group removal) and the functions that fill it:
+:func:`influence_from_factor` (test kernels against a :class:`~ntk_influence.linalg.KRRFactor`),
+:func:`influence_from_kernels` (precomputed kernel matrices), :func:`prepare_inputs` (input
+checks and the unit-norm step) and :func:`ntk_influence` (inputs to influences).
 
 Notation (paper): ``A = (K + lam I)^-1``, ``beta = A y``, ``alpha(te) = K_te^T A`` and
 ``f(te) = K_te^T beta``. Removing training point ``i`` changes every prediction by
@@ -34,8 +40,10 @@ from ..linalg import (
     SpectrumMethod,
     factorize,
     loss_change,
+    memory_plan,
     resolve_backend,
 )
+from ._diagnostics import pair_error_rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +71,7 @@ class InfluenceResult:
       factor: the :class:`KRRFactor`, kept for exact group removal and the spectrum.
       spectrum_cache: the spectrum, when it was computed before the factor was dropped.
       input_norms: what the unit-norm step did to ``x_train`` and ``x_test`` (rows rescaled,
-        largest deviation; :class:`~ntk_influence.UnitNormReport`), for kernels that assume
+        largest deviation; :class:`~ntk_influence.data.UnitNormReport`), for kernels that assume
         ``||x|| = 1``; None when the kernel does not.
 
     The extreme eigenvalues (``lambda_min``, ``lambda_max``, ``cond`` and the Theorem 3 bounds)
@@ -208,9 +216,8 @@ class InfluenceResult:
 
     @property
     def ihvp_error_rate(self) -> np.ndarray:
-        """``|I_ntk - Ihat_ntk| / |I_ntk|`` (inf where the influence is exactly 0)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return self.ihvp_error / np.abs(self.influence)
+        """``|I_ntk - Ihat_ntk| / |I_ntk|``, NaN where ``I_ntk = 0`` (see :func:`pair_error_rate`)."""
+        return pair_error_rate(self)
 
     @property
     def theorem3_lower(self) -> float:
@@ -308,12 +315,12 @@ def influence_from_factor(factor: KRRFactor, k_test: Any, y_test: Any, *, block_
                           kernel_name: str = "precomputed") -> InfluenceResult:
     """Exact NTK influence (eq. 8-9) and IHVP (eq. 13) for test kernels from a factorisation.
 
-    The test points are processed in blocks by the factor's backend (host LAPACK solves, one
-    jit program on a device, or refined float32 solves), all through
-    :func:`ntk_influence.losses.influence_block`.
+    The test points are processed in blocks by :meth:`KRRFactor.test_side` of the factor's
+    backend (host LAPACK solves, one jit program on a device, or refined float32 solves), all
+    through the one eq. (8)-(9) block function of :mod:`ntk_influence.linalg`.
 
     Args:
-      factor: from :func:`ntk_influence.factorize`.
+      factor: from :func:`ntk_influence.linalg.factorize`.
       k_test: ``(n_train, n_test)`` kernel between training and test points.
       y_test: ``(n_test,)`` or ``(n_test, k)`` test labels.
       block_size: test points per block (one jit compilation on a device).
@@ -380,7 +387,7 @@ def influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test: Any,
       kernel_name: description stored in the result.
       keep_factor: keep the factorisation in the result (group removal, lazy spectrum); when
         False the spectrum is computed before the factor is dropped.
-      backend: where the factorisation runs (see :func:`ntk_influence.factorize`).
+      backend: where the factorisation runs (see :func:`ntk_influence.linalg.factorize`).
       overwrite_k: let the host backend factorise ``k_train`` in place (it is destroyed).
       check_symmetry: check that ``k_train`` is symmetric (skipped for kernels the library
         computed itself).
@@ -407,7 +414,7 @@ def prepare_inputs(kernel: Kernel | str | Any, x_train: Any, y_train: Any, x_tes
 
     For kernels that assume ``||x|| = 1`` (eq. 4), rows within 1e-6 of unit norm are rescaled
     exactly and recorded, other rows raise unless ``normalize=True`` (see
-    :func:`ntk_influence.ensure_unit_norm`).
+    :func:`ntk_influence.data.ensure_unit_norm`).
 
     Args:
       kernel: a :class:`Kernel`, a name or a stax ``kernel_fn``.
@@ -464,8 +471,8 @@ def ntk_influence(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: flo
       block_size: rows per kernel block and test points per influence block.
       dtype: float64 (default) or float32.
       keep_factor: keep the factorisation for exact group removal and the lazy spectrum.
-      backend: where the factorisation runs (see :func:`ntk_influence.factorize`); for a mesh of
-        several devices use :func:`ntk_influence.large_influence`.
+      backend: where the factorisation runs (see :func:`ntk_influence.linalg.factorize`); for a mesh of
+        several devices use :func:`ntk_influence.scale.large_influence`.
 
     Returns:
       :class:`InfluenceResult` with ``influence``, ``ihvp``, ``leverage``, ``f_test`` and more.
@@ -474,8 +481,6 @@ def ntk_influence(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: flo
       >>> res = ni.ntk_influence(x_tr, y_tr, x_te, y_te, lam=0.1)
       >>> res.influence.shape  # (n_train, n_test)
     """
-    from ..linalg import memory_plan
-
     lam = check_lam(lam)
     k, xtr, ytr, xte, yte, norms = prepare_inputs(kernel, x_train, y_train, x_test, y_test,
                                                   normalize=normalize)

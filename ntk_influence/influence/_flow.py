@@ -1,11 +1,16 @@
-"""The matrix function of gradient flow and the changes of its predictor (eq. 20 with ``lam``).
+"""The matrix function of gradient flow and the leave-one-out changes of its predictor (eq. 20).
 
 ``g_t(mu) = (1 - exp(-t mu)) / mu`` maps the eigenvalues of ``M = K + lam I`` to the predictor
 ``f_te(t) = K_te^T g_t(M) y`` of the linearised network after flow time ``t``. This module holds
-``g_t``, its derivative and divided differences (for the Frechet derivative, Daleckii-Krein), and
-the two routes :mod:`ntk_influence.dynamics` uses for the leave-one-out change ``Delta`` of the
-predictor: exact (one ``eigh`` per left-out point, batched with JAX or looped with LAPACK) and
-first order (one ``eigh`` for every point).
+``g_t`` (:func:`g_flow`, and :func:`g_flow_jax` for traced code), its derivative
+(:func:`g_flow_prime`) and divided differences (:func:`divided_differences`, for the Frechet
+derivative by Daleckii-Krein), and the two routes the influence over training time
+(:func:`ntk_influence.influence.influence_over_time`) uses for the leave-one-out change
+``Delta`` of the predictor: exact (one ``eigh`` of the reduced ``M`` per left-out point, batched
+with JAX in :func:`loo_delta_jax` or looped with LAPACK in :func:`loo_delta_lapack`) and first
+order (:func:`first_order_delta`, from one ``eigh`` of ``M`` for every point). A matrix function
+needs the eigendecomposition, so these do not go through the Cholesky factor of
+:mod:`ntk_influence.linalg`.
 """
 
 from __future__ import annotations

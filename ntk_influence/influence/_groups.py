@@ -1,5 +1,10 @@
 """Complexity of groups of training points (eq. 19) and the influence groups of Figure 5.
 
+This module holds :func:`group_complexity` (eq. 19 for disjoint groups, from one
+:func:`~ntk_influence.linalg.factorize`), :func:`influence_groups` (training points sorted by
+influence into groups), :func:`complexity_of_influence_groups` (both, Figure 5) and their
+results :class:`ComplexityResult` and :class:`InfluenceGroups`.
+
 Eq. (19) defines the complexity of a subset ``X_I`` of the training set as the drop of the RKHS
 norm of the kernel predictor when ``X_I`` is removed:
 
@@ -33,8 +38,6 @@ from ..errors import InputError, SingularKernelError
 from ..linalg import factorize
 
 #: Condition number of ``K`` above which the ridgeless complexity switches to a small ridge.
-
-
 MAX_COND = 1e10
 
 
@@ -220,7 +223,7 @@ def influence_groups(influence: Any, n_groups: int = 10, *, test_index: Any = No
 
     Args:
       influence: ``(n_train, n_test)`` influences (e.g. ``InfluenceResult.influence``), or an
-        :class:`~ntk_influence.InfluenceResult`.
+        :class:`~ntk_influence.influence.InfluenceResult`.
       n_groups: number of groups (10 in Figure 5).
       test_index: test points to reduce over (default: all).
       reduce: ``"sum"`` or ``"mean"``.

@@ -1,9 +1,14 @@
 """Predictions and influence of the linearised network along training (eq. 20, Figures 6-7).
 
+Holds :func:`check_times` and :func:`flow_time` (times and their unit), :func:`linearized_predictions`,
+:func:`time_influence_from_kernels` (exact and first-order influence at each time, chunked, resumable
+through a :class:`~ntk_influence.io.ResultStore`) with its shortcut :func:`influence_over_time` and
+:func:`auto_chunk_size`, :func:`time_agreement` and :func:`most_influential` (Figures 6 and 7).
+
 **Time unit.** Eq. (2) is ``L(W) = 1/2 sum_i (f(x_i) - y_i)^2 + lam/2 ||W - W(0)||^2`` and training
 is the gradient flow ``dW/dt = -grad L``; ``t`` is therefore "learning rate x number of steps" of
 gradient descent on that *sum* loss (``time_unit="flow"``, the default). Linearising the network
-around ``W(0)`` with ``f_0 = 0`` gives, with ``M = K + lam I`` (DESIGN item 7),
+around ``W(0)`` with ``f_0 = 0`` gives, with ``M = K + lam I``,
 
     ``f_te(t) = K_te^T M^-1 (I - exp(-t M)) y = K_te^T g_t(M) y``,   ``g_t(mu) = (1 - e^{-t mu})/mu``.
 
@@ -17,11 +22,11 @@ matrix ``K + lam I``). ``t = inf`` (``np.inf``) is the end of training: kernel r
 change of the time-``t`` test loss, ``I_t = Delta (f_te(t) - y_te) + Delta^2 / 2`` with
 ``Delta = f^(i)_te(t) - f_te(t)`` (summed over outputs; never a difference of two losses).
 
-- *Exact* (:func:`time_influence_from_kernels` with ``method="exact"``): one ``eigh`` per
-  left-out point, ``O(n^4)`` in total, in chunks of points. The ``"jax"`` backend batches a chunk
-  with ``vmap`` (for GPU/TPU); to keep one shape per batch, row and column ``i`` of ``K`` are
-  zeroed, ``M_ii`` is set to a positive constant and ``y_i``, ``K_te[i]`` to zero: that
-  decoupled ``n x n`` problem has exactly the predictions of the ``(n-1) x (n-1)`` one. The
+- *Exact* (``method="exact"``): one ``eigh`` of ``K + lam I`` gives the full predictions, then one
+  ``eigh`` per left-out point, ``O(n^4)`` in total, in chunks of points. The ``"jax"`` backend
+  batches a chunk with ``vmap`` (for GPU/TPU); to keep one shape per batch, row and column ``i``
+  of ``K`` are zeroed, ``M_ii`` is set to a positive constant and ``y_i``, ``K_te[i]`` to zero:
+  that decoupled ``n x n`` problem has exactly the predictions of the ``(n-1) x (n-1)`` one. The
   ``"lapack"`` backend (the default on CPU) loops LAPACK's ``eigh`` (``syevd``) over the reduced
   ``(n-1) x (n-1)`` matrices.
 - *First order* (``method="first-order"``): weight the loss of point ``i`` by ``w_i``; the flow
@@ -29,12 +34,13 @@ change of the time-``t`` test loss, ``I_t = Delta (f_te(t) - y_te) + Delta^2 / 2
   ``S = diag(sqrt(w))``, and ``w_i = 0`` is exactly the leave-one-out problem. The first-order
   change is ``Delta_hat = -dF/dw_i`` at ``w = 1``, whose matrix part is the Frechet derivative
   of ``g_t`` at ``M`` (Daleckii-Krein: ``U (G o (U^T E U)) U^T`` with the divided differences
-  ``G_jl = g_t[mu_j, mu_l]``), so one eigendecomposition serves every point and every time.
+  ``G_jl = g_t[mu_j, mu_l]``), so the one eigendecomposition serves every point and every time.
   The first-order influence is ``Delta_hat (f_te(t) - y_te)``, the time-``t`` analogue of the
   classic estimate: at ``t = inf`` it *is* the kernel IHVP of eq. (13), and for ``t -> 0`` it is
   exact to leading order in ``t``.
 
-The matrix function ``g_t`` and the two routes' kernels live in :mod:`ntk_influence.flow`.
+The matrix function ``g_t`` and the two routes' per-chunk kernels live in ``_flow.py`` of this
+subpackage.
 """
 
 from __future__ import annotations
@@ -50,20 +56,15 @@ from .._precision import precision
 from .._validate import as_array, check_features, check_labels, check_lam
 from ..data import unit_normalize
 from ..errors import InputError, SingularKernelError
+from ..io import ResultStore
 from ..io import progress as _progress
 from ..kernels import Kernel, kernel_matrix, resolve_kernel
 from ..linalg import loss_change
 from ._flow import first_order_delta, g_flow, loo_delta_jax, loo_delta_lapack
 
 TimeUnit = Literal["flow", "paper"]
-
-
 Method = Literal["exact", "first-order", "both"]
-
-
 ByKind = Literal["abs", "helpful", "harmful"]
-
-
 Backend = Literal["auto", "lapack", "jax"]
 
 
@@ -169,7 +170,7 @@ def linearized_predictions(k_train: Any, k_test: Any, y_train: Any, lam: float, 
                            time_unit: TimeUnit = "flow") -> LinearizedDynamics:
     """Predictions at training times ``t``: ``f_te(t) = K_te^T (K+lam I)^-1 (I - e^{-t(K+lam I)}) y``.
 
-    Eq. (20) generalised to ``lam >= 0`` (DESIGN item 7), from one eigendecomposition of
+    Eq. (20) generalised to ``lam >= 0``, from one eigendecomposition of
     ``K + lam I``. See the module docstring for the time unit.
 
     Args:
@@ -309,14 +310,15 @@ def time_influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test:
                                 lam: float, times: Any, *, time_unit: TimeUnit = "flow",
                                 method: Method = "exact", train_index: Any = None,
                                 chunk_size: int | None = None, show_progress: bool = False,
-                                backend: Backend = "auto",
+                                backend: Backend = "auto", store: ResultStore | None = None,
                                 ) -> TimeInfluenceResult:
     """Influence of every (or each selected) training point on every test loss at times ``t``.
 
     Exact: the leave-one-out change of the time-``t`` test loss with the downdated kernel, one
     ``eigh`` per left-out point, batched over chunks (``O(n^4)`` in all; a few thousand points
     are feasible). First order: the Frechet derivative of ``g_t`` from one eigendecomposition
-    (see the module docstring). Runs in float64.
+    (see the module docstring). Both share the one eigendecomposition of ``K + lam I``. Runs in
+    float64.
 
     Args:
       k_train: ``(n, n)`` kernel on the training points.
@@ -333,6 +335,10 @@ def time_influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test:
       backend: exact route's ``eigh``: ``"jax"`` (jit + vmap over a chunk; GPU/TPU),
         ``"lapack"`` (a host loop of NumPy/LAPACK ``eigh`` on the ``(n-1) x (n-1)`` matrices;
         faster on CPU) or ``"auto"`` (``"lapack"`` when JAX's default backend is the CPU).
+      store: optional store of finished exact chunks (key: the chunk's first row, item
+        ``influence`` of shape ``(T, b, n_test)``): finished chunks are loaded instead of
+        computed, new ones saved as they finish. Its ``meta`` must fix everything the chunks
+        depend on, ``chunk_size`` included.
 
     Returns:
       :class:`TimeInfluenceResult`.
@@ -380,6 +386,9 @@ def time_influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test:
             for s in _progress(starts, total=len(starts), desc="exact influence over time",
                                enabled=show_progress):
                 idx = sel[s:s + bs]
+                if store is not None and store.done(s):
+                    exact[:, s:s + idx.size] = store.load(s)["influence"]
+                    continue
                 if backend == "lapack":
                     d = loo_delta_lapack(k, kt, y2, lam, ft, f_full, idx)
                 else:
@@ -387,8 +396,10 @@ def time_influence_from_kernels(k_train: Any, k_test: Any, y_train: Any, y_test:
                     idx_p = np.concatenate([idx, np.repeat(idx[-1:], pad)]) if pad else idx
                     d = np.asarray(loo_delta_jax(*args, lam_j, t_j, fill, ff,
                                               jnp.asarray(idx_p)))[: idx.size]  # (b, T, m, k)
-                infl = loss_change(d, r[None], axis=-1)  # (b, T, m)
-                exact[:, s:s + idx.size] = np.transpose(infl, (1, 0, 2))
+                infl = np.transpose(loss_change(d, r[None], axis=-1), (1, 0, 2))  # (T, b, m)
+                exact[:, s:s + idx.size] = infl
+                if store is not None:
+                    store.save(s, influence=infl)
     if method in ("first-order", "both"):
         dh = first_order_delta(k, kt, y2, lam, ft, mu, u)[:, sel]  # (T, n_sel, m, k)
         first = np.sum(dh * r[:, None], axis=-1)
@@ -416,11 +427,11 @@ def influence_over_time(x_train: Any, y_train: Any, x_test: Any, y_test: Any, la
                         normalize: bool = False, k_train: Any = None, k_test: Any = None,
                         time_unit: TimeUnit = "flow", method: Literal["exact", "first-order"]
                         = "exact", chunk_size: int | None = None,
-                        show_progress: bool = False,
-                        backend: Backend = "auto") -> np.ndarray:
+                        show_progress: bool = False, backend: Backend = "auto",
+                        store: ResultStore | None = None) -> np.ndarray:
     """Exact influence of every training point on every test loss at each training time.
 
-    Eq. (20) with ``lam`` (DESIGN item 7): the leave-one-out change of the time-``t`` test loss
+    Eq. (20) with ``lam``: the leave-one-out change of the time-``t`` test loss
     of the linearised network, with the downdated kernel. ``t -> inf`` gives the core engine's
     ``ntk_influence(...).influence``; ``t = 0`` gives zero. For the full result (first order,
     agreement, predictions) use :func:`time_influence_from_kernels`.
@@ -441,6 +452,7 @@ def influence_over_time(x_train: Any, y_train: Any, x_test: Any, y_test: Any, la
       chunk_size: left-out points per batched ``eigh``.
       show_progress: progress bar.
       backend: ``"auto"``, ``"lapack"`` or ``"jax"`` (see :func:`time_influence_from_kernels`).
+      store: optional store of finished exact chunks (see :func:`time_influence_from_kernels`).
 
     Returns:
       ``(len(times), n_train, n_test)`` influences.
@@ -454,7 +466,8 @@ def influence_over_time(x_train: Any, y_train: Any, x_test: Any, y_test: Any, la
     k, kt = _kernels_for(x_train, x_test, kernel, normalize, k_train, k_test)
     res = time_influence_from_kernels(k, kt, y_train, y_test, lam, times, time_unit=time_unit,
                                       method=method, chunk_size=chunk_size,
-                                      show_progress=show_progress, backend=backend)
+                                      show_progress=show_progress, backend=backend,
+                                      store=store)
     return res.influence if method == "exact" else res.first_order
 
 

@@ -1,9 +1,11 @@
 """Kernel-route influence (eq. 8-9) of any JAX/Flax model, from its empirical NTK at given parameters.
 
-The model is a function ``apply_fn(params, x) -> (n,)`` (or ``(n, 1)``) of a parameter pytree
-of any shape and inputs of any per-example shape: Flax linen's ``model.apply``, a plain JAX
-function, or an NNX model (``graphdef, state = nnx.split(model)`` and
-``apply_fn = lambda p, x: nnx.merge(graphdef, p)(x)``; an ``nnx.Module`` is also accepted as
+This module holds :func:`model_entk` (the empirical NTK of a user's model, in blocks) and
+:func:`entk_influence` (the exact influences of the model's linearisation), with the input and
+model checks they share. The model is a function ``apply_fn(params, x) -> (n,)`` (or ``(n, 1)``)
+of a parameter pytree of any shape and inputs of any per-example shape: Flax linen's
+``model.apply``, a plain JAX function, or an NNX model (``graphdef, state = nnx.split(model)``
+and ``apply_fn = lambda p, x: nnx.merge(graphdef, p)(x)``; an ``nnx.Module`` is also accepted as
 ``apply_fn`` directly, with ``params=None`` for its own ``nnx.Param`` s).
 
 The empirical NTK ``K(x, x') = J(x) J(x')^T`` at ``params`` comes from Neural Tangents'
@@ -33,7 +35,7 @@ import numpy as np
 from flax import nnx
 
 from .._precision import precision
-from .._validate import check_labels, check_lam
+from .._validate import check_labels, check_lam, to_numpy
 from ..errors import InputError, NumericalError, PrecisionWarning, TheoryAssumptionWarning
 from ..kernels import neural_tangents as nt_import
 from ._exact import InfluenceResult, influence_from_kernels
@@ -79,11 +81,25 @@ def _compile(apply_fn: Callable[[Any, jax.Array], jax.Array], implementation: st
                      jax.jit(lambda a, b, q: kfn(a, b, q)), jax.jit(centre))
 
 
+#: :func:`_compile`, kept for the last 8 ``(apply_fn, implementation)`` pairs: the key is the
+#: user's function (hashed by identity, no parameters) and a name; never an ``nnx.Module``.
 _compile_cached = functools.lru_cache(maxsize=8)(_compile)
 
 
-def _compiled(apply_fn: Any, implementation: str) -> _Compiled:
-    """:func:`_compile`, reused across calls with the same (hashable) ``apply_fn``."""
+def _compiled(apply_fn: Any, implementation: str, cache: bool = True) -> _Compiled:
+    """:func:`_compile`, reused across calls with the same (hashable) ``apply_fn``.
+
+    Args:
+      apply_fn: the model function.
+      implementation: the eNTK implementation name.
+      cache: look ``apply_fn`` up in the bounded cache; False for a function made per call
+        (an ``nnx.Module``'s closure, which holds the module's state and would never match).
+
+    Returns:
+      The jitted programs.
+    """
+    if not cache:
+        return _compile(apply_fn, implementation)
     try:
         return _compile_cached(apply_fn, implementation)
     except TypeError:  # an unhashable callable
@@ -104,12 +120,7 @@ class _Model:
 
 def _as_inputs(x: Any, name: str, dtype: np.dtype) -> np.ndarray:
     """``x`` as a host array ``(n, ...)``: floats cast to ``dtype`` and checked finite."""
-    if x is None:
-        raise InputError(f"{name} is None; pass an (n, ...) array of inputs.")
-    try:
-        arr = np.asarray(x)
-    except (TypeError, ValueError) as e:
-        raise InputError(f"{name} cannot be converted to an array: {e}") from e
+    arr = to_numpy(x, name)
     if arr.ndim < 2:
         raise InputError(f"{name} must be (n, ...) with one row per point, got shape {arr.shape}"
                          "; for one feature per point pass x[:, None].")
@@ -192,7 +203,7 @@ def _check_outputs(apply_fn: Any, params: Any, x: np.ndarray, name: str,
 
 
 def _setup(apply_fn: Any, params: Any, xs: list[tuple[np.ndarray, str]], implementation: str,
-           block_size: int | None, dtype: np.dtype) -> _Model:
+           block_size: int | None, dtype: np.dtype, cache: bool = True) -> _Model:
     """Check the model on every input set and settle the block size."""
     impl = "jacobian" if implementation == "auto" else implementation
     if impl not in IMPLEMENTATIONS:
@@ -209,7 +220,7 @@ def _setup(apply_fn: Any, params: Any, xs: list[tuple[np.ndarray, str]], impleme
     else:
         bs = int(block_size)
     bs = min(bs, max(x.shape[0] for x, _ in xs))
-    return _Model(_compiled(apply_fn, impl), p, size, dtype, impl, bs)
+    return _Model(_compiled(apply_fn, impl, cache), p, size, dtype, impl, bs)
 
 
 def _blocks(x: np.ndarray, bs: int) -> list[jax.Array]:
@@ -309,7 +320,8 @@ def model_entk(apply_fn: Any, params: Any, x1: Any, x2: Any | None = None, *,
             raise InputError(f"x2 has per-example shape {b.shape[1:]} but x1 has "
                              f"{a.shape[1:]}.")
         sets = [(a, "x1")] + ([(b, "x2")] if b is not None else [])
-        m = _setup(fn, p, sets, implementation, block_size, dt)
+        m = _setup(fn, p, sets, implementation, block_size, dt,
+                   cache=not isinstance(apply_fn, nnx.Module))
         k, kx = _kernels(m, a, b, symmetric=b is None)
     return k if b is None else kx
 
@@ -389,7 +401,8 @@ def entk_influence(apply_fn: Any, params: Any, x_train: Any, y_train: Any, x_tes
                              f"{xtr.shape[1:]}; both must describe points of the same shape.")
         ytr = _labels(y_train, xtr.shape[0], "y_train")
         yte = _labels(y_test, xte.shape[0], "y_test")
-        m = _setup(fn, p, [(xtr, "x_train"), (xte, "x_test")], implementation, block_size, dt)
+        m = _setup(fn, p, [(xtr, "x_train"), (xte, "x_test")], implementation, block_size, dt,
+                   cache=not isinstance(apply_fn, nnx.Module))
         shift = None
         if p0 is not None:
             q0, _ = _float_params(p0, "params0", dt)

@@ -1,4 +1,9 @@
-"""TODO."""
+"""Files and progress: atomic writes, JSON and ``.npz`` results, resumable stores.
+
+- ``_files``: :func:`atomic_write_bytes`, :func:`save_json`/:func:`load_json` (with
+  :func:`jsonable`), :func:`save_npz`/:func:`load_npz`, :func:`data_hash`,
+  :func:`settings_differences`, :class:`ResultStore` and :func:`progress`.
+"""
 
 from ._files import (
     ResultStore,

@@ -1,4 +1,11 @@
-"""Atomic writes, resumable result stores and progress bars for long jobs."""
+"""Atomic writes, result files, resumable result stores and progress bars for long jobs.
+
+This module holds :func:`atomic_write_bytes` (temporary file, then rename) and the formats built
+on it (:func:`save_json`/:func:`load_json` with :func:`jsonable`, :func:`save_npz`/
+:func:`load_npz`), :func:`data_hash` and :func:`settings_differences` (the identity of a run's
+data and settings), :class:`ResultStore` (one file per finished item, for resumable sweeps) and
+:func:`progress` (a progress bar on stderr).
+"""
 
 from __future__ import annotations
 

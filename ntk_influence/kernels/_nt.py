@@ -79,5 +79,9 @@ def neural_tangents() -> Any:
 
 
 def stax() -> Any:
-    """Return ``neural_tangents.stax`` (imported through :func:`neural_tangents`)."""
+    """Neural Tangents' ``stax`` module, imported through :func:`neural_tangents`.
+
+    Returns:
+      The ``neural_tangents.stax`` module.
+    """
     return neural_tangents().stax

@@ -1,28 +1,23 @@
-"""One factorisation of ``K + lam I`` that serves every exact computation (eq. 5, 6, 9).
+"""The backends under :func:`~ntk_influence.linalg.factorize`: device and LAPACK kernels.
 
-:func:`factorize` returns a :class:`KRRFactor`: ``diag(A)`` of ``A = (K + lam I)^-1``,
-``beta = A y``, solves with ``A``, the ridge leverage and, on demand, the spectrum. Everything
-downstream (KRR predictions, exact leave-one-out, group removal, complexity) reuses it. One
-argument, ``backend``, chooses where the work runs; every backend returns host arrays in the
-dtype asked for (float64 by default), whatever JAX's global x64 flag is:
+This module holds the pieces each backend of the factorisation is built from, and the choice of
+backend (:func:`resolve_backend`: ``"lapack"`` on a CPU, ``"jax"`` on a GPU,
+``"float32-refined"`` on a device without float64):
 
-* ``"lapack"``: host LAPACK through SciPy (``potrf``, ``trtri`` for ``diag(A)``, ``potrs`` for
-  every solve). The default on a CPU backend, where OpenBLAS beats XLA's CPU products.
-* ``"jax"``: one jit program on the default device (GPU, or CPU when asked): Cholesky,
-  ``diag(A)`` from ``L^-1`` (a recursive blocked inverse, or ``n x b`` column blocks when memory
-  is tight), solves by triangular solves. The default on a GPU. :func:`ntk_influence.scale
-  .large_influence` shards its test side over a device mesh.
-* ``"float32-refined"``: Cholesky in float32 on the device, every solve (``beta``, ``A K_te``)
-  refined to float64 accuracy with float64 residuals from the host ``K`` (:func:`refine_solve`);
-  ``diag(A)`` keeps float32's relative error, about ``cond * eps32``, which is reported. The
-  default on a device without float64 (TPU).
-* ``"float32"``: the same without refinement.
+* host LAPACK through SciPy: :func:`lapack` (``potrf``, ``trtri``) and :func:`lapack_cho_apply`
+  (``potrs``);
+* JAX on a device: :func:`chol_device` (Cholesky of ``K + lam I``, its success and a lower
+  bound on ``lambda_max``), :func:`cho_apply` (two triangular solves) and
+  :func:`inverse_diagonal` (``diag(A)`` from ``L^-1``, by a recursive blocked inverse or in
+  ``n x b`` column blocks);
+* :func:`refine_solve`: mixed-precision iterative refinement (float32 solves, float64
+  residuals) for the float32 backends;
+* :func:`device_test_side`: eq. (6), (8)-(9) and (13) for one test block in one jit program,
+  shared by :class:`~ntk_influence.linalg.DeviceFactor` and the sharded test side of
+  :mod:`ntk_influence.scale`.
 
-The factorisation also checks the conditioning, the same way for every backend: a cheap lower
-bound ``cond(K + lam I) >= max(max_i M_ii, 1^T M 1 / n) * max_i A_ii`` (``M = K + lam I``) raises
-:class:`SingularKernelError` when the matrix is numerically singular and warns
-(:class:`PrecisionWarning`) when ``cond * eps`` exceeds the dtype's tolerance. The exact extreme
-eigenvalues (Theorem 3) are computed only when read (:attr:`KRRFactor.spectrum`).
+Only :func:`~ntk_influence.linalg.factorize` calls the factorising routines (``potrf``,
+:func:`chol_device`); everything else here works with the factor it returns.
 """
 
 from __future__ import annotations
@@ -74,6 +69,7 @@ def resolve_backend(backend: str, dtype: Any = np.float64) -> str:
 
 
 def lapack(dtype: Any, name: str) -> Any:
+    """The SciPy LAPACK routine ``name`` (``"potrf"``, ``"trtri"``, ``"potrs"``) for ``dtype``."""
     from scipy.linalg import get_lapack_funcs
 
     return get_lapack_funcs(name, dtype=np.dtype(dtype))

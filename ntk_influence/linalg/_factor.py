@@ -1,17 +1,23 @@
 """One factorisation of ``K + lam I`` that serves every exact computation (eq. 5, 6, 9).
 
+This module holds :func:`factorize`, the factor classes (:class:`KRRFactor` and its backends
+:class:`LapackFactor`, :class:`DeviceFactor`, :class:`Float32Factor`) and the input and
+conditioning checks; the backends' kernels are in :mod:`._backends`, the spectrum in
+:mod:`._spectrum`.
+
 :func:`factorize` returns a :class:`KRRFactor`: ``diag(A)`` of ``A = (K + lam I)^-1``,
 ``beta = A y``, solves with ``A``, the ridge leverage and, on demand, the spectrum. Everything
 downstream (KRR predictions, exact leave-one-out, group removal, complexity) reuses it. One
 argument, ``backend``, chooses where the work runs; every backend returns host arrays in the
-dtype asked for (float64 by default), whatever JAX's global x64 flag is:
+dtype asked for (float64 by default; always float64 from the float32 backends), whatever JAX's
+global x64 flag is:
 
 * ``"lapack"``: host LAPACK through SciPy (``potrf``, ``trtri`` for ``diag(A)``, ``potrs`` for
   every solve). The default on a CPU backend, where OpenBLAS beats XLA's CPU products.
 * ``"jax"``: one jit program on the default device (GPU, or CPU when asked): Cholesky,
   ``diag(A)`` from ``L^-1`` (a recursive blocked inverse, or ``n x b`` column blocks when memory
-  is tight), solves by triangular solves. The default on a GPU. :func:`ntk_influence.scale
-  .large_influence` shards its test side over a device mesh.
+  is tight), solves by triangular solves. The default on a GPU.
+  :func:`ntk_influence.scale.large_influence` shards its test side over a device mesh.
 * ``"float32-refined"``: Cholesky in float32 on the device, every solve (``beta``, ``A K_te``)
   refined to float64 accuracy with float64 residuals from the host ``K`` (:func:`refine_solve`);
   ``diag(A)`` keeps float32's relative error, about ``cond * eps32``, which is reported. The

@@ -1,9 +1,12 @@
 """The influence formulas, written once: the loss change (eq. 7-8) and its eq. (8)-(9) block.
 
-Every influence in the library (exact NTK leave-one-out, group removal, actual retraining,
-influence over training time) is the change of ``1/2 ||f - y||^2`` when a prediction moves by
-``Delta``. It is computed as ``Delta . (f - y) + |Delta|^2 / 2``, never as the difference of two
-squared losses, which would lose the influence (1e-3 to 1e-6 of the loss) to cancellation.
+This module holds :func:`loss_change` (the change of the squared loss when a prediction moves)
+and :func:`influence_block` (the exact leave-one-out influence of eq. 8-9 and the IHVP of eq. 13
+for a block of test points, from ``A K_te``, ``beta`` and ``diag(A)``). Every influence in the
+library (exact NTK leave-one-out, group removal, actual retraining, influence over training
+time) is the change of ``1/2 ||f - y||^2`` when a prediction moves by ``Delta``. It is computed
+as ``Delta . (f - y) + |Delta|^2 / 2``, never as the difference of two squared losses, which
+would lose the influence (1e-3 to 1e-6 of the loss) to cancellation.
 
 Both functions use only array operators and methods, so they run on NumPy arrays and, traced,
 inside JAX programs (host, device and sharded test sides all call the same code).

@@ -1,5 +1,8 @@
 """Memory plan for the exact influence: refuse a problem that cannot fit before allocating it.
 
+This module holds :func:`memory_plan` and its :class:`MemoryPlan`, and the probes of what is
+available (:func:`device_memory_bytes`, :func:`host_memory_bytes`).
+
 For ``n`` training points, ``t`` test points and itemsize ``s`` (8 for float64; ``n = 60000``
 gives ``n^2 s = 28.8 GB``):
 
@@ -17,8 +20,8 @@ gives ``n^2 s = 28.8 GB``):
 
 :func:`memory_plan` computes these figures and raises :class:`MemoryPlanError` (saying what is
 needed and what to change: test block, device count, float32) before anything large is
-allocated; :func:`ntk_influence.ntk_influence` and :func:`ntk_influence.large_influence` call
-it first.
+allocated; :func:`ntk_influence.influence.ntk_influence` and
+:func:`ntk_influence.scale.large_influence` call it first.
 """
 
 from __future__ import annotations
@@ -36,7 +39,14 @@ GB = 1e9
 
 
 def device_memory_bytes(device: Any | None = None) -> int | None:
-    """Bytes an accelerator can allocate (``memory_stats()['bytes_limit']``); None on the CPU."""
+    """Bytes an accelerator can still allocate (``bytes_limit - bytes_in_use``); None on the CPU.
+
+    Args:
+      device: the device (default: the first of ``jax.devices()``).
+
+    Returns:
+      free bytes, or None on a CPU or where the device reports no memory statistics.
+    """
     dev = device or jax.devices()[0]
     if dev.platform == "cpu":
         return None
@@ -49,7 +59,11 @@ def device_memory_bytes(device: Any | None = None) -> int | None:
 
 
 def host_memory_bytes() -> int:
-    """Available host memory in bytes (``MemAvailable`` from ``/proc/meminfo`` on Linux)."""
+    """Available host memory in bytes (``MemAvailable`` from ``/proc/meminfo`` on Linux).
+
+    Returns:
+      bytes available (free pages times the page size where ``/proc/meminfo`` is missing).
+    """
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -120,7 +134,7 @@ def memory_plan(n: int, n_test: int, d: int, *, outputs: int = 1, dtype: Any = n
                 device_memory: int | None = None, host_memory: int | None = None,
                 keep_alpha: bool = True, kernel_block: int = 512, check: bool = True
                 ) -> MemoryPlan:
-    """Plan the memory of :func:`large_influence` and refuse problems that cannot fit.
+    """Plan the memory of :func:`ntk_influence.scale.large_influence` and refuse what cannot fit.
 
     Nothing is allocated. With ``check=True`` a problem that does not fit raises
     :class:`MemoryPlanError` stating the memory needed and what to change.

@@ -1,5 +1,8 @@
 """Extreme eigenvalues of ``K`` for Theorem 3 and the condition number, computed on demand.
 
+This module holds :class:`Spectrum` and :func:`compute_spectrum`, which
+:attr:`~ntk_influence.linalg.KRRFactor.spectrum` calls on first read.
+
 ``lambda_max(K)`` comes from ``K`` itself and ``lambda_min(K) = 1 / mu_max(A) - lam`` from
 ``A = (K + lam I)^-1``, both by ARPACK's implicitly restarted Lanczos (``scipy.sparse.linalg
 .eigsh``), a maintained eigensolver that reports its own convergence. The products are supplied

@@ -1,31 +1,10 @@
-"""Deep ReLU nets in the NTK parameterisation, every layer trained: MLPs and conv nets.
+"""Architecture builders and families: :func:`mlp`, :func:`cnn` and what ``--arch`` names.
 
-Each layer computes ``z = W_std / sqrt(fan_in) * (h * W) + b_std * b`` with ``W, b ~ N(0, 1)``,
-exactly Neural Tangents' ``stax.Dense`` / ``stax.Conv(..., padding="SAME")`` with the same
-``W_std`` and ``b_std``, so :meth:`DeepReLU.limit_kernel` (NT's ``kernel_fn``) is the
-infinite-width limit of the net's empirical NTK.
-
-- ``mlp:L``: ``L`` dense ReLU layers of ``width`` units, then a dense readout;
-- ``cnn:L``: ``L`` 3x3 conv + ReLU layers of ``width`` channels on ``(n, H, W, C)`` images,
-  SAME padding, then global average pooling and a dense readout.
-
-**Symmetric initialisation.** The model is a pair of identical networks with opposite readouts,
-``f = (g(theta_1) - g(theta_2)) / sqrt(2)`` with ``theta_1(0) = theta_2(0)``: ``f_0 = 0``
-exactly, and the eNTK ``(K_1 + K_2) / 2`` has the same infinite-width limit as one network's.
-
-**Structured eNTK** (:meth:`DeepReLU.entk_gram`, the model protocol's hook used by the
-Gauss-Newton step, :func:`ntk_influence.entk` and retraining). One forward and one backward pass
-give every layer's input ``h`` and pre-activation cotangent ``delta``. A dense layer contributes
-``c^2 (h h'^T) * (delta delta'^T) + b_std^2 delta delta'^T``; a conv layer
-``c^2 G G'^T + b_std^2 (sum_p delta)(sum_p delta')^T`` with ``G = sum_p patch_p(h) (x) delta_p``
-its per-example weight gradient (``9 C_in C_out`` numbers). So the ``n x n`` eNTK costs
-``O(n P)`` for the passes plus ``O(n^2 sum width)`` for the Grams, with no ``(n, P)`` Jacobian.
-
-**Gauss-Newton step** (:meth:`DeepReLU.gauss_newton_step`). The same taps give ``J v`` (each
-layer's affine map applied to the tangent's weights, against ``delta``) and ``J^T u`` (its
-transpose), so the step of :func:`ntk_influence.gauss_newton.linearized_step` needs one forward
-and one backward pass per accepted point, two forward-sized products (``J v``, ``J^T u``) and one
-forward pass per line-search trial.
+:func:`mlp` and :func:`cnn` build a :class:`~ntk_influence.nets.DeepReLU` (the deep ReLU nets of
+:mod:`ntk_influence.nets._deep`, NTK parameterisation, every layer trained).
+:func:`architecture` parses ``"two-layer"`` (the net of eq. (1) with the kernel of eq. (4)),
+``"mlp:L"`` or ``"cnn:L"`` into an :class:`Architecture`: a family of nets over widths together
+with its infinite-width NTK, and the reshaping of flat rows into images for conv nets.
 """
 
 from __future__ import annotations
@@ -38,7 +17,10 @@ import numpy as np
 
 from .._validate import check_positive, check_whole
 from ..errors import InputError
+from ..kernels import paper_kernel
 from ._deep import SQRT2, Conv, DeepReLU, Dense, limit_kernel
+from ._functional import FunctionalNet, functional
+from ._two_layer import two_layer_net
 
 
 def mlp(d: int, width: int, depth: int = 3, *, W_std: float = SQRT2, W_std_out: float = 1.0,
@@ -146,7 +128,7 @@ class Architecture:
             raise InputError(f"image_shape {shape} does not hold {d} features.")
         return a.reshape(a.shape[0], *shape)
 
-    def net(self, x: Any, width: int, *, seed: int = 0, dtype: Any = np.float64) -> Any:
+    def net(self, x: Any, width: int, *, seed: int = 0, dtype: Any = np.float64) -> FunctionalNet:
         """A net of this family for inputs like ``x`` (prepared), as a ``FunctionalNet``.
 
         Args:
@@ -180,10 +162,6 @@ def architecture(spec: str | Architecture = "two-layer", *, kappa: float = 1.0,
     """
     if isinstance(spec, Architecture):
         return spec
-    from ..kernels import paper_kernel
-    from ._functional import functional
-    from ._two_layer import two_layer_net
-
     text = str(spec).strip().lower().replace("_", "-")
     if text in ("two-layer", "twolayer", "2-layer"):
         return Architecture(

@@ -1,13 +1,34 @@
-"""Finite-width Flax NNX networks: the paper's two-layer ReLU net (eq. 1) and a deeper ReLU MLP.
+"""Deep ReLU nets in the NTK parameterisation, every layer trained: MLPs and conv nets.
 
-The solvers in :mod:`ntk_influence.train`, :mod:`ntk_influence.ihvp` and
-:mod:`ntk_influence.retrain` work on a :class:`FunctionalNet`: the model split once with
-``nnx.split`` into its graph, its trainable parameters (flattened into one vector ``theta``) and
-its fixed state, so that training steps are pure functions that jit and vmap over ``theta``.
+Each layer computes ``z = W_std / sqrt(fan_in) * (h * W) + b_std * b`` with ``W, b ~ N(0, 1)``,
+exactly Neural Tangents' ``stax.Dense`` / ``stax.Conv(..., padding="SAME")`` with the same
+``W_std`` and ``b_std``, so :meth:`DeepReLU.limit_kernel` (NT's ``kernel_fn``) is the
+infinite-width limit of the net's empirical NTK.
 
-Eq. (1): ``f(x) = m^-1/2 sum_r a_r relu(w_r . x)`` with ``w_r(0) ~ N(0, kappa^2 I)`` and
-``a_r ~ unif{-1, +1}`` fixed (not trained). The symmetric initialisation draws ``m/2`` neurons and
-repeats them with the same ``w`` and the opposite ``a``, so the initial output ``f_0`` is exactly 0.
+The layer stacks are built by :func:`~ntk_influence.nets.mlp` and
+:func:`~ntk_influence.nets.cnn` (:mod:`ntk_influence.nets._architecture`):
+
+- ``mlp:L``: ``L`` dense ReLU layers of ``width`` units, then a dense readout;
+- ``cnn:L``: ``L`` 3x3 conv + ReLU layers of ``width`` channels on ``(n, H, W, C)`` images,
+  SAME padding, then global average pooling and a dense readout.
+
+**Symmetric initialisation.** The model is a pair of identical networks with opposite readouts,
+``f = (g(theta_1) - g(theta_2)) / sqrt(2)`` with ``theta_1(0) = theta_2(0)``: ``f_0 = 0``
+exactly, and the eNTK ``(K_1 + K_2) / 2`` has the same infinite-width limit as one network's.
+
+**Structured eNTK** (:meth:`DeepReLU.entk_gram`, the model protocol's hook used by the
+Gauss-Newton step, :func:`~ntk_influence.nets.entk` and retraining). One forward and one backward pass
+give every layer's input ``h`` and pre-activation cotangent ``delta``. A dense layer contributes
+``c^2 (h h'^T) * (delta delta'^T) + b_std^2 delta delta'^T``; a conv layer
+``c^2 G G'^T + b_std^2 (sum_p delta)(sum_p delta')^T`` with ``G = sum_p patch_p(h) (x) delta_p``
+its per-example weight gradient (``9 C_in C_out`` numbers). So the ``n x n`` eNTK costs
+``O(n P)`` for the passes plus ``O(n^2 sum width)`` for the Grams, with no ``(n, P)`` Jacobian.
+
+**Gauss-Newton step** (:meth:`DeepReLU.gauss_newton_step`). The same taps give ``J v`` (each
+layer's affine map applied to the tangent's weights, against ``delta``) and ``J^T u`` (its
+transpose), so the step of :func:`~ntk_influence.nets.linearized_step` needs one forward
+and one backward pass per accepted point, two forward-sized products (``J v``, ``J^T u``) and one
+forward pass per line-search trial.
 """
 
 from __future__ import annotations
@@ -25,6 +46,7 @@ from .._precision import precision
 from ..errors import InputError
 from ..kernels import Kernel, stax_kernel
 from ..kernels import stax as nt_stax
+from ._steps import GNStep, Linearization, Problem, linearized_step
 
 SQRT2 = math.sqrt(2.0)
 
@@ -348,23 +370,21 @@ class DeepReLU(nnx.Module):
     # -------------------------------------------------------------------- model protocol
 
     @staticmethod
-    def gauss_newton_step(net: Any, problem: Any) -> Any:
+    def gauss_newton_step(net: Any, problem: Problem) -> GNStep:
         """The model protocol's Gauss-Newton step: products from layer taps, no autodiff Jacobian.
 
-        :func:`~ntk_influence.gauss_newton.linearized_step` with ``aux`` the layer taps on all
+        :func:`~ntk_influence.nets.linearized_step` with ``aux`` the layer taps on all
         rows: the eNTK is :meth:`tap_gram`, ``J v`` is :meth:`tap_jvp` and ``J^T u`` its
         transpose (cost: module docstring). The iterates are those of the autodiff step to
         rounding.
 
         Args:
           net: this model as a :class:`~ntk_influence.nets.FunctionalNet`.
-          problem: the :class:`~ntk_influence.gauss_newton.Problem` being solved.
+          problem: the :class:`~ntk_influence.nets.Problem` being solved.
 
         Returns:
-          :class:`~ntk_influence.gauss_newton.GNStep`.
+          :class:`~ntk_influence.nets.GNStep`.
         """
-        from ._steps import Linearization, linearized_step
-
         n = problem.n
 
         def at(theta: jax.Array) -> tuple[jax.Array, Any]:

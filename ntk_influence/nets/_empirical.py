@@ -5,9 +5,13 @@ Two routes, tested against each other and against ``jax.jacobian``:
 - :func:`entk_jacobian`: any model, pure JAX Jacobian contraction in blocks of points (the
   Jacobian of a block is materialised, the blocks are contracted pairwise);
 - :func:`entk_structured`: the model's own structured eNTK (its ``entk_gram`` hook, see
-  :class:`~ntk_influence.nets.FunctionalNet`): for eq. (1) ``K_ij = x_i.x_j (S S^T)_ij / m``
+  :class:`~ntk_influence.nets.EntkGramHook`): for eq. (1) ``K_ij = x_i.x_j (S S^T)_ij / m``
   with the activation pattern ``S`` (:func:`entk_two_layer`), for the deep nets of
-  :mod:`ntk_influence.deep` layer-wise Grams of inputs and cotangents; no Jacobian in memory.
+  :class:`~ntk_influence.nets.DeepReLU` layer-wise Grams of inputs and cotangents; no Jacobian
+  in memory.
+
+:func:`entk` picks between them. The compiled block programs are kept on the net
+(:meth:`~ntk_influence.nets.FunctionalNet.program`), so repeated calls do not recompile.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 from .._precision import precision
 from ..errors import InputError
 from ._functional import FunctionalNet
+from ._two_layer import TwoLayerReLU
 
 
 def _as_x(net: FunctionalNet, x: Any, name: str) -> jax.Array:
@@ -63,7 +68,14 @@ def entk_structured(net: FunctionalNet, x1: Any, x2: Any | None = None,
 
 
 def _gram_jit(net: FunctionalNet) -> Any:
-    return jax.jit(lambda t, a, b: net.gram_fn(net, t, a, b))
+    """The model's structured eNTK under ``jit``, kept on the net (compiled once per shape)."""
+    return net.program("entk_gram", lambda: jax.jit(lambda t, a, b: net.gram_fn(net, t, a, b)))
+
+
+def _jacobian_jit(net: FunctionalNet) -> Any:
+    """``(theta, x) -> J(x)``, the ``(b, P)`` Jacobian of a block, under ``jit``, kept on the net."""
+    return net.program("jacobian", lambda: jax.jit(
+        lambda tt, xb: net.jacobian_columns(tt, xb, 0, net.n_params)))
 
 
 def entk_two_layer(net: FunctionalNet, x1: Any, x2: Any | None = None,
@@ -82,7 +94,7 @@ def entk_two_layer(net: FunctionalNet, x1: Any, x2: Any | None = None,
     Returns:
       ``(n1, n2)`` kernel matrix.
     """
-    if not net.exact_gn:
+    if net.gram_fn is not TwoLayerReLU.entk_gram:
         raise InputError("entk_two_layer needs the two-layer net of eq. (1); use entk().")
     return entk_structured(net, x1, x2, theta, block_size=block_size)
 
@@ -113,7 +125,7 @@ def entk_jacobian(net: FunctionalNet, x1: Any, x2: Any | None = None,
         if block_size is None:
             block_size = max(1, int(memory_bytes // (net.n_params * net.dtype.itemsize)))
         bs = max(1, int(block_size))
-        jac = jax.jit(lambda tt, xb: net.jacobian_columns(tt, xb, 0, net.n_params))  # (b, P)
+        jac = _jacobian_jit(net)  # (b, P)
 
         def blocks(a: jax.Array) -> list[jax.Array]:
             return [jac(t, a[s:s + bs]) for s in range(0, a.shape[0], bs)]

@@ -1,13 +1,9 @@
-"""Empirical NTK of a finite Flax net: ``K_ij = <df(x_i)/dtheta, df(x_j)/dtheta>``.
+"""Traceable Gram matrices: the eNTK on one set of points and the activation-pattern Gram.
 
-Two routes, tested against each other and against ``jax.jacobian``:
-
-- :func:`entk_jacobian`: any model, pure JAX Jacobian contraction in blocks of points (the
-  Jacobian of a block is materialised, the blocks are contracted pairwise);
-- :func:`entk_structured`: the model's own structured eNTK (its ``entk_gram`` hook, see
-  :class:`~ntk_influence.nets.FunctionalNet`): for eq. (1) ``K_ij = x_i.x_j (S S^T)_ij / m``
-  with the activation pattern ``S`` (:func:`entk_two_layer`), for the deep nets of
-  :mod:`ntk_influence.deep` layer-wise Grams of inputs and cotangents; no Jacobian in memory.
+:func:`ntk_gram` is ``J J^T`` inside ``jit`` (the model's structured eNTK hook, else the
+Jacobian), used by the Gauss-Newton steps and step-size estimates; :func:`pattern_gram` is the
+exact float32 count ``S1 S2^T`` of two 0/1 activation patterns, used by the closed forms of
+eq. (1). The blocked, user-facing eNTK is :mod:`ntk_influence.nets._empirical`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Gauss-Newton steps for eq. (2), plugged into the one solver loop of :mod:`ntk_influence.train`.
+"""Gauss-Newton steps for eq. (2), and the one copy of its objective, Woodbury solve and CG.
 
-A step is a :class:`GNStep`: three pure functions of traced arrays that the loop calls,
+The solver loop (:mod:`ntk_influence.training`) calls a :class:`GNStep`: three pure functions
+of traced arrays,
 
 - ``start(theta)``: loss, predictions, carried data (``aux``) and gradient norm at the start;
 - ``direction(theta, aux, f_all, loss)``: the damped Gauss-Newton direction ``p`` solving
@@ -8,22 +9,18 @@ A step is a :class:`GNStep`: three pure functions of traced arrays that the loop
   line search, and ``advance(t, trial_loss)`` giving the next ``(theta, aux, f_all, loss)``;
 - ``finish(theta, aux, f_all, loss)``: final predictions, loss and gradient norm.
 
-Two step functions exist:
+:func:`linearized_step` builds one for any net from its :class:`Linearization` (outputs, eNTK,
+``J v`` and ``J^T u``): the ``n x n`` Woodbury solve
+``p = -(g - J^T D^1/2 (D^1/2 K D^1/2 + lam I)^-1 D^1/2 J g) / lam`` with one ``J v`` and one
+``J^T u`` per step. :func:`autodiff_step` is it with ``jax.linearize`` (any net); the deep nets
+(:class:`~ntk_influence.nets.DeepReLU`) plug in products from their layer taps, and the
+two-layer net of eq. (1) has its own step (:func:`ntk_influence.nets._two_layer.two_layer_step`).
+A Flax model supplies its step through the ``gauss_newton_step`` hook
+(:class:`~ntk_influence.nets.GaussNewtonStepHook`); nets without one use the autodiff step.
 
-- :func:`linearized_step`, any net, given its :class:`Linearization` (outputs, eNTK, ``J v``
-  and ``J^T u``): the ``n x n`` Woodbury solve
-  ``p = -(g - J^T D^1/2 (D^1/2 K D^1/2 + lam I)^-1 D^1/2 J g) / lam`` with one ``J v`` and one
-  ``J^T u`` per step. :func:`autodiff_step` is it with ``jax.linearize`` (any net); the deep
-  nets of :mod:`ntk_influence.deep` plug in products from their layer taps;
-- :func:`two_layer_step`, the net of eq. (1), on pre-activations ``Z = X W^T`` (``aux``): one
-  ``n^2 m`` pattern Gram and two ``n m d`` products per step. ``J dtheta = f - J(W) W(0)`` by
-  positive homogeneity, ``J g = K D r + lam J dtheta``, so the gradient is never formed inside the
-  loop; ``Z_p = X P^T`` is formed once per step, every line-search trial is ``relu(Z + t Z_p)``
-  (``O(n m)``) and the accepted ``Z`` is carried. Same iterates as the autodiff step to rounding.
-
-A Flax model supplies its own step by defining ``gauss_newton_step(net, problem) -> GNStep``
-(:class:`~ntk_influence.nets.TwoLayerReLU` does); :func:`~ntk_influence.nets.functional` records
-it on the :class:`~ntk_influence.nets.FunctionalNet`, and nets without one use the autodiff step.
+The building blocks every solver, step and estimator shares live here once:
+:func:`regularised_loss` (eq. 2), :func:`woodbury_core` (the ``n x n`` core of
+``(J^T D J + lam I)^-1``) and :func:`cg_solve` (preconditioned, truncated conjugate gradients).
 """
 
 from __future__ import annotations
@@ -129,7 +126,7 @@ def autodiff_linearization(net: FunctionalNet, pb: Problem) -> Linearization:
       pb: the training problem.
 
     Returns:
-      :class:`Linearization` whose eNTK is :func:`~ntk_influence.empirical.ntk_gram` (the
+      :class:`Linearization` whose eNTK is :func:`~ntk_influence.nets.ntk_gram` (the
       model's structured hook, else the Jacobian).
     """
     x_tr = pb.x_all[:pb.n]
@@ -193,9 +190,7 @@ def linearized_step(net: FunctionalNet, pb: Problem, lin: Linearization) -> GNSt
     sw = jnp.sqrt(w)
 
     def loss_of(f_tr: jax.Array, theta: jax.Array) -> jax.Array:
-        r = f_tr - pb.y
-        d = theta - pb.theta0
-        return 0.5 * jnp.sum(w * r * r) + 0.5 * lam * jnp.sum(d * d)
+        return regularised_loss(f_tr - pb.y, theta - pb.theta0, lam, w)
 
     def train_loss(theta: jax.Array) -> jax.Array:
         return loss_of(net.apply(theta, x_tr), theta)
@@ -214,15 +209,13 @@ def linearized_step(net: FunctionalNet, pb: Problem, lin: Linearization) -> GNSt
         c = w * (f[:n] - pb.y)
         dtheta = theta - pb.theta0
         j_dtheta = jv(dtheta)
-        kw = sw[:, None] * kmat * sw[None, :] + lam * jnp.eye(n, dtype=theta.dtype)
-        chol = jax.scipy.linalg.cho_factor(kw, lower=True)
-        u = sw * jax.scipy.linalg.cho_solve(chol, sw * (kmat @ c + lam * j_dtheta))
+        core = woodbury_core(kmat, lam, sw)
+        u = core(kmat @ c + lam * j_dtheta)
         p = -jtv(c - u) / lam - dtheta
         slope = jnp.dot(c, -(kmat @ (c - u)) / lam - j_dtheta) + lam * jnp.dot(dtheta, p)
         if pb.newton_cg > 0:
             def gn_solve(v: jax.Array) -> jax.Array:  # (J^T D J + lam I)^-1 v by Woodbury
-                uv = sw * jax.scipy.linalg.cho_solve(chol, sw * jv(v))
-                return (v - jtv(uv)) / lam
+                return (v - jtv(core(jv(v)))) / lam
 
             g = jtv(c) + lam * dtheta
             p = _newton_cg(jax.grad(train_loss), theta, g, p, gn_solve, pb.newton_cg)
@@ -246,48 +239,80 @@ def linearized_step(net: FunctionalNet, pb: Problem, lin: Linearization) -> GNSt
 def _newton_cg(grad_fn: Callable[[jax.Array], jax.Array], theta: jax.Array, g: jax.Array,
                p_gn: jax.Array, precond: Callable[[jax.Array], jax.Array], iters: int
                ) -> jax.Array:
-    """Preconditioned CG on ``H p = -g`` from ``p = 0``, truncated (see :func:`autodiff_step`).
+    """Preconditioned CG on ``H p = -g`` from ``p = 0``, truncated (see :func:`linearized_step`).
 
     Args:
       grad_fn: the gradient of eq. (2); its forward derivative gives ``H v``.
       theta: where the Hessian is taken.
       g: the gradient there.
-      p_gn: ``M^-1 (-g)``, the first preconditioned residual (the Gauss-Newton direction).
+      p_gn: the Gauss-Newton direction ``M^-1 (-g)``, kept when the first curvature is not
+        positive.
       precond: ``v -> M^-1 v``.
       iters: the most iterations.
 
     Returns:
-      The direction ``p`` (``p_gn`` when the first curvature is not positive).
+      The direction ``p``.
     """
     def hvp(v: jax.Array) -> jax.Array:
         return jax.jvp(grad_fn, (theta,), (v,))[1]
 
-    rz0 = -jnp.dot(g, p_gn)  # r0 . M^-1 r0 with r0 = -g
-    zero = jnp.zeros_like(g)
-
-    def cond(c: tuple[Any, ...]) -> jax.Array:
-        i, _, _, _, rz, done = c
-        return (i < iters) & ~done & (rz > NEWTON_CG_RTOL ** 2 * rz0)
-
-    def body(c: tuple[Any, ...]) -> tuple[Any, ...]:
-        i, x, r, d, rz, _ = c
-        hd = hvp(d)
-        curv = jnp.dot(d, hd)
-        bad = ~(curv > 0)
-        a = jnp.where(bad, 0.0, rz / jnp.where(bad, 1.0, curv))
-        x2, r2 = x + a * d, r - a * hd
-        z2 = precond(r2)
-        rz2 = jnp.dot(r2, z2)
-        d2 = z2 + (rz2 / rz) * d
-        return (i + 1, jnp.where(bad, x, x2), r2, d2, jnp.where(bad, rz, rz2), bad)
-
-    init = (jnp.asarray(0), zero, -g, p_gn, rz0, ~(rz0 > 0))
-    _, x, _, _, _, _ = jax.lax.while_loop(cond, body, init)
+    x, _, _ = cg_solve(hvp, -g, tol=NEWTON_CG_RTOL, maxiter=iters, M=precond)
     return jnp.where(jnp.any(x != 0), x, p_gn)
 
 
-def regularised_loss(residual: jax.Array, dtheta: jax.Array, lam: Any,
-                     weights: jax.Array | None = None) -> jax.Array:
+def cg_solve(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, *, tol: float,
+             maxiter: int, M: Callable[[jax.Array], jax.Array] | None = None
+             ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Preconditioned conjugate gradients on ``A x = b`` from ``x = 0``: the one CG loop.
+
+    Stops after ``maxiter`` iterations, when the preconditioned residual ``r . M r`` falls to
+    ``tol^2`` times its first value (without ``M``: ``||r|| <= tol ||b||``), or at a direction of
+    non-positive curvature ``d . A d <= 0``, where the iterate before it is kept (truncated
+    Newton; for a positive definite ``A`` this never happens). Pure JAX: traceable under
+    ``jit`` and ``vmap``.
+
+    Args:
+      matvec: ``v -> A v`` for a symmetric ``A``.
+      b: the right-hand side.
+      tol: the relative tolerance on the (preconditioned) residual.
+      maxiter: the most iterations.
+      M: ``v -> M v``, a symmetric positive definite preconditioner approximating ``A^-1``
+        (default: none).
+
+    Returns:
+      ``(x, iterations, converged)``: the solution, the iterations taken (a traced integer) and
+      whether the tolerance was met (a traced bool).
+    """
+    precond = (lambda v: v) if M is None else M
+    z0 = precond(b)
+    rz0 = jnp.dot(b, z0)
+    stop = tol * tol * rz0
+
+    def cond(c: tuple[Any, ...]) -> jax.Array:
+        i, _, _, _, rz, bad = c
+        return (i < maxiter) & ~bad & (rz > stop)
+
+    def body(c: tuple[Any, ...]) -> tuple[Any, ...]:
+        i, x, r, d, rz, _ = c
+        ad = matvec(d)
+        curv = jnp.dot(d, ad)
+        bad = ~(curv > 0)
+        a = jnp.where(bad, 0.0, rz / jnp.where(bad, 1.0, curv))
+        x2, r2 = x + a * d, r - a * ad
+        z2 = precond(r2)
+        rz2 = jnp.dot(r2, z2)
+        d2 = z2 + (rz2 / rz) * d
+        return (jnp.where(bad, i, i + 1), jnp.where(bad, x, x2), r2, d2,
+                jnp.where(bad, rz, rz2), bad)
+
+    init = (jnp.asarray(0), jnp.zeros_like(b), b, z0, rz0, ~(rz0 > 0))
+    i, x, _, _, rz, _ = jax.lax.while_loop(cond, body, init)
+    return x, i, rz <= stop
+
+
+def regularised_loss(residual: jax.Array, dtheta: jax.Array | None, lam: Any,
+                     weights: jax.Array | None = None, *,
+                     dtheta_sq: jax.Array | None = None) -> jax.Array:
     """The objective of eq. (2) from its parts: ``1/2 sum_i w_i r_i^2 + lam/2 ||dtheta||^2``.
 
     The one place the regularised loss is written; every solver, step and estimator calls it.
@@ -297,12 +322,14 @@ def regularised_loss(residual: jax.Array, dtheta: jax.Array, lam: Any,
       dtheta: parameters minus the regularisation centre, ``theta - theta(0)`` (any shape).
       lam: the ridge ``lam >= 0``.
       weights: ``(n,)`` per-point weights ``w_i`` (``0`` removes a point; default all ones).
+      dtheta_sq: ``||dtheta||^2`` when the caller already has it (``dtheta`` is then unused).
 
     Returns:
       the scalar loss.
     """
     sq = residual * residual if weights is None else weights * residual * residual
-    return 0.5 * jnp.sum(sq) + 0.5 * lam * jnp.sum(dtheta * dtheta)
+    reg = jnp.sum(dtheta * dtheta) if dtheta_sq is None else dtheta_sq
+    return 0.5 * jnp.sum(sq) + 0.5 * lam * reg
 
 
 def woodbury_core(kmat: jax.Array, lam: Any, sqrt_weights: jax.Array | None = None

@@ -1,13 +1,19 @@
-"""Finite-width Flax NNX networks: the paper's two-layer ReLU net (eq. 1) and a deeper ReLU MLP.
-
-The solvers in :mod:`ntk_influence.train`, :mod:`ntk_influence.ihvp` and
-:mod:`ntk_influence.retrain` work on a :class:`FunctionalNet`: the model split once with
-``nnx.split`` into its graph, its trainable parameters (flattened into one vector ``theta``) and
-its fixed state, so that training steps are pure functions that jit and vmap over ``theta``.
+"""The paper's two-layer ReLU net of eq. (1), its closed forms and its structured step.
 
 Eq. (1): ``f(x) = m^-1/2 sum_r a_r relu(w_r . x)`` with ``w_r(0) ~ N(0, kappa^2 I)`` and
 ``a_r ~ unif{-1, +1}`` fixed (not trained). The symmetric initialisation draws ``m/2`` neurons and
 repeats them with the same ``w`` and the opposite ``a``, so the initial output ``f_0`` is exactly 0.
+
+:class:`TwoLayerReLU` supplies every hook of the model protocol
+(:mod:`ntk_influence.nets._functional`): the closed-form eNTK ``x_i.x_j (S S^T)_ij / m``, the
+Jacobian's columns, the memory of a retrain and :func:`two_layer_step`, the damped Gauss-Newton
+step on pre-activations ``Z = X W^T`` (``aux``): one ``n^2 m`` pattern Gram and two ``n m d``
+products per step. ``J dtheta = f - J(W) W(0)`` by positive homogeneity and
+``J g = K D r + lam J dtheta``, so the gradient is never formed inside the loop; ``Z_p = X P^T``
+is formed once per step, every line-search trial is ``relu(Z + t Z_p)`` (``O(n m)``) and the
+accepted ``Z`` is carried. It is the exact Newton step of eq. (2) for this net
+(``H = J^T J + lam I``) and gives the autodiff step's iterates to rounding.
+:func:`two_layer_net` builds the net as a :class:`~ntk_influence.nets.FunctionalNet`.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from .._validate import check_positive, check_whole
 from ..errors import InputError
 from ._functional import FunctionalNet, functional
 from ._grams import pattern_gram
-from ._steps import Direction, GNStep, Problem, Start
+from ._steps import Direction, GNStep, Problem, Start, regularised_loss, woodbury_core
 
 
 class FixedWeight(nnx.Variable):
@@ -95,20 +101,31 @@ class TwoLayerReLU(nnx.Module):
         return _two_layer_apply(self.w[...], self.a[...], x, self.symmetric)
 
     exact_gauss_newton = True  # a fixed: the Hessian of eq. (2) is J^T J + lam I
+    kind = "two_layer"
+
+    def activation_pattern(self, x: jax.Array) -> jax.Array:
+        """The activation pattern ``S_ir = 1{w_r . x_i > 0}``, shape ``(n, m)``.
+
+        Args:
+          x: ``(n, d)`` inputs.
+
+        Returns:
+          ``(n, m)`` 0/1 array in the parameters' dtype.
+        """
+        w = self.w[...]
+        return jnp.where(x.astype(w.dtype) @ w.T > 0, 1.0, 0.0).astype(w.dtype)
 
     @staticmethod
-    def gauss_newton_step(net: FunctionalNet, problem: Any) -> Any:
+    def gauss_newton_step(net: FunctionalNet, problem: Problem) -> GNStep:
         """The structured Gauss-Newton step of eq. (1) on pre-activations (exact Newton step).
 
         Args:
           net: this model as a :class:`FunctionalNet`.
-          problem: the :class:`~ntk_influence.gauss_newton.Problem` being solved.
+          problem: the :class:`~ntk_influence.nets.Problem` being solved.
 
         Returns:
-          :class:`~ntk_influence.gauss_newton.GNStep` (see :func:`gauss_newton.two_layer_step`).
+          :class:`~ntk_influence.nets.GNStep` (see :func:`two_layer_step`).
         """
-        from ._two_layer import two_layer_step
-
         return two_layer_step(net, problem)
 
     @staticmethod
@@ -127,8 +144,6 @@ class TwoLayerReLU(nnx.Module):
         Returns:
           ``(n1, n2)`` kernel matrix.
         """
-        from ._grams import pattern_gram
-
         w = theta.reshape(net.width, -1)
         s1 = (x1 @ w.T > 0).astype(w.dtype)
         if x2 is None:
@@ -166,6 +181,34 @@ class TwoLayerReLU(nnx.Module):
         s = (x @ w.T > 0).astype(w.dtype) * a / jnp.sqrt(jnp.asarray(net.width, w.dtype))
         cols = (s[:, :, None] * x[:, None, :]).reshape(x.shape[0], -1)
         return cols[:, start - r0 * d: stop - r0 * d]
+
+    @staticmethod
+    def jacobian_chunk(net: FunctionalNet, theta: jax.Array, x: jax.Array, start: jax.Array,
+                       rows: int) -> jax.Array:
+        """Columns ``start:start + rows`` of the Jacobian of eq. (1) from a traced ``start``.
+
+        Forms only the ``rows // d + 2`` neurons that cover the columns; columns past ``P`` are 0.
+
+        Args:
+          net: this model as a :class:`FunctionalNet`.
+          theta: flat parameters.
+          x: ``(n, d)`` inputs in the net's dtype.
+          start: first parameter index (may be traced).
+          rows: number of columns (static).
+
+        Returns:
+          ``(n, rows)`` array.
+        """
+        d = x.shape[1]
+        nr = rows // d + 2  # neurons covering any chunk of `rows` columns
+        r0 = start // d
+        w = jax.lax.dynamic_slice(jnp.pad(theta, (0, nr * d)), (r0 * d,), (nr * d,))
+        a = jax.lax.dynamic_slice(jnp.pad(net.state["a"][...].astype(theta.dtype), (0, nr)),
+                                  (r0,), (nr,))
+        w = w.reshape(nr, d)
+        s = (x @ w.T > 0).astype(w.dtype) * a / jnp.sqrt(jnp.asarray(net.width, w.dtype))
+        cols = (s[:, :, None] * x[:, None, :]).reshape(x.shape[0], -1)
+        return jax.lax.dynamic_slice(cols, (0, start - r0 * d), (x.shape[0], rows))
 
     @staticmethod
     def retrain_bytes(net: FunctionalNet, n_points: int) -> int:
@@ -222,7 +265,7 @@ def initial_output(net: FunctionalNet, x: Any) -> np.ndarray:
 def two_layer_step(net: FunctionalNet, pb: Problem) -> GNStep:
     """The damped Gauss-Newton step of the two-layer net of eq. (1), on pre-activations.
 
-    The exact Newton step of eq. (2) for this net (``H = J^T J + lam I``, DESIGN item 4).
+    The exact Newton step of eq. (2) for this net (``H = J^T J + lam I``).
 
     Args:
       net: a two-layer :class:`~ntk_influence.nets.FunctionalNet`.
@@ -243,7 +286,6 @@ def two_layer_step(net: FunctionalNet, pb: Problem) -> GNStep:
     sw = jnp.sqrt(w)
     z0_tr = x_tr @ pb.theta0.reshape(m, -1).T  # J(W) W(0) needs the initial pre-activations
     gram_x = x_tr @ x_tr.T
-    eye = jnp.eye(n, dtype=dt)
 
     def f_of(z: jax.Array) -> jax.Array:
         h = jax.nn.relu(z)
@@ -259,8 +301,7 @@ def two_layer_step(net: FunctionalNet, pb: Problem) -> GNStep:
         return ((av * rm)[:, None] * ((sm * v[:, None]).T @ x_tr)).reshape(-1)
 
     def loss_of(f_tr: jax.Array, dsq: jax.Array) -> jax.Array:
-        r = f_tr - pb.y
-        return 0.5 * jnp.sum(w * r * r) + 0.5 * lam * dsq
+        return regularised_loss(f_tr - pb.y, None, lam, w, dtheta_sq=dsq)
 
     def start(theta: jax.Array) -> Start:
         z = pb.x_all @ theta.reshape(m, -1).T
@@ -276,9 +317,7 @@ def two_layer_step(net: FunctionalNet, pb: Problem) -> GNStep:
         kmat = gram_x * pattern_gram(sm, sm) * (rm * rm)
         j_dtheta = f[:n] - ((z0_tr * sm) @ av) * rm
         jg = kmat @ dr + lam * j_dtheta
-        kw = sw[:, None] * kmat * sw[None, :] + lam * eye
-        chol = jax.scipy.linalg.cho_factor(kw, lower=True)
-        u = sw * jax.scipy.linalg.cho_solve(chol, sw * jg)
+        u = woodbury_core(kmat, lam, sw)(jg)
         p = -jt(sm, dr - u) / lam - dtheta
         z_p = pb.x_all @ p.reshape(m, -1).T
         j_p = ((z_p[:n] * sm) @ av) * rm

@@ -1,4 +1,10 @@
-"""TODO."""
+"""The paper's figures (1-7) and the library's own, drawn with matplotlib and saved as PNG.
+
+- ``_figures.py``: single-axes figures (Figures 1-3, time agreement, width curves) and
+  :func:`save_figure`;
+- ``_panels.py``: multi-panel figures (Figures 4-7, the Theorem 4 mixture, attribution);
+- ``_registry.py``: :func:`plot_figure`, one dispatch from a figure name to its function.
+"""
 
 from ._figures import (
     density_plot,

@@ -1,7 +1,8 @@
-"""Matplotlib figures for the paper's Table 1 and Figures 1-7, saved as PNG.
+"""Single-axes figures: Figure 1 (influence scatter), 2 (lambda sweep), 3 (density), time agreement.
 
-Every function draws on a new figure (or a given ``ax``), returns the ``Figure``, and saves it when
-``path`` is given (atomically, 150 dpi). The Agg backend is used when no display is available.
+Also the width curves of the deep-net comparison, the Agg-backend choice (:func:`pyplot`) and the
+atomic PNG writer (:func:`save_figure`). Every function draws on a new figure (or a given
+``ax``), returns the ``Figure``, and saves it when ``path`` is given (atomically, 150 dpi).
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ..io import atomic_write_bytes
 
 
 def pyplot() -> Any:
+    """``matplotlib.pyplot``, on the Agg backend unless a display or a notebook backend is in use.
+
+    Returns:
+      the ``matplotlib.pyplot`` module.
+    """
     import matplotlib
 
     if not os.environ.get("DISPLAY") and matplotlib.get_backend().lower() not in (
@@ -25,6 +32,24 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def finish(fig: Any, ax: Any, title: str, path: str | os.PathLike[str] | None) -> Any:
+    """Title the axes (when ``title``), tighten the layout and save (when ``path``).
+
+    Args:
+      fig: the matplotlib Figure.
+      ax: its axes.
+      title: title; an empty string leaves the axes untitled.
+      path: PNG path, or None not to save.
+
+    Returns:
+      ``fig``.
+    """
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str] | None, dpi: int = 150) -> Any:
@@ -114,7 +139,7 @@ def lambda_sweep_plot(sweep: Any, *, ax: Any = None, title: str = "", path: Any 
     """Figure 2: the IHVP's actual relative error per lambda against Theorem 3's bounds.
 
     Args:
-      sweep: a :class:`~ntk_influence.analysis.LambdaSweep`.
+      sweep: a :class:`~ntk_influence.experiments.LambdaSweep`.
       ax: axes to draw on (a new figure if None).
       title: title.
       path: PNG path to save to.
@@ -136,10 +161,7 @@ def lambda_sweep_plot(sweep: Any, *, ax: Any = None, title: str = "", path: Any 
     ax.set_ylabel("relative error of the IHVP")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=7)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return finish(fig, ax, title, path)
 
 
 def density_plot(analysis: Any, *, ax: Any = None, title: str = "", path: Any = None) -> Any:
@@ -148,7 +170,7 @@ def density_plot(analysis: Any, *, ax: Any = None, title: str = "", path: Any = 
     Points are coloured by their ridge leverage ``h_i``; Spearman's rho is shown.
 
     Args:
-      analysis: a :class:`~ntk_influence.density.DensityAnalysis`.
+      analysis: a :class:`~ntk_influence.experiments.DensityAnalysis`.
       ax: axes to draw on.
       title: title.
       path: PNG path to save to.
@@ -166,10 +188,7 @@ def density_plot(analysis: Any, *, ax: Any = None, title: str = "", path: Any = 
     ax.text(0.96, 0.96, f"Spearman $\\rho$ = {analysis.spearman_density_error:.3f}",
             transform=ax.transAxes, ha="right", va="top", fontsize=9,
             bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8})
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return finish(fig, ax, title, path)
 
 
 """Font size of image-grid titles (Figures 4 and 6), readable at the saved 150 dpi."""
@@ -183,7 +202,7 @@ def time_agreement_plot(result: Any, *, ax: Any = None, title: str = "", path: A
     """First-order against exact time-``t`` influence: relative error and correlation over time.
 
     Args:
-      result: :class:`~ntk_influence.dynamics.TimeInfluenceResult` computed with ``method="both"``.
+      result: :class:`~ntk_influence.influence.TimeInfluenceResult` computed with ``method="both"``.
       ax: axes to draw on.
       title: title.
       path: PNG path to save to.
@@ -191,8 +210,6 @@ def time_agreement_plot(result: Any, *, ax: Any = None, title: str = "", path: A
     Returns:
       The matplotlib Figure.
     """
-    from ..errors import InputError
-
     if result.agreement is None:
         raise InputError("the result has no agreement; compute it with method='both'.")
     fig, ax = new_ax(ax, (5.0, 3.6))
@@ -206,10 +223,7 @@ def time_agreement_plot(result: Any, *, ax: Any = None, title: str = "", path: A
     ax.set_xlabel(f"training time ({result.time_unit} units)")
     ax.set_ylabel("first order vs exact")
     ax.legend(fontsize=7)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return finish(fig, ax, title, path)
 
 
 #: The figures of the paper that :func:`plot_figure` draws, by name.

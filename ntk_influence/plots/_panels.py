@@ -1,27 +1,8 @@
-"""The field's yardsticks for data attribution, with the NTK's exact refit among the methods.
+"""Multi-panel figures: image grids (Figures 4 and 6), groups (Figure 5), label noise (Figure 7).
 
-Methods, each an ``(n_train, n_test)`` score in this library's sign (positive: removing the
-training point raises the test loss ``1/2 (f - y)^2``), all on the same trained net of eq. (1):
-
-- ``ntk``: exact NTK leave-one-out influence, eq. (8)-(9), analytic kernel of eq. (4);
-- ``ntk_f0``: the same with the net's initial output ``f_0`` (KRR on ``y - f_0``); not
-  applicable with the symmetric initialisation (``f_0 = 0``);
-- ``ihvp``: the exact first-order influence on the trained net, eq. (12), through the eNTK
-  (``H = J^T J + lam I`` exactly for eq. 1): ``r_i r_te [(K + lam I)^-1 K_te]_i``;
-- ``trak``: TRAK with projected output gradients, averaged over nets (:mod:`ntk_influence.trak`);
-- ``tracin``: TracIn-CP on a first-order training path (:mod:`ntk_influence.tracin`);
-- ``grad_dot``: gradient similarity at the trained weights.
-
-A subset ``S`` is predicted additively, full loss plus the scores of the removed points, for every
-method, and by ``ntk_refit``: kernel ridge regression on ``S`` alone (the exact block downdate of
-the factorisation), which is not additive. Yardsticks (definitions as in TRAK and dattri):
-
-- LDS: per test point, Spearman's rank correlation across subsets between predicted and actual
-  subset loss, averaged over test points (dattri's ``lds`` sums scores over the *kept* points,
-  which is ours with the sign flipped, since the sum over all points is a constant);
-- leave-one-out correlation: Pearson and Spearman between predicted and retrained LOO loss
-  changes, pooled over the removed points and every test point;
-- mislabel detection AUC: rank training points by self-influence after flipping labels.
+Also the Theorem 4 mixture panel and the attribution yardsticks figure (LDS and mislabel AUC per
+method, predicted against actual subset loss). Each function returns the ``Figure`` and saves it
+atomically as PNG when ``path`` is given.
 """
 
 from __future__ import annotations
@@ -35,7 +16,8 @@ from ..attribution import (
     AttributionResult,
     additive_predictions,
 )
-from ._figures import new_ax, pyplot, save_figure, time_labels
+from ..errors import InputError
+from ._figures import finish, new_ax, pyplot, save_figure, time_labels
 
 
 def attribution_figure(result: AttributionResult, *, path: str | os.PathLike[str] | None = None
@@ -49,15 +31,7 @@ def attribution_figure(result: AttributionResult, *, path: str | os.PathLike[str
     Returns:
       The matplotlib Figure.
     """
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "inline",
-                                                "module://matplotlib_inline.backend_inline"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ._figures import save_figure
-
+    plt = pyplot()
     m = {k: v for k, v in result.metrics.items() if "lds" in v}
     names = sorted(m, key=lambda k: -m[k]["lds"])
     fig, ax = plt.subplots(1, 4, figsize=(17, 3.8))
@@ -96,8 +70,6 @@ def _image(v: np.ndarray, image_shape: tuple[int, ...] | None) -> tuple[np.ndarr
     if image_shape is None:
         side = int(round(np.sqrt(a.size)))
         if side * side != a.size:
-            from ..errors import InputError
-
             raise InputError(f"cannot show a {a.size}-dimensional point as an image; pass "
                              "image_shape (Dataset.image_shape).")
         image_shape = (side, side)
@@ -120,7 +92,7 @@ def influential_examples_plot(examples: Any, x_train: Any, x_test: Any,
     (``Dataset.image_shape``).
 
     Args:
-      examples: :class:`~ntk_influence.analysis.InfluentialExamples`.
+      examples: :class:`~ntk_influence.influence.InfluentialExamples`.
       x_train: ``(n_train, d)`` training inputs.
       x_test: ``(n_test, d)`` test inputs.
       image_shape: shape of one image, e.g. ``(8, 8)``, ``(28, 28)``, ``(32, 32, 3)``.
@@ -168,8 +140,8 @@ def complexity_plot(groups: Any, complexity: Any, *, ax: Any = None, title: str 
     """Figure 5: complexity ``C(X_I)`` (eq. 19) of each influence group, harmful (0) to helpful.
 
     Args:
-      groups: :class:`~ntk_influence.complexity.InfluenceGroups`.
-      complexity: :class:`~ntk_influence.complexity.ComplexityResult` (or an array).
+      groups: :class:`~ntk_influence.influence.InfluenceGroups`.
+      complexity: :class:`~ntk_influence.influence.ComplexityResult` (or an array).
       ax: axes to draw on.
       title: title.
       path: PNG path to save to.
@@ -192,10 +164,7 @@ def complexity_plot(groups: Any, complexity: Any, *, ax: Any = None, title: str 
     if matrix:
         ax.text(0.5, 0.96, f"B = {matrix}", transform=ax.transAxes, ha="center", va="top",
                 fontsize=8)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return finish(fig, ax, title, path)
 
 
 def most_influential_plot(top: Any, times: Any, x_train: Any, x_test: Any,
@@ -209,7 +178,7 @@ def most_influential_plot(top: Any, times: Any, x_train: Any, x_test: Any,
     as lines over time instead.
 
     Args:
-      top: ``(T, n_test)`` indices from :func:`~ntk_influence.dynamics.most_influential`.
+      top: ``(T, n_test)`` indices from :func:`~ntk_influence.influence.most_influential`.
       times: ``(T,)`` times.
       x_train: training inputs.
       x_test: test inputs.
@@ -267,7 +236,7 @@ def label_noise_plot(result: Any, *, ax: Any = None, title: str = "", path: Any 
     """Figure 7: share of clean and noisy points among the most influential points over time.
 
     Args:
-      result: :class:`~ntk_influence.dynamics.LabelNoiseResult`.
+      result: :class:`~ntk_influence.experiments.LabelNoiseResult`.
       ax: axes to draw on.
       title: title.
       path: PNG path to save to.
@@ -292,17 +261,14 @@ def label_noise_plot(result: Any, *, ax: Any = None, title: str = "", path: Any 
     ax.set_ylabel("share of most influential points")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return finish(fig, ax, title, path)
 
 
 def mixture_plot(experiment: Any, *, ax: Any = None, title: str = "", path: Any = None) -> Any:
     """Theorem 4 on Definition 1's mixture: each component's IHVP error rate against ``p_k``.
 
     Args:
-      experiment: :class:`~ntk_influence.density.MixtureExperiment`.
+      experiment: :class:`~ntk_influence.experiments.MixtureExperiment`.
       ax: axes to draw on.
       title: title.
       path: PNG path to save to.
@@ -328,7 +294,4 @@ def mixture_plot(experiment: Any, *, ax: Any = None, title: str = "", path: Any 
     ax.text(0.96, 0.96, f"Spearman $\\rho$ = {experiment.spearman_p_error:.2f}",
             transform=ax.transAxes, ha="right", va="top", fontsize=9)
     ax.legend(fontsize=7, loc="lower left")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return finish(fig, ax, title, path)

@@ -1,11 +1,16 @@
 """Precision policy for devices without float64 (TPU): float32 factors refined to float64.
 
+This module holds :func:`resolve_policy` (which policy a device gets), :func:`float32_influence`
+(exact influences through a float32 factorisation) and :func:`precision_report` with its
+:class:`PrecisionReport`.
+
 ``"float32-refined"`` factorises in float32 on the device and refines every solve (``beta`` and
-``A K_te``) with float64 residuals from the host ``K`` (:func:`ntk_influence.refine_solve`), so
-the solves reach float64 accuracy when ``cond(K + lam I) * eps32 < 1``. ``diag(A)`` cannot be
-refined without ``O(n^3)`` float64 work; its relative error stays about ``cond * eps32``, which
-:class:`PrecisionReport` states, and a :class:`PrecisionWarning` fires when that exceeds the
-caller's ``rtol``. ``benchmarks/bench_scale.py`` measures both against a float64 reference.
+``A K_te``) with float64 residuals from the host ``K``
+(:func:`ntk_influence.linalg.refine_solve`), so the solves reach float64 accuracy when
+``cond(K + lam I) * eps32 < 1``. ``diag(A)`` cannot be refined without ``O(n^3)`` float64 work;
+its relative error stays about ``cond * eps32``, which :class:`PrecisionReport` states, and a
+:class:`PrecisionWarning` fires when that exceeds the caller's ``rtol``.
+``benchmarks/bench_scale.py`` measures both against a float64 reference.
 """
 
 from __future__ import annotations
@@ -73,7 +78,7 @@ def float32_influence(k_train: Any, k_test: Any, y_train: Any, y_test: Any, lam:
     """Exact influence (eq. 8-9) with a float32 factorisation on the default device.
 
     The ``"float32-refined"`` (or, without ``refine``, ``"float32"``) backend of
-    :func:`ntk_influence.factorize`, followed by its report. Warns (:class:`PrecisionWarning`)
+    :func:`ntk_influence.linalg.factorize`, followed by its report. Warns (:class:`PrecisionWarning`)
     when ``cond * eps32`` (the relative error of ``diag(A)``), or a solve's final residual,
     exceeds ``rtol``.
 

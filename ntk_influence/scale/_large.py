@@ -1,9 +1,11 @@
 """The large-``n`` driver: memory plan, sharded kernel rows, one factorisation, sharded test side.
 
-:func:`large_influence` runs the same pipeline as :func:`ntk_influence.ntk_influence` (one
-:class:`~ntk_influence.krr.KRRFactor`, one eq. (8)-(9) block function) with the work spread over
-a device mesh and the memory plan enforced first. On the CPU backend it runs on the host with
-LAPACK (the kernel factorised in place).
+This module holds :func:`large_influence` and its result :class:`LargeInfluence`. It runs the
+same pipeline as :func:`ntk_influence.influence.ntk_influence` (one
+:class:`~ntk_influence.linalg.KRRFactor`, one eq. (8)-(9) block function) with the memory plan
+(:func:`ntk_influence.linalg.memory_plan`) enforced first and the work spread over a device mesh
+(:mod:`._mesh`). On the CPU backend it runs on the host with LAPACK (the kernel factorised in
+place); a float32 precision policy goes through the float32 backends (:mod:`._float32`).
 """
 
 from __future__ import annotations

@@ -3,9 +3,14 @@
 :func:`make_mesh` builds a one-dimensional mesh, :func:`initialize` starts JAX's multi-host
 runtime, :func:`sharded_kernel_rows` computes ``K`` in row blocks on every device of the mesh
 and gathers it on the factor device, and :func:`sharded_test_side` streams the test points
-through the mesh in rounds: each device builds its ``K_te`` block, solves ``A K_te`` and forms the
-influences with :func:`ntk_influence.losses.influence_block` (through
-:func:`ntk_influence.krr.device_test_side`).
+through the mesh in rounds: each device builds its ``K_te`` block, solves ``A K_te`` with the
+replicated Cholesky factor and forms the influences (eq. 8-9, 13) with
+:func:`ntk_influence.linalg.device_test_side`, the same code as a single device.
+
+The sharded programs are jitted once per kernel function and mesh and kept in two
+``functools.lru_cache`` s of 8 entries each, keyed on ``(kernel.fn, mesh)``: the kernel
+function is hashed by identity (a stax or closed-form ``kernel_fn``, no arrays) and the mesh by
+its devices and axis name, so no array, factor or network is ever a key.
 """
 
 from __future__ import annotations
@@ -82,8 +87,9 @@ def _row_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(AXIS, None))
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=8)
 def _sharded_kernel_fn(fn: Callable[..., Any], mesh: Mesh) -> Callable[..., Any]:
+    """The kernel ``fn`` jitted with its rows sharded over ``mesh`` (cached per ``(fn, mesh)``)."""
     rep = NamedSharding(mesh, P())
     return jax.jit(fn, in_shardings=(_row_sharding(mesh), rep), out_shardings=_row_sharding(mesh))
 
@@ -138,8 +144,9 @@ def _set_rows(out: jax.Array, blk: jax.Array, start: int) -> jax.Array:
     return jax.lax.dynamic_update_slice_in_dim(out, blk, start, axis=0)
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=8)
 def _test_round_fn(fn: Callable[..., Any], mesh: Mesh) -> Callable[..., Any]:
+    """One sharded round of the test side for the kernel ``fn`` (cached per ``(fn, mesh)``)."""
     rep = NamedSharding(mesh, P())
     rows, cols = NamedSharding(mesh, P(AXIS, None)), NamedSharding(mesh, P(None, AXIS))
 

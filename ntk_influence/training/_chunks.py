@@ -7,16 +7,17 @@ the chunk axis sharded over the mesh), shows progress, and saves each finished c
 Each chunk's device call runs in a helper thread that the caller waits on in short steps
 (:func:`call_interruptibly`), so Ctrl-C (and SIGTERM, which the command line turns into an
 interruption) stops a sweep within a fraction of a second instead of when the chunk ends.
-Retraining (:func:`ntk_influence.retrain.retrain_without`) runs through it.
+Retraining (:func:`~ntk_influence.training.retrain_without`) runs through it. The compiled
+program of a chunk function is kept on that function, so it is built once and freed with it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import os
 import threading
+import types
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -82,17 +83,24 @@ def request_interrupt(kind: type[BaseException] = KeyboardInterrupt) -> None:
 
     Args:
       kind: the exception class to raise (``KeyboardInterrupt`` or a subclass).
+
+    Returns:
+      None.
     """
     _PENDING[:] = [kind]
 
 
 def clear_interrupt() -> None:
-    """Forget an interruption recorded by :func:`request_interrupt`."""
+    """Forget an interruption recorded by :func:`request_interrupt`.
+
+    Returns:
+      None.
+    """
     _PENDING.clear()
 
 
 def call_interruptibly(fn: Callable[[], T], poll_seconds: float = 0.1) -> T:
-    """Run ``fn()`` in a daemon thread while the calling thread waits in short steps.
+    """Run ``fn()`` in a helper thread while the calling thread waits in short steps.
 
     A device call (one jit-compiled chunk) blocks in C++, where Python's signal handlers do not
     run: Ctrl-C would act only when the call returns. Waiting here instead lets
@@ -146,12 +154,35 @@ def _as_dict(items: Any) -> dict[str, np.ndarray]:
     return {"items": np.asarray(items)}
 
 
-@functools.lru_cache(maxsize=32)
+_PROGRAMS = "_map_chunks_programs"
+
+
 def _compiled(fn: Callable[..., Any], mesh: Mesh | None) -> Callable[..., Any]:
-    if mesh is None:
-        return jax.jit(fn)
-    sh, rep = NamedSharding(mesh, P(mesh.axis_names[0])), NamedSharding(mesh, P())
-    return jax.jit(jax.vmap(fn, in_axes=(0, None)), in_shardings=(sh, rep), out_shardings=sh)
+    """``fn`` under ``jit`` (vmapped and sharded over ``mesh``), kept on ``fn`` per mesh.
+
+    The compiled program is stored in ``fn``'s own attributes, so it is built once per
+    ``(fn, mesh)`` and freed with ``fn``; a bound method or callable object without attributes
+    of its own is compiled afresh on each call.
+    """
+    programs = _own_programs(fn)
+    if mesh not in programs:
+        if mesh is None:
+            programs[mesh] = jax.jit(fn)
+        else:
+            sh, rep = NamedSharding(mesh, P(mesh.axis_names[0])), NamedSharding(mesh, P())
+            programs[mesh] = jax.jit(jax.vmap(fn, in_axes=(0, None)), in_shardings=(sh, rep),
+                                     out_shardings=sh)
+    return programs[mesh]
+
+
+def _own_programs(fn: Callable[..., Any]) -> dict[Mesh | None, Any]:
+    """The dict of compiled programs stored on ``fn`` (a fresh, unstored one if it cannot be)."""
+    if isinstance(fn, types.MethodType) or not hasattr(fn, "__dict__"):
+        return {}  # a method's attributes are its function's, shared by every instance
+    try:
+        return fn.__dict__.setdefault(_PROGRAMS, {})
+    except (AttributeError, TypeError):
+        return {}
 
 
 def map_chunks(fn: Callable[..., dict[str, jax.Array]], items: Any, *, chunk_size: int,
@@ -165,10 +196,11 @@ def map_chunks(fn: Callable[..., dict[str, jax.Array]], items: Any, *, chunk_siz
     shared ``args`` (any pytree, passed unbatched and replicated) to ``{name: (chunk_size, ...)}``.
     With ``mesh=None`` each chunk runs under ``jit`` on the default device. With a mesh, each round
     stacks one chunk per device, ``(devices, chunk_size, ...)``, shards that axis over the mesh
-    and runs ``jax.vmap(fn)`` under ``jit``. The compiled function is cached per ``(fn, mesh)``.
-    The last chunk is padded with copies of its first item, which are dropped. Each chunk's
-    outputs are saved to ``store`` (key ``f"{prefix}_{i}"``) as soon as it finishes; a later call
-    with the same store skips those chunks, after checking they hold the same items.
+    and runs ``jax.vmap(fn)`` under ``jit``. The compiled function is kept on ``fn`` per mesh
+    (built once, freed with ``fn``). The last chunk is padded with copies of its first item,
+    which are dropped. Each chunk's outputs are saved to ``store`` (key ``f"{prefix}_{i}"``) as
+    soon as it finishes; a later call with the same store skips those chunks, after checking
+    they hold the same items.
 
     Args:
       fn: jit-able ``(chunk, args) -> {name: array}``.

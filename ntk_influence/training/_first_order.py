@@ -1,29 +1,13 @@
-"""Training on eq. (2): damped Gauss-Newton, and first-order optimisers through optax.
+"""The first-order loops for eq. (2) (GD, annealed GD, minibatch SGD through optax).
 
-The objective is eq. (2) with optional per-point weights ``w_i`` (``w_i = 0`` removes point i)::
-
-    L(theta) = 1/2 sum_i w_i (f(x_i; theta) - y_i)^2 + lam/2 ||theta - theta(0)||^2
-
-Two solver loops, both pure jit-compiled ``while_loop`` s that vmap over weights (removal masks):
-
-- ``"gn"``: damped Gauss-Newton (Levenberg-Marquardt with damping ``lam``) with an Armijo line
-  search. The step solves ``(J^T D J + lam I) p = -grad L`` through the ``n x n`` empirical NTK
-  (Woodbury); it comes from the net (:mod:`ntk_influence.gauss_newton`: the structured step of
-  eq. (1), or the autodiff step of any net). For the two-layer net of eq. (1) this is the exact
-  Newton step (``H = J^T J + lam I``, DESIGN item 4); for other nets it is the Gauss-Newton step,
-  whose fixed points are the same stationary points.
-- first order, as optax transformations (``optax.inject_hyperparams(optax.sgd)``):
-  ``"gd"``, the faithful gradient-flow discretisation ``theta <- theta - eta grad L`` with
-  ``eta = step_factor / (lambda_max(eNTK) + lam)`` (below the stability limit
-  ``2 / (lambda_max + lam)``), optionally annealed (the step halves whenever the loss rises);
-  ``"sgd"``, the same update with the data term's gradient from a seeded random minibatch of
-  ``batch_size`` points, scaled by ``n / batch_size`` (an unbiased estimate).
-
-The regularised minimiser sits on ReLU kinks, where the gradient is discontinuous, so the
-gradient norm plateaus and cannot serve as the stopping rule (DESIGN item 5). Every solver stops
-in function space: when the largest change of the predictions on the training and test points
-over the last ``window`` steps is below ``f_tol``. The final gradient norm is always reported.
-Training runs in the net's precision (float64 by default) whatever JAX's global x64 flag is.
+``"gd"`` is the faithful gradient-flow discretisation ``theta <- theta - eta grad L`` with
+``eta = step_factor / (lambda_max(eNTK) + lam)`` (below the stability limit
+``2 / (lambda_max + lam)``), optionally annealed (the step halves whenever the loss rises);
+``"sgd"`` the same update with the data term's gradient from a seeded random minibatch of
+``batch_size`` points, scaled by ``n / batch_size`` (an unbiased estimate). Both are
+``optax.inject_hyperparams(optax.sgd)`` in a jit-compiled ``while_loop`` that vmaps over the
+per-point weights, stopped by the function-space rule of :mod:`._gauss_newton`. Also here: the
+step size (:func:`gd_step_size`, :func:`estimate_lambda_max`) and the divergence message.
 """
 
 from __future__ import annotations
@@ -36,7 +20,7 @@ import optax
 
 from .._precision import precision
 from ..errors import NotConvergedError
-from ..nets import FunctionalNet, ntk_gram
+from ..nets import FunctionalNet, ntk_gram, regularised_loss
 from ._gauss_newton import SolveOut, Tracker, exploded
 from ._settings import SolverSettings
 
@@ -87,7 +71,7 @@ def first_order_solver(net: FunctionalNet, s: SolverSettings, n: int) -> Any:
             f_all, vjp = jax.vjp(lambda t: net.apply(t, x_all), theta)
             r = f_all[:n] - y
             dtheta = theta - theta0
-            loss = 0.5 * jnp.sum(weights * r * r) + 0.5 * lam * jnp.sum(dtheta * dtheta)
+            loss = regularised_loss(r, dtheta, lam, weights)
             wr = weights * r
             if it is not None:
                 pick = jax.random.choice(jax.random.fold_in(key, it), n, (batch,), replace=False)
@@ -96,9 +80,7 @@ def first_order_solver(net: FunctionalNet, s: SolverSettings, n: int) -> Any:
             return loss, vjp(cot)[0] + lam * dtheta, f_all
 
         def train_loss(theta: jax.Array) -> jax.Array:
-            r = net.apply(theta, x_tr) - y
-            d = theta - theta0
-            return 0.5 * jnp.sum(weights * r * r) + 0.5 * lam * jnp.sum(d * d)
+            return regularised_loss(net.apply(theta, x_tr) - y, theta - theta0, lam, weights)
 
         loss0, g0, f0 = value_grad(theta_init, None)
         g_start = value_grad(theta_init, jnp.asarray(0))[1] if sgd else g0
@@ -202,18 +184,21 @@ def estimate_lambda_max(net: FunctionalNet, theta: jax.Array, x: Any, *,
 
 def _lambda_max(net: FunctionalNet, theta: jax.Array, xa: jax.Array, iterations: int) -> float:
     if net.gram_fn is not None or xa.shape[0] * net.n_params <= 2**25:
-        kmat = jax.jit(lambda t, xx: ntk_gram(net, t, xx))(theta, xa)
-        return float(jnp.linalg.eigvalsh(kmat)[-1])
+        gram = net.program("ntk_gram", lambda: jax.jit(lambda t, xx: ntk_gram(net, t, xx)))
+        return float(jnp.linalg.eigvalsh(gram(theta, xa))[-1])
 
-    @jax.jit
-    def kv(u: jax.Array) -> jax.Array:
-        f, vjp = jax.vjp(lambda t: net.apply(t, xa), theta)
-        return jax.jvp(lambda t: net.apply(t, xa), (theta,), (vjp(u)[0],))[1]
+    def build() -> Any:
+        def kv(t: jax.Array, xx: jax.Array, u: jax.Array) -> jax.Array:  # J J^T u
+            _, vjp = jax.vjp(lambda p: net.apply(p, xx), t)
+            return jax.jvp(lambda p: net.apply(p, xx), (t,), (vjp(u)[0],))[1]
 
+        return jax.jit(kv)
+
+    kv = net.program("entk_matvec", build)
     u = jax.random.normal(jax.random.PRNGKey(0), (xa.shape[0],), net.dtype)
     lam_max = 0.0
     for _ in range(iterations):
-        v = kv(u / jnp.linalg.norm(u))
+        v = kv(theta, xa, u / jnp.linalg.norm(u))
         lam_max = float(jnp.linalg.norm(v))
         u = v
     return lam_max * 1.05  # power iteration approaches from below; keep a margin

@@ -1,42 +1,27 @@
-"""Gauss-Newton steps for eq. (2), plugged into the one solver loop of :mod:`ntk_influence.train`.
+"""The damped Gauss-Newton loop for eq. (2) and the function-space stopping rule.
 
-A step is a :class:`GNStep`: three pure functions of traced arrays that the loop calls,
+:func:`gauss_newton_solver` is Levenberg-Marquardt with damping ``lam`` and an Armijo line
+search, as one jit-compiled ``while_loop`` that vmaps over per-point weights (removal masks).
+Each step comes from the net (:class:`~ntk_influence.nets.GNStep`: the model's
+``gauss_newton_step`` hook, else :func:`~ntk_influence.nets.autodiff_step`). For the two-layer
+net of eq. (1) it is the exact Newton step (``H = J^T J + lam I``); for other nets the
+Gauss-Newton step, whose fixed points are the same stationary points, optionally refined
+towards Newton's by truncated conjugate gradients (``newton_cg``).
 
-- ``start(theta)``: loss, predictions, carried data (``aux``) and gradient norm at the start;
-- ``direction(theta, aux, f_all, loss)``: the damped Gauss-Newton direction ``p`` solving
-  ``(J^T D J + lam I) p = -grad L``, its slope ``grad L . p``, a cheap ``trial(t)`` loss for the
-  line search, and ``advance(t, trial_loss)`` giving the next ``(theta, aux, f_all, loss)``;
-- ``finish(theta, aux, f_all, loss)``: final predictions, loss and gradient norm.
-
-Two step functions exist:
-
-- :func:`linearized_step`, any net, given its :class:`Linearization` (outputs, eNTK, ``J v``
-  and ``J^T u``): the ``n x n`` Woodbury solve
-  ``p = -(g - J^T D^1/2 (D^1/2 K D^1/2 + lam I)^-1 D^1/2 J g) / lam`` with one ``J v`` and one
-  ``J^T u`` per step. :func:`autodiff_step` is it with ``jax.linearize`` (any net); the deep
-  nets of :mod:`ntk_influence.deep` plug in products from their layer taps;
-- :func:`two_layer_step`, the net of eq. (1), on pre-activations ``Z = X W^T`` (``aux``): one
-  ``n^2 m`` pattern Gram and two ``n m d`` products per step. ``J dtheta = f - J(W) W(0)`` by
-  positive homogeneity, ``J g = K D r + lam J dtheta``, so the gradient is never formed inside the
-  loop; ``Z_p = X P^T`` is formed once per step, every line-search trial is ``relu(Z + t Z_p)``
-  (``O(n m)``) and the accepted ``Z`` is carried. Same iterates as the autodiff step to rounding.
-
-A Flax model supplies its own step by defining ``gauss_newton_step(net, problem) -> GNStep``
-(:class:`~ntk_influence.nets.TwoLayerReLU` does); :func:`~ntk_influence.nets.functional` records
-it on the :class:`~ntk_influence.nets.FunctionalNet`, and nets without one use the autodiff step.
+:class:`Tracker` is the stopping rule shared with the first-order loops
+(:mod:`._first_order`): the largest change of the train/test predictions over the last
+``window`` steps, since on ReLU kinks the gradient norm plateaus and cannot serve (DESIGN
+item 5). :class:`SolveOut` is what one compiled solve returns.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from ..nets import Problem, autodiff_step
-
-if TYPE_CHECKING:
-    from ..nets import FunctionalNet
+from ..nets import FunctionalNet, Problem, autodiff_step
 
 
 class SolveOut(NamedTuple):
@@ -123,19 +108,19 @@ def exploded(loss: jax.Array, loss0: jax.Array) -> jax.Array:
 def gauss_newton_solver(net: FunctionalNet, s: Any, n: int) -> Any:
     """The damped Gauss-Newton loop: the net's step, Armijo backtracking, stopping rule.
 
-    Each step asks the net's :class:`GNStep` (``net.gn_step``, else :func:`autodiff_step`) for
-    a direction, backtracks from ``min(1, 4 t_prev)`` by halving until the Armijo condition holds
-    (at most 40 trials; no decrease stops the run as stalled), and records the predictions in
-    the function-space stopping rule.
+    Each step asks the net's :class:`GNStep` (``net.gn_step``, the model's hook, else
+    :func:`autodiff_step`) for a direction, backtracks from ``min(1, 4 t_prev)`` by halving until
+    the Armijo condition holds (at most 40 trials; no decrease stops the run as stalled), and
+    records the predictions in the function-space stopping rule.
 
     Args:
       net: the network.
-      s: resolved :class:`~ntk_influence.train.SolverSettings` (method ``"gn"``).
+      s: resolved :class:`~ntk_influence.training.SolverSettings` (method ``"gn"``).
       n: number of training rows.
 
     Returns:
       ``solve(theta0, theta_init, x_all, y, weights, lam, eta, tol=None) -> SolveOut`` (see
-      :func:`ntk_influence.train.make_solver`; ``eta`` is unused).
+      :func:`ntk_influence.training._train.make_solver`; ``eta`` is unused).
     """
     k = s.window
     factory = net.gn_step or autodiff_step

@@ -1,29 +1,10 @@
-"""Training on eq. (2): damped Gauss-Newton, and first-order optimisers through optax.
+"""Results of training and retraining on eq. (2), and the actual influence of eq. (7).
 
-The objective is eq. (2) with optional per-point weights ``w_i`` (``w_i = 0`` removes point i)::
-
-    L(theta) = 1/2 sum_i w_i (f(x_i; theta) - y_i)^2 + lam/2 ||theta - theta(0)||^2
-
-Two solver loops, both pure jit-compiled ``while_loop`` s that vmap over weights (removal masks):
-
-- ``"gn"``: damped Gauss-Newton (Levenberg-Marquardt with damping ``lam``) with an Armijo line
-  search. The step solves ``(J^T D J + lam I) p = -grad L`` through the ``n x n`` empirical NTK
-  (Woodbury); it comes from the net (:mod:`ntk_influence.gauss_newton`: the structured step of
-  eq. (1), or the autodiff step of any net). For the two-layer net of eq. (1) this is the exact
-  Newton step (``H = J^T J + lam I``, DESIGN item 4); for other nets it is the Gauss-Newton step,
-  whose fixed points are the same stationary points.
-- first order, as optax transformations (``optax.inject_hyperparams(optax.sgd)``):
-  ``"gd"``, the faithful gradient-flow discretisation ``theta <- theta - eta grad L`` with
-  ``eta = step_factor / (lambda_max(eNTK) + lam)`` (below the stability limit
-  ``2 / (lambda_max + lam)``), optionally annealed (the step halves whenever the loss rises);
-  ``"sgd"``, the same update with the data term's gradient from a seeded random minibatch of
-  ``batch_size`` points, scaled by ``n / batch_size`` (an unbiased estimate).
-
-The regularised minimiser sits on ReLU kinks, where the gradient is discontinuous, so the
-gradient norm plateaus and cannot serve as the stopping rule (DESIGN item 5). Every solver stops
-in function space: when the largest change of the predictions on the training and test points
-over the last ``window`` steps is below ``f_tol``. The final gradient norm is always reported.
-Training runs in the net's precision (float64 by default) whatever JAX's global x64 flag is.
+:class:`TrainResult` holds a trained net and how its solver stopped
+(:func:`~ntk_influence.training.train`); :class:`RetrainResult` the test predictions of many
+retrains without points or groups, with their solver errors
+(:func:`~ntk_influence.training.retrain_without`); :func:`actual_influence` turns prediction
+changes into eq. (7)'s loss changes without cancellation.
 """
 
 from __future__ import annotations

@@ -4,15 +4,15 @@ Each retrain removes a set ``S`` of training points (``w_i = 0`` for ``i in S`` 
 point for leave-one-out, many for group removal or datamodel-style random subsets. It starts from
 the same ``W(0)`` by default, or warm-starts from the trained ``W`` (a different experiment; the
 result records which). On ReLU nets the solver stops where every direction it proposes crosses a
-kink (:attr:`~ntk_influence.train.TrainResult.final_step`), so where it stops depends on its
+kink (:attr:`~ntk_influence.training.TrainResult.final_step`), so where it stops depends on its
 path: from ``W(0)`` the full run and each retrain share most of that path, while a warm start
 begins pinned on the full run's kinks and moves less. The retrains run as one jit-compiled
 program vmapped over the removal masks, in chunks sized to the memory budget, through the one
-chunk runner (:func:`ntk_influence.chunks.map_chunks`: one device, or the chunk axis sharded over
-a mesh), each chunk saved atomically so an interrupted sweep resumes where it stopped.
+chunk runner (:func:`~ntk_influence.training.map_chunks`: one device, or the chunk axis sharded
+over a mesh), each chunk saved atomically so an interrupted sweep resumes where it stopped.
 
 The influence is computed from ``Delta = f^(S)(x_te) - f(x_te)`` as
-``I_nn = Delta (f(x_te) - y_te) + Delta^2 / 2`` (:func:`ntk_influence.losses.loss_change`), which
+``I_nn = Delta (f(x_te) - y_te) + Delta^2 / 2`` (:func:`~ntk_influence.linalg.loss_change`), which
 equals eq. (7) without subtracting two squared losses (whose difference would be lost to
 cancellation). Every retrain records its solver error (the largest change of its test
 predictions over the last steps), to be compared with ``|Delta|``.
@@ -21,7 +21,6 @@ predictions over the last steps), to be compared with ``|Delta|``.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import time
 import warnings
@@ -110,20 +109,26 @@ def removal_masks(n: int, remove: Any = None, keep: Any = None) -> np.ndarray:
     return np.ascontiguousarray(masks)
 
 
-@functools.lru_cache(maxsize=16)
 def _chunk_solver(net: FunctionalNet, settings: SolverSettings, n: int) -> Any:
-    """The per-chunk retraining function for :func:`map_chunks` (cached: compiled once)."""
-    solve = jitted_solver(net, settings, n, batched=True)
+    """The per-chunk retraining function for :func:`map_chunks`, kept on the net (built once).
 
-    def run(chunk: dict[str, jax.Array], args: tuple[jax.Array, ...]) -> dict[str, jax.Array]:
-        theta0, start, x_all, y, lam, eta = args
-        w = 1.0 - chunk["removed"].astype(theta0.dtype)
-        out = solve(theta0, start, x_all, y, w, lam, eta, chunk["tol"].astype(theta0.dtype))
-        return {"f_test": out.f_all[:, n:], "f_change_test": out.f_change_test,
-                "grad_norm": out.grad_norm, "iterations": out.iterations,
-                "converged": out.converged, "diverged": out.diverged}
+    :func:`map_chunks` keeps its compiled form on this function, so both live as long as the net.
+    """
+    def build() -> Any:
+        solve = jitted_solver(net, settings, n, batched=True)
 
-    return run
+        def run(chunk: dict[str, jax.Array], args: tuple[jax.Array, ...]
+                ) -> dict[str, jax.Array]:
+            theta0, start, x_all, y, lam, eta = args
+            w = 1.0 - chunk["removed"].astype(theta0.dtype)
+            out = solve(theta0, start, x_all, y, w, lam, eta, chunk["tol"].astype(theta0.dtype))
+            return {"f_test": out.f_all[:, n:], "f_change_test": out.f_change_test,
+                    "grad_norm": out.grad_norm, "iterations": out.iterations,
+                    "converged": out.converged, "diverged": out.diverged}
+
+        return run
+
+    return net.program(("retrain_chunk", settings, int(n)), build)
 
 
 def retrain_without(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any, y_test: Any,

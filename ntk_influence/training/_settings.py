@@ -1,29 +1,9 @@
-"""Training on eq. (2): damped Gauss-Newton, and first-order optimisers through optax.
+"""Solver settings for eq. (2), its objective, and the BLAS thread limit of the solvers.
 
-The objective is eq. (2) with optional per-point weights ``w_i`` (``w_i = 0`` removes point i)::
-
-    L(theta) = 1/2 sum_i w_i (f(x_i; theta) - y_i)^2 + lam/2 ||theta - theta(0)||^2
-
-Two solver loops, both pure jit-compiled ``while_loop`` s that vmap over weights (removal masks):
-
-- ``"gn"``: damped Gauss-Newton (Levenberg-Marquardt with damping ``lam``) with an Armijo line
-  search. The step solves ``(J^T D J + lam I) p = -grad L`` through the ``n x n`` empirical NTK
-  (Woodbury); it comes from the net (:mod:`ntk_influence.gauss_newton`: the structured step of
-  eq. (1), or the autodiff step of any net). For the two-layer net of eq. (1) this is the exact
-  Newton step (``H = J^T J + lam I``, DESIGN item 4); for other nets it is the Gauss-Newton step,
-  whose fixed points are the same stationary points.
-- first order, as optax transformations (``optax.inject_hyperparams(optax.sgd)``):
-  ``"gd"``, the faithful gradient-flow discretisation ``theta <- theta - eta grad L`` with
-  ``eta = step_factor / (lambda_max(eNTK) + lam)`` (below the stability limit
-  ``2 / (lambda_max + lam)``), optionally annealed (the step halves whenever the loss rises);
-  ``"sgd"``, the same update with the data term's gradient from a seeded random minibatch of
-  ``batch_size`` points, scaled by ``n / batch_size`` (an unbiased estimate).
-
-The regularised minimiser sits on ReLU kinks, where the gradient is discontinuous, so the
-gradient norm plateaus and cannot serve as the stopping rule (DESIGN item 5). Every solver stops
-in function space: when the largest change of the predictions on the training and test points
-over the last ``window`` steps is below ``f_tol``. The final gradient norm is always reported.
-Training runs in the net's precision (float64 by default) whatever JAX's global x64 flag is.
+:class:`SolverSettings` chooses the solver (``"gn"``, ``"gd"``, ``"sgd"``, see
+:mod:`ntk_influence.training._train`) and its stopping rule; :func:`objective` is the weighted
+regularised loss of eq. (2) for a net (:func:`~ntk_influence.nets.regularised_loss` of its
+residuals); :func:`blas_single_thread` keeps the small solves of the loops on one BLAS thread.
 """
 
 from __future__ import annotations
@@ -32,11 +12,10 @@ import dataclasses
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..errors import InputError
-from ..nets import FunctionalNet
+from ..nets import FunctionalNet, regularised_loss
 
 METHODS = ("gn", "gd", "sgd")
 
@@ -63,7 +42,7 @@ class SolverSettings:
       seed: SGD minibatch seed (every retrain of a batch sees the same minibatches).
       newton_cg: GN only: conjugate-gradient iterations per step on the exact Hessian,
         preconditioned by the Gauss-Newton matrix, a truncated Newton step (see
-        :func:`ntk_influence.gauss_newton.autodiff_step`); ``0`` (default): plain Gauss-Newton.
+        :func:`ntk_influence.nets.linearized_step`); ``0`` (default): plain Gauss-Newton.
         For nets whose Hessian is not ``J^T J + lam I`` (deep nets), where Gauss-Newton drops
         the curvature ``sum_i r_i d^2 f_i`` and converges linearly; each inner iteration costs
         a Hessian-vector product and a Gauss-Newton solve. The two-layer net's own step is
@@ -134,8 +113,9 @@ def objective(net: FunctionalNet, theta: jax.Array, x: jax.Array, y: jax.Array, 
               weights: jax.Array | None = None, theta0: jax.Array | None = None) -> jax.Array:
     """The regularised loss of eq. (2), optionally with per-point weights (traceable).
 
-    Computes in the precision of its inputs (enter :func:`ntk_influence.precision` for float64
-    when JAX's x64 flag is off).
+    Computes :func:`~ntk_influence.nets.regularised_loss` of the net's residuals, in the
+    precision of its inputs (enter :func:`ntk_influence.precision` for float64 when JAX's x64
+    flag is off).
 
     Args:
       net: the network.
@@ -150,6 +130,4 @@ def objective(net: FunctionalNet, theta: jax.Array, x: jax.Array, y: jax.Array, 
       Scalar ``1/2 sum_i w_i (f_i - y_i)^2 + lam/2 ||theta - theta0||^2``.
     """
     t0 = net.theta0 if theta0 is None else theta0
-    r = net.apply(theta, x) - y
-    w = jnp.ones_like(r) if weights is None else weights
-    return 0.5 * jnp.sum(w * r * r) + 0.5 * lam * jnp.sum((theta - t0) ** 2)
+    return regularised_loss(net.apply(theta, x) - y, theta - t0, lam, weights)

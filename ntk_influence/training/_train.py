@@ -1,4 +1,4 @@
-"""Training on eq. (2): damped Gauss-Newton, and first-order optimisers through optax.
+"""Training on eq. (2): :func:`train`, the solver it compiles, and the input checks.
 
 The objective is eq. (2) with optional per-point weights ``w_i`` (``w_i = 0`` removes point i)::
 
@@ -8,27 +8,30 @@ Two solver loops, both pure jit-compiled ``while_loop`` s that vmap over weights
 
 - ``"gn"``: damped Gauss-Newton (Levenberg-Marquardt with damping ``lam``) with an Armijo line
   search. The step solves ``(J^T D J + lam I) p = -grad L`` through the ``n x n`` empirical NTK
-  (Woodbury); it comes from the net (:mod:`ntk_influence.gauss_newton`: the structured step of
-  eq. (1), or the autodiff step of any net). For the two-layer net of eq. (1) this is the exact
-  Newton step (``H = J^T J + lam I``, DESIGN item 4); for other nets it is the Gauss-Newton step,
-  whose fixed points are the same stationary points.
+  (Woodbury); it comes from the net (:class:`~ntk_influence.nets.GNStep`: the structured step of
+  eq. (1), or the autodiff step of any net) and runs in :mod:`._gauss_newton`'s loop. For the
+  two-layer net of eq. (1) this is the exact Newton step (``H = J^T J + lam I``, DESIGN item 4);
+  for other nets it is the Gauss-Newton step, whose fixed points are the same stationary points.
 - first order, as optax transformations (``optax.inject_hyperparams(optax.sgd)``):
   ``"gd"``, the faithful gradient-flow discretisation ``theta <- theta - eta grad L`` with
   ``eta = step_factor / (lambda_max(eNTK) + lam)`` (below the stability limit
   ``2 / (lambda_max + lam)``), optionally annealed (the step halves whenever the loss rises);
   ``"sgd"``, the same update with the data term's gradient from a seeded random minibatch of
-  ``batch_size`` points, scaled by ``n / batch_size`` (an unbiased estimate).
+  ``batch_size`` points, scaled by ``n / batch_size`` (an unbiased estimate); the loop is
+  :mod:`._first_order`'s.
 
 The regularised minimiser sits on ReLU kinks, where the gradient is discontinuous, so the
 gradient norm plateaus and cannot serve as the stopping rule (DESIGN item 5). Every solver stops
 in function space: when the largest change of the predictions on the training and test points
 over the last ``window`` steps is below ``f_tol``. The final gradient norm is always reported.
 Training runs in the net's precision (float64 by default) whatever JAX's global x64 flag is.
+
+:func:`jitted_solver` keeps each compiled solver on the net
+(:meth:`~ntk_influence.nets.FunctionalNet.program`), so a second run compiles nothing.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 import warnings
 from typing import Any
@@ -38,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._precision import precision
-from .._validate import check_lam
+from .._validate import as_array, check_lam
 from ..errors import InputError, NotConvergedWarning
 from ..nets import FunctionalNet
 from ._chunks import call_interruptibly
@@ -72,24 +75,26 @@ def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> A
     return first_order_solver(net, s, n_train)
 
 
-@functools.lru_cache(maxsize=16)
 def jitted_solver(net: FunctionalNet, settings: SolverSettings, n_train: int,
                   batched: bool = False) -> Any:
-    """The jit-compiled :func:`make_solver`, cached so that repeated runs compile once.
+    """The jit-compiled :func:`make_solver`, kept on the net so that repeated runs compile once.
 
     Args:
-      net: the network.
-      settings: resolved :class:`SolverSettings` (hashable: part of the cache key).
+      net: the network (owns the compiled solver: :meth:`FunctionalNet.program`).
+      settings: resolved :class:`SolverSettings` (hashable: part of the key).
       n_train: number of training rows.
       batched: vmap over the per-point weights (one leave-one-out mask per row).
 
     Returns:
       The compiled solve function.
     """
-    solve = make_solver(net, settings, n_train)
-    if batched:  # one leave-one-out mask and one tolerance per row
-        solve = jax.vmap(solve, in_axes=(None, None, None, None, 0, None, None, 0))
-    return jax.jit(solve)
+    def build() -> Any:
+        solve = make_solver(net, settings, n_train)
+        if batched:  # one leave-one-out mask and one tolerance per row
+            solve = jax.vmap(solve, in_axes=(None, None, None, None, 0, None, None, 0))
+        return jax.jit(solve)
+
+    return net.program(("solver", settings, int(n_train), bool(batched)), build)
 
 
 def check_xy(net: FunctionalNet, x: Any, y: Any, name: str) -> tuple[jax.Array, jax.Array]:
@@ -104,8 +109,6 @@ def check_xy(net: FunctionalNet, x: Any, y: Any, name: str) -> tuple[jax.Array, 
     Returns:
       ``(x, y)`` as device arrays in the net's dtype.
     """
-    from .._validate import as_array
-
     shape = net.input_shape
     if shape is not None and x is not None and np.ndim(x) != 1 + len(shape):
         want = ", ".join(map(str, shape))
