@@ -249,7 +249,9 @@ res = ni.ntk_influence(ds.x_train, ds.y_train, ds.x_test, ds.y_test, lam=0.1)
 """),
     code("""
 ex = ni.influence.influential_examples(res, test_index=[0, 1, 2], k=5)
-fig = plots.influential_examples_plot(ex, ds.x_train, ds.x_test, ds.image_shape)
+fig = plots.influential_examples_plot(ex, ds.x_train, ds.x_test, ds.image_shape,
+                                      title="helpful | harmful | uninfluential (#index (class), I)",
+                                      class_train=ds.class_train, class_test=ds.class_test)
 """),
     md("""
 ## Figure 5: complexity of ten groups sorted by influence
@@ -316,7 +318,8 @@ fig = plots.time_agreement_plot(tr)
     code("""
 top = ni.influence.most_influential(tr.influence, by="abs")
 fig = plots.most_influential_plot(top, times, ds.x_train, ds.x_test, ds.image_shape,
-                                  test_index=[0, 1, 2, 3])
+                                  test_index=[0, 1, 2, 3], class_train=ds.class_train,
+                                  class_test=ds.class_test)
 """),
     md("""
 ## Figure 7: label noise

@@ -22,56 +22,88 @@ above it in this list):
 - :mod:`~ntk_influence.experiments`: width comparison, lambda sweep, density, label noise;
 - :mod:`~ntk_influence.plots`: the paper's figures;
 - :mod:`~ntk_influence.cli`: the ``ntk-influence`` command.
+
+``import ntk_influence`` itself is light: a subpackage (and JAX with it) is imported when one of
+its names is first used, so the command line can install its signal handlers first.
 """
 
-from . import (
-    _compat,
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from . import _compat
+
+#: Each top-level entry point and the module that defines it (imported on first use).
+_ENTRY_POINTS: dict[str, str] = {
+    "Dataset": "data",
+    "InfluenceResult": "influence",
+    "InputError": "errors",
+    "KRRFactor": "linalg",
+    "NotConvergedError": "errors",
+    "NumericalError": "errors",
+    "SingularKernelError": "errors",
+    "SolverSettings": "training",
+    "TrainResult": "training",
+    "architecture": "nets",
+    "attribution_benchmark": "attribution",
+    "compare_width": "experiments",
+    "dataset_from_arrays": "data",
+    "entk_influence": "influence",
+    "factorize": "linalg",
+    "ihvp_influence": "attribution",
+    "load_dataset": "data",
+    "loo_retrain": "training",
+    "ntk_influence": "influence",
+    "precision": "_precision",
+    "retrain_without": "training",
+    "train": "training",
+    "two_layer_net": "nets",
+    "width_sweep": "experiments",
+}
+
+#: The subpackages, lowest layer first (each imported on first use).
+SUBPACKAGES = (
+    "errors",
+    "io",
+    "data",
+    "kernels",
+    "linalg",
+    "influence",
+    "scale",
+    "nets",
+    "training",
+    "attribution",
+    "experiments",
+    "plots",
+    "cli",
 )
-from . import (
-    attribution as attribution,
-)
-from . import (
-    data as data,
-)
-from . import (
-    errors as errors,
-)
-from . import (
-    experiments as experiments,
-)
-from . import (
-    influence as influence,
-)
-from . import (
-    io as io,
-)
-from . import (
-    kernels as kernels,
-)
-from . import (
-    linalg as linalg,
-)
-from . import (
-    nets as nets,
-)
-from . import (
-    plots as plots,
-)
-from . import (
-    scale as scale,
-)
-from . import (
-    training as training,
-)
-from ._precision import precision
-from .attribution import attribution_benchmark, ihvp_influence
-from .data import Dataset, dataset_from_arrays, load_dataset
-from .errors import InputError, NotConvergedError, NumericalError, SingularKernelError
-from .experiments import compare_width, width_sweep
-from .influence import InfluenceResult, entk_influence, ntk_influence
-from .linalg import KRRFactor, factorize
-from .nets import architecture, two_layer_net
-from .training import SolverSettings, TrainResult, loo_retrain, retrain_without, train
+
+if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
+    from . import (  # noqa: F401
+        attribution,
+        cli,
+        data,
+        errors,
+        experiments,
+        influence,
+        io,
+        kernels,
+        linalg,
+        nets,
+        plots,
+        scale,
+        training,
+    )
+    from ._precision import precision
+    from .attribution import attribution_benchmark, ihvp_influence
+    from .data import Dataset, dataset_from_arrays, load_dataset
+    from .errors import InputError, NotConvergedError, NumericalError, SingularKernelError
+    from .experiments import compare_width, width_sweep
+    from .influence import InfluenceResult, entk_influence, ntk_influence
+    from .linalg import KRRFactor, factorize
+    from .nets import architecture, two_layer_net
+    from .training import SolverSettings, TrainResult, loo_retrain, retrain_without, train
 
 __version__ = "0.1.0"
 
@@ -105,6 +137,17 @@ __all__ = [
 _compat.install()
 
 
-def __getattr__(name: str) -> object:
-    """Old top-level names of the flat layout: resolved with a ``DeprecationWarning``."""
+def __getattr__(name: str) -> Any:
+    """Import a subpackage or an entry point on first use; old flat names warn (deprecated)."""
+    if name in SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _ENTRY_POINTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_ENTRY_POINTS[name]}"), name)
+        globals()[name] = value
+        return value
     return _compat.moved_name(name)
+
+
+def __dir__() -> list[str]:
+    """The module's names, the subpackages and the entry points."""
+    return sorted({*globals(), *SUBPACKAGES, *__all__})

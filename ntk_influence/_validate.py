@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
-from .errors import InputError, TheoryAssumptionWarning
+from .errors import InputError, NumericalError, TheoryAssumptionWarning
 
 #: Rows whose norm is within this of 1 are rescaled to unit norm; rows further off raise.
 UNIT_NORM_TOL = 1e-6
@@ -69,8 +69,19 @@ def as_array(x: Any, name: str, ndim: tuple[int, ...], dtype: Any = np.float64) 
     return arr
 
 
-def check_whole(v: Any, name: str, low: int = 1) -> int:
-    """A whole number ``>= low`` (widths, depths, counts, dimensions), refusing bools and floats.
+@overload
+def check_whole(v: Any, name: str, low: int = 1, *, high: int | None = None,
+                allow_none: Literal[False] = False) -> int: ...
+
+
+@overload
+def check_whole(v: Any, name: str, low: int = 1, *, high: int | None = None,
+                allow_none: bool) -> int | None: ...
+
+
+def check_whole(v: Any, name: str, low: int = 1, *, high: int | None = None,
+                allow_none: bool = False) -> int | None:
+    """A whole number ``>= low`` (widths, depths, counts, seeds), refusing bools and floats.
 
     The one whole-number check of the library: ``8.0``, ``2.5``, ``True`` and ``"8"`` are all
     refused, so every argument that counts something accepts exactly the same values.
@@ -79,15 +90,43 @@ def check_whole(v: Any, name: str, low: int = 1) -> int:
       v: the value.
       name: the argument's name, used in the message.
       low: the smallest allowed value.
+      high: the largest allowed value (default: no limit).
+      allow_none: accept ``None`` (returned as is; e.g. "all the points").
 
     Returns:
-      ``int(v)``.
+      ``int(v)``, or None.
     """
+    if v is None and allow_none:
+        return None
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-        raise InputError(f"{name} must be a whole number >= {low}, got {v!r}.")
-    if v < low:
-        raise InputError(f"{name} must be >= {low}, got {v!r}.")
+        extra = " (or None)" if allow_none else ""
+        raise InputError(f"{name} must be a whole number >= {low}{extra}, got {v!r} "
+                         f"({type(v).__name__}).")
+    if v < low or (high is not None and v > high):
+        rng = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise InputError(f"{name} must be {rng}, got {v!r}.")
     return int(v)
+
+
+def check_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+    """The working precision of a computation: float32 or float64.
+
+    Args:
+      dtype: anything ``np.dtype`` accepts.
+      name: the argument's name, used in the message.
+
+    Returns:
+      The ``np.dtype``.
+    """
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{name} must be float32 or float64 (the precision of the computation), "
+                         f"got {dtype!r}.") from e
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise InputError(f"{name} must be float32 or float64 (the precision of the computation, "
+                         f"not of the data), got {dt.name}; pass {name}=np.float64.")
+    return dt
 
 
 def check_positive(v: Any, name: str, hint: str = "", allow_none: bool = False) -> float | None:
@@ -183,40 +222,75 @@ class UnitNormReport:
         return dataclasses.asdict(self)
 
 
+#: The fix suggested for rows too far from unit norm, unless the caller gives its own.
+UNIT_NORM_FIX = "pass normalize=True or normalise the data first (ni.unit_normalize(x))"
+#: After scaling, every norm is verified to be within this of 1.
+UNIT_NORM_VERIFIED = 1e-12
+
+
+def row_scales(flat: np.ndarray, name: str, hint: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """Row norms computed without overflow or underflow: ``||x_i|| = m_i ||x_i / m_i||``.
+
+    ``m_i = max_j |x_ij|``, so ``x_i / m_i`` has entries in ``[-1, 1]`` and a norm in
+    ``[1, sqrt(d)]`` whatever the scale of ``x_i`` (``1e200`` or ``1e-160``). All-zero rows raise.
+
+    Args:
+      flat: ``(n, d)`` finite array.
+      name: the argument's name, used in the message.
+      hint: text appended to the all-zero message (e.g. what produced the row).
+
+    Returns:
+      ``(m, r)``: the ``(n,)`` max-abs of each row and the ``(n,)`` norms of ``x_i / m_i``.
+    """
+    m = np.max(np.abs(flat), axis=1)
+    if np.any(m == 0):
+        raise InputError(f"{name}[{int(np.argmin(m))}] is all zeros{hint}, and an all-zero point "
+                         "has no direction to scale to unit norm; drop that point.")
+    return m, np.linalg.norm(flat / m[:, None], axis=1)
+
+
 def ensure_unit_norm(x: Any, name: str = "x", *, normalize: bool = False,
-                     tol: float = UNIT_NORM_TOL) -> tuple[np.ndarray, UnitNormReport]:
+                     tol: float = UNIT_NORM_TOL, fix: str = UNIT_NORM_FIX,
+                     zero_hint: str = "") -> tuple[np.ndarray, UnitNormReport]:
     """Return ``x`` with unit-norm rows, as eq. (4) assumes, and a record of what was rescaled.
 
     Every row (point, flattened for its norm) with ``| ||x_i|| - 1 | <= tol`` is rescaled to
     ``x_i / ||x_i||`` (rows already unit to rounding are left as they are); any row further off
     raises, unless ``normalize=True``, which rescales every row. All-zero rows always raise.
+    Rows are divided by their largest entry before their norm is taken, so any finite scale is
+    handled, and every returned norm is verified to be within ``1e-12`` of 1.
 
     Args:
       x: ``(n, ...)`` finite real array.
       name: the argument's name, used in messages and the report.
       normalize: scale every row to unit norm instead of rejecting rows that are not.
       tol: the largest deviation of a norm from 1 that is corrected without ``normalize``.
+      fix: what the message for a row too far from unit norm tells the caller to do.
+      zero_hint: text added to the message for an all-zero row (what produced it).
 
     Returns:
       ``(x_unit, report)``: a float64 array of ``x``'s shape, and a :class:`UnitNormReport`.
     """
     arr = as_array(x, name, (2, 3, 4))
     flat = arr.reshape(arr.shape[0], -1)
-    norms = np.linalg.norm(flat, axis=1)
-    if np.any(norms == 0):
-        raise InputError(f"{name}[{int(np.argmin(norms))}] is all zeros and cannot be scaled to "
-                         "unit norm; drop it or centre the data first.")
+    m, r = row_scales(flat, name, zero_hint)
+    with np.errstate(over="ignore"):
+        norms = m * r
     dev = np.abs(norms - 1.0)
     worst = int(np.argmax(dev))
     if not normalize and dev[worst] > tol:
         raise InputError(
             f"{name}[{worst}] has norm {norms[worst]:.10g}, but this kernel (eq. 4) assumes "
-            f"||x|| = 1 (norms within {tol:g} of 1 are rescaled); pass normalize=True or "
-            "normalise the data first (ni.unit_normalize(x))."
+            f"||x|| = 1 (norms within {tol:g} of 1 are rescaled); {fix}."
         )
     scale = dev > UNIT_NORM_ROUNDING
     out = flat.copy()
-    out[scale] /= norms[scale, None]
+    out[scale] = flat[scale] / m[scale, None] / r[scale, None]
+    off = np.abs(np.linalg.norm(out, axis=1) - 1.0)
+    if np.any(off > UNIT_NORM_VERIFIED):
+        bad = int(np.argmax(off))
+        raise NumericalError(f"{name}[{bad}] could not be scaled to unit norm (its norm is off by "
+                             f"{off[bad]:.3g}); its entries span too many orders of magnitude.")
     report = UnitNormReport(name, int(arr.shape[0]), int(scale.sum()), float(dev[worst]),
                             bool(normalize))
     return out.reshape(arr.shape), report
@@ -266,19 +340,6 @@ def check_classes(classes: Any) -> tuple[int, ...]:
         raise InputError(f"a task needs at least two distinct classes, got {classes!r}; "
                          "give e.g. classes=(3, 8).")
     return cls
-
-
-def check_count(n: Any, name: str) -> int | None:
-    """A number of points: None (all of them) or :func:`check_whole` ``>= 1``.
-
-    Args:
-      n: the count.
-      name: the argument's name, used in the message.
-
-    Returns:
-      ``n`` as an ``int``, or None.
-    """
-    return None if n is None else check_whole(n, name)
 
 
 def check_indices(idx: Any, n: int, name: str) -> np.ndarray:

@@ -14,6 +14,7 @@ __all__ = [
     "NotConvergedWarning",
     "NumericalError",
     "PrecisionWarning",
+    "ResumeWarning",
     "SingularKernelError",
     "TheoryAssumptionWarning",
 ]
@@ -49,3 +50,7 @@ class NotConvergedWarning(UserWarning):
 
 class PrecisionWarning(UserWarning):
     """The requested accuracy cannot be met in the working precision."""
+
+
+class ResumeWarning(UserWarning):
+    """Stored work could not be reused (a damaged or unverifiable file) and is computed again."""

@@ -13,6 +13,7 @@ import pytest
 
 import ntk_influence as ni
 from ntk_influence.cli import COMMANDS, EXIT_NUMERICAL, EXIT_OK, EXIT_USAGE, build_parser, main
+from ntk_influence.cli import _report as report_module
 from ntk_influence.cli import reproduce as rep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -301,7 +302,7 @@ def test_reproduce_resume_after_interruption(tmp_path, capsys, monkeypatch):
 
 def test_reproduce_missing_subcommand_is_skipped_with_a_message(tmp_path, capsys, monkeypatch):
     ghost = rep.Part("ghost", "A part whose subcommand is absent", "no-such-subcommand",
-                     lambda a, m: ["no-such-subcommand"], "absent", rep.generic_report)
+                     lambda a, m: ["no-such-subcommand"], "absent", report_module.generic_report)
     monkeypatch.setattr(rep, "PARTS", [rep.PARTS[0], ghost])
     code, _, _ = _run(_tiny_reproduce(tmp_path / "g"), capsys)
     assert code == EXIT_OK
@@ -318,7 +319,7 @@ def test_reproduce_keep_going_records_failure(tmp_path, capsys, monkeypatch):
     x = np.concatenate([x, x])
     np.savez(tmp_path / "dup.npz", x_train=x, y_train=np.sign(x[:, 0]), x_test=x[:2],
              y_test=np.sign(x[:2, 0]))
-    bad = rep.Part("bad", "A failing part", "influence", boom, "fails", rep.generic_report)
+    bad = rep.Part("bad", "A failing part", "influence", boom, "fails", report_module.generic_report)
     monkeypatch.setattr(rep, "PARTS", [bad, rep.PARTS[0]])
     code, _, _ = _run(_tiny_reproduce(tmp_path / "k"), capsys)
     assert code == EXIT_NUMERICAL  # without --keep-going the failure stops the run
@@ -514,7 +515,8 @@ def test_resume_removes_partial_files_of_a_killed_run(tmp_path, capsys):
     assert _run(argv, capsys)[0] == EXIT_OK
     (out_dir / "summary.json").unlink()
     (out_dir / "work" / "item_8.npz").unlink()
-    partial = [out_dir / "work" / ".item_8.npz.k3j2h1.tmp", out_dir / ".summary.json.x9y8.tmp"]
+    partial = [out_dir / "work" / ".item_8.npz.ntk-partial-k3j2h1ab.tmp",
+               out_dir / ".summary.json.ntk-partial-x9y8_7zz.tmp"]
     for p in partial:
         p.write_bytes(b"half a file")
     (out_dir / "notes.tmp").write_text("kept: not a partial file of ours")

@@ -124,7 +124,7 @@ def test_pair_gives_exact_zero_output_and_each_half_is_one_net(name, make, shape
         for i, lay in enumerate(model.layers):
             h = lay.inputs(h)
             z = lay.affine(jnp.asarray(ws[i]), jnp.asarray(bs[i]), h)
-            h = jax.nn.relu(z) if lay.relu else z
+            h = jax.nn.relu(z) if lay.activation == "relu" else z
         g = np.asarray(h[:, 0])
     if name == "mlp":  # dense layers by hand
         a = x

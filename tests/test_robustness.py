@@ -22,7 +22,7 @@ def small():
 
 
 CASES = [
-    ("ranking k<0", lambda s: s[4].ranking(0, k=-3), "k must be in"),
+    ("ranking k<0", lambda s: s[4].ranking(0, k=-3), "k must be >= 1"),
     ("ranking k float", lambda s: s[4].ranking(0, k=2.9), "whole number"),
     ("ranking index float", lambda s: s[4].ranking(1.7), "whole number"),
     ("ranking index bool", lambda s: s[4].ranking(True), "whole number"),

@@ -294,6 +294,10 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
     if ytr.ndim != 1 or yte.ndim != 1:
         raise InputError("the benchmark needs scalar labels (binary data such as digits:3,8).")
     n = xtr.shape[0]
+    if loo_points > n:
+        raise InputError(f"loo_points={loo_points} is more than the {n} training points; pass at "
+                         f"most {n} (0 skips leave-one-out).")
+    random_subsets(n, subsets, alpha, seed)  # checks subsets and alpha before any training
     root = None if store is None else Path(store)
     sub = lambda name: None if root is None else root / name  # noqa: E731
     t_all = time.perf_counter()
@@ -341,7 +345,7 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
         metrics["ntk_f0"] = {"not_applicable": "symmetric initialisation: f_0 = 0, so ntk_f0 "
                                                "equals ntk"}
     rng = np.random.default_rng(seed + 1)
-    loo_index = np.sort(rng.choice(n, min(loo_points, n), replace=False))
+    loo_index = np.sort(rng.choice(n, loo_points, replace=False))
     loo_actual = np.zeros((0, yte.size))
     if loo_index.size:
         t0 = time.perf_counter()

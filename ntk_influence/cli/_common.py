@@ -29,17 +29,22 @@ EPILOG = ("exit codes: 0 success, 2 bad usage or input, 3 numerical failure, 1 o
           "afresh).")
 
 
-def _whole(text: Any, lo: int) -> int:
-    """``text`` as a whole number ``>= lo`` for ``argparse`` (bools and fractions refused)."""
-    msg = f"must be a whole number >= {lo}, got {text!r}"
+#: The largest seed: seeds are 32-bit (a larger one would be truncated by JAX's PRNG key).
+MAX_SEED = 2**32 - 1
+
+
+def _whole(text: Any, lo: int, hi: int | None = None) -> int:
+    """``text`` as a whole number in ``[lo, hi]`` for ``argparse`` (bools and fractions refused)."""
+    want = f"a whole number >= {lo}" if hi is None else f"a whole number in [{lo}, {hi}]"
+    msg = f"must be {want}, got {text!r}"
     if isinstance(text, bool):
         raise argparse.ArgumentTypeError(msg)
     try:
         v = int(text) if isinstance(text, int) else int(str(text).strip(), 10)
     except ValueError:
         raise argparse.ArgumentTypeError(msg) from None
-    if v < lo:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= {lo}, got {v}")
+    if v < lo or (hi is not None and v > hi):
+        raise argparse.ArgumentTypeError(f"must be {want}, got {v}")
     return v
 
 
@@ -53,6 +58,18 @@ def count(text: Any) -> int:
       The count.
     """
     return _whole(text, 1)
+
+
+def seed(text: Any) -> int:
+    """A seed option's value: a whole number in ``[0, MAX_SEED]`` (``argparse`` type of ``--seed``).
+
+    Args:
+      text: the command-line text (or an int from a config file).
+
+    Returns:
+      The seed.
+    """
+    return _whole(text, 0, MAX_SEED)
 
 
 def count_or_zero(text: Any) -> int:
@@ -77,8 +94,29 @@ class Command:
     run: Callable[[argparse.Namespace], Path]
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose unrecognised arguments are reported by the chosen subcommand.
+
+    ``argparse`` reports arguments that no parser took through the top-level parser, so
+    ``ntk-influence compare --bogus`` would show the top-level usage; here the subcommand's own
+    usage is shown (exit 2).
+    """
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        ns, extra = self.parse_known_args(args, namespace)
+        if extra:
+            actions = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+            chosen = actions[0].choices.get(getattr(ns, "command", None)) if actions else None
+            (chosen or self).error(f"unrecognized arguments: {' '.join(extra)}")
+        return ns
+
+
 def parser_for(commands: Sequence[Command]) -> argparse.ArgumentParser:
     """The ``ntk-influence`` argument parser with one subcommand per entry of ``commands``.
+
+    A usage error in a subcommand's arguments (including an unknown option) prints that
+    subcommand's usage.
 
     Args:
       commands: the subcommands, in the order ``--help`` lists them.
@@ -86,7 +124,7 @@ def parser_for(commands: Sequence[Command]) -> argparse.ArgumentParser:
     Returns:
       The ``argparse`` parser; each subcommand's ``func`` default is its runner.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ntk-influence",
         description="Influence functions of wide neural networks through the NTK "
                     "(Zhang & Zhang, AAAI 2022).", epilog=EPILOG)
@@ -116,7 +154,8 @@ def add_data_arguments(p: argparse.ArgumentParser, n_train: int = 200, n_test: i
                    help="training points, stratified by class (default: %(default)s)")
     g.add_argument("--n-test", type=count, default=n_test,
                    help="test points, stratified by class (default: %(default)s)")
-    g.add_argument("--seed", type=int, default=0, help="subsampling seed (default: %(default)s)")
+    g.add_argument("--seed", type=seed, default=0,
+                   help=f"subsampling seed, 0 to {MAX_SEED} (default: %(default)s)")
     g.add_argument("--center", action="store_true",
                    help="centre inputs on the training mean before unit-normalising")
     g.add_argument("--label-noise", type=float, default=0.0,
@@ -171,8 +210,11 @@ def add_run_arguments(p: argparse.ArgumentParser, name: str) -> None:
 def apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """Read ``--config FILE.toml`` (if given) into the chosen subcommand's defaults.
 
-    Keys are option names as on the command line (``n-train = 100``); a table named after the
-    subcommand takes precedence over top-level keys. Values are checked as the command line would.
+    Keys are option names as on the command line (``n-train = 100``). Top-level keys apply to
+    every subcommand; a table named after the subcommand (``[compare]``) adds to them and wins
+    where both give a key; the command line wins over both. Tables named after other
+    subcommands are left for them; any other table, and any key the subcommand does not take,
+    is refused. Values are checked as the command line would.
 
     Args:
       parser: the full parser (from :func:`ntk_influence.cli.build_parser`).
@@ -200,23 +242,33 @@ def apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     sp = sub.choices.get(known.command)
     if sp is None:
         return
-    cfg = cfg.get(known.command, cfg) if isinstance(cfg.get(known.command), dict) else cfg
+    tables = [k for k, v in cfg.items() if isinstance(v, dict)]
+    unknown = [t for t in tables if t not in sub.choices]
+    if unknown:
+        raise InputError(f"unknown table(s) {unknown} in {path}; a table is named after a "
+                         f"subcommand ({sorted(sub.choices)}) and holds its options.")
+    own = cfg.get(known.command, {})
+    nested = [k for k, v in own.items() if isinstance(v, dict)]
+    if nested:
+        raise InputError(f"table [{known.command}] in {path} holds the table(s) {nested}; give "
+                         "option values only (e.g. n-train = 100).")
+    merged = {k: v for k, v in cfg.items() if not isinstance(v, dict)}
+    merged.update(own)  # the subcommand's table over the top level
     by_option = {o: a for a in sp._actions for o in a.option_strings}
     by_dest: dict[str, list[argparse.Action]] = {}
     for a in sp._actions:
         by_dest.setdefault(a.dest, []).append(a)
     valid = sorted(o[2:] for o in by_option if o.startswith("--") and o not in ("--help", "--config"))
     values: dict[str, Any] = {}
-    for key, val in cfg.items():
-        if isinstance(val, dict):
-            continue
+    for key, val in merged.items():
+        where = f"[{known.command}]" if key in own else "the top level"
         action = by_option.get("--" + key)
         if action is None or key in ("help", "config"):
             consts = [a for a in by_dest.get(key.replace("-", "_"), [])
                       if isinstance(a, argparse._StoreConstAction) and a.const == val]
             if not consts:
-                raise InputError(f"unknown option {key!r} (or value {val!r}) in {path}; valid "
-                                 f"keys: {valid}.")
+                raise InputError(f"unknown option {key!r} (or value {val!r}) at {where} of {path}:"
+                                 f" '{known.command}' does not take it; valid keys: {valid}.")
             values[consts[0].dest] = val
             continue
         values[action.dest] = _config_value(action, key, val, path)
@@ -241,7 +293,8 @@ def _config_value(action: argparse.Action, key: str, val: Any, path: Path) -> An
         raise InputError(f"{where} takes one value, got the list {val!r}.")
 
     def one(v: Any) -> Any:
-        if action.type in (int, count, count_or_zero) and (isinstance(v, bool) or not isinstance(v, int)):
+        whole = action.type in (int, count, count_or_zero, seed)
+        if whole and (isinstance(v, bool) or not isinstance(v, int)):
             raise InputError(f"{where} must be a whole number, got {v!r}.")
         if action.type is float and (isinstance(v, bool) or not isinstance(v, (int, float))):
             raise InputError(f"{where} must be a number, got {v!r}.")
@@ -255,6 +308,30 @@ def _config_value(action: argparse.Action, key: str, val: Any, path: Path) -> An
         return v
 
     return [one(v) for v in val] if many else one(val)
+
+
+def check_sample_size(size: int, what: str) -> None:
+    """Refuse, before the work that would produce it, a sample too small for a correlation.
+
+    The rule is the library's own: :func:`ntk_influence.attribution.pearson` is asked to
+    correlate ``size`` values.
+
+    Args:
+      size: the number of values the correlation would get.
+      what: the start of the message (which options give too few values, and the fix).
+
+    Returns:
+      None.
+    """
+    # deferred for start-up speed
+    import numpy as np
+
+    from ..attribution import pearson
+
+    try:
+        pearson(np.arange(size, dtype=float), np.arange(size, dtype=float))
+    except InputError as e:
+        raise InputError(f"{what} ({e})") from e
 
 
 def report_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,

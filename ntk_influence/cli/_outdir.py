@@ -1,14 +1,20 @@
 """The output folder of a run: checked before any work, locked while the run lasts, fingerprinted.
 
-- ``--out`` must be (or be creatable as) a writable folder; a file, a path under a file or a
-  read-only place is refused before anything is computed.
+- ``--out`` must be (or be creatable as) a writable folder; an empty path, a file, a path under
+  a file or a read-only place is refused before anything is computed, and so is a read-only
+  result file in it (``summary.json``...) or a work folder in it (``work``, ``retrain_*``) that
+  is a symbolic link: nothing is written outside ``--out``.
 - ``DIR/.ntk-influence.lock`` holds the pid of the run using ``DIR`` under an exclusive
   ``flock``; a second run into ``DIR`` is refused and names that pid. The kernel drops the lock
-  when its holder dies, so a lock file left by a killed run is taken over.
+  when its holder dies, so a lock file left by a killed run is taken over. The lock is opened
+  without following symbolic links; a symbolic link in its place is refused.
 - ``DIR/fingerprint.json`` records everything that determines the folder's content: the command,
   its settings (data spec, sizes, seeds, lam, widths, solver options...), a SHA-256 of the data
   arrays and the library's version. ``--resume`` into a folder with another fingerprint is
-  refused (exit 2) with the settings that differ; ``--force`` starts afresh instead.
+  refused (exit 2) with the settings that differ; ``--force`` starts afresh instead. Results
+  without a readable fingerprint are never reused: ``--resume`` then computes afresh, saying so.
+- Under ``--resume`` the temporary files of a killed run are removed: only names the library's
+  atomic writes make (:func:`ntk_influence.io.is_partial_file`).
 
 :func:`load_data_from_args` loads a subcommand's data and claims ``--out`` for it;
 :func:`run_in_folder` runs a subcommand inside its checked and locked folder.
@@ -18,15 +24,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import fcntl
+import fnmatch
 import os
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..errors import InputError
-from ..io import data_hash, jsonable, load_json, save_json, settings_differences
+from ..io import (
+    data_hash,
+    jsonable,
+    load_json,
+    remove_partial_files,
+    save_json,
+    settings_differences,
+)
 from ._common import log, settings_of
 
 LOCK_NAME = ".ntk-influence.lock"
@@ -34,6 +50,10 @@ FINGERPRINT_NAME = "fingerprint.json"
 NOT_CONTENT = ("out", "resume", "quiet", "force", "config", "parts", "skip", "keep_going",
                "dry_run", "pool_sizes", "pool_outputs", "overlay")
 """Options that say how a run is done or shown, not what it computes (left out of fingerprints)."""
+WORK_FOLDERS = ("work", "retrain_*")
+"""Folders inside ``--out`` where finished pieces are kept (refused when a symbolic link)."""
+RESULT_SUFFIXES = (".json", ".npz", ".png", ".md", ".csv")
+"""Files of these kinds in ``--out`` are results a run rewrites (refused when read-only)."""
 
 
 def check_out_dir(out: str | os.PathLike[str]) -> Path:
@@ -45,6 +65,8 @@ def check_out_dir(out: str | os.PathLike[str]) -> Path:
     Returns:
       The folder.
     """
+    if not str(out).strip():
+        raise InputError("--out is empty; pass a folder path (e.g. --out results/run1).")
     p = Path(out)
     if p.exists() and not p.is_dir():
         raise InputError(f"--out {p} is a file, not a folder; pass a folder path.")
@@ -80,10 +102,7 @@ def folder_lock(folder: Path, args: argparse.Namespace | None = None) -> Iterato
     """
     path = folder / LOCK_NAME
     while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise InputError(f"--out {folder} is not writable ({e.strerror}).") from e
+        fd = _open_lock(path, folder)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -92,7 +111,7 @@ def folder_lock(folder: Path, args: argparse.Namespace | None = None) -> Iterato
             raise InputError(f"{folder} is in use by another run (pid {pid}); wait for it to end "
                              "or use another --out.") from None
         try:  # the file may have been removed by its previous holder meanwhile: lock it afresh
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
             same = False
         if same:
@@ -107,28 +126,59 @@ def folder_lock(folder: Path, args: argparse.Namespace | None = None) -> Iterato
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+        with contextlib.suppress(OSError):  # remove the lock only if it is still this one
+            if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                os.unlink(path)
         os.close(fd)
 
 
-def remove_partial_files(folder: Path) -> int:
-    """Delete the temporary files (``.NAME.XXXX.tmp``) a killed run left under ``folder``.
+def _open_lock(path: Path, folder: Path) -> int:
+    """Open the lock file without following links: an existing regular file, or a new one."""
+    nofollow = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | os.O_NONBLOCK
+    while True:
+        try:
+            try:
+                fd = os.open(path, os.O_RDWR | nofollow)
+            except FileNotFoundError:
+                try:
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | nofollow, 0o644)
+                except FileExistsError:
+                    continue  # another run created it meanwhile: open that one
+        except OSError as e:
+            if e.errno == errno.ELOOP or path.is_symlink():
+                raise InputError(f"{path} is a symbolic link; a run locks only a regular file "
+                                 "inside --out: remove the link.") from e
+            raise InputError(f"--out {folder} is not writable ({e.strerror}).") from e
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise InputError(f"{path} is not a regular file; remove it.")
+        return fd
 
-    Only call while holding the folder's lock: a running writer's files look the same.
+
+def check_contents(folder: Path, work: tuple[str, ...] = WORK_FOLDERS) -> None:
+    """Refuse, before any work, what would make a run write outside ``folder`` or fail late.
+
+    A work folder (``work``, ``retrain_*``) that is a symbolic link would send results (and the
+    removal of stale ones) elsewhere; a read-only result file would be rewritten against its
+    owner's wish, or fail after the work.
 
     Args:
-      folder: the output folder.
+      folder: the output folder (it exists).
+      work: name patterns of the work folders.
 
-    Returns:
-      How many files were removed.
+    Raises:
+      InputError: naming the link or the read-only file.
     """
-    n = 0
-    for f in folder.rglob(".*.tmp"):
-        if f.is_file():
-            f.unlink()
-            n += 1
-    return n
+    for entry in sorted(folder.iterdir()):
+        name = entry.name
+        if any(fnmatch.fnmatchcase(name, w) for w in work) and entry.is_symlink():
+            raise InputError(f"{entry} is a symbolic link (to {os.readlink(entry)}); results are "
+                             "written only inside --out: remove the link.")
+        if name.endswith(RESULT_SUFFIXES) and not entry.is_symlink() and entry.is_file():
+            mode = entry.stat().st_mode
+            if not mode & stat.S_IWUSR or not os.access(entry, os.W_OK):
+                raise InputError(f"{entry} is read-only; make it writable (chmod u+w) or use "
+                                 "another --out.")
 
 
 def fingerprint(args: argparse.Namespace, data: Any) -> dict[str, Any]:
@@ -161,12 +211,14 @@ def claim_output(args: argparse.Namespace, data: Any, restart: bool = True) -> N
     out = Path(args.out)
     path = out / FINGERPRINT_NAME
     new = fingerprint(args, data)
-    if args.resume and path.exists():
-        try:
-            old = load_json(path)
-        except (OSError, ValueError):
-            old = {}
-        if old != new:
+    if args.resume:
+        old = _stored_fingerprint(path)
+        if old is None:
+            if _has_results(out):
+                log(args, f"{out} has no readable {FINGERPRINT_NAME}: its results cannot be "
+                          "checked against this run's settings and data; computing afresh")
+                args.resume = False
+        elif old != new:
             diff = settings_differences(old, new)
             if not getattr(args, "force", False):
                 raise InputError(f"{out} holds results of other settings ({diff}); use a new "
@@ -175,6 +227,22 @@ def claim_output(args: argparse.Namespace, data: Any, restart: bool = True) -> N
             if restart:
                 args.resume = False
     save_json(path, new)
+
+
+def _stored_fingerprint(path: Path) -> dict[str, Any] | None:
+    """The recorded fingerprint, or None when it is missing, damaged or not a regular file."""
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        old = load_json(path)
+    except (OSError, ValueError):
+        return None
+    return old if isinstance(old, dict) and "data_sha256" in old else None
+
+
+def _has_results(out: Path) -> bool:
+    """Whether ``out`` holds anything besides the lock (results a resume could reuse)."""
+    return any(p.name != LOCK_NAME for p in out.iterdir())
 
 
 def load_data_from_args(args: argparse.Namespace) -> Any:
@@ -210,6 +278,7 @@ def run_in_folder(args: argparse.Namespace, func: Callable[[argparse.Namespace],
     """
     folder = check_out_dir(args.out)
     with folder_lock(folder, args):
+        check_contents(folder)
         if args.resume:
             n = remove_partial_files(folder)
             if n:

@@ -127,6 +127,7 @@ def scalars(d: dict[str, Any], prefix: str = "", depth: int = 0) -> list[tuple[s
 
 def generic_report(folder: Path) -> list[str]:
     """The scalars of every JSON summary in ``folder`` and its figures.
+
     Args:
       folder: the part's output folder.
 
@@ -289,6 +290,35 @@ def fig3_report(folder: Path) -> list[str]:
     return [*lines, "", *figures(folder)]
 
 
+def fig4_report(folder: Path) -> list[str]:
+    """Figure 4: per test point, the most helpful, most harmful and least influential points.
+
+    Args:
+      folder: the part's output folder (``examples.npz``, ``summary.json``).
+
+    Returns:
+      Markdown lines: one table row per test point, each cell ``#index (I)``, best first.
+    """
+    z = load_npz(folder / "examples.npz")
+    s = load_summary(folder)
+
+    def cell(kind: str, r: int) -> str:
+        return ", ".join(f"#{int(i)} ({v:+.2e})"
+                         for i, v in zip(z[kind][r], z[f"{kind}_value"][r]))
+
+    k = int(z["helpful"].shape[1])
+    lines = [f"Influence I of the {k} most helpful (largest I), most harmful (most negative I) "
+             f"and least influential (smallest |I|) training points for each test point, out "
+             f"of {(s.get('data') or {}).get('n_train', '?')} training points; "
+             f"{s.get('sign_convention', 'I > 0: helpful')}.", "",
+             "| test point | most helpful | most harmful | least influential |",
+             "|---:|---|---|---|"]
+    for r, j in enumerate(z["test_index"]):
+        lines.append(f"| {int(j)} | {cell('helpful', r)} | {cell('harmful', r)} | "
+                     f"{cell('uninfluential', r)} |")
+    return [*lines, "", *figures(folder)]
+
+
 def fig5_report(folder: Path) -> list[str]:
     """Figure 5: complexity per influence group.
     Args:
@@ -298,7 +328,8 @@ def fig5_report(folder: Path) -> list[str]:
       Markdown lines.
     """
     s = load_summary(folder)
-    lines = [f"{s.get('grouping', '')}. B = {s.get('B')}, cond = {fmt(s.get('cond'))}.", ""]
+    b = str(s.get("B")).replace("^-1", "\u207b\u00b9")
+    lines = [f"{s.get('grouping', '')}. B = {b}, cond = {fmt(s.get('cond'))}.", ""]
     lines += md_table(s.get("groups", []), [("group", "group"), ("size", "size"),
                                              ("mean_influence", "influence score"),
                                              ("complexity", "complexity C")])

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import io
 from ..errors import InputError
-from ._common import Command, add_data_arguments, count, log, settings_of
+from ._common import Command, add_data_arguments, count, count_or_zero, log, settings_of
 from ._outdir import NOT_CONTENT, load_data_from_args
 from ._report import close_figure
 
@@ -40,14 +40,38 @@ def _finished(args: argparse.Namespace, out: Path) -> bool:
     if not (args.resume and path.exists()):
         return False
     try:
-        old = io.load_json(path).get("settings", {})
+        summary = io.load_json(path)
     except (OSError, ValueError):
+        summary = None
+    old = summary.get("settings") if isinstance(summary, dict) else None
+    if not isinstance(old, dict):
+        log(args, f"{path} is damaged; computing again")
         return False
     same = {k: v for k, v in old.items() if k not in NOT_CONTENT} == \
         io.jsonable(_settings(args))
     if same:
         log(args, f"{args.command} already finished in {out}; skipping (--resume)")
     return same
+
+
+class FirstTestPoints(list):  # type: ignore[type-arg]
+    """The default test indices of an option (``0 1 2 ...``), cut to the test points there are.
+
+    A value given on the command line or in a config file is a plain list and is checked
+    instead: an index outside the test set is refused.
+    """
+
+
+def _test_points(values: list[int] | None, ds: Any, option: str) -> list[int] | None:
+    """``values`` checked against the loaded test set (before any work); a default is cut."""
+    t = ds.x_test.shape[0]
+    if isinstance(values, FirstTestPoints):
+        return [j for j in values if j < t]
+    bad = [j for j in values or [] if not 0 <= j < t]
+    if bad:
+        raise InputError(f"{option} {' '.join(map(str, bad))}: outside the {t} test points "
+                         f"(0 to {t - 1}); pick indices in that range or raise --n-test.")
+    return values
 
 
 def _kernel_args(p: argparse.ArgumentParser, lam: float = 0.1) -> None:
@@ -75,7 +99,8 @@ def _times_arg(p: argparse.ArgumentParser) -> None:
                         "steps); paper: eq. (20)'s mean-loss time, t_flow = 2t/n "
                         "(default: %(default)s)")
     p.add_argument("--chunk-size", type=count, default=None,
-                   help="left-out points per batched eigh (default: fit about 250 MB)")
+                   help="left-out points per batched eigh (default: as many as fit about 250 "
+                        "MB, at most 64)")
 
 
 def _exact_store(args: argparse.Namespace, out: Path, kt: np.ndarray, y: np.ndarray,
@@ -106,8 +131,9 @@ def _sweep_run(args: argparse.Namespace) -> Path:
 
     out = Path(args.out)
     lams = list(DEFAULT_LAMS if args.lams is None else args.lams)
-    if not lams or min(lams) <= 0:
-        raise InputError("--lams must be positive ridges, e.g. --lams 0.0625 1 16.")
+    if not lams or not all(np.isfinite(lam) and lam > 0 for lam in lams):
+        raise InputError(f"--lams must be positive finite ridges, got {lams}; e.g. --lams 0.0625 "
+                         "1 16.")
     ds = load_data_from_args(args)
     if _finished(args, out):
         return out
@@ -182,6 +208,9 @@ def _density_run(args: argparse.Namespace) -> Path:
             bw = float(bw)
         except ValueError as e:
             raise InputError(f"--bandwidth must be scott, silverman or a number, got {bw!r}.") from e
+        if not (np.isfinite(bw) and bw > 0):
+            raise InputError(f"--bandwidth must be scott, silverman or a positive factor, got "
+                             f"{args.bandwidth!r}.")
     ds = load_data_from_args(args)
     if _finished(args, out):
         return out
@@ -229,8 +258,10 @@ def _density_run(args: argparse.Namespace) -> Path:
 
 def _examples_args(p: argparse.ArgumentParser) -> None:
     _kernel_args(p)
-    p.add_argument("--test-index", type=int, nargs="+", default=[0, 1, 2, 3],
-                   help="test points to explain (default: %(default)s)")
+    p.add_argument("--test-index", type=count_or_zero, nargs="+",
+                   default=FirstTestPoints([0, 1, 2, 3]),
+                   help="test points to explain, each below --n-test (default: %(default)s, or "
+                        "those below --n-test)")
     p.add_argument("--k", type=count, default=5, help="images per kind (default: %(default)s)")
 
 
@@ -241,11 +272,15 @@ def _examples_run(args: argparse.Namespace) -> Path:
 
     out = Path(args.out)
     ds = load_data_from_args(args)
+    test_index = _test_points(args.test_index, ds, "--test-index")
+    if args.k > ds.x_train.shape[0]:
+        raise InputError(f"--k {args.k} is more than the {ds.x_train.shape[0]} training points; "
+                         "lower --k or raise --n-train.")
     if _finished(args, out):
         return out
     res = ntk_influence(ds.x_train, ds.y_train, ds.x_test, ds.y_test, args.lam,
                         kernel=args.kernel)
-    ex = influential_examples(res, args.test_index, args.k)
+    ex = influential_examples(res, test_index, args.k)
     io.save_npz(out / "examples.npz", test_index=ex.test_index, helpful=ex.helpful,
                 harmful=ex.harmful, uninfluential=ex.uninfluential,
                 helpful_value=ex.helpful_value, harmful_value=ex.harmful_value,
@@ -279,7 +314,7 @@ def _complexity_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--complexity-lam", type=float, default=0.0,
                    help="ridge in B of eq. (19); 0 is the paper's K^-1 (a small ridge is added "
                         "and reported if K is ill-conditioned) (default: %(default)s)")
-    p.add_argument("--test-index", type=int, nargs="+", default=None,
+    p.add_argument("--test-index", type=count_or_zero, nargs="+", default=None,
                    help="test points the influence is reduced over (default: all)")
 
 
@@ -290,6 +325,10 @@ def _complexity_run(args: argparse.Namespace) -> Path:
 
     out = Path(args.out)
     ds = load_data_from_args(args)
+    _test_points(args.test_index, ds, "--test-index")
+    if args.groups > ds.x_train.shape[0]:
+        raise InputError(f"--groups {args.groups} is more than the {ds.x_train.shape[0]} "
+                         "training points; lower --groups or raise --n-train.")
     if _finished(args, out):
         return out
     k, kt = _kernels(args, ds)
@@ -326,8 +365,10 @@ def _dynamics_args(p: argparse.ArgumentParser) -> None:
                         "both with their agreement (default: %(default)s)")
     p.add_argument("--by", default="abs", choices=["abs", "helpful", "harmful"],
                    help="what 'most influential' means (default: largest |I|)")
-    p.add_argument("--show", type=int, nargs="+", default=[0, 1, 2, 3, 4],
-                   help="test points drawn in Figure 6 (default: %(default)s)")
+    p.add_argument("--show", type=count_or_zero, nargs="+",
+                   default=FirstTestPoints([0, 1, 2, 3, 4]),
+                   help="test points drawn in Figure 6, each below --n-test (default: "
+                        "%(default)s, or those below --n-test)")
 
 
 def _dynamics_run(args: argparse.Namespace) -> Path:
@@ -338,6 +379,7 @@ def _dynamics_run(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     times = check_times(args.times)
     ds = load_data_from_args(args)
+    show = _test_points(args.show, ds, "--show")
     if _finished(args, out):
         return out
     t0 = time.perf_counter()
@@ -357,7 +399,6 @@ def _dynamics_run(args: argparse.Namespace) -> Path:
     if args.method in ("first-order", "both"):
         arrays["first_order"] = fo.first_order
     io.save_npz(out / "dynamics.npz", **arrays)
-    show = [j for j in args.show if 0 <= j < kt.shape[1]] or [0]
     close_figure(most_influential_plot(top, times, ds.x_train, ds.x_test, ds.image_shape,
                                  test_index=show,
                                  title=f"{ds.name}: most influential over time (#index (class))",
@@ -399,12 +440,13 @@ def _noise_args(p: argparse.ArgumentParser) -> None:
 
 def _noise_run(args: argparse.Namespace) -> Path:
     # deferred for start-up speed
-    from ..experiments import check_fraction, label_noise_experiment
+    from ..data import check_fraction
+    from ..experiments import label_noise_experiment
     from ..influence import check_times
     from ..plots import label_noise_plot
 
     out = Path(args.out)
-    frac = check_fraction(args.noise)
+    frac = check_fraction(args.noise, "--noise")
     times = check_times(args.times)
     if args.label_noise:
         raise InputError("label-noise flips labels itself; use --noise, not --label-noise.")

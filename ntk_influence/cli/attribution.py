@@ -12,14 +12,18 @@ import argparse
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from .. import io
+from ..errors import InputError
 from ._common import (
     Command,
     add_data_arguments,
+    check_sample_size,
     count,
     count_or_zero,
     log,
+    seed,
     settings_of,
 )
 from ._outdir import load_data_from_args
@@ -41,13 +45,14 @@ def _attribution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", choices=["symmetric", "standard"], default="symmetric",
                    help="symmetric: f_0 = 0 (ntk_f0 does not apply); standard: eq. (1) as is "
                         "(default: %(default)s)")
-    p.add_argument("--net-seed", type=int, default=0,
+    p.add_argument("--net-seed", type=seed, default=0,
                    help="initialisation seed (default: %(default)s)")
     p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
                    help="additive methods to score (default: all)")
     p.add_argument("--loo-points", type=count_or_zero, default=20,
                    help="training points retrained one at a time for the LOO correlation, "
-                        "every test point at once; 0 skips (default: %(default)s)")
+                        "every test point at once, at most --n-train; 0 skips (default: "
+                        "%(default)s)")
     p.add_argument("--noise", type=float, default=0.1,
                    help="fraction of labels flipped for mislabel detection; 0 skips "
                         "(default: %(default)s)")
@@ -81,6 +86,43 @@ def _attribution_args(p: argparse.ArgumentParser) -> None:
                    help="parameter dtype (default: %(default)s)")
 
 
+def _check_sizes(args: argparse.Namespace, ds: Any) -> None:
+    """Refuse counts and fractions the data cannot give, before any training.
+
+    The subsets and the flipped labels are drawn here as the benchmark will draw them (both are
+    cheap and seeded), so that their own checks run now rather than after the training.
+    """
+    # deferred for start-up speed
+    from ..attribution import random_subsets
+    from ..data import flip_labels
+
+    n, t = ds.x_train.shape[0], ds.x_test.shape[0]
+    if args.loo_points > n:
+        raise InputError(f"--loo-points {args.loo_points} is more than the {n} training points; "
+                         f"lower it to at most {n} (or 0 to skip the LOO correlation), or raise "
+                         "--n-train.")
+    if args.loo_points:
+        pairs = args.loo_points * t
+        check_sample_size(pairs, f"--loo-points {args.loo_points} with {t} test point(s) gives "
+                          f"{pairs} (training point, test point) pair(s), too few for the LOO "
+                          "correlation; raise --loo-points (or 0 to skip it)")
+    check_sample_size(args.subsets, f"--subsets {args.subsets} is too few for the LDS, a rank "
+                      "correlation across subsets; raise --subsets")
+    try:
+        random_subsets(n, args.subsets, args.alpha, args.seed)
+    except InputError as e:
+        raise InputError(f"--alpha {args.alpha:g} with {n} training points: {e}") from e
+    if args.noise:
+        try:
+            _, flipped = flip_labels(ds.y_train, args.noise, seed=args.seed)
+        except InputError as e:
+            raise InputError(f"--noise {args.noise:g}: {e}") from e
+        if not 0 < flipped.size < n:
+            raise InputError(f"--noise {args.noise:g} flips {flipped.size} of the {n} training "
+                             "labels; mislabel detection needs flipped and clean labels: raise "
+                             "--noise (below 1), or 0 to skip it.")
+
+
 def _attribution_run(args: argparse.Namespace) -> Path:
     # deferred for start-up speed
     import matplotlib.pyplot as plt
@@ -92,6 +134,7 @@ def _attribution_run(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_data_from_args(args)
+    _check_sizes(args, ds)
     store = out / "retrain"
     if not args.resume and store.exists():
         shutil.rmtree(store)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,9 @@ def _influence_run(args: argparse.Namespace) -> Path:
 
     out = Path(args.out)
     ds = load_data_from_args(args)
-    if args.resume and (out / "influence.npz").exists() and (out / "summary.json").exists():
-        old = io.load_json(out / "summary.json").get("settings", {})
-        if _same_settings(old, settings_of(args)):
-            log(args, f"influence already computed in {out}; skipping (--resume)")
-            return out
+    if args.resume and _finished(args, out):
+        log(args, f"influence already computed in {out}; skipping (--resume)")
+        return out
     t0 = time.perf_counter()
     res = ntk_influence(ds.x_train, ds.y_train, ds.x_test, ds.y_test, lam=args.lam,
                         kernel=args.kernel, spectrum=args.spectrum, block_size=args.block_size)
@@ -73,6 +72,27 @@ def _influence_run(args: argparse.Namespace) -> Path:
     log(args, f"n_train={res.n_train} n_test={res.n_test} lam={res.lam:g} "
               f"cond(K+lam I)={res.cond:.3g} in {secs:.2f} s")
     return out
+
+
+def _finished(args: argparse.Namespace, out: Path) -> bool:
+    """Whether ``out`` holds readable results of these settings (a damaged file is said, on stderr)."""
+    summary, arrays = out / "summary.json", out / "influence.npz"
+    if not (summary.exists() and arrays.exists()):
+        return False
+    try:
+        old = io.load_json(summary)
+        if not isinstance(old, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        log(args, f"{summary} is damaged ({type(e).__name__}); computing the influence again")
+        return False
+    try:
+        io.load_npz(arrays)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        log(args, f"{arrays} is damaged ({type(e).__name__}); computing the influence again")
+        return False
+    settings = old.get("settings")
+    return isinstance(settings, dict) and _same_settings(settings, settings_of(args))
 
 
 def _same_settings(old: dict[str, Any], new: dict[str, Any]) -> bool:

@@ -7,19 +7,22 @@ import csv
 import io as _io
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..experiments import WidthComparison
 
 from .. import io
-from ..errors import InputError
+from .._precision import precision
+from ..errors import InputError, MemoryPlanError
 from ._common import (
     Command,
     add_data_arguments,
+    check_sample_size,
     count,
     count_or_zero,
     log,
+    seed,
     settings_of,
 )
 from ._outdir import load_data_from_args
@@ -29,9 +32,10 @@ from ._report import close_figure
 def _compare_args(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p, n_train=200, n_test=50)
     p.add_argument("--arch", default="two-layer", metavar="ARCH",
-                   help="two-layer (the paper's net, eq. 1; default), mlp:L (L dense ReLU layers, "
-                        "all trained) or cnn:L (L 3x3 conv layers, global average pooling, "
-                        "dense readout; flat square inputs such as digits become images)")
+                   help="two-layer (the paper's net, eq. 1; default), mlp:L[:ACT] (L dense layers, "
+                        "all trained) or cnn:L[:ACT] (L 3x3 conv layers, global average pooling, "
+                        "dense readout; flat square inputs such as digits become images); ACT is "
+                        "relu (default), erf or gelu")
     p.add_argument("--widths", type=count, nargs="+", default=[1024, 4096, 16384, 65536],
                    metavar="W", help="hidden widths: hidden units, or channels for cnn:L "
                                      "(default: %(default)s)")
@@ -41,7 +45,7 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
                         "default: none)")
     p.add_argument("--n-points", type=count, default=40,
                    help="training points removed: the largest |I_ntk| (default: %(default)s)")
-    p.add_argument("--test-index", type=int, default=0,
+    p.add_argument("--test-index", type=count_or_zero, default=0,
                    help="test point compared, the first of them with --test-points "
                         "(default: %(default)s)")
     p.add_argument("--test-points", type=count, default=1, metavar="K",
@@ -59,7 +63,7 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", choices=["symmetric", "standard"], default="symmetric",
                    help="symmetric: paired neurons, f_0 = 0 exactly; standard: eq. (1) as is "
                         "(default: %(default)s)")
-    p.add_argument("--net-seed", type=int, default=0,
+    p.add_argument("--net-seed", type=seed, default=0,
                    help="initialisation seed (default: %(default)s)")
     p.add_argument("--solver", choices=["gn", "gd"], default="gn",
                    help="gn: damped Gauss-Newton with line search; gd: gradient descent "
@@ -109,6 +113,83 @@ def _row_text(c: WidthComparison) -> str:
             f" | solver error/|Delta| <= {info['retrain_max_error_ratio']:.1e}")
 
 
+def _overlays(folders: list[str]) -> list[dict[str, Any]]:
+    """Read and check every ``--overlay`` folder's ``compare.json`` (before any work)."""
+    others = []
+    for d in folders:
+        f = Path(d) / "compare.json"
+        if not f.is_file():
+            raise InputError(f"--overlay {d}: no compare.json there; give folders written by "
+                             "'ntk-influence compare'.")
+        try:
+            o = io.load_json(f)
+        except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError included
+            raise InputError(f"--overlay {d}: {f} is not readable JSON ({e}); give folders "
+                             "written by 'ntk-influence compare'.") from e
+        rows = o.get("widths") if isinstance(o, dict) else None
+        good = isinstance(rows, list) and rows and all(
+            isinstance(r, dict) and isinstance(r.get("width"), int)
+            and isinstance(r.get("pearson"), (int, float)) for r in rows)
+        if not good or not isinstance(o.get("arch", ""), str):
+            raise InputError(f"--overlay {d}: {f} holds no width rows of 'ntk-influence compare' "
+                             "(a 'widths' list of rows with 'width' and 'pearson'); give folders "
+                             "written by 'ntk-influence compare'.")
+        others.append(o)
+    return others
+
+
+def _check_sizes(args: argparse.Namespace, ds: Any) -> None:
+    """Refuse point counts and indices the data cannot give, before any work."""
+    n, t, tp = ds.x_train.shape[0], ds.x_test.shape[0], args.test_points
+    if args.n_points > n:
+        raise InputError(f"--n-points {args.n_points} is more than the {n} training points; "
+                         f"lower --n-points to at most {n} or raise --n-train.")
+    if args.test_index >= t:
+        raise InputError(f"--test-index {args.test_index} is outside the {t} test points "
+                         f"(0 to {t - 1}); lower it or raise --n-test.")
+    if args.test_index + tp > t:
+        raise InputError(f"--test-points {tp} from --test-index {args.test_index} needs test "
+                         f"points up to {args.test_index + tp - 1}, but there are {t}; lower "
+                         "--test-points or --test-index, or raise --n-test.")
+    pairs = args.n_points * tp
+    check_sample_size(pairs, f"--n-points {args.n_points} with --test-points {tp} gives {pairs} "
+                      "(training point, test point) pair(s), too few for the correlations of "
+                      "Table 1; raise --n-points or --test-points")
+
+
+def _check_widths(args: argparse.Namespace, family: Any, ds: Any) -> None:
+    """Refuse a width the nets cannot have or the memory cannot hold, before any retraining.
+
+    Each width's net is built once (the builders refuse odd widths of paired nets, and
+    parameters that do not fit, before allocating them) and dropped; one retrain's memory, the
+    model's ``retrain_bytes`` estimate plus the parameters, is checked against the accelerator's
+    free memory, or the host's available memory on a CPU.
+    """
+    # deferred for start-up speed
+    from ..linalg import device_memory_bytes, host_memory_bytes
+
+    x = family.prepare(ds.x_train)
+    n_pts = ds.x_train.shape[0] + args.test_points
+    device = device_memory_bytes()
+    where, have = ("device", device) if device is not None else ("host", host_memory_bytes())
+    for w in sorted(set(args.widths)):
+        with precision(args.dtype):
+            net = family.net(x, w, seed=args.net_seed, dtype=args.dtype)
+        if net.bytes_fn is None:
+            continue
+        item = net.dtype.itemsize
+        need = int(net.bytes_fn(net, n_pts)) + net.n_params * item
+        del net
+        if need > have:
+            smaller = " or --dtype float32" if item == 8 else ""
+            raise MemoryPlanError(
+                f"--widths {w}: one retrain of the {family.name} net of width {w} on {n_pts} "
+                f"points needs about {need:,} bytes ({need / 1e9:.3g} GB: the model's "
+                f"retrain_bytes estimate plus the parameters) but only {have:,} bytes "
+                f"({have / 1e9:.3g} GB) of {where} memory are available; use a smaller "
+                f"width{smaller}.")
+
+
 def _compare_run(args: argparse.Namespace) -> Path:
     # deferred for start-up speed
     from ..experiments import table_markdown, width_sweep
@@ -118,15 +199,11 @@ def _compare_run(args: argparse.Namespace) -> Path:
 
     out = Path(args.out)
     family = architecture(args.arch, kappa=args.kappa, symmetric=args.init == "symmetric")
-    others = []
-    for d in args.overlay:
-        f = Path(d) / "compare.json"
-        if not f.is_file():
-            raise InputError(f"--overlay {d}: no compare.json there; give folders written by "
-                             "'ntk-influence compare'.")
-        others.append(io.load_json(f))
+    others = _overlays(args.overlay)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_data_from_args(args)
+    _check_sizes(args, ds)
+    _check_widths(args, family, ds)
     settings = SolverSettings(args.solver, f_tol=args.f_tol, max_steps=args.max_steps,
                               newton_cg=args.newton_cg)
     t0 = time.perf_counter()

@@ -4,11 +4,15 @@ The reproduction is a list of parts (Table 1 and Figure 1, Figures 2-7, and the 
 influence they all rest on). Each part runs one subcommand of this CLI into its own folder of
 ``--out DIR``; a part that finishes writes ``DIR/<part>/part.json``. With ``--resume`` the finished
 parts are skipped (when their settings match) and the unfinished one is run again with
-``--resume``, so the sweeps inside it continue where they stopped. ``--resume`` with other
-settings than the folder's (see ``fingerprint.json``) is refused; ``--force`` then runs again only
-the parts whose arguments changed. At the end ``DIR/report.md`` gathers the tables and figures
-and ``DIR/reproduce.json`` the status, settings and timing of every part. ``--quick`` (default)
-is sized to finish in minutes on a 2-core CPU for digits; ``--full`` uses the paper's sizes.
+``--resume``, so the sweeps inside it continue where they stopped. A part counts as finished only
+with the same arguments and the same data (``part.json`` records the data's SHA-256); a damaged
+``part.json`` counts as unfinished. ``--resume`` with other settings than the folder's (see
+``fingerprint.json``) is refused; ``--force`` then runs again only the parts whose arguments or
+data changed. Before any part runs (and under ``--dry-run``), every part's arguments are parsed by
+its subcommand and its data and values are checked as the part itself would. At the end
+``DIR/report.md`` gathers the tables and figures and ``DIR/reproduce.json`` the status, settings
+and timing of every part. ``--quick`` (default) is sized to finish in minutes on a 2-core CPU for
+digits; ``--full`` uses the paper's sizes.
 """
 
 from __future__ import annotations
@@ -24,19 +28,20 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from .._validate import check_lam
 from ..errors import InputError, NotConvergedError, NumericalError
-from ..io import load_json, save_json
+from ..io import data_hash, load_json, save_json
 from . import analysis, core, nets
-from ._common import Command, count, log, parser_for, settings_of
+from ._common import Command, count, log, parser_for, seed, settings_of
 from ._outdir import claim_output, run_in_folder
 from ._report import (
     Part,
     fig2_report,
     fig3_report,
+    fig4_report,
     fig5_report,
     fig6_report,
     fig7_report,
-    generic_report,
     kernel_report,
     table1_report,
     write_report,
@@ -74,8 +79,19 @@ def _data_argv(args: argparse.Namespace, mode: str, *, n_train: int | None = Non
 
 # ------------------------------------------------------------------ part: kernel influence
 
+KERNELS = ["paper", "paper-nt", "paper-both"]
+"""``--kernel`` values every kernel-taking part accepts."""
+
+
+def _kernel_opts(args: argparse.Namespace) -> list[str]:
+    """``--kernel K`` when the user chose one (the parts' own default otherwise)."""
+    return ["--kernel", args.kernel] if getattr(args, "kernel", None) else []
+
+
 def _kernel_argv(args: argparse.Namespace, mode: str) -> list[str]:
-    return ["influence", *_data_argv(args, mode), "--lam", str(args.lam)]
+    spectrum = getattr(args, "spectrum", None)
+    return ["influence", *_data_argv(args, mode), "--lam", str(args.lam), *_kernel_opts(args),
+            *(["--spectrum", spectrum] if spectrum else [])]
 
 
 # ------------------------------------------------------------------ part: Table 1 / Figure 1
@@ -104,7 +120,7 @@ def _simple(command: str, extra: dict[str, list[str]], **data_kw: Any
             ) -> Callable[[argparse.Namespace, str], list[str]]:
     def argv(args: argparse.Namespace, mode: str) -> list[str]:
         return [command, *_data_argv(args, mode, **data_kw), "--lam", str(args.lam),
-                *extra[mode]]
+                *_kernel_opts(args), *extra[mode]]
 
     return argv
 
@@ -133,7 +149,7 @@ PARTS: list[Part] = [
                               "full": ["--test-index", "0", "1", "2", "3", "--k", "8"]}),
          "For a few test images, the training images with the largest positive influence "
          "(helpful), the most negative (harmful) and the smallest |I| (uninfluential).",
-         generic_report),
+         fig4_report),
     Part("figure5", "Figure 5: complexity of groups sorted by influence", "complexity",
          _simple("complexity", {"quick": [], "full": []}),
          "Training points sorted by influence (summed over the test points) into ten groups, "
@@ -179,7 +195,7 @@ def _args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-test", type=count, default=None,
                    help="test points, overriding the mode's size (quick: "
                         f"{SIZES['quick']['n_test']}, full: {SIZES['full']['n_test']}; default: the mode's)")
-    g.add_argument("--seed", type=int, default=0, help="subsampling seed (default: %(default)s)")
+    g.add_argument("--seed", type=seed, default=0, help="subsampling seed (default: %(default)s)")
     g.add_argument("--center", action="store_true",
                    help="centre inputs on the training mean before unit-normalising")
     mode = p.add_mutually_exclusive_group()
@@ -190,6 +206,14 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(mode="quick")
     p.add_argument("--lam", type=float, default=0.1,
                       help="ridge lambda for the influence parts (default: %(default)s)")
+    p.add_argument("--kernel", default=None, choices=KERNELS,
+                   help="NTK of the influence and analysis parts: paper (eq. 4, first layer "
+                        "trained), paper-nt (the same through Neural Tangents), paper-both (both "
+                        "layers) (default: each part's own, paper)")
+    p.add_argument("--spectrum", default=None,
+                   choices=["auto", "exact", "iterative", "lanczos", "none"],
+                   help="how the kernel part computes lambda_min/lambda_max (see influence "
+                        "--help) (default: its own, auto)")
     p.add_argument("--widths", type=count, nargs="+", metavar="W",
                    help="override the Table 1 widths of the mode (default: quick "
                         f"{TABLE1['quick']['widths']}, full {TABLE1['full']['widths']})")
@@ -237,10 +261,13 @@ def _run(args: argparse.Namespace) -> Path:
     pool = load_dataset(args.data, n_train=None, n_test=None, seed=args.seed)
     args.pool_sizes = (int(pool.x_train.shape[0]), int(pool.x_test.shape[0]))
     args.pool_outputs = 1 if pool.y_train.ndim == 1 else int(pool.y_train.shape[1])
+    _preflight(args, parts, out, available)
     if args.dry_run:
         return _dry_run(args, parts, out, available)
     # the parts check their own folders; a finished part is reused only with the same arguments
+    # and data
     claim_output(args, pool, restart=False)
+    args.data_sha256 = data_hash(pool.x_train, pool.y_train, pool.x_test, pool.y_test)
     status: dict[str, dict[str, Any]] = {}
     t_all = time.perf_counter()
     try:
@@ -270,25 +297,28 @@ def _run_parts(args: argparse.Namespace, parts: list[Part], out: Path, available
             status[part.name] = {"status": "skipped", "reason": msg}
             continue
         argv = _part_argv(part, args, folder)
-        old = load_json(marker) if marker.exists() else {}
-        same = old.get("argv") == argv
+        old = _read_marker(args, marker) if args.resume else {}
+        same = old.get("argv") == argv and old.get("data_sha256") == args.data_sha256
         if args.resume and same and old.get("status") == "done":
             log(args, f"{part.name}: finished earlier; skipping (--resume)")
             status[part.name] = old
             continue
-        # continue an interrupted part only when it ran with the same arguments
+        if args.resume and old.get("argv") == argv and not same:
+            log(args, f"{part.name}: its data changed since it ran; running it again")
+        # continue an interrupted part only when it ran with the same arguments and data
         resume_part = bool(args.resume and same)
-        save_json(marker, {"status": "running", "argv": argv})
+        base = {"argv": argv, "data_sha256": args.data_sha256}
+        save_json(marker, {"status": "running", **base})
         log(args, f"{part.name}: ntk-influence {' '.join(argv)}"
                   + (" --resume" if resume_part else ""))
         t0 = time.perf_counter()
         try:
             _run_part(part, argv, resume_part, args.quiet)
         except KeyboardInterrupt:
-            status[part.name] = {"status": "interrupted", "argv": argv}
+            status[part.name] = {"status": "interrupted", **base}
             raise
         except Exception as e:
-            status[part.name] = {"status": "failed", "argv": argv,
+            status[part.name] = {"status": "failed", **base,
                                  "error": f"{type(e).__name__}: {e}",
                                  "traceback": traceback.format_exc()}
             numerical = isinstance(e, (NumericalError, NotConvergedError))
@@ -297,7 +327,7 @@ def _run_parts(args: argparse.Namespace, parts: list[Part], out: Path, available
             log(args, f"{part.name}: failed ({type(e).__name__}: {e}); going on (--keep-going)")
             continue
         secs = time.perf_counter() - t0
-        status[part.name] = {"status": "done", "argv": argv, "seconds": secs}
+        status[part.name] = {"status": "done", **base, "seconds": secs}
         save_json(marker, status[part.name])
         log(args, f"{part.name}: done in {secs:.1f} s")
 
@@ -321,8 +351,8 @@ def _finish(args: argparse.Namespace, out: Path, status: dict[str, dict[str, Any
     for part in PARTS:  # parts not run this time keep their earlier results in the report
         marker = out / part.name / "part.json"
         if part.name not in status and marker.exists():
-            old = load_json(marker)
-            if old.get("status") == "done":
+            old = _read_marker(args, marker)
+            if old.get("status") == "done" and old.get("data_sha256") == getattr(args, "data_sha256", None):
                 status[part.name] = old
     parts = [p for p in PARTS if p.name in status]
     env = _environment()
@@ -331,6 +361,52 @@ def _finish(args: argparse.Namespace, out: Path, status: dict[str, dict[str, Any
         "settings": settings_of(args), "environment": env, "parts": status,
         "seconds_this_run": seconds})
     write_report(out, args, parts, status, env)
+
+
+def _read_marker(args: argparse.Namespace, marker: Path) -> dict[str, Any]:
+    """A part's ``part.json``; empty (unfinished) when missing or damaged, which is said."""
+    if not marker.exists():
+        return {}
+    try:
+        old = load_json(marker)
+        if not isinstance(old, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        log(args, f"{marker} is damaged ({type(e).__name__}); the part counts as unfinished")
+        return {}
+    return old
+
+
+def _preflight(args: argparse.Namespace, parts: list[Part], out: Path, available: set[str]) -> None:
+    """Check every part as it would check itself before its work, so that a bad value fails now.
+
+    Each part's arguments are parsed by its subcommand, its data is loaded with its sizes (the
+    same messages as the part's own run) and ``--lam`` is checked; a part folder that is a
+    symbolic link is refused. Run before any part and by ``--dry-run``.
+    """
+    # deferred for start-up speed
+    from ..data import load_dataset
+
+    check_lam(args.lam)
+    parser = parser_for(PART_COMMANDS)
+    loaded: set[tuple[Any, ...]] = set()
+    for part in parts:
+        if _skip_reason(part, args, available):
+            continue
+        folder = out / part.name
+        if folder.is_symlink():
+            raise InputError(f"{folder} is a symbolic link; results are written only inside "
+                             "--out: remove the link.")
+        argv = _part_argv(part, args, folder)
+        try:
+            sub = parser.parse_args(argv)
+        except SystemExit as e:
+            raise InputError(f"part {part.name}: '{part.command}' refuses {argv}.") from e
+        key = (sub.data, sub.n_train, sub.n_test, sub.seed, sub.label_noise, sub.center)
+        if key not in loaded:
+            load_dataset(sub.data, n_train=sub.n_train, n_test=sub.n_test, seed=sub.seed,
+                         label_noise=sub.label_noise, center=sub.center)
+            loaded.add(key)
 
 
 def _skip_reason(part: Part, args: argparse.Namespace, available: set[str]) -> str:
@@ -344,19 +420,13 @@ def _skip_reason(part: Part, args: argparse.Namespace, available: set[str]) -> s
 
 
 def _dry_run(args: argparse.Namespace, parts: list[Part], out: Path, available: set[str]) -> Path:
-    """Parse every part's arguments with its subcommand's parser and print the commands."""
-    parser = parser_for(PART_COMMANDS)
+    """Print the command of every part (already checked by :func:`_preflight`)."""
     for part in parts:
         reason = _skip_reason(part, args, available)
         if reason:
             print(f"# {part.name}: skipped ({reason})")
             continue
-        argv = _part_argv(part, args, out / part.name)
-        try:
-            parser.parse_args(argv)
-        except SystemExit as e:
-            raise InputError(f"part {part.name}: '{part.command}' refuses {argv}.") from e
-        print(f"ntk-influence {' '.join(argv)}")
+        print(f"ntk-influence {' '.join(_part_argv(part, args, out / part.name))}")
     return out
 
 

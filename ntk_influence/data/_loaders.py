@@ -12,20 +12,19 @@ unit Euclidean norm (the paper assumes ``||x|| = 1``) and whose labels satisfy `
 
 from __future__ import annotations
 
-import gzip
 import os
 import pickle
 import re
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._validate import as_array, check_classes, check_count
+from .._validate import as_array, check_classes, check_whole
 from ..errors import InputError
-from ._dataset import Dataset, center_and_normalize, encode, flip_labels
+from ._dataset import Dataset, center_and_normalize, check_fraction, encode, flip_labels
+from ._idx import read_idx
 
 
 def _stratified(labels: np.ndarray, n: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -50,35 +49,6 @@ def _select(labels: np.ndarray, n: int | None, rng: np.random.Generator,
     if n is None and keep_order:
         return np.arange(labels.size)
     return _stratified(labels, n, rng)
-
-
-def _read_idx(path: Path, ndim_expected: int | None = None) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError, zlib.error) as e:
-        raise InputError(f"{path} cannot be read ({type(e).__name__}: {e}); expected an IDX file"
-                         f"{', gzip-compressed' if path.suffix == '.gz' else ''}.") from e
-    if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise InputError(f"{path} is not an unsigned-byte IDX file (bad magic number).")
-    ndim = raw[3]
-    if ndim_expected is not None and ndim != ndim_expected:
-        raise InputError(f"{path} holds a {ndim}-dimensional IDX array but a "
-                         f"{'label' if ndim_expected == 1 else 'image'} file "
-                         f"({ndim_expected} dimensions) was expected there.")
-    if len(raw) < 4 + 4 * ndim:
-        raise InputError(f"{path} is truncated inside its IDX header.")
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    want = int(np.prod(dims))
-    if data.size < want:
-        raise InputError(f"{path} is truncated: its header says {dims} ({want} bytes of data), "
-                         f"found {data.size} bytes.")
-    if data.size > want:
-        raise InputError(f"{path} has {data.size - want} trailing bytes after the {want} bytes of "
-                         f"data its header ({dims}) declares; the file is damaged or not IDX.")
-    return data.reshape(dims)
 
 
 def _find(directory: Path, stem: str) -> Path:
@@ -107,10 +77,10 @@ def _check_dir(path: str, what: str) -> Path:
 
 
 def _raw_mnist(directory: Path) -> tuple[np.ndarray, ...]:
-    xtr = _read_idx(_find(directory, "train-images-idx3-ubyte"), 3)
-    ytr = _read_idx(_find(directory, "train-labels-idx1-ubyte"), 1)
-    xte = _read_idx(_find(directory, "t10k-images-idx3-ubyte"), 3)
-    yte = _read_idx(_find(directory, "t10k-labels-idx1-ubyte"), 1)
+    xtr = read_idx(_find(directory, "train-images-idx3-ubyte"), 3)
+    ytr = read_idx(_find(directory, "train-labels-idx1-ubyte"), 1)
+    xte = read_idx(_find(directory, "t10k-images-idx3-ubyte"), 3)
+    yte = read_idx(_find(directory, "t10k-labels-idx1-ubyte"), 1)
     if xtr.shape[0] != ytr.shape[0] or xte.shape[0] != yte.shape[0]:
         raise InputError(f"MNIST files in {directory} disagree on the number of images and labels.")
     return xtr / 255.0, ytr.astype(np.int64), xte / 255.0, yte.astype(np.int64)
@@ -223,6 +193,18 @@ def _raw_digits(seed: int) -> tuple[np.ndarray, ...]:
     return x[train], y[train], x[test], y[test]
 
 
+def _check_numbers(n_train: Any, n_test: Any, seed: Any, label_noise: Any,
+                   center: Any) -> tuple[int | None, int | None, int, float, bool]:
+    """Check the numeric arguments every loader shares, before anything is read."""
+    n_train = check_whole(n_train, "n_train", allow_none=True)
+    n_test = check_whole(n_test, "n_test", allow_none=True)
+    seed = check_whole(seed, "seed", low=0)
+    label_noise = check_fraction(label_noise, "label_noise")
+    if not isinstance(center, (bool, np.bool_)):
+        raise InputError(f"center must be True or False, got {center!r}.")
+    return n_train, n_test, seed, label_noise, bool(center)
+
+
 def load_dataset(spec: str = "digits", *, n_train: int | None = 200, n_test: int | None = 50,
                  seed: int = 0, classes: tuple[int, ...] | str | None = None,
                  label_noise: float = 0.0, center: bool = False) -> Dataset:
@@ -250,7 +232,8 @@ def load_dataset(spec: str = "digits", *, n_train: int | None = 200, n_test: int
     """
     if not isinstance(spec, str) or not spec:
         raise InputError(f"data spec must be a non-empty string, got {spec!r}.")
-    n_train, n_test = check_count(n_train, "n_train"), check_count(n_test, "n_test")
+    n_train, n_test, seed, label_noise, center = _check_numbers(n_train, n_test, seed,
+                                                                label_noise, center)
     kind, _, rest = spec.partition(":")
     cls: tuple[int, ...] | None = None
     if kind in ("mnist", "cifar10", "npz"):
@@ -336,6 +319,21 @@ def _strata(y: np.ndarray) -> np.ndarray:
     return np.sign(y) if y.ndim == 1 else np.argmax(y, axis=1)
 
 
+def _check_image_shape(image_shape: Any, point: tuple[int, ...]) -> tuple[int, ...]:
+    """Check an image shape is whole numbers whose product is the number of values per point."""
+    try:
+        dims = tuple(image_shape)
+    except TypeError as e:
+        raise InputError(f"image_shape must be a tuple of sizes like (28, 28), got "
+                         f"{image_shape!r}.") from e
+    dims = tuple(check_whole(v, "image_shape entries") for v in dims)
+    size = int(np.prod(point))
+    if not dims or int(np.prod(dims)) != size:
+        raise InputError(f"image_shape {dims} holds {int(np.prod(dims))} values but each point has "
+                         f"{size} (point shape {point}); pass a shape with that many values.")
+    return dims
+
+
 def dataset_from_arrays(x_train: Any, y_train: Any, x_test: Any, y_test: Any, *,
                         n_train: int | None = None, n_test: int | None = None, seed: int = 0,
                         classes: tuple[int, ...] | None = None, label_noise: float = 0.0,
@@ -369,14 +367,20 @@ def dataset_from_arrays(x_train: Any, y_train: Any, x_test: Any, y_test: Any, *,
     Returns:
       :class:`Dataset`.
     """
+    n_train, n_test, seed, label_noise, center = _check_numbers(n_train, n_test, seed,
+                                                                label_noise, center)
+    for nm, v in (("name", name), ("source", source)):
+        if not isinstance(v, str):
+            raise InputError(f"{nm} must be a string, got {v!r}.")
     xtr = as_array(x_train, "x_train", (2, 3, 4))
     xte = as_array(x_test, "x_test", (2, 3, 4))
     if xte.shape[1:] != xtr.shape[1:]:
         raise InputError(f"x_test has point shape {xte.shape[1:]} but x_train has {xtr.shape[1:]}.")
-    n_train, n_test = check_count(n_train, "n_train"), check_count(n_test, "n_test")
     classes = None if classes is None else check_classes(classes)
     if image_shape is None and xtr.ndim > 2:
         image_shape = tuple(xtr.shape[1:])
+    elif image_shape is not None:
+        image_shape = _check_image_shape(image_shape, xtr.shape[1:])
     raw_ytr, raw_yte = np.asarray(y_train), np.asarray(y_test)
     for nm, yy, xx in (("y_train", raw_ytr, xtr), ("y_test", raw_yte, xte)):
         if yy.ndim not in (1, 2) or yy.shape[0] != xx.shape[0]:

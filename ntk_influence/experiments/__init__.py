@@ -11,7 +11,7 @@
   :class:`LambdaSweep`, :data:`DEFAULT_LAMS`);
 - ``_label_noise.py``: the share of clean and flipped points among the most influential points
   along training, Figure 7 (:func:`label_noise_experiment`, :func:`noise_shares`,
-  :func:`check_fraction`, :class:`LabelNoiseResult`, :class:`NoiseShares`).
+  :class:`LabelNoiseResult`, :class:`NoiseShares`).
 
 The long drivers (:func:`lambda_sweep`, :func:`label_noise_experiment`) take an optional
 :class:`~ntk_influence.io.ResultStore` so that an interrupted run continues where it stopped.
@@ -29,7 +29,7 @@ from ._density import (
     mixture_experiment,
     point_error_rate,
 )
-from ._label_noise import LabelNoiseResult, NoiseShares, check_fraction, label_noise_experiment, noise_shares
+from ._label_noise import LabelNoiseResult, NoiseShares, label_noise_experiment, noise_shares
 from ._lambda_sweep import DEFAULT_LAMS, LambdaSweep, collect_sweep, lambda_sweep, sweep_point
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
     "MixtureExperiment",
     "NoiseShares",
     "WidthComparison",
-    "check_fraction",
     "collect_sweep",
     "compare_width",
     "density_vs_error",

@@ -1,7 +1,7 @@
 """The label-noise experiment of Figure 7: who is most influential along training, clean or noisy.
 
 Holds :class:`NoiseShares` and :func:`noise_shares` (the share of clean and of flipped points among
-the most influential points, per time), :func:`check_fraction` (a noise fraction in ``[0, 1)``),
+the most influential points, per time),
 :class:`LabelNoiseResult` and the driver :func:`label_noise_experiment`: flip a fraction of the
 training labels, compute the time-``t`` influence of eq. (20) with
 :func:`~ntk_influence.influence.influence_over_time` (exact chunks optionally resumable through a
@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..data import flip_labels
+from ..data import check_fraction, flip_labels
 from ..errors import InputError
 from ..influence import (
     ByKind,
@@ -107,25 +107,6 @@ class LabelNoiseResult:
     lam: float
 
 
-def check_fraction(fraction: Any) -> float:
-    """Check a label-noise fraction lies in ``[0, 1)``.
-
-    Args:
-      fraction: the share of training labels to flip.
-
-    Returns:
-      the fraction as a float.
-    """
-    try:
-        f = float(fraction)
-    except (TypeError, ValueError) as e:
-        raise InputError(f"noise fraction must be a number in [0, 1), got {fraction!r}.") from e
-    if not 0.0 <= f < 1.0:
-        raise InputError(f"noise fraction must be in [0, 1), got {fraction!r}; e.g. 0.4 flips "
-                         "40% of the training labels.")
-    return f
-
-
 def label_noise_experiment(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: float,
                            times: Any, *, fraction: float = 0.4, seed: int = 0,
                            kernel: Kernel | str | Any = "paper", k_train: Any = None,
@@ -166,7 +147,7 @@ def label_noise_experiment(x_train: Any, y_train: Any, x_test: Any, y_test: Any,
     Returns:
       :class:`LabelNoiseResult`.
     """
-    frac = check_fraction(fraction)
+    frac = check_fraction(fraction, "fraction")
     tt = check_times(times)
     y = np.asarray(y_train, float)
     y_noisy, noisy = flip_labels(y, frac, seed)

@@ -28,7 +28,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._validate import as_array, check_features, check_indices, check_labels, check_lam, ensure_unit_norm
+from .._validate import (
+    as_array,
+    check_features,
+    check_indices,
+    check_labels,
+    check_lam,
+    check_whole,
+    ensure_unit_norm,
+)
 from ..data import unit_normalize
 from ..errors import InputError
 from ..kernels import Kernel, kernel_matrix, resolve_kernel
@@ -290,8 +298,8 @@ class InfluenceResult:
         Returns:
           ``(k,)`` training indices, most extreme first.
         """
-        j = _whole_number(test_index, "test_index", 0, self.n_test - 1)
-        k = _whole_number(k, "k", 1, None)
+        j = check_whole(test_index, "test_index", 0, high=self.n_test - 1)
+        k = check_whole(k, "k")
         col = self.influence[:, j]
         order = {"helpful": np.argsort(-col, kind="stable"),
                  "harmful": np.argsort(col, kind="stable"),
@@ -299,16 +307,6 @@ class InfluenceResult:
         if kind not in order:
             raise InputError(f"kind must be 'helpful', 'harmful' or 'uninfluential', got {kind!r}.")
         return order[kind][:k]
-
-
-def _whole_number(value: Any, name: str, lo: int, hi: int | None) -> int:
-    """``value`` as an int in ``[lo, hi]``; floats, bools and strings are refused."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise InputError(f"{name} must be a whole number, got {value!r}.")
-    if value < lo or (hi is not None and value > hi):
-        rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise InputError(f"{name} must be in {rng}, got {value}.")
-    return int(value)
 
 
 def influence_from_factor(factor: KRRFactor, k_test: Any, y_test: Any, *, block_size: int = 4096,
@@ -438,7 +436,7 @@ def prepare_inputs(kernel: Kernel | str | Any, x_train: Any, y_train: Any, x_tes
         xte, rep_te = ensure_unit_norm(xte, "x_test", normalize=normalize)
         norms = {"x_train": rep_tr.describe(), "x_test": rep_te.describe()}
     elif normalize:
-        xtr, xte = unit_normalize(xtr), unit_normalize(xte)
+        xtr, xte = unit_normalize(xtr, "x_train"), unit_normalize(xte, "x_test")
     return k, xtr, ytr, xte, yte, norms
 
 
@@ -482,6 +480,7 @@ def ntk_influence(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: flo
       >>> res.influence.shape  # (n_train, n_test)
     """
     lam = check_lam(lam)
+    block_size = check_whole(block_size, "block_size")
     k, xtr, ytr, xte, yte, norms = prepare_inputs(kernel, x_train, y_train, x_test, y_test,
                                                   normalize=normalize)
     bk = resolve_backend(backend, dtype)
@@ -489,8 +488,8 @@ def ntk_influence(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: flo
                 outputs=ytr.reshape(xtr.shape[0], -1).shape[1],
                 dtype=np.float64 if bk.startswith("float32") else dtype,
                 backend="lapack" if bk == "lapack" else "jax", test_block=block_size)
-    k_train = kernel_matrix(k, xtr, block_size=block_size, dtype=dtype)
-    k_test = kernel_matrix(k, xtr, xte, block_size=block_size, dtype=dtype)
+    k_train = kernel_matrix(k, xtr, block_size=block_size, dtype=dtype, names=("x_train", "x_train"))
+    k_test = kernel_matrix(k, xtr, xte, block_size=block_size, dtype=dtype, names=("x_train", "x_test"))
     res = influence_from_kernels(k_train, k_test, ytr, yte, lam, spectrum=spectrum,
                                  block_size=block_size, dtype=dtype, kernel_name=k.name,
                                  keep_factor=keep_factor, backend=bk, overwrite_k=True,

@@ -417,9 +417,10 @@ def _kernels_for(x_train: Any, x_test: Any, kernel: Kernel | str | Any, normaliz
         return as_array(k_train, "k_train", (2,)), as_array(k_test, "k_test", (2,))
     xtr, xte = check_features(x_train, x_test)
     if normalize:
-        xtr, xte = unit_normalize(xtr), unit_normalize(xte)
+        xtr, xte = unit_normalize(xtr, "x_train"), unit_normalize(xte, "x_test")
     kern = resolve_kernel(kernel)
-    return kernel_matrix(kern, xtr), kernel_matrix(kern, xtr, xte)
+    return (kernel_matrix(kern, xtr, names=("x_train", "x_train")),
+            kernel_matrix(kern, xtr, xte, names=("x_train", "x_test")))
 
 
 def influence_over_time(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: float,

@@ -35,7 +35,7 @@ import numpy as np
 from flax import nnx
 
 from .._precision import precision
-from .._validate import check_labels, check_lam, to_numpy
+from .._validate import check_dtype, check_labels, check_lam, check_whole, to_numpy
 from ..errors import InputError, NumericalError, PrecisionWarning, TheoryAssumptionWarning
 from ..kernels import neural_tangents as nt_import
 from ._exact import InfluenceResult, influence_from_kernels
@@ -202,6 +202,51 @@ def _check_outputs(apply_fn: Any, params: Any, x: np.ndarray, name: str,
                       f"{np.dtype(out.dtype).name} accuracy.", PrecisionWarning, stacklevel=4)
 
 
+#: Points evaluated together and one at a time to check that outputs do not depend on the batch.
+BATCH_PROBE = 4
+
+
+def _check_per_example(apply_fn: Any, params: Any, xs: list[tuple[np.ndarray, str]]) -> None:
+    """Refuse a model whose outputs depend on the batch (batch statistics, means over points).
+
+    The eNTK is built per example (``vmap_axes=0``), so such a model would get a wrong kernel
+    (for ``f(x) = x w - mean_batch(x w)``, an all-zero one). A few points are evaluated as one
+    batch and one at a time, and their outputs compared.
+    """
+    parts, used = [], []
+    for x, nm in xs:
+        take = x[:BATCH_PROBE - sum(len(p) for p in parts)]
+        if len(take):
+            parts.append(take)
+            used.append(nm)
+    probe = np.concatenate(parts)
+    if probe.shape[0] < 2:
+        return
+    names = " and ".join(dict.fromkeys(used))
+    try:
+        together = np.asarray(apply_fn(params, jnp.asarray(probe))).reshape(-1)
+        alone = np.concatenate([np.asarray(apply_fn(params, jnp.asarray(probe[i:i + 1]))).reshape(-1)
+                                for i in range(probe.shape[0])])
+    except Exception as e:  # the user's function: report what failed and how it was called
+        raise InputError(f"apply_fn(params, x) failed on a batch of one point of {names} "
+                         f"({type(e).__name__}: {e}); the eNTK evaluates every point on its own, "
+                         "so the model must accept batches of any size.") from e
+    if together.shape != alone.shape or not (np.all(np.isfinite(together))
+                                             and np.all(np.isfinite(alone))):
+        return  # shapes were checked already; non-finite outputs are reported later
+    rtol = 1e-6 if together.dtype == np.float64 else 1e-2
+    scale = max(float(np.abs(together).max()), float(np.abs(alone).max()), 1e-30)
+    diff = float(np.abs(together - alone).max())
+    if diff > rtol * scale:
+        raise InputError(
+            f"apply_fn's outputs depend on the batch: {probe.shape[0]} points of {names} "
+            f"evaluated together and one at a time give outputs that differ by up to {diff:.3g} "
+            f"(outputs up to {scale:.3g}). The eNTK takes each point's output as a function of "
+            "that point alone, so such a model would get a wrong kernel. Remove batch statistics "
+            "(batch normalisation in training mode, means over the batch) or evaluate them in "
+            "inference mode (e.g. use_running_average=True).")
+
+
 def _setup(apply_fn: Any, params: Any, xs: list[tuple[np.ndarray, str]], implementation: str,
            block_size: int | None, dtype: np.dtype, cache: bool = True) -> _Model:
     """Check the model on every input set and settle the block size."""
@@ -209,16 +254,12 @@ def _setup(apply_fn: Any, params: Any, xs: list[tuple[np.ndarray, str]], impleme
     if impl not in IMPLEMENTATIONS:
         raise InputError(f"implementation must be 'auto' or 'jacobian', got "
                          f"{implementation!r}.")
+    block_size = check_whole(block_size, "block_size", allow_none=True)
     p, size = _float_params(params, "params", dtype)
     for x, name in xs:
         _check_outputs(apply_fn, p, x, name, dtype)
-    if block_size is None:
-        bs = max(1, BLOCK_BYTES // (size * dtype.itemsize))
-    elif isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) \
-            or block_size < 1:
-        raise InputError(f"block_size must be a whole number >= 1 (or None), got {block_size!r}.")
-    else:
-        bs = int(block_size)
+    _check_per_example(apply_fn, p, xs)
+    bs = max(1, BLOCK_BYTES // (size * dtype.itemsize)) if block_size is None else block_size
     bs = min(bs, max(x.shape[0] for x, _ in xs))
     return _Model(_compiled(apply_fn, impl, cache), p, size, dtype, impl, bs)
 
@@ -311,7 +352,7 @@ def model_entk(apply_fn: Any, params: Any, x1: Any, x2: Any | None = None, *,
     Returns:
       ``(n1, n2)`` host array of ``dtype``.
     """
-    dt = np.dtype(dtype)
+    dt = check_dtype(dtype)
     with precision(dt):
         fn, p, _ = _resolve_model(apply_fn, params, None)
         a = _as_inputs(x1, "x1", dt)
@@ -391,7 +432,7 @@ def entk_influence(apply_fn: Any, params: Any, x_train: Any, y_train: Any, x_tes
     if f0 == "ignore" and params0 is not None:
         raise InputError("params0 sets the centre whose outputs are subtracted; with "
                          "f0='ignore' nothing is subtracted. Drop params0 or use f0='subtract'.")
-    dt = np.dtype(dtype)
+    dt = check_dtype(dtype)
     with precision(dt):
         fn, p, p0 = _resolve_model(apply_fn, params, params0)
         xtr = _as_inputs(x_train, "x_train", dt)

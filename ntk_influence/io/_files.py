@@ -2,28 +2,41 @@
 
 This module holds :func:`atomic_write_bytes` (temporary file, then rename) and the formats built
 on it (:func:`save_json`/:func:`load_json` with :func:`jsonable`, :func:`save_npz`/
-:func:`load_npz`), :func:`data_hash` and :func:`settings_differences` (the identity of a run's
-data and settings), :class:`ResultStore` (one file per finished item, for resumable sweeps) and
-:func:`progress` (a progress bar on stderr).
+:func:`load_npz`), :func:`remove_partial_files` (the temporary files of a killed writer; only
+names :func:`atomic_write_bytes` makes are touched), :func:`data_hash` and
+:func:`settings_differences` (the identity of a run's data and settings), :class:`ResultStore`
+(one file per finished item, for resumable sweeps; a damaged item or ``meta.json`` is computed
+again with a warning) and :func:`progress` (a progress bar on stderr).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
+import re
+import stat
 import sys
 import tempfile
+import warnings
+import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, ResumeWarning
 
 T = TypeVar("T")
+
+
+TEMP_MARK = ".ntk-partial-"
+"""Part of every temporary file name :func:`atomic_write_bytes` makes: ``.NAME.ntk-partial-XXXXXXXX.tmp``."""
+_TEMP_NAME = re.compile(r"^\..+" + re.escape(TEMP_MARK) + r"[a-z0-9_]{8}\.tmp$")
+_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR)
 
 
 def _umask() -> int:
@@ -41,10 +54,18 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
     Returns:
       The destination path.
+
+    Raises:
+      InputError: ``path`` or its folder cannot be written (permissions, a read-only file
+        system, a folder in the way); the message names the file.
     """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}{TEMP_MARK}", suffix=".tmp", dir=p.parent)
+    except OSError as e:
+        _raise_unwritable(p, e)
+        raise
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
@@ -52,11 +73,55 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if os.path.lexists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            _raise_unwritable(p, e)
         raise
     return p
+
+
+def _raise_unwritable(p: Path, e: OSError) -> None:
+    """Turn a permission-like OSError on writing ``p`` into an InputError naming the file."""
+    if e.errno in _UNWRITABLE:
+        raise InputError(f"cannot write {p} ({e.strerror}); make it (and its folder) writable, "
+                         "or use another output folder.") from e
+
+
+def is_partial_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is named like a temporary file of :func:`atomic_write_bytes`.
+
+    Args:
+      path: a file path (only its name is read).
+
+    Returns:
+      True for ``.NAME.ntk-partial-XXXXXXXX.tmp``.
+    """
+    return bool(_TEMP_NAME.match(Path(path).name))
+
+
+def remove_partial_files(folder: str | os.PathLike[str]) -> int:
+    """Delete the temporary files a killed :func:`atomic_write_bytes` left under ``folder``.
+
+    Only regular files named as :func:`is_partial_file` says are removed; symbolic links are
+    neither followed nor removed, so nothing outside ``folder`` is touched. Call it only while
+    no writer uses ``folder``: a running writer's files look the same.
+
+    Args:
+      folder: the folder (searched recursively).
+
+    Returns:
+      How many files were removed.
+    """
+    n = 0
+    for top, _dirs, files in os.walk(folder, followlinks=False):
+        for name in files:
+            f = os.path.join(top, name)
+            if _TEMP_NAME.match(name) and stat.S_ISREG(os.lstat(f).st_mode):
+                os.unlink(f)
+                n += 1
+    return n
 
 
 def jsonable(x: Any) -> Any:
@@ -209,7 +274,11 @@ class ResultStore:
 
     A sweep asks :meth:`done` before each item and calls :meth:`save` after it; an interrupted
     sweep run again with the same folder skips what is finished. A ``meta.json`` records the
-    settings, and a store opened with different settings refuses to mix results.
+    settings, and a store opened with different settings refuses to mix results. A damaged
+    ``meta.json`` (or none beside existing items) starts the store afresh, and a damaged item
+    (a truncated or unreadable file) counts as not finished; both say so with a
+    :class:`ResumeWarning`. The folder must not be a symbolic link: items are written only where
+    the caller asked.
     """
 
     def __init__(self, root: str | os.PathLike[str], meta: dict[str, Any] | None = None,
@@ -217,17 +286,34 @@ class ResultStore:
         """Open (or create) the store.
 
         Args:
-          root: the folder.
+          root: the folder (not a symbolic link).
           meta: settings that must match for results to be reused.
           resume: reuse finished items; False clears the folder's items first.
+
+        Raises:
+          InputError: ``root`` is a symbolic link or not a folder, or holds results of other
+            settings (under ``resume``).
         """
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.root.is_symlink():
+            raise InputError(f"{self.root} is a symbolic link (to {os.readlink(self.root)}); "
+                             "results are written only into a real folder: remove the link.")
+        if self.root.exists() and not self.root.is_dir():
+            raise InputError(f"{self.root} is a file, not a folder; remove it or use another "
+                             "folder.")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"{self.root} cannot be created ({e.strerror}).") from e
+        self._checked: set[str] = set()
+        self._last: tuple[str, dict[str, np.ndarray]] | None = None  # read by done(), for load()
         meta_path = self.root / "meta.json"
         meta = jsonable(meta or {})
-        if meta_path.exists() and resume:
-            old = load_json(meta_path)
-            if old != meta:
+        if resume:
+            old = self._read_meta(meta_path)
+            if old is None:
+                resume = False
+            elif old != meta:
                 raise InputError(
                     f"{self.root} holds results of other settings "
                     f"({settings_differences(old, meta)}); use another folder, or start over "
@@ -237,19 +323,57 @@ class ResultStore:
                 f.unlink()
         save_json(meta_path, meta)
 
+    def _read_meta(self, meta_path: Path) -> Any:
+        """The stored settings; None (with a warning when items exist) if they cannot be used."""
+        items = any(self.root.glob("item_*.npz"))
+        if meta_path.is_symlink() or (meta_path.exists() and not meta_path.is_file()):
+            why = "is not a regular file"
+        elif not meta_path.exists():
+            why = "is missing"
+        else:
+            try:
+                return load_json(meta_path)
+            except (OSError, ValueError) as e:
+                why = f"is damaged ({type(e).__name__})"
+        if items:
+            warnings.warn(f"{meta_path} {why}: the finished items beside it cannot be checked; "
+                          "computing them again", ResumeWarning, stacklevel=3)
+        return None
+
     def _path(self, key: str | int) -> Path:
         return self.root / f"item_{key}.npz"
 
     def done(self, key: str | int) -> bool:
-        """Whether item ``key`` is finished.
+        """Whether item ``key`` is finished (saved and readable).
+
+        A damaged item file (truncated, unreadable, or a symbolic link) is removed with a
+        :class:`ResumeWarning` and counts as not finished.
 
         Args:
           key: the item.
 
         Returns:
-          True if it was saved.
+          True if it was saved and reads back whole.
         """
-        return self._path(key).exists()
+        p = self._path(key)
+        if not os.path.lexists(p):
+            return False
+        if str(key) in self._checked:
+            return True
+        why = ""
+        if not p.is_file() or p.is_symlink():
+            why = "is not a regular file"
+        else:
+            try:
+                self._last = (str(key), load_npz(p))
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+                why = f"is damaged ({type(e).__name__})"
+        if why:
+            warnings.warn(f"{p} {why}; computing it again", ResumeWarning, stacklevel=2)
+            p.unlink()
+            return False
+        self._checked.add(str(key))
+        return True
 
     def save(self, key: str | int, **arrays: Any) -> None:
         """Save item ``key`` atomically.
@@ -259,6 +383,9 @@ class ResultStore:
           **arrays: its arrays.
         """
         save_npz(self._path(key), **arrays)
+        self._checked.add(str(key))
+        if self._last is not None and self._last[0] == str(key):
+            self._last = None
 
     def load(self, key: str | int) -> dict[str, np.ndarray]:
         """Load item ``key``.
@@ -268,8 +395,19 @@ class ResultStore:
 
         Returns:
           Its arrays.
+
+        Raises:
+          InputError: the item is damaged (run again: :meth:`done` then computes it afresh).
         """
-        return load_npz(self._path(key))
+        p = self._path(key)
+        if self._last is not None and self._last[0] == str(key):
+            got, self._last = self._last[1], None
+            return got
+        try:
+            return load_npz(p)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise InputError(f"{p} is damaged or missing ({type(e).__name__}); run again to "
+                             "compute it afresh.") from e
 
     def keys(self) -> list[str]:
         """Keys of the finished items.

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._precision import precision
-from .._validate import as_array, ensure_unit_norm
+from .._validate import as_array, check_dtype, check_positive, check_whole, ensure_unit_norm
 from ..errors import InputError
 from . import _nt
 
@@ -165,6 +165,8 @@ def paper_stax(d: int, width: int = 1, kappa: float = 1.0) -> tuple[Any, Any, An
     Returns:
       ``(init_fn, apply_fn, kernel_fn)`` from ``neural_tangents.stax.serial``.
     """
+    d, width = check_whole(d, "d"), check_whole(width, "width")
+    kappa = check_positive(kappa, "kappa")
     stax = _nt.stax()
     return stax.serial(
         stax.Dense(width, W_std=kappa * math.sqrt(d), b_std=None),
@@ -173,7 +175,6 @@ def paper_stax(d: int, width: int = 1, kappa: float = 1.0) -> tuple[Any, Any, An
     )
 
 
-@functools.lru_cache(maxsize=32)
 def paper_kernel(trained: Literal["first", "both"] = "first", kappa: float = 1.0,
                  implementation: Literal["closed_form", "nt"] | None = None) -> Kernel:
     """The infinite-width NTK of the paper's two-layer ReLU net (eq. 4).
@@ -194,19 +195,24 @@ def paper_kernel(trained: Literal["first", "both"] = "first", kappa: float = 1.0
     Returns:
       A :class:`Kernel` that assumes unit-norm inputs.
     """
-    if trained not in ("first", "both"):
+    if not isinstance(trained, str) or trained not in ("first", "both"):
         raise InputError(f"trained must be 'first' or 'both', got {trained!r}.")
-    if not kappa > 0:
-        raise InputError(f"kappa must be > 0, got {kappa!r}.")
+    kappa_f = check_positive(kappa, "kappa", " The paper uses kappa=1.")
     if implementation is None:
         implementation = "closed_form" if trained == "first" else "nt"
+    if not isinstance(implementation, str) or implementation not in ("closed_form", "nt"):
+        raise InputError(f"implementation must be 'closed_form' or 'nt', got {implementation!r}.")
+    if implementation == "closed_form" and trained != "first":
+        raise InputError("the closed form covers trained='first' only; use implementation='nt'.")
+    return _paper_kernel(trained, kappa_f, implementation)
+
+
+@functools.lru_cache(maxsize=32)
+def _paper_kernel(trained: str, kappa: float, implementation: str) -> Kernel:
+    """:func:`paper_kernel` for checked arguments, one :class:`Kernel` (and jit) per setting."""
     if implementation == "closed_form":
-        if trained != "first":
-            raise InputError("the closed form covers trained='first' only; use implementation='nt'.")
         return Kernel(closed_form_paper_kernel, "paper eq.(4) closed form", unit_norm=True,
                       host_fn=closed_form_paper_kernel_host)
-    if implementation != "nt":
-        raise InputError(f"implementation must be 'closed_form' or 'nt', got {implementation!r}.")
 
     def fn(x1: jax.Array, x2: jax.Array) -> jax.Array:
         kernel_fn = paper_stax(x1.shape[1], kappa=kappa)[2]
@@ -214,7 +220,7 @@ def paper_kernel(trained: Literal["first", "both"] = "first", kappa: float = 1.0
         return ntk - nngp if trained == "first" else ntk
 
     name = "paper eq.(4) via NT (first layer)" if trained == "first" else (
-        f"paper net via NT (both layers, kappa={kappa})")
+        f"paper net via NT (both layers, kappa={kappa:g})")
     return Kernel(fn, name, unit_norm=True)
 
 
@@ -273,7 +279,8 @@ def resolve_kernel(kernel: Kernel | str | Callable[..., Any]) -> Kernel:
 
 
 def kernel_matrix(kernel: Kernel | str | Callable[..., Any], x1: Any, x2: Any | None = None, *,
-                  block_size: int = 2048, dtype: Any = np.float64) -> np.ndarray:
+                  block_size: int = 2048, dtype: Any = np.float64,
+                  names: tuple[str, str] = ("x1", "x2")) -> np.ndarray:
     """Evaluate a kernel matrix in jit-compiled row blocks.
 
     Memory is ``O(n1 * n2 + block_size * n2)``; every block but the last has the same shape, and
@@ -287,27 +294,32 @@ def kernel_matrix(kernel: Kernel | str | Callable[..., Any], x1: Any, x2: Any | 
       x2: ``(n2, ...)`` inputs; ``None`` means ``x1``.
       block_size: rows of ``x1`` per block.
       dtype: float64 (default) or float32.
+      names: what ``x1`` and ``x2`` are called in messages (a caller passes its own argument
+        names, e.g. ``("x_train", "x_test")``).
 
     Returns:
       ``(n1, n2)`` host array of ``dtype``.
     """
+    n1_name, n2_name = names
+    dt = check_dtype(dtype)
+    block_size = check_whole(block_size, "block_size")
     k = resolve_kernel(kernel)
-    a = as_array(x1, "x1", (2, 3, 4))
-    b = a if x2 is None else as_array(x2, "x2", (2, 3, 4))
-    if int(block_size) < 1:
-        raise InputError(f"block_size must be >= 1, got {block_size}.")
+    a = as_array(x1, n1_name, (2, 3, 4))
+    b = a if x2 is None else as_array(x2, n2_name, (2, 3, 4))
     if k.flatten:
         a = a.reshape(a.shape[0], -1)
         b = b.reshape(b.shape[0], -1)
     if a.shape[1:] != b.shape[1:]:
-        raise InputError(f"x1 points have shape {a.shape[1:]} but x2 points {b.shape[1:]}.")
+        raise InputError(f"{n1_name} points have shape {a.shape[1:]} but {n2_name} points "
+                         f"{b.shape[1:]}; both must describe points of the same shape.")
     if k.unit_norm:
-        a = ensure_unit_norm(a, "x1")[0]
-        b = a if x2 is None else ensure_unit_norm(b, "x2")[0]
+        fix = ("scale every point to unit norm first with ni.unit_normalize (the influence "
+               "functions do it when passed normalize=True)")
+        a = ensure_unit_norm(a, n1_name, fix=fix)[0]
+        b = a if x2 is None else ensure_unit_norm(b, n2_name, fix=fix)[0]
     n1 = a.shape[0]
-    bs = min(int(block_size), n1)
+    bs = min(block_size, n1)
     if k.host_fn is not None and jax.default_backend() == "cpu":
-        dt = np.dtype(dtype)
         out = np.empty((n1, b.shape[0]), dtype=dt)
         for start in range(0, n1, bs):
             out[start:start + bs] = k.host_fn(a[start:start + bs], b)

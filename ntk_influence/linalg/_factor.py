@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._precision import precision
-from .._validate import as_array, check_indices, check_lam
+from .._validate import as_array, check_dtype, check_indices, check_lam, check_whole
 from ..errors import InputError, PrecisionWarning, SingularKernelError
 from ._backends import (
     WARN_RTOL,
@@ -355,9 +355,9 @@ def factorize(k_train: Any, y_train: Any, lam: float, *, backend: Backend = "aut
       A :class:`KRRFactor`.
     """
     lam = check_lam(lam)
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise InputError(f"dtype must be float32 or float64, got {dt}.")
+    dt = check_dtype(dtype)
+    inv_block = check_whole(inv_block, "inv_block")
+    max_refine_steps = check_whole(max_refine_steps, "max_refine_steps", low=0)
     bk = resolve_backend(backend, dt)
     on_device = isinstance(k_train, jax.Array) and bk == "jax"
     k = k_train if on_device else as_array(k_train, "k_train", (2,))

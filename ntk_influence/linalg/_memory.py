@@ -33,6 +33,7 @@ from typing import Any, Literal
 import jax
 import numpy as np
 
+from .._validate import check_dtype, check_whole
 from ..errors import InputError, MemoryPlanError
 
 GB = 1e9
@@ -128,7 +129,19 @@ class MemoryPlan:
         return "\n".join(lines)
 
 
-def memory_plan(n: int, n_test: int, d: int, *, outputs: int = 1, dtype: Any = np.float64,
+def _bytes(v: Any, name: str) -> int | None:
+    """A memory size in bytes: None (probe it), or a finite number > 0 such as ``80e9``."""
+    if v is None:
+        return None
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise InputError(f"{name} must be a number of bytes (e.g. 80e9) or None, got {v!r}.")
+    if not (np.isfinite(v) and v >= 1):
+        raise InputError(f"{name} must be a finite number of bytes >= 1 (e.g. 80e9), got {v!r}.")
+    return int(v)
+
+
+def memory_plan(n: int, n_test: int | None = None, d: int | None = None, *, outputs: int = 1,
+                dtype: Any = np.float64,
                 n_devices: int = 1, test_block: int | None = None,
                 backend: Literal["auto", "lapack", "jax"] = "auto",
                 device_memory: int | None = None, host_memory: int | None = None,
@@ -141,8 +154,8 @@ def memory_plan(n: int, n_test: int, d: int, *, outputs: int = 1, dtype: Any = n
 
     Args:
       n: training points.
-      n_test: test points.
-      d: input dimension (flattened).
+      n_test: test points (required; None raises with an example).
+      d: input dimension (flattened; required).
       outputs: label columns.
       dtype: float64 or float32.
       n_devices: devices of the mesh.
@@ -157,12 +170,22 @@ def memory_plan(n: int, n_test: int, d: int, *, outputs: int = 1, dtype: Any = n
     Returns:
       :class:`MemoryPlan`.
     """
-    for name, v in (("n", n), ("n_test", n_test), ("d", d), ("n_devices", n_devices)):
-        if int(v) < 1:
-            raise InputError(f"{name} must be >= 1, got {v}.")
-    n, n_test, d, n_devices = int(n), int(n_test), int(d), int(n_devices)
-    s = np.dtype(dtype).itemsize
-    if backend not in ("auto", "lapack", "jax"):
+    n = check_whole(n, "n")
+    if n_test is None or d is None:
+        raise InputError("memory_plan needs n (training points), n_test (test points) and d "
+                         "(input dimension), e.g. memory_plan(60000, 10000, 784).")
+    n_test, d = check_whole(n_test, "n_test"), check_whole(d, "d")
+    outputs, n_devices = check_whole(outputs, "outputs"), check_whole(n_devices, "n_devices")
+    test_block = check_whole(test_block, "test_block", allow_none=True)
+    kernel_block = check_whole(kernel_block, "kernel_block")
+    device_memory, host_memory = _bytes(device_memory, "device_memory"), _bytes(host_memory,
+                                                                                "host_memory")
+    dtype = check_dtype(dtype)
+    for name, flag in (("keep_alpha", keep_alpha), ("check", check)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise InputError(f"{name} must be True or False, got {flag!r}.")
+    s = dtype.itemsize
+    if not isinstance(backend, str) or backend not in ("auto", "lapack", "jax"):
         raise InputError(f"backend must be 'auto', 'lapack' or 'jax', got {backend!r}.")
     eng = backend if backend != "auto" else ("lapack" if jax.default_backend() == "cpu" else "jax")
     host = int(host_memory if host_memory is not None else host_memory_bytes())
@@ -180,7 +203,6 @@ def memory_plan(n: int, n_test: int, d: int, *, outputs: int = 1, dtype: Any = n
         room = dev - inputs - nn if dev is not None else 4096 * per_test
     if test_block is None:
         test_block = int(max(1, min(4096, -(-n_test // n_devices), room // per_test)))
-    test_block = int(max(1, test_block))
     stages: dict[str, int] = {"K (n x n)": nn, "inputs": inputs,
                               "test block (per device)": per_test * test_block,
                               "results on host": results}

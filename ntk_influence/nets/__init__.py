@@ -6,9 +6,11 @@
   parameter vector that owns its compiled programs.
 - :mod:`._two_layer`: the paper's two-layer ReLU net of eq. (1) (:class:`TwoLayerReLU`,
   :func:`two_layer_net`, :func:`initial_output`) with its structured step and closed forms.
-- :mod:`._deep`: deep ReLU MLPs and conv nets (:class:`DeepReLU`) with layer-tap eNTK and step.
+- :mod:`._deep`: deep MLPs and conv nets (:class:`DeepReLU`) with layer-tap eNTK and step.
+- :mod:`._activations`: their activations (ReLU, erf, GELU), closed-form derivatives and NT layers.
 - :mod:`._architecture`: the builders :func:`mlp`, :func:`cnn` and the families
-  (:class:`Architecture`, :func:`architecture`) that ``--arch`` names.
+  (:class:`Architecture`, :func:`architecture`) that ``--arch`` names (``mlp:L[:ACT]``, ...).
+- :mod:`._budget`: the parameter-memory check every net builder runs before allocating.
 - :mod:`._empirical`: the empirical NTK (:func:`entk`, :func:`entk_jacobian`,
   :func:`entk_structured`, :func:`entk_two_layer`, :func:`relative_frobenius_error`).
 - :mod:`._grams`: the traceable eNTK :func:`ntk_gram` and the pattern Gram of eq. (1).

@@ -1,10 +1,11 @@
 """Architecture builders and families: :func:`mlp`, :func:`cnn` and what ``--arch`` names.
 
-:func:`mlp` and :func:`cnn` build a :class:`~ntk_influence.nets.DeepReLU` (the deep ReLU nets of
-:mod:`ntk_influence.nets._deep`, NTK parameterisation, every layer trained).
+:func:`mlp` and :func:`cnn` build a :class:`~ntk_influence.nets.DeepReLU` (the deep nets of
+:mod:`ntk_influence.nets._deep`, NTK parameterisation, every layer trained; ReLU, erf or GELU).
 :func:`architecture` parses ``"two-layer"`` (the net of eq. (1) with the kernel of eq. (4)),
-``"mlp:L"`` or ``"cnn:L"`` into an :class:`Architecture`: a family of nets over widths together
-with its infinite-width NTK, and the reshaping of flat rows into images for conv nets.
+``"mlp:L"``, ``"cnn:L"``, ``"mlp:L:ACT"`` or ``"cnn:L:ACT"`` into an :class:`Architecture`: a
+family of nets over widths together with its infinite-width NTK, and the reshaping of flat rows
+into images for conv nets. ``mlp:L`` is ``mlp:L:relu`` (the same nets, weights and names).
 """
 
 from __future__ import annotations
@@ -18,27 +19,35 @@ import numpy as np
 from .._validate import check_positive, check_whole
 from ..errors import InputError
 from ..kernels import paper_kernel
+from ._activations import activation as check_activation
 from ._deep import SQRT2, Conv, DeepReLU, Dense, limit_kernel
 from ._functional import FunctionalNet, functional
 from ._two_layer import two_layer_net
 
 
-def mlp(d: int, width: int, depth: int = 3, *, W_std: float = SQRT2, W_std_out: float = 1.0,
-        b_std: float | None = None, seed: int = 0, param_dtype: Any = np.float64) -> DeepReLU:
-    """``mlp:L``: ``depth`` dense ReLU layers of ``width`` units and a dense readout.
+def _arch_name(family: str, depth: int, act: str) -> str:
+    """``"mlp:L"`` for ReLU (the name of recorded runs), ``"mlp:L:ACT"`` otherwise."""
+    return f"{family}:{depth}" if act == "relu" else f"{family}:{depth}:{act}"
 
-    The finite version of ``stax.serial([Dense(width, W_std, b_std), Relu] * depth,
-    Dense(1, W_std_out, b_std))``.
+
+def mlp(d: int, width: int, depth: int = 3, *, W_std: float = SQRT2, W_std_out: float = 1.0,
+        b_std: float | None = None, seed: int = 0, param_dtype: Any = np.float64,
+        activation: str = "relu") -> DeepReLU:
+    """``mlp:L[:ACT]``: ``depth`` dense layers of ``width`` units with activation, then a readout.
+
+    The finite version of ``stax.serial([Dense(width, W_std, b_std), Act] * depth,
+    Dense(1, W_std_out, b_std))`` with ``Act`` NT's ``Relu()``, ``Erf()`` or ``Gelu()``.
 
     Args:
       d: input dimension.
       width: hidden units.
-      depth: hidden ReLU layers ``L >= 1``.
+      depth: hidden layers ``L >= 1``.
       W_std: hidden-layer weight scale.
       W_std_out: readout weight scale.
       b_std: bias scale (``None``: no biases).
       seed: PRNG seed.
       param_dtype: float64 (default) or float32.
+      activation: ``"relu"`` (default), ``"erf"`` or ``"gelu"`` (exact, ``z Phi(z)``).
 
     Returns:
       :class:`DeepReLU` on ``(n, d)`` inputs.
@@ -46,19 +55,21 @@ def mlp(d: int, width: int, depth: int = 3, *, W_std: float = SQRT2, W_std_out: 
     d, m, depth = check_whole(d, "d"), check_whole(width, "width"), check_whole(depth, "depth")
     ws, wo = check_positive(W_std, "W_std"), check_positive(W_std_out, "W_std_out")
     bs = check_positive(b_std, "b_std", allow_none=True)
+    act = check_activation(activation).name
     dims = [d] + [m] * depth
-    layers = tuple(Dense(dims[i], m, ws, bs, True) for i in range(depth))
-    return DeepReLU((d,), (*layers, Dense(m, 1, wo, bs, False)), width=m, arch=f"mlp:{depth}",
-                    seed=seed, param_dtype=param_dtype)
+    layers = tuple(Dense(dims[i], m, ws, bs, act) for i in range(depth))
+    return DeepReLU((d,), (*layers, Dense(m, 1, wo, bs, None)), width=m,
+                    arch=_arch_name("mlp", depth, act), seed=seed, param_dtype=param_dtype)
 
 
 def cnn(input_shape: tuple[int, int, int], width: int, depth: int = 2, *,
         W_std: float = SQRT2, W_std_out: float = 1.0, b_std: float | None = None, seed: int = 0,
-        param_dtype: Any = np.float64) -> DeepReLU:
-    """``cnn:L``: ``depth`` 3x3 SAME conv + ReLU layers of ``width`` channels, GAP, readout.
+        param_dtype: Any = np.float64, activation: str = "relu") -> DeepReLU:
+    """``cnn:L[:ACT]``: ``depth`` 3x3 SAME conv layers of ``width`` channels, GAP, readout.
 
     The finite version of ``stax.serial([Conv(width, (3, 3), padding="SAME", W_std, b_std),
-    Relu] * depth, GlobalAvgPool(), Dense(1, W_std_out, b_std))``.
+    Act] * depth, GlobalAvgPool(), Dense(1, W_std_out, b_std))`` with ``Act`` NT's ``Relu()``,
+    ``Erf()`` or ``Gelu()``.
 
     Args:
       input_shape: ``(H, W, C)`` of one image (digits: ``(8, 8, 1)``).
@@ -69,6 +80,7 @@ def cnn(input_shape: tuple[int, int, int], width: int, depth: int = 2, *,
       b_std: bias scale (``None``: no biases).
       seed: PRNG seed.
       param_dtype: float64 (default) or float32.
+      activation: ``"relu"`` (default), ``"erf"`` or ``"gelu"`` (exact, ``z Phi(z)``).
 
     Returns:
       :class:`DeepReLU` on ``(n, H, W, C)`` inputs.
@@ -80,10 +92,11 @@ def cnn(input_shape: tuple[int, int, int], width: int, depth: int = 2, *,
     c, depth = check_whole(width, "width"), check_whole(depth, "depth")
     ws, wo = check_positive(W_std, "W_std"), check_positive(W_std_out, "W_std_out")
     bs = check_positive(b_std, "b_std", allow_none=True)
+    act = check_activation(activation).name
     chans = [shape[-1]] + [c] * depth
-    layers = tuple(Conv(chans[i], c, ws, bs) for i in range(depth))
-    return DeepReLU(shape, (*layers, Dense(c, 1, wo, bs, False, pool=True)), width=c,
-                    arch=f"cnn:{depth}", seed=seed, param_dtype=param_dtype)
+    layers = tuple(Conv(chans[i], c, ws, bs, act) for i in range(depth))
+    return DeepReLU(shape, (*layers, Dense(c, 1, wo, bs, None, pool=True)), width=c,
+                    arch=_arch_name("cnn", depth, act), seed=seed, param_dtype=param_dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +104,7 @@ class Architecture:
     """A family of nets over widths, with its infinite-width NTK: what ``--arch`` names.
 
     Attributes:
-      name: ``"two-layer"``, ``"mlp:L"`` or ``"cnn:L"``.
+      name: ``"two-layer"``, ``"mlp:L"`` or ``"cnn:L"`` (ReLU), ``"mlp:L:ACT"``, ``"cnn:L:ACT"``.
       build: ``(input_shape, width, seed, dtype) -> FunctionalNet``.
       kernel: ``() -> Kernel``, the analytic NTK of the family (width-independent).
       image: whether inputs are images ``(n, H, W, C)`` (flat rows are reshaped).
@@ -133,23 +146,31 @@ class Architecture:
 
         Args:
           x: prepared inputs (their per-example shape is the net's input shape).
-          width: hidden units (MLP, two-layer) or channels (CNN).
-          seed: initialisation seed.
+          width: hidden units (MLP, two-layer) or channels (CNN), a whole number ``>= 1``.
+          seed: initialisation seed, a whole number ``>= 0``.
           dtype: parameter dtype.
 
         Returns:
           :class:`~ntk_influence.nets.FunctionalNet`.
+
+        Raises:
+          InputError: a width or seed that is not a whole number (``2.5`` is refused, not
+            truncated).
+          MemoryPlanError: the net's parameters do not fit the available memory.
         """
-        return self.build(tuple(np.shape(x)[1:]), int(width), int(seed), dtype)
+        width, seed = check_whole(width, "width"), check_whole(seed, "seed", low=0)
+        return self.build(tuple(np.shape(x)[1:]), width, seed, dtype)
 
 
 def architecture(spec: str | Architecture = "two-layer", *, kappa: float = 1.0,
                  symmetric: bool = True, image_shape: tuple[int, int, int] | None = None
                  ) -> Architecture:
-    """Parse ``"two-layer"``, ``"mlp:L"`` or ``"cnn:L"`` into an :class:`Architecture`.
+    """Parse ``"two-layer"``, ``"mlp:L[:ACT]"`` or ``"cnn:L[:ACT]"`` into an :class:`Architecture`.
 
     ``two-layer`` is the paper's net of eq. (1) (first layer trained) with the kernel of eq. (4);
-    ``mlp:L`` and ``cnn:L`` are :func:`mlp` and :func:`cnn` with NT's NTK.
+    ``mlp:L:ACT`` and ``cnn:L:ACT`` are :func:`mlp` and :func:`cnn` with activation ``ACT``
+    (``relu``, the default when omitted, ``erf`` or ``gelu``) and NT's NTK of the same stack.
+    ``mlp:L:relu`` is ``mlp:L`` (same name, same nets).
 
     Args:
       spec: the architecture.
@@ -170,19 +191,24 @@ def architecture(spec: str | Architecture = "two-layer", *, kappa: float = 1.0,
                                                      symmetric=symmetric, seed=seed,
                                                      param_dtype=dt),
             lambda: paper_kernel("first", implementation="closed_form"))
-    family, _, depth_text = text.partition(":")
-    if family not in ("mlp", "cnn") or not depth_text.isdigit() or int(depth_text) < 1:
+    parts = text.split(":")
+    family, depth_text = parts[0], parts[1] if len(parts) > 1 else ""
+    if (len(parts) not in (2, 3) or family not in ("mlp", "cnn") or not depth_text.isdigit()
+            or int(depth_text) < 1):
         raise InputError(f"unknown architecture {spec!r}; use 'two-layer', 'mlp:L' or 'cnn:L' "
-                         "with L >= 1 hidden layers (e.g. mlp:3, cnn:2).")
-    depth = int(depth_text)
+                         "with L >= 1 hidden layers (e.g. mlp:3, cnn:2), optionally with an "
+                         "activation 'mlp:L:ACT', ACT one of relu, erf, gelu (e.g. mlp:2:erf).")
+    depth, act = int(depth_text), check_activation(parts[2] if len(parts) == 3 else "relu").name
+    name = _arch_name(family, depth, act)
     if family == "mlp":
         return Architecture(
-            f"mlp:{depth}",
+            name,
             lambda shape, w, seed, dt: functional(mlp(shape[0], w, depth, seed=seed,
-                                                      param_dtype=dt)),
-            lambda: limit_kernel(mlp(1, 1, depth).layers, 1, f"mlp:{depth}"))
+                                                      param_dtype=dt, activation=act)),
+            lambda: limit_kernel(mlp(1, 1, depth, activation=act).layers, 1, name))
     return Architecture(
-        f"cnn:{depth}",
-        lambda shape, w, seed, dt: functional(cnn(shape, w, depth, seed=seed, param_dtype=dt)),
-        lambda: limit_kernel(cnn((1, 1, 1), 1, depth).layers, 3, f"cnn:{depth}"),
+        name,
+        lambda shape, w, seed, dt: functional(cnn(shape, w, depth, seed=seed, param_dtype=dt,
+                                                  activation=act)),
+        lambda: limit_kernel(cnn((1, 1, 1), 1, depth, activation=act).layers, 3, name),
         image=True, image_shape=image_shape)

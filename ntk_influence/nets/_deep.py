@@ -1,4 +1,4 @@
-"""Deep ReLU nets in the NTK parameterisation, every layer trained: MLPs and conv nets.
+"""Deep nets in the NTK parameterisation, every layer trained: MLPs and conv nets.
 
 Each layer computes ``z = W_std / sqrt(fan_in) * (h * W) + b_std * b`` with ``W, b ~ N(0, 1)``,
 exactly Neural Tangents' ``stax.Dense`` / ``stax.Conv(..., padding="SAME")`` with the same
@@ -10,7 +10,9 @@ The layer stacks are built by :func:`~ntk_influence.nets.mlp` and
 
 - ``mlp:L``: ``L`` dense ReLU layers of ``width`` units, then a dense readout;
 - ``cnn:L``: ``L`` 3x3 conv + ReLU layers of ``width`` channels on ``(n, H, W, C)`` images,
-  SAME padding, then global average pooling and a dense readout.
+  SAME padding, then global average pooling and a dense readout;
+- ``mlp:L:ACT`` / ``cnn:L:ACT``: the same with the activation ``ACT`` in ``relu`` (the default),
+  ``erf`` or ``gelu`` (:mod:`ntk_influence.nets._activations`; NT's ``Relu``, ``Erf``, ``Gelu``).
 
 **Symmetric initialisation.** The model is a pair of identical networks with opposite readouts,
 ``f = (g(theta_1) - g(theta_2)) / sqrt(2)`` with ``theta_1(0) = theta_2(0)``: ``f_0 = 0``
@@ -46,6 +48,8 @@ from .._precision import precision
 from ..errors import InputError
 from ..kernels import Kernel, stax_kernel
 from ..kernels import stax as nt_stax
+from ._activations import ACTIVATIONS
+from ._budget import check_param_memory
 from ._steps import GNStep, Linearization, Problem, linearized_step
 
 SQRT2 = math.sqrt(2.0)
@@ -64,7 +68,8 @@ class Dense:
       fan_out: output features.
       W_std: weight scale.
       b_std: bias scale (``None``: no bias).
-      relu: apply ReLU after the layer.
+      activation: the activation after the layer (``"relu"``, ``"erf"``, ``"gelu"``), or
+        ``None`` (the readout).
       pool: average the input over its spatial axes first (NT's ``GlobalAvgPool``).
     """
 
@@ -72,13 +77,17 @@ class Dense:
     fan_out: int
     W_std: float
     b_std: float | None
-    relu: bool
+    activation: str | None
     pool: bool = False
 
     @property
     def w_shape(self) -> tuple[int, ...]:
         """Shape of the weight."""
         return (self.fan_in, self.fan_out)
+
+    def activate(self, z: jax.Array) -> jax.Array:
+        """The layer's output: its activation of the pre-activations ``z`` (``z`` if none)."""
+        return z if self.activation is None else ACTIVATIONS[self.activation].fn(z)
 
     def inputs(self, h: jax.Array) -> jax.Array:
         """The layer's input: ``h``, spatially averaged when ``pool``."""
@@ -104,7 +113,7 @@ class Dense:
         st = nt_stax()
         out = [st.GlobalAvgPool()] if self.pool else []
         out.append(st.Dense(1, W_std=self.W_std, b_std=self.b_std))
-        return out + ([st.Relu()] if self.relu else [])
+        return out + ([] if self.activation is None else [ACTIVATIONS[self.activation].layer()])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,14 +125,16 @@ class Conv:
       fan_out: output channels.
       W_std: weight scale.
       b_std: bias scale (``None``: no bias).
-      relu: apply ReLU after the layer.
+      activation: the activation after the layer (``"relu"``, ``"erf"`` or ``"gelu"``).
     """
 
     fan_in: int
     fan_out: int
     W_std: float
     b_std: float | None
-    relu: bool = True
+    activation: str = "relu"
+
+    activate = Dense.activate
 
     @property
     def w_shape(self) -> tuple[int, ...]:
@@ -193,14 +204,15 @@ class Conv:
         """The Neural Tangents layers this layer is the finite version of."""
         st = nt_stax()
         return [st.Conv(1, (3, 3), padding="SAME", W_std=self.W_std, b_std=self.b_std),
-                st.Relu()]
+                ACTIVATIONS[self.activation].layer()]
 
 
 class DeepReLU(nnx.Module):
-    """A deep ReLU net (MLP or conv net) in the NTK parameterisation, as a symmetric pair.
+    """A deep net (MLP or conv net) in the NTK parameterisation, as a symmetric pair.
 
-    Build it with :func:`mlp` or :func:`cnn`. Every weight is an ``nnx.Param`` of shape
-    ``(2, *w_shape)``: the two networks of the pair, equal at initialisation.
+    Build it with :func:`mlp` or :func:`cnn` (ReLU by default, or erf / GELU). Every weight is
+    an ``nnx.Param`` of shape ``(2, *w_shape)``: the two networks of the pair, equal at
+    initialisation.
 
     Attributes:
       layers: the layer descriptions (:class:`Dense`, :class:`Conv`), readout last.
@@ -208,8 +220,8 @@ class DeepReLU(nnx.Module):
       biases: the biases (``nnx.Param``), one per layer, or empty without biases.
       input_shape: per-example input shape, ``(d,)`` or ``(H, W, C)``.
       width: hidden units (MLP) or channels (CNN).
-      depth: hidden ReLU layers.
-      arch: ``"mlp:L"`` or ``"cnn:L"``.
+      depth: hidden layers.
+      arch: ``"mlp:L"`` or ``"cnn:L"`` (ReLU), ``"mlp:L:ACT"`` or ``"cnn:L:ACT"`` otherwise.
       seed: the PRNG seed of the initialisation.
     """
 
@@ -226,10 +238,16 @@ class DeepReLU(nnx.Module):
           arch: the architecture name (recorded).
           seed: PRNG seed.
           param_dtype: float64 (default) or float32.
+
+        Raises:
+          MemoryPlanError: the parameters do not fit the host (or accelerator) memory.
         """
         dt = np.dtype(param_dtype)
         if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise InputError(f"param_dtype must be float32 or float64, got {dt}.")
+        n_params = 2 * sum(math.prod(lay.w_shape) + (lay.b_std is not None) * lay.fan_out
+                           for lay in layers)
+        check_param_memory(n_params, dt.itemsize, width, arch)
         with precision(dt):
             keys = jax.random.split(jax.random.PRNGKey(int(seed)), 2 * len(layers))
             pair = lambda a: jnp.stack([a, a])  # noqa: E731
@@ -259,7 +277,7 @@ class DeepReLU(nnx.Module):
             z = lay.affine(ws[i], bs[i], hin)
             if eps is not None:
                 z = z + eps[i]
-            h = jax.nn.relu(z) if lay.relu else z
+            h = lay.activate(z)
         return h[:, 0], ins
 
     def _pair(self, x: jax.Array, eps: tuple[jax.Array, ...] | None = None
@@ -447,10 +465,13 @@ class DeepReLU(nnx.Module):
     def describe(self) -> dict[str, Any]:
         """The model's settings, for results."""
         lay = self.layers[0]
-        return {"model": "DeepReLU", "arch": self.arch, "width": self.width,
-                "depth": self.depth, "input_shape": list(self.input_shape),
-                "W_std": lay.W_std, "W_std_out": self.layers[-1].W_std, "b_std": lay.b_std,
-                "seed": self.seed, "symmetric": True, "trained": "all layers (pair)"}
+        out = {"model": "DeepReLU", "arch": self.arch, "width": self.width,
+               "depth": self.depth, "input_shape": list(self.input_shape),
+               "W_std": lay.W_std, "W_std_out": self.layers[-1].W_std, "b_std": lay.b_std,
+               "seed": self.seed, "symmetric": True, "trained": "all layers (pair)"}
+        if lay.activation != "relu":  # ReLU nets keep the description of recorded runs
+            out["activation"] = lay.activation
+        return out
 
     def limit_kernel(self) -> Kernel:
         """The infinite-width NTK of this architecture, from Neural Tangents' ``kernel_fn``."""

@@ -28,6 +28,7 @@ from flax import nnx
 from .._precision import precision
 from .._validate import check_positive, check_whole
 from ..errors import InputError
+from ._budget import check_param_memory
 from ._functional import FunctionalNet, functional
 from ._grams import pattern_gram
 from ._steps import Direction, GNStep, Problem, Start, regularised_loss, woodbury_core
@@ -84,6 +85,7 @@ class TwoLayerReLU(nnx.Module):
         if symmetric and m % 2:
             raise InputError(f"symmetric initialisation pairs neurons, so width must be even; "
                              f"got {m}. Use width={m + 1}.")
+        check_param_memory(m * d + m, dt.itemsize, m, "the two-layer net")
         with precision(dt):  # float64 parameters whatever the caller's x64 flag
             kw, ka = jax.random.split(jax.random.PRNGKey(int(seed)))
             half = m // 2 if symmetric else m

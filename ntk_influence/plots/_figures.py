@@ -34,6 +34,21 @@ def pyplot() -> Any:
     return plt
 
 
+def plain(text: Any) -> str:
+    """``text`` shown as written: every ``$`` escaped, so matplotlib never reads it as mathtext.
+
+    Titles and labels that carry user text (a dataset path, a name) go through this; a ``$``
+    would otherwise start a mathtext expression, drawn wrongly or failing to draw.
+
+    Args:
+      text: a title or label (anything printable).
+
+    Returns:
+      The text with ``$`` escaped as ``\\$``.
+    """
+    return str(text).replace("$", r"\$")
+
+
 def finish(fig: Any, ax: Any, title: str, path: str | os.PathLike[str] | None) -> Any:
     """Title the axes (when ``title``), tighten the layout and save (when ``path``).
 
@@ -47,7 +62,7 @@ def finish(fig: Any, ax: Any, title: str, path: str | os.PathLike[str] | None) -
       ``fig``.
     """
     if title:
-        ax.set_title(title)
+        ax.set_title(plain(title))
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -113,15 +128,15 @@ def influence_scatter(predicted: Any, actual: Any, *, ax: Any = None, title: str
         ax.text(0.04, 0.96, f"R = {r:.4f}\n$\\rho$ = {rho:.4f}\nslope = {slope:.3f}",
                 transform=ax.transAxes, va="top", fontsize=9,
                 bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8})
-    ax.set_xlabel(xlabel + unit)
-    ax.set_ylabel(ylabel + unit)
+    ax.set_xlabel(plain(xlabel) + unit)
+    ax.set_ylabel(plain(ylabel) + unit)
     ax.ticklabel_format(style="plain", useOffset=False)
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # short labels that never touch
     ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
     if title:
-        ax.set_title(title)
+        ax.set_title(plain(title))
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
@@ -246,14 +261,14 @@ def width_curves(curves: dict[str, list[dict[str, Any]]], *, ax: Any = None, tit
         rows = sorted(rows, key=lambda r: r["width"])
         w = [r["width"] for r in rows]
         line = ax.plot(w, [r["pearson"] for r in rows], "o-", color=f"C{i}",
-                       label=f"{name}: NTK")[0]
+                       label=f"{plain(name)}: NTK")[0]
         if all(r.get("ihvp_pearson") is not None for r in rows):
             ax.plot(w, [r["ihvp_pearson"] for r in rows], "s--", color=line.get_color(),
-                    alpha=0.7, label=f"{name}: IHVP")
+                    alpha=0.7, label=f"{plain(name)}: IHVP")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("width (hidden units; channels for cnn)")
     ax.set_ylabel("Pearson R with leave-one-out retraining")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title)
+    ax.set_title(plain(title))
     return save_figure(fig, path)

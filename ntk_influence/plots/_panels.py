@@ -17,7 +17,7 @@ from ..attribution import (
     additive_predictions,
 )
 from ..errors import InputError
-from ._figures import finish, new_ax, pyplot, save_figure, time_labels
+from ._figures import finish, new_ax, plain, pyplot, save_figure, time_labels
 
 
 def attribution_figure(result: AttributionResult, *, path: str | os.PathLike[str] | None = None
@@ -130,9 +130,21 @@ def influential_examples_plot(examples: Any, x_train: Any, x_test: Any,
         ax.set_xticks([])
         ax.set_yticks([])
     if title:
-        fig.suptitle(title, fontsize=GRID_FONT + 2)
+        fig.suptitle(plain(title), fontsize=GRID_FONT + 2)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def matrix_text(matrix: Any) -> str:
+    """The matrix ``B`` of eq. (19) as figure text: ``"K^-1"`` drawn as ``K⁻¹``, never as a caret.
+
+    Args:
+      matrix: ``ComplexityResult.matrix``, e.g. ``"K^-1"`` or ``"(K + 1e-06 I)^-1"``.
+
+    Returns:
+      The text, with ``^-1`` as the superscript ``⁻¹`` and any ``$`` escaped.
+    """
+    return plain(str(matrix).replace("^-1", "\u207b\u00b9"))
 
 
 def complexity_plot(groups: Any, complexity: Any, *, ax: Any = None, title: str = "",
@@ -162,8 +174,8 @@ def complexity_plot(groups: Any, complexity: Any, *, ax: Any = None, title: str 
     ax2.set_ylabel(f"influence ({groups.reduce} over test points)", color="tab:red")
     matrix = getattr(complexity, "matrix", None)
     if matrix:
-        ax.text(0.5, 0.96, f"B = {matrix}", transform=ax.transAxes, ha="center", va="top",
-                fontsize=8)
+        ax.text(0.5, 0.96, f"B = {matrix_text(matrix)}", transform=ax.transAxes, ha="center",
+                va="top", fontsize=8)
     return finish(fig, ax, title, path)
 
 
@@ -227,13 +239,16 @@ def most_influential_plot(top: Any, times: Any, x_train: Any, x_test: Any,
             ax.set_xticks([])
             ax.set_yticks([])
     if title:
-        fig.suptitle(title, fontsize=GRID_FONT + 2)
+        fig.suptitle(plain(title), fontsize=GRID_FONT + 2)
     fig.tight_layout()
     return save_figure(fig, path)
 
 
 def label_noise_plot(result: Any, *, ax: Any = None, title: str = "", path: Any = None) -> Any:
     """Figure 7: share of clean and noisy points among the most influential points over time.
+
+    The clean share is a solid line with filled circles; the noisy share is dashed with hollow
+    squares and drawn on top, so both stay visible where the shares are equal.
 
     Args:
       result: :class:`~ntk_influence.experiments.LabelNoiseResult`.
@@ -249,8 +264,11 @@ def label_noise_plot(result: Any, *, ax: Any = None, title: str = "", path: Any 
     sh = result.shares
     finite_pos = np.isfinite(tt).all() and (tt > 0).all()
     xs = tt if finite_pos else np.arange(tt.size)
-    ax.plot(xs, sh.share_clean, "o-", label="clean")
-    ax.plot(xs, sh.share_noisy, "s-", label="noisy (flipped)")
+    # where the two shares are equal the lines coincide: the noisy line is drawn dashed, with
+    # hollow markers, over the solid clean one, so both stay visible
+    ax.plot(xs, sh.share_clean, "o-", color="C0", ms=7, lw=2.2, zorder=2, label="clean")
+    ax.plot(xs, sh.share_noisy, "s--", color="C1", ms=5, lw=1.4, mfc="none", mew=1.4, zorder=3,
+            label="noisy (flipped)")
     ax.axhline(sh.noise_fraction, color="k", ls=":", lw=0.8,
                label=f"share of noisy points ({sh.noise_fraction:.0%})")
     if finite_pos:

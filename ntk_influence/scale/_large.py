@@ -88,13 +88,18 @@ def large_influence(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: f
                        device_memory=device_memory, host_memory=host_memory,
                        keep_alpha=keep_alpha, kernel_block=kernel_block)
     rep = None
+    xnames = ("x_train", "x_test")
+
+    def k_train() -> np.ndarray:
+        return kernel_matrix(k, xtr, names=xnames)
+
     if pol != "float64":
-        res = influence_from_kernels(kernel_matrix(k, xtr), kernel_matrix(k, xtr, xte), ytr, yte,
+        res = influence_from_kernels(k_train(), kernel_matrix(k, xtr, xte, names=xnames), ytr, yte,
                                      lam, backend=pol, block_size=plan.test_block,
                                      kernel_name=k.name, spectrum="iterative")
         rep = precision_report(res.factor, rtol)  # type: ignore[arg-type]
     elif plan.backend == "lapack":
-        res = influence_from_kernels(kernel_matrix(k, xtr), kernel_matrix(k, xtr, xte), ytr, yte,
+        res = influence_from_kernels(k_train(), kernel_matrix(k, xtr, xte, names=xnames), ytr, yte,
                                      lam, backend="lapack", block_size=plan.test_block,
                                      kernel_name=k.name, spectrum="iterative", overwrite_k=True,
                                      check_symmetry=False)

@@ -1,7 +1,7 @@
 """Training a finite net on eq. (2), retraining it without points (eq. 7), and the chunk runner.
 
-- :mod:`._train`: :func:`train` (damped Gauss-Newton, GD or SGD until the predictions settle)
-  and :func:`check_xy`.
+- :mod:`._train`: :func:`train` (damped Gauss-Newton, GD or SGD until the predictions settle),
+  :func:`check_xy` and :func:`ridge_relative_grad_norm` (the final stationarity measure).
 - :mod:`._settings`: :class:`SolverSettings`, :func:`objective` (eq. 2 for a net) and
   :func:`blas_single_thread`.
 - :mod:`._gauss_newton`: the damped Gauss-Newton loop and the function-space stopping rule.
@@ -21,7 +21,7 @@ from ._first_order import estimate_lambda_max, gd_step_size
 from ._results import RetrainResult, TrainResult, actual_influence
 from ._retrain import loo_retrain, plan_chunk_size, removal_masks, retrain_tolerances, retrain_without
 from ._settings import SolverSettings, blas_single_thread, objective
-from ._train import check_xy, train
+from ._train import check_xy, ridge_relative_grad_norm, train
 
 __all__ = [
     "ChunkMapResult",
@@ -43,5 +43,6 @@ __all__ = [
     "request_interrupt",
     "retrain_tolerances",
     "retrain_without",
+    "ridge_relative_grad_norm",
     "train",
 ]

@@ -51,6 +51,13 @@ class TrainResult:
       lam: the ridge.
       settings: the :class:`SolverSettings` used.
       seconds: wall time.
+      ridge_rel_grad_norm: the final gradient relative to the ridge term,
+        ``||grad L|| / max(||lam (theta - theta0)||, tiny)`` with ``tiny`` the smallest normal
+        float64, computed in float64 at the returned ``theta`` (one extra gradient of eq. (2)).
+        At a stationary point the data term ``J^T D (f - y)`` cancels the ridge term
+        ``lam (theta - theta0)``, so this scale-free ratio says how far from stationary the
+        returned point is (``converged`` keeps its function-space meaning); it is huge when
+        ``lam = 0`` or ``theta = theta0``. NaN where it was not computed.
     """
 
     theta: jax.Array
@@ -71,6 +78,7 @@ class TrainResult:
     lam: float
     settings: SolverSettings
     seconds: float
+    ridge_rel_grad_norm: float = float("nan")
 
     def summary(self) -> dict[str, Any]:
         """The scalar fields as a JSON-ready dict."""
