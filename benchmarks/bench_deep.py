@@ -67,7 +67,8 @@ def full_training(net: ni.nets.FunctionalNet, x: np.ndarray, y: np.ndarray) -> d
         t0 = time.perf_counter()
         r = ni.training.train(net, x, y, 0.1, settings=ni.SolverSettings(f_tol=1e-7))
     return {"seconds": time.perf_counter() - t0, "iterations": r.iterations,
-            "evaluations": r.evaluations, "converged": r.converged, "loss": r.loss,
+            "evaluations": r.evaluations, "settled": r.settled, "converged": r.converged,
+            "loss": r.loss,
             "rel_grad_norm": r.rel_grad_norm}
 
 
@@ -132,7 +133,7 @@ def main() -> None:
              "two_layer": full_training(ni.architecture("two-layer").net(x, w), x, y)}
         res["train"].append(t)
         print(f"full training at width {w}: {arch} {t['mlp']['seconds']:.1f} s "
-              f"({t['mlp']['iterations']} steps, converged {t['mlp']['converged']}), two-layer "
+              f"({t['mlp']['iterations']} steps, settled {t['mlp']['settled']}), two-layer "
               f"{t['two_layer']['seconds']:.1f} s ({t['two_layer']['iterations']} steps)",
               flush=True)
     widest = max(res["train"], key=lambda t: t["width"])

@@ -58,7 +58,8 @@ def run(net: ni.nets.FunctionalNet, x: np.ndarray, y: np.ndarray, xt: np.ndarray
 
 def summary(r: ni.TrainResult, seconds: float) -> dict:
     """The fields of one training the table shows."""
-    return {"iterations": r.iterations, "converged": r.converged, "stalled": r.stalled,
+    return {"iterations": r.iterations, "settled": r.settled, "converged": r.converged,
+            "ridge_rel_grad_norm": r.ridge_rel_grad_norm, "stalled": r.stalled,
             "loss": r.loss, "rel_grad_norm": r.rel_grad_norm, "final_step": r.final_step,
             "f_change_test": r.f_change_test, "seconds": seconds}
 
@@ -120,6 +121,7 @@ def main() -> None:
                                      settings=s, full=full, show_progress=False)
             out[key] = (full, loo, {**summary(full, time.perf_counter() - t0),
                                     "retrain_iterations": loo.iterations.tolist(),
+                                    "retrains_settled": int(loo.settled.sum()),
                                     "retrains_converged": int(loo.converged.sum())})
         df = np.abs(np.asarray(out["gn"][0].f_test) - np.asarray(out["second"][0].f_test))
         d1, d2 = np.ravel(out["gn"][1].delta), np.ravel(out["second"][1].delta)

@@ -68,7 +68,7 @@ def gn_vs_gd(ds: ni.Dataset, width: int, f_tol: float, lam: float = 0.1) -> dict
         t0 = time.perf_counter()
         r = T.train(net, ds.x_train, ds.y_train, lam, x_test=ds.x_test, settings=s, warn=False)
         out[method] = {"seconds": time.perf_counter() - t0, "iterations": r.iterations,
-                       "converged": r.converged, "stalled": r.stalled,
+                       "settled": r.settled, "converged": r.converged, "stalled": r.stalled,
                        "grad_norm": r.grad_norm, "loss": r.loss,
                        "f_change": r.f_change, "f_test": r.f_test, "f_train": r.f_train}
     gap = max(np.abs(out["gn"]["f_test"] - out["gd"]["f_test"]).max(),
@@ -125,9 +125,9 @@ def main() -> None:
     res["gn_vs_gd"] = [gn_vs_gd(tiny, 1024, 1e-9, lam=5.0), gn_vs_gd(small, 1024, 1e-7)]
     for g in res["gn_vs_gd"]:
         print(f"GN vs GD (n={g['n_train']}, width 1024, lam {g['lam']}, f_tol {g['f_tol']}): "
-              f"GN {g['gn']['seconds']:.2f} s ({g['gn']['iterations']} it, converged="
-              f"{g['gn']['converged']}), GD {g['gd']['seconds']:.2f} s ({g['gd']['iterations']} "
-              f"it, converged={g['gd']['converged']}, stalled={g['gd']['stalled']}) -> speed-up "
+              f"GN {g['gn']['seconds']:.2f} s ({g['gn']['iterations']} it, settled="
+              f"{g['gn']['settled']}), GD {g['gd']['seconds']:.2f} s ({g['gd']['iterations']} "
+              f"it, settled={g['gd']['settled']}, stalled={g['gd']['stalled']}) -> speed-up "
               f"{g['speedup_gn_over_gd']:.1f}x, prediction gap {g['max_prediction_gap']:.1e}")
     if args.solvers_only:
         args.widths = []

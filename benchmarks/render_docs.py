@@ -432,12 +432,12 @@ def render_bench_nets(results: Path) -> str:
     for c in b["gn_vs_gd"]:
         gn, gd = c["gn"], c["gd"]
         body.append([str(c["n_train"]), g(c["lam"]), g(c["f_tol"], 1),
-                     f"{fx(gn['seconds'])} s ({gn['iterations']}, {gn['converged']})",
-                     f"{fx(gd['seconds'])} s ({gd['iterations']}, {gd['converged']}, "
+                     f"{fx(gn['seconds'])} s ({gn['iterations']}, {_settled(gn)})",
+                     f"{fx(gd['seconds'])} s ({gd['iterations']}, {_settled(gd)}, "
                      f"{gd['stalled']})", f"{c['speedup_gn_over_gd']:.0f}",
                      g(c["max_prediction_gap"], 2)])
-    lines += table(["n", "lambda", "f_tol", "GN: time (steps, converged)",
-                    "GD: time (steps, converged, stalled)", "GD time / GN time",
+    lines += table(["n", "lambda", "f_tol", "GN: time (steps, settled)",
+                    "GD: time (steps, settled, stalled)", "GD time / GN time",
                     "max prediction gap"], body)
     if b.get("throughput"):
         lines += ["", "**Leave-one-out throughput** (digits 3-vs-8, n_train = 200, lambda = 0.1; "
@@ -518,6 +518,17 @@ DEEP_RUNS = ("deep_mlp_cold", "deep_mlp", "deep_cnn")
 DEEP_TARGETS = {"mlp": 0.95, "cnn": 0.9}
 
 
+def _settled(r: dict[str, Any], key: str = "settled") -> str:
+    """Whether a run met the prediction-change rule. Runs recorded before ``settled`` and
+    ``converged`` (stationary) were told apart stored that rule under ``converged``."""
+    old = key.replace("settled", "converged")
+    return "yes" if r.get(key, r.get(old)) else "**no**"
+
+
+def _grad(r: dict[str, Any], key: str) -> str:
+    return g(r[key], 1) if r.get(key) is not None else "n/a"
+
+
 def _start(c: dict[str, Any]) -> str:
     return "warm" if c["settings"].get("warm_start") else "cold"
 
@@ -528,7 +539,8 @@ def _deep_rows(c: dict[str, Any]) -> list[list[str]]:
              fx(r["pearson"], 3), fx(r["spearman"], 3), fx(r["ntk_slope"]),
              fx(r["entk0_pearson"], 3), fx(r["ihvp_pearson"], 3), fx(r["ihvp_spearman"], 3),
              fx(r["ihvp_slope"]),
-             fx(r["entk0_kernel_rel_diff"], 3), "yes" if r["full_converged"] else "**no**",
+             fx(r["entk0_kernel_rel_diff"], 3), _settled(r, "full_settled"),
+             _grad(r, "max_rel_grad_norm"),
              g(r["retrain_median_abs_delta"], 2), g(r["retrain_max_error_ratio"], 2),
              seconds(r["seconds_total"])]
             for r in c["widths"]]
@@ -566,7 +578,8 @@ def render_deep(results: Path) -> str:
               "(mlp), channels (cnn).", ""]
     lines += table(["arch", "start", "width", "P", "removed", "R (NTK)", "rho (NTK)", "slope (NTK)",
                     "R (eNTK(W0))", "R (IHVP)",
-                    "rho (IHVP)", "slope (IHVP)", "eNTK(W0) rel. error", "full run converged",
+                    "rho (IHVP)", "slope (IHVP)", "eNTK(W0) rel. error",
+                    "full run settled (predictions)", "max rel. gradient",
                     "median abs(Delta)", "max solver error / abs(Delta)", "time"], body)
     b = load(results, "bench_deep", "bench_deep.json")
     fits = "; ".join(
@@ -626,10 +639,10 @@ def render_bench_deep(results: Path) -> str:
                     "autodiff / taps", "s/step two-layer", "taps / two-layer",
                     f"full training {b['arch']}"], body)
     lines += [""]
-    lines += table(["width", f"train {b['arch']}", "steps", "converged", "train two-layer",
+    lines += table(["width", f"train {b['arch']}", "steps", "settled", "train two-layer",
                     "steps"],
                    [[str(t["width"]), seconds(t["mlp"]["seconds"]), str(t["mlp"]["iterations"]),
-                     "yes" if t["mlp"]["converged"] else "**no**",
+                     _settled(t["mlp"]),
                      seconds(t["two_layer"]["seconds"]), str(t["two_layer"]["iterations"])]
                     for t in b["train"]])
     return "\n".join(lines)
@@ -663,9 +676,10 @@ def render_bench_floor(results: Path) -> str:
     b = load(results, "bench_floor", "bench_floor.json")
 
     def run_cells(r: dict[str, Any]) -> list[str]:
-        return [str(r["iterations"]), "yes" if r["converged"] else "**no**",
+        return [str(r["iterations"]), _settled(r),
                 g(r["final_step"], 2), g(r["rel_grad_norm"], 2), fx(r["loss"], 5),
-                f"{r['retrains_converged']}/{len(r['retrain_iterations'])}"]
+                f"{r.get('retrains_settled', r['retrains_converged'])}/"
+                f"{len(r['retrain_iterations'])}"]
 
     body = [[r["arch"], str(r["width"]), str(r["n_params"]), r["second"], *run_cells(r["gn"]),
              *run_cells(r["other"]), g(r["median_abs_diff"], 2), g(r["median_abs_delta"], 2),
@@ -678,11 +692,87 @@ def render_bench_floor(results: Path) -> str:
              "Gauss-Newton's against the second solver's; `R(Delta)`: their Pearson correlation "
              "over all (removed point, test point) pairs. Time: both solvers, retrains included.",
              ""]
-    lines += table(["arch", "width", "P", "second solver", "GN steps", "conv.", "GN t",
-                    "GN rel. grad", "GN loss", "GN retrains conv.", "2nd steps", "conv.",
-                    "2nd t", "2nd rel. grad", "2nd loss", "2nd retrains conv.",
+    lines += table(["arch", "width", "P", "second solver", "GN steps", "settled", "GN t",
+                    "GN rel. grad", "GN loss", "GN retrains settled", "2nd steps", "settled",
+                    "2nd t", "2nd rel. grad", "2nd loss", "2nd retrains settled",
                     "median abs(df)", "median abs(Delta)", "median abs(dDelta)", "R(Delta)",
                     "time"], body)
+    return "\n".join(lines)
+
+
+SMOOTH_RUNS = ("smooth_erf_warm", "smooth_erf_cold", "smooth_gelu_warm")
+SMOOTH_TARGETS = {"mlp": 0.98, "cnn": 0.9}
+
+
+def _row_start(c: dict[str, Any], r: dict[str, Any]) -> str:
+    """A row's start: recorded per row since ``warm_start`` defaults by architecture."""
+    return "warm" if r.get("warm_start", c["settings"].get("warm_start")) else "cold"
+
+
+def render_smooth(results: Path) -> str:
+    """README: Table 1 for smooth nets (stationary retraining) with the warm/cold floor."""
+    lines: list[str] = []
+    body: list[list[str]] = []
+    runs = [r for r in SMOOTH_RUNS if (results / r / "compare.json").exists()]
+    for run in SMOOTH_RUNS:
+        if run not in runs:
+            lines.append(f"- `{run}`: not measured for this release (no run recorded).")
+            continue
+        c = load(results, run, "compare.json")
+        lines.append(f"- {c['arch']}: " + source(results, run)[1:-1])
+        body += [[c["arch"], _row_start(c, r), str(r["width"]), str(r["n_params"]),
+                  fx(r["pearson"], 3), fx(r["spearman"], 3), fx(r["ntk_slope"]),
+                  fx(r["entk0_pearson"], 3), fx(r["ihvp_pearson"], 3), fx(r["ihvp_slope"]),
+                  fx(r["entk0_kernel_rel_diff"], 3), g(r["max_rel_grad_norm"], 1),
+                  g(r["retrain_median_abs_delta"], 2),
+                  str(r["retrain_total_iterations"] + r["full_iterations"]),
+                  seconds(r["seconds_total"])] for r in c["widths"]]
+    if not runs:
+        return "\n".join(lines)
+    c = load(results, runs[0], "compare.json")
+    r0, d = c["widths"][0], c["data"]
+    lines += ["", f"Per row: the {r0['n_points']} training points with the largest `|I_ntk|` "
+              f"summed over {r0['test_points']} test points, out of {d['n_train']} of "
+              f"`{d['name']}` (lambda = {g(c['settings']['lam'])}), each removed and the net "
+              "retrained; statistics over all (removed point, test point) pairs. *Actual*: the "
+              "stationary point of eq. (2) without the point, by truncated Newton (Gauss-Newton "
+              f"preconditioned CG on the exact Hessian, newton_cg = {r0['newton_cg']}) until "
+              f"`||grad|| / ||lam (theta - theta0)|| <= {g(r0['g_tol'])}`; `max rel. gradient` "
+              "is the largest such ratio over the full run and every retrain of the row, and "
+              "`Newton steps` their total.", ""]
+    lines += table(["arch", "start", "width", "P", "R (NTK)", "rho (NTK)", "slope (NTK)",
+                    "R (eNTK(W0))", "R (IHVP)", "slope (IHVP)", "eNTK(W0) rel. error",
+                    "max rel. gradient", "median abs(Delta)", "Newton steps", "time"], body)
+    if (results / "start_floor" / "start_floor.json").exists():
+        b = load(results, "start_floor", "start_floor.json")
+        lines += ["", f"**Solver floor ({b['arch']}).** The warm- and cold-start runs above "
+                  "are two solver paths to the same problem; R(Delta) is the correlation of "
+                  "their leave-one-out influences over all pairs, and `max diff` the largest "
+                  "difference relative to the largest influence. "
+                  + source(results, "start_floor"), ""]
+        lines += table(["width", "pairs", "R(Delta), warm vs cold", "max diff",
+                        "retrain Newton steps warm / cold", "retrain time warm / cold"],
+                       [[str(r["width"]), str(r["pairs"]), f"{r['r_warm_cold']:.7f}",
+                         g(r["max_rel_diff"], 1),
+                         f"{r['iterations_warm']} / {r['iterations_cold']}",
+                         f"{seconds(r['seconds_retrain_warm'])} / "
+                         f"{seconds(r['seconds_retrain_cold'])}"] for r in b["rows"]])
+    lines += ["", "Targets:"]
+    for run in runs:
+        c = load(results, run, "compare.json")
+        rows = sorted(c["widths"], key=lambda r: r["width"])
+        top, target = rows[-1], SMOOTH_TARGETS[c["arch"].split(":")[0]]
+        rises = all(a["pearson"] < b["pearson"] for a, b in itertools.pairwise(rows))
+        worst = max(r["max_rel_grad_norm"] for r in rows)
+        lines.append(f"- {c['arch']} ({_row_start(c, top)} start): R = {fx(top['pearson'], 3)} "
+                     f"at the widest width run, {top['width']}: R >= {g(target)} "
+                     f"{'met' if top['pearson'] >= target else '**missed**'}; R rises with "
+                     f"width: {'yes' if rises else '**no**'}; largest rel. gradient "
+                     f"{g(worst, 1)} (<= 1e-8: {'met' if worst <= 1e-8 else '**missed**'}).")
+    if (results / "start_floor" / "start_floor.json").exists():
+        low = min(r["r_warm_cold"] for r in load(results, "start_floor", "start_floor.json")["rows"])
+        lines.append(f"- Solver floor: smallest R(Delta) {low:.7f} (>= 0.9999: "
+                     f"{'met' if low >= 0.9999 else '**missed**'}).")
     return "\n".join(lines)
 
 
@@ -729,6 +819,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "bench-deep": render_bench_deep,
     "bench-floor": render_bench_floor,
     "deep-floor": render_deep_floor,
+    "smooth": render_smooth,
 }
 
 MARK = re.compile(r"(<!-- render:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /render:(?P=name) -->)",

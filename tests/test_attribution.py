@@ -341,7 +341,7 @@ def test_subset_retrains_stop_at_their_own_tolerance(small):
         settings=ni.SolverSettings(f_tol=1e-9, max_steps=400), coarse_f_tol=1e-3, chunk_size=2,
         show_progress=False)
     sub, loo = res.info["subset_retrain"], res.info["loo_retrain"]
-    assert sub["f_tol"] == 1e-3 and loo["f_tol"] == 1e-9 and loo["all_converged"]
+    assert sub["f_tol"] == 1e-3 and loo["f_tol"] == 1e-9 and loo["all_settled"]
     assert sub["chunk_size"] == 2 and sub["max_solver_error"] <= 1e-3
     assert 0 < res.info["subset_loss_error_over_spread"] < np.inf
     # each subset retrain is the weighted training of the same W(0) stopped at 1e-3

@@ -33,6 +33,6 @@ def test_ntk_influence_matches_leave_one_out_retraining(table1_wide):
     assert 0.8 < c.stats["ntk"]["slope"] < 1.25
     # the measured solver error (retrain + full run) is small against every abs(Delta)
     assert c.info["retrain_max_error_ratio"] < 0.02
-    assert c.info["full_converged"] and c.info["full_f_tol"] == pytest.approx(
+    assert c.info["full_settled"] and c.info["full_f_tol"] == pytest.approx(
         c.info["retrain_min_f_tol"])
     assert np.all(np.isfinite(c.actual))

@@ -91,7 +91,9 @@ def test_cli_compare_writes_table_and_resumes(tmp_path):
         # the full run is (re)trained to the tightest tolerance any retrain got, refined or not
         assert r["full_f_tol"] == pytest.approx(r["retrain_min_f_tol"])
         assert r["retrain_full_f_tol"] == pytest.approx(r["retrain_min_f_tol"])
-        assert r["full_converged"] and r["full_f_change"] <= r["full_f_tol"]
+        assert r["full_settled"] and r["full_f_change"] <= r["full_f_tol"]
+        assert r["stop"] == "predictions" and not r["warm_start"]  # the ReLU defaults
+        assert r["max_rel_grad_norm"] >= r["full_ridge_rel_grad_norm"] > 0
         assert r["retrain_min_f_tol"] >= 1e-7 and r["retrain_n_refined"] >= 0
     for key in ("pearson", "spearman", "ihvp_pearson", "ihvp_spearman", "f0_test",
                 "full_grad_norm"):
@@ -215,7 +217,8 @@ def _fake(width, f0=0.0, r=0.9):
     stats["ntk"]["pearson"] = r
     info = {"f0_max_abs": abs(f0), "entk0_kernel_rel_diff": 0.4, "entk0_residual_test": 0.002,
             "full_grad_norm": 1e-9,
-            "retrain_max_error_ratio": 1e-3, "seconds_total": 1.0, "test_points": 1}
+            "retrain_max_error_ratio": 1e-3, "seconds_total": 1.0, "test_points": 1,
+            "max_rel_grad_norm": 2e-9}
     k = np.arange(4.0)
     return C.WidthComparison(width, 0, np.arange(4), k, {v: k for v in C.VARIANTS}, stats, f0,
                              info)
@@ -277,4 +280,4 @@ def test_cli_compare_help_documents_refine_and_test_points(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "LOO refine" in text and "1.5 rel-tol of the measured abs(Delta)" in text
     assert "tightest tolerance" in text
-    assert "--test-points K" in text and "Gauss-Newton minimiser" in text
+    assert "--test-points K" in text and "stationary point" in text and "--cold-start" in text

@@ -168,7 +168,7 @@ def test_gauss_newton_minimiser_of_a_deep_net_is_near_the_kernel_regime_and_sett
     x, y = _unit(30, (8,), 6), np.sign(np.random.default_rng(6).normal(size=30))
     net = N.functional(D.mlp(8, 256, 2, seed=1))
     res = ni.training.train(net, x, y, 0.1, settings=ni.SolverSettings(f_tol=1e-9, max_steps=400))
-    assert res.converged and not res.stalled
+    assert res.settled and not res.stalled
     k0 = np.asarray(E.entk(net, x))
     alpha = np.linalg.solve(k0 + 0.1 * np.eye(30), y)
     lin_loss = 0.5 * np.sum((k0 @ alpha - y) ** 2) + 0.05 * alpha @ k0 @ alpha

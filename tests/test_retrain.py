@@ -56,7 +56,7 @@ def test_influence_from_delta_equals_loss_difference(case):
 
 def test_solver_error_far_below_delta(case):
     *_, res = case
-    assert res.converged.all()
+    assert res.settled.all()
     assert res.error_ratio.max() < 1e-6
     s = res.summary()
     assert s["start"] == "same W(0)" and not s["warm_start"] and s["n_retrains"] == 3

@@ -53,8 +53,8 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
                         "it): the --n-points training points with the largest abs(I_ntk) summed "
                         "over them are removed, and R, rho and slope are over all (training "
                         "point, test point) pairs. No extra retraining: each retrain gives its "
-                        "change at every test point at once. 'actual' is the Gauss-Newton "
-                        "minimiser retrained without the point from the same W(0); with K = 1 "
+                        "change at every test point at once. 'actual' is the net retrained "
+                        "without the point (see --stop); with K = 1 "
                         "the numbers rest on one test point and --n-points pairs "
                         "(default: %(default)s)")
     p.add_argument("--lam", type=float, default=0.1, help="ridge lambda > 0 (default: %(default)s)")
@@ -68,9 +68,20 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solver", choices=["gn", "gd"], default="gn",
                    help="gn: damped Gauss-Newton with line search; gd: gradient descent "
                         "(default: %(default)s)")
+    p.add_argument("--stop", choices=["auto", "predictions", "gradient"], default="auto",
+                   help="what ends each training: predictions (they move less than --f-tol; "
+                        "ReLU nets, whose minimiser sits on kinks), gradient (truncated Newton "
+                        "until ||grad|| / ||lam (theta - theta0)|| <= --g-tol: a stationary "
+                        "point; --newton-cg defaults to 50 and --max-steps to 100) or auto: "
+                        "gradient for smooth nets (erf, gelu), predictions for ReLU (default: "
+                        "%(default)s)")
+    p.add_argument("--g-tol", type=float, default=1e-8,
+                   help="stationarity tolerance on the ridge-relative gradient; a run is "
+                        "reported converged only below it, whatever --stop (default: "
+                        "%(default)s)")
     p.add_argument("--f-tol", type=float, default=1e-7,
                    help="stop when predictions move less than this over the last steps "
-                        "(default: %(default)s)")
+                        "(--stop predictions; default: %(default)s)")
     p.add_argument("--rel-tol", type=float, default=0.005,
                    help="stop each retrain when its predictions move less than this fraction "
                         "of the kernel-predicted abs(Delta) (the smallest over the test points; "
@@ -80,7 +91,7 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
                         "with rel-tol times the measured abs(Delta), and the full run is "
                         "refined (retrained) to the tightest tolerance any retrain got, since "
                         "its error enters every Delta. 0 turns the rule off and uses --f-tol "
-                        "alone (default: %(default)s)")
+                        "alone; unused with --stop gradient (default: %(default)s)")
     p.add_argument("--max-steps", type=count, default=None,
                    help="solver iteration cap (default: 200 for gn, 200000 for gd)")
     p.add_argument("--newton-cg", type=count_or_zero, default=0,
@@ -89,10 +100,15 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
                         "for deep nets whose Hessian is not J^T J + lam I; each iteration costs "
                         "about one Gauss-Newton step); 0: plain Gauss-Newton (default: "
                         "%(default)s)")
-    p.add_argument("--warm-start", action="store_true",
-                   help="retrain from the trained W instead of the same W(0) (on ReLU nets a "
-                        "warm start begins pinned on the full run's kinks and moves less: "
-                        "leave-one-out changes shrink)")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--warm-start", dest="warm_start", action="store_const", const=True,
+                       default=None,
+                       help="retrain from the trained W (the default for smooth nets, whose "
+                            "retrains reach the same stationary point from either start; on "
+                            "ReLU nets a warm start begins pinned on the full run's kinks and "
+                            "moves less: leave-one-out changes shrink)")
+    start.add_argument("--cold-start", dest="warm_start", action="store_const", const=False,
+                       help="retrain from the same W(0) (the default for ReLU nets)")
     p.add_argument("--chunk-size", type=count, default=None,
                    help="retrains per vmapped chunk (default: 1 on a CPU, else from a 4 GiB "
                         "budget)")
@@ -110,7 +126,8 @@ def _row_text(c: WidthComparison) -> str:
     return (f"width {c.width}: R={st['ntk']['pearson']:.3f} "
             f"rho={st['ntk']['spearman']:.3f} slope={st['ntk']['slope']:.2f} | "
             f"IHVP R={st['ihvp']['pearson']:.3f} slope={st['ihvp']['slope']:.2f}"
-            f" | solver error/|Delta| <= {info['retrain_max_error_ratio']:.1e}")
+            f" | solver error/|Delta| <= {info['retrain_max_error_ratio']:.1e}"
+            f" | max rel. gradient {info.get('max_rel_grad_norm', float('nan')):.1e}")
 
 
 def _overlays(folders: list[str]) -> list[dict[str, Any]]:
@@ -204,8 +221,16 @@ def _compare_run(args: argparse.Namespace) -> Path:
     ds = load_data_from_args(args)
     _check_sizes(args, ds)
     _check_widths(args, family, ds)
-    settings = SolverSettings(args.solver, f_tol=args.f_tol, max_steps=args.max_steps,
-                              newton_cg=args.newton_cg)
+    stop = args.stop if args.stop != "auto" else ("gradient" if family.smooth else "predictions")
+    if stop == "gradient":
+        settings = SolverSettings.stationary(method=args.solver, f_tol=args.f_tol,
+                                             g_tol=args.g_tol, max_steps=args.max_steps or 100,
+                                             newton_cg=(args.newton_cg or 50)
+                                             if args.solver == "gn" else 0)
+    else:
+        settings = SolverSettings(args.solver, f_tol=args.f_tol, max_steps=args.max_steps,
+                                  newton_cg=args.newton_cg, g_tol=args.g_tol)
+    rel_tol = (args.rel_tol or None) if stop == "predictions" else None
     t0 = time.perf_counter()
     tp = args.test_points
     where = (f"test index {args.test_index}" if tp == 1 else
@@ -218,7 +243,7 @@ def _compare_run(args: argparse.Namespace) -> Path:
         n_points=args.n_points, kappa=args.kappa, symmetric=args.init == "symmetric",
         seed=args.net_seed, settings=settings, warm_start=args.warm_start,
         chunk_size=args.chunk_size, show_progress=not args.quiet, dtype=args.dtype,
-        rel_tol=args.rel_tol or None, arch=family,
+        rel_tol=rel_tol, arch=family,
         on_result=lambda c: log(args, _row_text(c)))
     secs = time.perf_counter() - t0
     rows = [c.row() for c in results]
@@ -228,10 +253,13 @@ def _compare_run(args: argparse.Namespace) -> Path:
         "seconds": secs, "test_points": tp, "test_indices": results[0].test_indices,
         "widths": rows,
         "note": "pearson/spearman compare I_ntk (eq. 8-9, analytic kernel, f_0 ignored) with "
-                "I_nn from leave-one-out retraining (eq. 7: the Gauss-Newton minimiser "
-                "retrained from the same W(0)) over all (removed point, test point) pairs; "
-                "ihvp_* compare the finite-net IHVP (eq. 12). slope and rel_error show what "
-                "correlation hides."})
+                "I_nn from leave-one-out retraining (eq. 7; stop and warm_start in each row "
+                "say how: gradient = the stationary point by truncated Newton, predictions = "
+                "Gauss-Newton until the predictions settle) over all (removed point, test "
+                "point) pairs; max_rel_grad_norm is the largest ||grad L|| / ||lam (theta - "
+                "theta0)|| over the full run and every retrain; ihvp_* compare the "
+                "finite-net IHVP (eq. 12). slope and rel_error show what correlation "
+                "hides."})
     keys = list(rows[0])
     buf = _io.StringIO()
     w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")

@@ -2,7 +2,8 @@
 
 - ``_compare.py``: NTK influence against leave-one-out retraining of finite nets across widths,
   Table 1 and Figure 1 (:func:`compare_width`, :func:`width_sweep`, :class:`WidthComparison`,
-  :data:`VARIANTS`, :func:`select_points`, :func:`table_markdown`);
+  :data:`VARIANTS`, :func:`select_points`, and :func:`comparison_solver`, what defines
+  "actual" per architecture); ``_table.py``: its Markdown table (:func:`table_markdown`);
 - ``_density.py``: data density against the IHVP's error rate, Figure 3, and the finite mixture
   of Definition 1 for Theorem 4 (:func:`density_vs_error`, :func:`kde_log_density`,
   :func:`point_error_rate`, :func:`finite_mixture`, :func:`mixture_experiment`);
@@ -17,7 +18,14 @@ The long drivers (:func:`lambda_sweep`, :func:`label_noise_experiment`) take an 
 :class:`~ntk_influence.io.ResultStore` so that an interrupted run continues where it stopped.
 """
 
-from ._compare import VARIANTS, WidthComparison, compare_width, select_points, table_markdown, width_sweep
+from ._compare import (
+    VARIANTS,
+    WidthComparison,
+    compare_width,
+    comparison_solver,
+    select_points,
+    width_sweep,
+)
 from ._density import (
     DensityAnalysis,
     KDEResult,
@@ -31,6 +39,7 @@ from ._density import (
 )
 from ._label_noise import LabelNoiseResult, NoiseShares, label_noise_experiment, noise_shares
 from ._lambda_sweep import DEFAULT_LAMS, LambdaSweep, collect_sweep, lambda_sweep, sweep_point
+from ._table import table_markdown
 
 __all__ = [
     "DEFAULT_LAMS",
@@ -45,6 +54,7 @@ __all__ = [
     "WidthComparison",
     "collect_sweep",
     "compare_width",
+    "comparison_solver",
     "density_vs_error",
     "finite_mixture",
     "kde_log_density",

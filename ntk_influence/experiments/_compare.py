@@ -22,8 +22,11 @@ underestimate (DESIGN item 6). With ``test_points=K`` the statistics are over al
 ``n_points x K`` (training point, test point) pairs: each retrain gives its change at every test
 point at once, so more test points cost no extra retraining.
 
-"Actual" is the Gauss-Newton minimiser of eq. (2) retrained from the same ``W(0)`` without the
-point (``warm_start`` starts from the trained W instead).
+"Actual" is eq. (2) retrained without the point (:func:`comparison_solver`): for ReLU nets the
+Gauss-Newton point where the predictions settle, retrained from the same ``W(0)``; for smooth
+nets (erf, GELU) the stationary point reached by truncated Newton to a ridge-relative gradient
+of 1e-8, warm-started from the trained weights. Every row reports ``max_rel_grad_norm``, the
+largest ridge-relative gradient over the full run and all retrains.
 """
 
 from __future__ import annotations
@@ -137,11 +140,36 @@ def select_points(x_train: Any, y_train: Any, x_test: Any, y_test: Any, lam: flo
     return np.argsort(-np.abs(res.influence).sum(axis=1), kind="stable")[:n_points]
 
 
+def comparison_solver(arch: str | Architecture = "two-layer",
+                      settings: SolverSettings | None = None, warm_start: bool | None = None
+                      ) -> tuple[SolverSettings, bool]:
+    """The solver and start that define "actual" in a comparison.
+
+    Smooth nets (``mlp:L:erf``, ``cnn:L:gelu``...) default to
+    :meth:`SolverSettings.stationary` (truncated Newton to a ridge-relative gradient of 1e-8)
+    with warm starts from the trained weights: the retrained net is then a stationary point of
+    its eq. (2) whichever start it came from, and a warm start needs a few Newton steps. ReLU
+    nets default to Gauss-Newton stopped when the predictions settle, from the same ``W(0)``
+    (on kinks a warm start begins pinned where the full run stopped and moves less).
+
+    Args:
+      arch: the architecture.
+      settings: explicit solver settings (default: as above).
+      warm_start: explicit start (default: as above).
+
+    Returns:
+      ``(resolved settings, warm_start)``.
+    """
+    smooth = architecture(arch).smooth
+    s = settings or (SolverSettings.stationary() if smooth else SolverSettings())
+    return s.resolved(), bool(smooth if warm_start is None else warm_start)
+
+
 def comparison_settings(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: int,
                         lam: float = 0.1, *, test_index: int = 0, test_points: int = 1,
                         n_points: int = 40, train_index: Any | None = None, kappa: float = 1.0,
                         symmetric: bool = True, seed: int = 0,
-                        settings: SolverSettings | None = None, warm_start: bool = False,
+                        settings: SolverSettings | None = None, warm_start: bool | None = None,
                         dtype: Any = np.float64, rel_tol: float | None = None,
                         arch: str | Architecture = "two-layer", **ignored: Any
                         ) -> dict[str, Any]:
@@ -165,8 +193,8 @@ def comparison_settings(x_train: Any, y_train: Any, x_test: Any, y_test: Any, wi
       kappa: initialisation scale.
       symmetric: paired initialisation.
       seed: initialisation seed.
-      settings: solver settings.
-      warm_start: retrain from the trained W.
+      settings: solver settings (default :func:`comparison_solver`'s).
+      warm_start: retrain from the trained W (default :func:`comparison_solver`'s).
       dtype: parameter dtype.
       rel_tol: relative stopping rule.
       arch: the architecture.
@@ -175,7 +203,7 @@ def comparison_settings(x_train: Any, y_train: Any, x_test: Any, y_test: Any, wi
     Returns:
       A plain JSON dict.
     """
-    s = (settings or SolverSettings()).resolved()
+    s, warm_start = comparison_solver(arch, settings, warm_start)
     return jsonable({
         "width": int(width), "lam": float(lam), "test_index": int(test_index),
         "test_points": int(test_points), "n_points": int(n_points),
@@ -192,7 +220,7 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
                   lam: float = 0.1, *, test_index: int = 0, test_points: int = 1,
                   n_points: int = 40, train_index: Any | None = None, kappa: float = 1.0,
                   symmetric: bool = True, seed: int = 0, settings: SolverSettings | None = None,
-                  warm_start: bool = False, chunk_size: int | None = None,
+                  warm_start: bool | None = None, chunk_size: int | None = None,
                   store: str | Path | None = None, show_progress: bool = True,
                   dtype: Any = np.float64, rel_tol: float | None = None,
                   mesh: Any | None = None, arch: str | Architecture = "two-layer"
@@ -217,8 +245,10 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
       kappa: initialisation scale (two-layer net).
       symmetric: paired initialisation with ``f_0 = 0`` (two-layer net; deep nets always pair).
       seed: initialisation seed.
-      settings: solver settings (default Gauss-Newton).
-      warm_start: retrain from the trained W instead of ``W(0)``.
+      settings: solver settings (default :func:`comparison_solver`'s: Gauss-Newton until the
+        predictions settle for ReLU nets, truncated Newton to a stationary point for smooth).
+      warm_start: retrain from the trained W instead of ``W(0)`` (default
+        :func:`comparison_solver`'s: True for smooth nets, False for ReLU).
       chunk_size: retrains per vmapped chunk (default :func:`ntk_influence.plan_chunk_size`:
         one on a CPU, else from a memory budget).
       store: folder for resumable per-chunk retraining results.
@@ -266,7 +296,7 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
         idx = select_points(xtr, ytr, xte_all, yte_all, lam, tj, n_points, kfn)
     else:
         idx = check_indices(train_index, xtr.shape[0], "train_index")
-    s = (settings or SolverSettings()).resolved()
+    s, warm_start = comparison_solver(family, settings, warm_start)
     t0 = time.perf_counter()
     with precision(dtype):
         net = family.net(xtr, width, seed=seed, dtype=dtype)
@@ -308,7 +338,12 @@ def compare_width(x_train: Any, y_train: Any, x_test: Any, y_test: Any, width: i
             "full_f_change_test": full.f_change_test,
             "full_grad_norm": full.grad_norm, "full_rel_grad_norm": full.rel_grad_norm,
             "full_iterations": full.iterations, "full_converged": full.converged,
-            "full_final_step": full.final_step,
+            "full_settled": full.settled, "full_final_step": full.final_step,
+            "full_ridge_rel_grad_norm": full.ridge_rel_grad_norm,
+            "max_rel_grad_norm": float(max(full.ridge_rel_grad_norm,
+                                           np.max(ret.ridge_rel_grad_norm))),
+            "stop": s.stop, "g_tol": s.g_tol, "newton_cg": s.newton_cg,
+            "warm_start": bool(warm_start),
             "full_f_change": full.f_change, "f_test": float(full.f_test[0]),
             "test_points": int(tj.size), "test_indices": tj.tolist(),
             "f0_max_abs": float(max(np.abs(f0_tr).max(), np.abs(f0_te).max())),
@@ -419,57 +454,3 @@ def width_sweep(x_train: Any, y_train: Any, x_test: Any, y_test: Any, widths: An
         if on_result is not None:
             on_result(c)
     return results
-
-
-def table_markdown(results: list[WidthComparison]) -> str:
-    """A Markdown table like Table 1 (widths as columns, ascending) with extra diagnostics as rows.
-
-    The NTK + f0 rows are left out (with a line saying so) when ``f_0 = 0`` exactly at every
-    width, where they equal the NTK rows; a note below the table says what the eNTK(W0) row is.
-
-    Args:
-      results: the sweep.
-
-    Returns:
-      The table text.
-    """
-    cols = sorted(results, key=lambda c: c.width)
-    f0_zero = all(c.info.get("f0_max_abs") == 0.0 for c in cols)
-    head = "| | " + " | ".join(f"m = {c.width}" for c in cols) + " |"
-    sep = "|---|" + "---|" * len(cols)
-    rows = [head, sep]
-    for v, label in [("ntk", "NTK"), ("ntk_f0", "NTK + f0"), ("entk0", "eNTK(W0) + f0"),
-                     ("ihvp", "IHVP (finite net)"), ("ntk_ihvp", "IHVP (NTK limit)")]:
-        if v == "ntk_f0" and f0_zero:
-            continue
-        for k, name in [("pearson", "R"), ("spearman", "rho"), ("slope", "slope"),
-                        ("rel_error", "rel. error")]:
-            rows.append(f"| {label} {name} | " + " | ".join(
-                f"{c.stats[v][k]:.3f}" for c in cols) + " |")
-
-    def info_row(label: str, key: str, spec: str) -> None:
-        rows.append(f"| {label} | " + " | ".join(
-            "n/a" if c.info.get(key) is None else format(c.info[key], spec) for c in cols) + " |")
-
-    rows.append("| f0(x_te) | " + " | ".join(f"{c.f0_test:.2e}" for c in cols) + " |")
-    info_row("eNTK(W0) vs eq. (4): rel. difference", "entk0_kernel_rel_diff", ".3f")
-    info_row("NTK mean abs(f - y) at the test points", "ntk_residual_test", ".3g")
-    info_row("eNTK(W0) mean abs(f - y) at the test points", "entk0_residual_test", ".3g")
-    info_row("full-run grad norm", "full_grad_norm", ".2e")
-    info_row("full-run final step (t << 1: stopped on ReLU kinks)", "full_final_step", ".2e")
-    info_row("max solver error / abs(Delta)", "retrain_max_error_ratio", ".1e")
-    info_row("seconds", "seconds_total", ".0f")
-    k = {int(c.info.get("test_points", 1)) for c in cols}
-    notes = ["", f"Statistics over the removed training points x {'/'.join(map(str, sorted(k)))} "
-             "test point(s); actual = the Gauss-Newton minimiser retrained without the point "
-             "from the same W(0)."]
-    if f0_zero:
-        notes.append("NTK + f0 rows omitted: f0 = 0 exactly at every width (symmetric "
-                     "initialisation), so they equal the NTK rows.")
-    notes.append("eNTK(W0) + f0: the empirical NTK of the net at its initialisation W(0) used as "
-                 "the kernel (with f0). A test loss's influence is Delta (f - y) + Delta^2/2, so "
-                 "it scales with the residual f - y: at small width this kernel differs from "
-                 "eq. (4) by several per cent (row 'rel. difference'), which can move its "
-                 "prediction onto the label (small abs(f - y) row), and its influences then "
-                 "shrink and lose their sign; the row approaches the NTK row as the width grows.")
-    return "\n".join(rows + notes) + "\n"

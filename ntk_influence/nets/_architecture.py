@@ -109,6 +109,9 @@ class Architecture:
       kernel: ``() -> Kernel``, the analytic NTK of the family (width-independent).
       image: whether inputs are images ``(n, H, W, C)`` (flat rows are reshaped).
       image_shape: the image shape for flat inputs (``None``: square, one channel).
+      smooth: whether the activation is smooth (erf, GELU): eq. (2) is then twice
+        differentiable, its minimisers are stationary points, and retraining defaults to
+        truncated Newton to a gradient tolerance with warm starts (ReLU: ``False``).
     """
 
     name: str
@@ -116,6 +119,7 @@ class Architecture:
     kernel: Any
     image: bool = False
     image_shape: tuple[int, int, int] | None = None
+    smooth: bool = False
 
     def prepare(self, x: Any) -> np.ndarray:
         """Inputs in the shape the family takes: images ``(n, H, W, C)`` from flat rows.
@@ -205,10 +209,11 @@ def architecture(spec: str | Architecture = "two-layer", *, kappa: float = 1.0,
             name,
             lambda shape, w, seed, dt: functional(mlp(shape[0], w, depth, seed=seed,
                                                       param_dtype=dt, activation=act)),
-            lambda: limit_kernel(mlp(1, 1, depth, activation=act).layers, 1, name))
+            lambda: limit_kernel(mlp(1, 1, depth, activation=act).layers, 1, name),
+            smooth=act != "relu")
     return Architecture(
         name,
         lambda shape, w, seed, dt: functional(cnn(shape, w, depth, seed=seed, param_dtype=dt,
                                                   activation=act)),
         lambda: limit_kernel(cnn((1, 1, 1), 1, depth, activation=act).layers, 3, name),
-        image=True, image_shape=image_shape)
+        image=True, image_shape=image_shape, smooth=act != "relu")

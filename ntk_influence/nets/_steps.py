@@ -98,8 +98,9 @@ StepFactory = Callable[["FunctionalNet", Problem], GNStep]
 NEWTON_CG_RTOL = 1e-2
 
 
-"""The inner solve of a truncated Newton step stops when its preconditioned residual falls
-below this fraction of the first."""
+"""The largest forcing term: the inner solve of a truncated Newton step stops when its
+preconditioned residual falls below this fraction of the first (or below the ridge-relative
+gradient, when that is smaller)."""
 
 
 class Linearization(NamedTuple):
@@ -170,7 +171,9 @@ def linearized_step(net: FunctionalNet, pb: Problem, lin: Linearization) -> GNSt
     ``M = J^T D J + lam I`` (its Woodbury inverse, one ``n x n`` factor per step). The first
     iterate is the Gauss-Newton direction scaled by an exact line search on the quadratic model;
     the iteration stops at ``pb.newton_cg`` iterations, when the preconditioned residual falls
-    by :data:`NEWTON_CG_RTOL`, or at a direction of non-positive curvature (truncated Newton).
+    by the forcing term ``min(NEWTON_CG_RTOL, ||g|| / ||lam dtheta||)`` (so the outer steps
+    converge quadratically near a stationary point), or at a direction of non-positive
+    curvature (truncated Newton).
     Where ``M^-1 H`` is near the identity (wide nets) this is the Gauss-Newton step; where the
     curvature that Gauss-Newton drops (``sum_i r_i d^2 f_i``) matters, Gauss-Newton converges
     only linearly and stops short of the stationary point, while the truncated Newton step
@@ -218,7 +221,10 @@ def linearized_step(net: FunctionalNet, pb: Problem, lin: Linearization) -> GNSt
                 return (v - jtv(core(jv(v)))) / lam
 
             g = jtv(c) + lam * dtheta
-            p = _newton_cg(jax.grad(train_loss), theta, g, p, gn_solve, pb.newton_cg)
+            ratio = jnp.linalg.norm(g) / jnp.maximum(jnp.linalg.norm(lam * dtheta),
+                                                     jnp.finfo(g.dtype).tiny)
+            p = _newton_cg(jax.grad(train_loss), theta, g, p, gn_solve, pb.newton_cg,
+                           jnp.minimum(NEWTON_CG_RTOL, ratio))
             slope = jnp.dot(g, p)
 
         def advance(t: jax.Array, trial_loss: jax.Array
@@ -237,8 +243,8 @@ def linearized_step(net: FunctionalNet, pb: Problem, lin: Linearization) -> GNSt
 
 
 def _newton_cg(grad_fn: Callable[[jax.Array], jax.Array], theta: jax.Array, g: jax.Array,
-               p_gn: jax.Array, precond: Callable[[jax.Array], jax.Array], iters: int
-               ) -> jax.Array:
+               p_gn: jax.Array, precond: Callable[[jax.Array], jax.Array], iters: int,
+               rtol: jax.Array) -> jax.Array:
     """Preconditioned CG on ``H p = -g`` from ``p = 0``, truncated (see :func:`linearized_step`).
 
     Args:
@@ -249,6 +255,7 @@ def _newton_cg(grad_fn: Callable[[jax.Array], jax.Array], theta: jax.Array, g: j
         positive.
       precond: ``v -> M^-1 v``.
       iters: the most iterations.
+      rtol: the inner relative tolerance (the forcing term).
 
     Returns:
       The direction ``p``.
@@ -256,11 +263,11 @@ def _newton_cg(grad_fn: Callable[[jax.Array], jax.Array], theta: jax.Array, g: j
     def hvp(v: jax.Array) -> jax.Array:
         return jax.jvp(grad_fn, (theta,), (v,))[1]
 
-    x, _, _ = cg_solve(hvp, -g, tol=NEWTON_CG_RTOL, maxiter=iters, M=precond)
+    x, _, _ = cg_solve(hvp, -g, tol=rtol, maxiter=iters, M=precond)
     return jnp.where(jnp.any(x != 0), x, p_gn)
 
 
-def cg_solve(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, *, tol: float,
+def cg_solve(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, *, tol: Any,
              maxiter: int, M: Callable[[jax.Array], jax.Array] | None = None
              ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Preconditioned conjugate gradients on ``A x = b`` from ``x = 0``: the one CG loop.
@@ -274,7 +281,7 @@ def cg_solve(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, *, tol: flo
     Args:
       matvec: ``v -> A v`` for a symmetric ``A``.
       b: the right-hand side.
-      tol: the relative tolerance on the (preconditioned) residual.
+      tol: the relative tolerance on the (preconditioned) residual (a float or a traced scalar).
       maxiter: the most iterations.
       M: ``v -> M v``, a symmetric positive definite preconditioner approximating ``A^-1``
         (default: none).

@@ -6,7 +6,8 @@
 ``"sgd"`` the same update with the data term's gradient from a seeded random minibatch of
 ``batch_size`` points, scaled by ``n / batch_size`` (an unbiased estimate). Both are
 ``optax.inject_hyperparams(optax.sgd)`` in a jit-compiled ``while_loop`` that vmaps over the
-per-point weights, stopped by the function-space rule of :mod:`._gauss_newton`. Also here: the
+per-point weights, stopped by the function-space rule of :mod:`._gauss_newton` (or, for GD
+with ``stop="gradient"``, by its ridge-relative gradient). Also here: the
 step size (:func:`gd_step_size`, :func:`estimate_lambda_max`) and the divergence message.
 """
 
@@ -21,7 +22,7 @@ import optax
 from .._precision import precision
 from ..errors import NotConvergedError
 from ..nets import FunctionalNet, ntk_gram, regularised_loss
-from ._gauss_newton import SolveOut, Tracker, exploded
+from ._gauss_newton import SolveOut, Tracker, exploded, ridge_ratio
 from ._settings import SolverSettings
 
 
@@ -90,8 +91,11 @@ def first_order_solver(net: FunctionalNet, s: SolverSettings, n: int) -> Any:
                                Tracker.start(f0, k), no, no, jnp.asarray(0))
 
         def cond(c: FirstOrderState) -> jax.Array:
-            return ((c.track.it < s.max_steps) & (c.track.change > f_tol) & ~c.diverged
-                    & ~c.stalled)
+            if s.stop == "gradient":  # GD's gradient is the full one (SGD is refused)
+                open_ = ridge_ratio(jnp.linalg.norm(c.grad), c.theta, theta0, lam)[0] > s.g_tol
+            else:
+                open_ = c.track.change > f_tol
+            return (c.track.it < s.max_steps) & open_ & ~c.diverged & ~c.stalled
 
         def body(c: FirstOrderState) -> FirstOrderState:
             updates, opt_state = tx.update(c.grad, c.opt_state, c.theta)
@@ -116,10 +120,12 @@ def first_order_solver(net: FunctionalNet, s: SolverSettings, n: int) -> Any:
 
         c = jax.lax.while_loop(cond, body, init)
         grad = value_grad(c.theta, None)[1] if sgd else c.grad
-        return SolveOut(c.theta, c.f_all, c.loss, jnp.linalg.norm(grad), jnp.linalg.norm(g0),
+        gnorm = jnp.linalg.norm(grad)
+        return SolveOut(c.theta, c.f_all, c.loss, gnorm, jnp.linalg.norm(g0),
                         c.track.change, c.track.change_test, c.track.it,
                         (c.track.change <= f_tol) & ~c.stalled, c.diverged, c.stalled,
-                        c.evaluations, c.opt_state.hyperparams["learning_rate"])
+                        c.evaluations, c.opt_state.hyperparams["learning_rate"],
+                        ridge_ratio(gnorm, c.theta, theta0, lam)[1])
 
     return solve
 

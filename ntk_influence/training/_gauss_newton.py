@@ -11,7 +11,9 @@ towards Newton's by truncated conjugate gradients (``newton_cg``).
 :class:`Tracker` is the stopping rule shared with the first-order loops
 (:mod:`._first_order`): the largest change of the train/test predictions over the last
 ``window`` steps, since on ReLU kinks the gradient norm plateaus and cannot serve (DESIGN
-item 5). :class:`SolveOut` is what one compiled solve returns.
+item 5). With ``stop="gradient"`` (smooth nets) the loop instead stops at a stationary point:
+the ridge-relative gradient :func:`ridge_ratio` at most ``g_tol``. :class:`SolveOut` is what one
+compiled solve returns.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ from ..nets import FunctionalNet, Problem, autodiff_step
 
 
 class SolveOut(NamedTuple):
-    """Raw output of one jit-compiled solve (fields gain a leading axis when vmapped)."""
+    """Raw output of one jit-compiled solve (fields gain a leading axis when vmapped).
+
+    ``settled`` is the prediction-change rule (``f_change <= f_tol``, no stall);
+    ``ridge_norm`` is ``||lam (theta - theta0)||``, the scale of :func:`ridge_ratio`.
+    """
 
     theta: jax.Array
     f_all: jax.Array
@@ -35,11 +41,12 @@ class SolveOut(NamedTuple):
     f_change: jax.Array
     f_change_test: jax.Array
     iterations: jax.Array
-    converged: jax.Array
+    settled: jax.Array
     diverged: jax.Array
     stalled: jax.Array
     evaluations: jax.Array
     final_step: jax.Array
+    ridge_norm: jax.Array
 
 
 class Tracker(NamedTuple):
@@ -87,6 +94,7 @@ class GNState(NamedTuple):
       stalled: the line search found no decrease.
       t_prev: the last accepted step length.
       evaluations: loss evaluations (line-search trials).
+      ratio: the ridge-relative gradient at ``theta`` (``stop="gradient"``; else inf).
     """
 
     theta: jax.Array
@@ -98,6 +106,28 @@ class GNState(NamedTuple):
     stalled: jax.Array
     t_prev: jax.Array
     evaluations: jax.Array
+    ratio: jax.Array
+
+
+def ridge_ratio(grad_norm: jax.Array, theta: jax.Array, theta0: jax.Array, lam: jax.Array
+                ) -> tuple[jax.Array, jax.Array]:
+    """The ridge-relative gradient ``||grad L|| / max(||lam (theta - theta0)||, tiny)``.
+
+    At a stationary point of eq. (2) the data term ``J^T D (f - y)`` cancels the ridge term
+    ``lam (theta - theta0)``, so this scale-free ratio measures how far from stationary a point
+    is; it is the stopping rule of ``stop="gradient"`` and defines ``converged``.
+
+    Args:
+      grad_norm: ``||grad L(theta)||``.
+      theta: the parameters.
+      theta0: the regularisation centre.
+      lam: the ridge.
+
+    Returns:
+      ``(ratio, ridge_norm)``.
+    """
+    ridge = jnp.linalg.norm(lam * (theta - theta0))
+    return grad_norm / jnp.maximum(ridge, jnp.finfo(ridge.dtype).tiny), ridge
 
 
 def exploded(loss: jax.Array, loss0: jax.Array) -> jax.Array:
@@ -111,7 +141,8 @@ def gauss_newton_solver(net: FunctionalNet, s: Any, n: int) -> Any:
     Each step asks the net's :class:`GNStep` (``net.gn_step``, the model's hook, else
     :func:`autodiff_step`) for a direction, backtracks from ``min(1, 4 t_prev)`` by halving until
     the Armijo condition holds (at most 40 trials; no decrease stops the run as stalled), and
-    records the predictions in the function-space stopping rule.
+    records the predictions in the function-space stopping rule; with ``stop="gradient"`` it
+    stops instead when :func:`ridge_ratio` at the accepted point is at most ``g_tol``.
 
     Args:
       net: the network.
@@ -123,6 +154,7 @@ def gauss_newton_solver(net: FunctionalNet, s: Any, n: int) -> Any:
       :func:`ntk_influence.training._train.make_solver`; ``eta`` is unused).
     """
     k = s.window
+    gstop = s.stop == "gradient"
     factory = net.gn_step or autodiff_step
 
     def solve(theta0: jax.Array, theta_init: jax.Array, x_all: jax.Array, y: jax.Array,
@@ -132,12 +164,14 @@ def gauss_newton_solver(net: FunctionalNet, s: Any, n: int) -> Any:
         step = factory(net, Problem(theta0, x_all, y, weights, lam, n, s.newton_cg))
         st = step.start(theta_init)
         no = jnp.asarray(False)
+        inf = jnp.asarray(jnp.inf, theta0.dtype)
+        ratio0 = ridge_ratio(st.grad_norm, theta_init, theta0, lam)[0] if gstop else inf
         init = GNState(theta_init, st.aux, st.loss, st.f_all, Tracker.start(st.f_all, k), no, no,
-                       jnp.asarray(1.0, theta0.dtype), jnp.asarray(0))
+                       jnp.asarray(1.0, theta0.dtype), jnp.asarray(0), ratio0)
 
         def cond(c: GNState) -> jax.Array:
-            return ((c.track.it < s.max_steps) & (c.track.change > f_tol) & ~c.diverged
-                    & ~c.stalled)
+            open_ = c.ratio > s.g_tol if gstop else c.track.change > f_tol
+            return (c.track.it < s.max_steps) & open_ & ~c.diverged & ~c.stalled
 
         def body(c: GNState) -> GNState:
             d = step.direction(c.theta, c.aux, c.f_all, c.loss)
@@ -157,19 +191,26 @@ def gauss_newton_solver(net: FunctionalNet, s: Any, n: int) -> Any:
             ok = j < 40
             theta, aux, f_all, loss = d.advance(t, trial_loss)
             track = c.track.record(f_all, k, n)
+            if gstop:  # one more J^T u per step: the gradient at the new point
+                ratio = ridge_ratio(step.finish(theta, aux, f_all, loss)[2], theta, theta0,
+                                    lam)[0]
+            else:
+                ratio = c.ratio
             new = GNState(theta, aux, loss, f_all, track, c.diverged | (ok & exploded(
                 loss, st.loss)), c.stalled | ~ok, jnp.where(ok, t, c.t_prev),
-                c.evaluations + j + 1)
+                c.evaluations + j + 1, ratio)
             keep = lambda a, b: jnp.where(ok, a, b)  # noqa: E731
             return new._replace(theta=keep(new.theta, c.theta),
                                 aux=jax.tree_util.tree_map(keep, new.aux, c.aux),
                                 loss=keep(new.loss, c.loss), f_all=keep(new.f_all, c.f_all),
-                                track=jax.tree_util.tree_map(keep, new.track, c.track))
+                                track=jax.tree_util.tree_map(keep, new.track, c.track),
+                                ratio=keep(new.ratio, c.ratio))
 
         c = jax.lax.while_loop(cond, body, init)
         f_all, loss, grad_norm = step.finish(c.theta, c.aux, c.f_all, c.loss)
         return SolveOut(c.theta, f_all, loss, grad_norm, st.grad_norm, c.track.change,
                         c.track.change_test, c.track.it, (c.track.change <= f_tol) & ~c.stalled,
-                        c.diverged, c.stalled, c.evaluations, c.t_prev)
+                        c.diverged, c.stalled, c.evaluations, c.t_prev,
+                        ridge_ratio(grad_norm, c.theta, theta0, lam)[1])
 
     return solve

@@ -35,9 +35,12 @@ class TrainResult:
       f_change: largest change of any train/test prediction over the last ``window`` steps.
       f_change_test: the same over the test points only.
       iterations: steps taken.
-      converged: whether ``f_change <= f_tol`` was met.
+      converged: whether the returned point is stationary: ``ridge_rel_grad_norm <=
+        settings.g_tol`` (default 1e-8), whatever rule stopped the run. ReLU nets stopped by
+        the prediction rule are normally not converged in this sense (their minimiser sits on
+        kinks); ``settled`` says whether their rule was met.
       stalled: the GN line search found no decrease, or annealed GD shrank its step below
-        ``2^-30 eta`` (stuck on a kink); the run stopped there and is not converged.
+        ``2^-30 eta`` (stuck on a kink); the run stopped there and is not settled.
       evaluations: loss evaluations (GN line-search trials, or GD steps).
       method: ``"gn"`` or ``"gd"``.
       step_size: GD step used (NaN for GN).
@@ -56,8 +59,10 @@ class TrainResult:
         float64, computed in float64 at the returned ``theta`` (one extra gradient of eq. (2)).
         At a stationary point the data term ``J^T D (f - y)`` cancels the ridge term
         ``lam (theta - theta0)``, so this scale-free ratio says how far from stationary the
-        returned point is (``converged`` keeps its function-space meaning); it is huge when
+        returned point is (``converged`` compares it with ``g_tol``); it is huge when
         ``lam = 0`` or ``theta = theta0``. NaN where it was not computed.
+      settled: whether the prediction-change rule was met (``f_change <= f_tol`` without a
+        stall): the stopping rule of ``stop="predictions"`` runs, reported for every run.
     """
 
     theta: jax.Array
@@ -79,6 +84,7 @@ class TrainResult:
     settings: SolverSettings
     seconds: float
     ridge_rel_grad_norm: float = float("nan")
+    settled: bool = False
 
     def summary(self) -> dict[str, Any]:
         """The scalar fields as a JSON-ready dict."""
@@ -104,7 +110,8 @@ class RetrainResult:
       full_solver_error: the same for the full training run.
       grad_norm: ``(k,)`` final gradient norms of the retrains.
       iterations: ``(k,)`` steps of each retrain.
-      converged: ``(k,)`` whether each retrain met its tolerance.
+      converged: ``(k,)`` whether each retrain ended at a stationary point
+        (``ridge_rel_grad_norm <= settings.g_tol``), whatever rule stopped it.
       warm_start: True if retrains started from the trained W, False if from ``W(0)``.
       full: the :class:`TrainResult` of the full run (retrained to the tightest tolerance any
         retrain got when the relative rule refined some).
@@ -116,6 +123,9 @@ class RetrainResult:
       rel_tol: the relative stopping rule (``None`` when every retrain used ``settings.f_tol``).
       refined: ``(k,)`` retrains rerun with a tolerance from the measured ``|Delta|`` because the
         predicted one was too large (relative rule only); their ``f_tol`` is the rerun's.
+      settled: ``(k,)`` whether each retrain met the prediction-change rule (its ``f_tol``).
+      ridge_rel_grad_norm: ``(k,)`` each retrain's final ``||grad L|| / ||lam (theta -
+        theta0)||`` for its own weighted eq. (2), in the net's dtype.
     """
 
     removed: np.ndarray
@@ -137,6 +147,8 @@ class RetrainResult:
     f_tol: np.ndarray | None = None
     rel_tol: float | None = None
     refined: np.ndarray | None = None
+    settled: np.ndarray | None = None
+    ridge_rel_grad_norm: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         k = np.shape(self.removed)[0]
@@ -144,6 +156,10 @@ class RetrainResult:
             object.__setattr__(self, "f_tol", np.full(k, self.settings.f_tol))
         if self.refined is None:
             object.__setattr__(self, "refined", np.zeros(k, bool))
+        if self.settled is None:
+            object.__setattr__(self, "settled", np.zeros(k, bool))
+        if self.ridge_rel_grad_norm is None:
+            object.__setattr__(self, "ridge_rel_grad_norm", np.full(k, np.nan))
 
     @classmethod
     def from_outputs(cls, removed: np.ndarray, full: TrainResult, out: dict[str, np.ndarray],
@@ -151,13 +167,15 @@ class RetrainResult:
                      chunk_size: int, seconds: float, **extra: Any) -> RetrainResult:
         """Build the result from the per-retrain solver outputs (eq. 7).
 
-        Warns (:class:`NotConvergedWarning`) when any retrain did not reach its tolerance.
+        Warns (:class:`NotConvergedWarning`) when any retrain did not meet its stopping rule
+        (its ``f_tol`` for ``stop="predictions"``, ``g_tol`` for ``stop="gradient"``).
 
         Args:
           removed: ``(k, n)`` removal masks.
           full: the full-data training run.
-          out: per-retrain arrays ``f_test``, ``f_change_test``, ``grad_norm``, ``iterations``,
-            ``converged``, in the order of ``removed``.
+          out: per-retrain arrays ``f_test``, ``f_change_test``, ``grad_norm``, ``ridge_norm``
+            (``||lam (theta - theta0)||``), ``iterations``, ``settled``, in the order of
+            ``removed``.
           y_test: test labels.
           settings: the solver settings shared by every run.
           warm_start: whether the retrains started from the trained weights.
@@ -172,19 +190,27 @@ class RetrainResult:
         f_new = np.asarray(out["f_test"], np.float64)
         delta = f_new - f_full[None]
         y_np = np.asarray(y_test, np.float64)
+        gn = np.asarray(out["grad_norm"], np.float64)
+        ratio = gn / np.maximum(np.asarray(out["ridge_norm"], np.float64),
+                                np.finfo(np.float64).tiny)
         res = cls(
             removed=np.asarray(removed, bool), f_test=f_full, y_test=y_np, f_retrain_test=f_new,
             delta=delta, influence=actual_influence(delta, f_full, y_np),
             solver_error=np.asarray(out["f_change_test"], np.float64),
             full_solver_error=float(full.f_change_test),
-            grad_norm=np.asarray(out["grad_norm"], np.float64),
-            iterations=np.asarray(out["iterations"]),
-            converged=np.asarray(out["converged"]).astype(bool), warm_start=bool(warm_start),
-            full=full, settings=settings, chunk_size=chunk_size, seconds=seconds, **extra)
-        if not res.converged.all():
-            warnings.warn(f"{int((~res.converged).sum())} of {res.converged.size} retrains did "
+            grad_norm=gn, iterations=np.asarray(out["iterations"]),
+            converged=ratio <= settings.g_tol, warm_start=bool(warm_start),
+            full=full, settings=settings, chunk_size=chunk_size, seconds=seconds,
+            settled=np.asarray(out["settled"]).astype(bool), ridge_rel_grad_norm=ratio, **extra)
+        if settings.stop == "predictions" and not res.settled.all():
+            warnings.warn(f"{int((~res.settled).sum())} of {res.settled.size} retrains did "
                           "not reach their f_tol; their solver_error is recorded in the result.",
                           NotConvergedWarning, stacklevel=3)
+        elif settings.stop == "gradient" and not res.converged.all():
+            warnings.warn(f"{int((~res.converged).sum())} of {res.converged.size} retrains "
+                          f"ended above g_tol={settings.g_tol:g} (largest ridge-relative "
+                          f"gradient {float(ratio.max()):.3g}): not stationary; raise max_steps "
+                          "or newton_cg.", NotConvergedWarning, stacklevel=3)
         return res
 
     @property
@@ -245,7 +271,10 @@ class RetrainResult:
             "min_group_size": int(sizes.min()), "max_group_size": int(sizes.max()),
             "method": self.settings.method, "f_tol": self.settings.f_tol,
             "chunk_size": self.chunk_size, "seconds": self.seconds,
+            "stop": self.settings.stop, "g_tol": self.settings.g_tol,
             "all_converged": bool(self.converged.all()),
+            "all_settled": bool(self.settled.all()),
+            "max_ridge_rel_grad_norm": float(np.max(self.ridge_rel_grad_norm)),
             "max_solver_error": float(self.solver_error.max()),
             "full_solver_error": self.full_solver_error,
             "full_f_tol": float(self.full.settings.f_tol),

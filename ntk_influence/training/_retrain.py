@@ -42,7 +42,8 @@ from ._results import RetrainResult, TrainResult
 from ._settings import SolverSettings, blas_single_thread
 from ._train import check_xy, jitted_solver, train
 
-OUTPUTS = ("f_test", "f_change_test", "grad_norm", "iterations", "converged", "diverged")
+OUTPUTS = ("f_test", "f_change_test", "grad_norm", "ridge_norm", "iterations", "settled",
+           "diverged")
 
 
 def plan_chunk_size(net: FunctionalNet, n_points: int, memory_bytes: int = 2**32,
@@ -123,8 +124,9 @@ def _chunk_solver(net: FunctionalNet, settings: SolverSettings, n: int) -> Any:
             w = 1.0 - chunk["removed"].astype(theta0.dtype)
             out = solve(theta0, start, x_all, y, w, lam, eta, chunk["tol"].astype(theta0.dtype))
             return {"f_test": out.f_all[:, n:], "f_change_test": out.f_change_test,
-                    "grad_norm": out.grad_norm, "iterations": out.iterations,
-                    "converged": out.converged, "diverged": out.diverged}
+                    "grad_norm": out.grad_norm, "ridge_norm": out.ridge_norm,
+                    "iterations": out.iterations, "settled": out.settled,
+                    "diverged": out.diverged}
 
         return run
 
@@ -189,6 +191,9 @@ def retrain_without(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any,
         n = xtr.shape[0]
         removed = removal_masks(n, remove, keep)
         k = removed.shape[0]
+        if rel_tol is not None and s.stop == "gradient":
+            raise InputError("rel_tol sets the prediction-change rule; these settings stop at "
+                             "a stationary point (stop='gradient'): pass rel_tol=None.")
         tols = retrain_tolerances(s, k, rel_tol, delta_scale)
 
         def train_full(f_tol: float) -> TrainResult:

@@ -18,6 +18,7 @@ from ..errors import InputError
 from ..nets import FunctionalNet, regularised_loss
 
 METHODS = ("gn", "gd", "sgd")
+STOP_RULES = ("predictions", "gradient")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +48,14 @@ class SolverSettings:
         the curvature ``sum_i r_i d^2 f_i`` and converges linearly; each inner iteration costs
         a Hessian-vector product and a Gauss-Newton solve. The two-layer net's own step is
         already Newton's and ignores it.
+      stop: what ends the run. ``"predictions"`` (default): the largest change of the
+        predictions over the last ``window`` steps is at most ``f_tol`` (the rule for ReLU
+        nets, whose regularised minimiser sits on kinks where the gradient cannot vanish);
+        ``"gradient"``: the ridge-relative gradient ``||grad L|| / ||lam (theta - theta0)||``
+        is at most ``g_tol`` (a stationary point; for smooth nets, with ``newton_cg``). GN and
+        GD only: a minibatch gradient cannot certify stationarity.
+      g_tol: the stationarity tolerance on that ratio. Whatever the stopping rule, a run is
+        ``converged`` only when its final ratio is at most ``g_tol``.
     """
 
     method: str = "gn"
@@ -60,6 +69,28 @@ class SolverSettings:
     batch_size: int | None = None
     seed: int = 0
     newton_cg: int = 0
+    stop: str = "predictions"
+    g_tol: float = 1e-8
+
+    @classmethod
+    def stationary(cls, **overrides: Any) -> SolverSettings:
+        """Truncated Newton to a stationary point: the settings for smooth nets.
+
+        Gauss-Newton preconditioned conjugate gradients on the exact Hessian (``newton_cg=50``)
+        until ``||grad L|| / ||lam (theta - theta0)|| <= 1e-8`` (``stop="gradient"``), at most
+        100 steps. The inner tolerance shrinks with the gradient (forcing term
+        ``min(1e-2, ratio)``), so the outer steps converge quadratically near the solution and
+        a warm start from the trained weights takes a few steps.
+
+        Args:
+          **overrides: fields to change (e.g. ``g_tol``, ``max_steps``).
+
+        Returns:
+          :class:`SolverSettings`.
+        """
+        base = {"method": "gn", "stop": "gradient", "g_tol": 1e-8, "newton_cg": 50,
+                "max_steps": 100}
+        return cls(**{**base, **overrides})
 
     def resolved(self) -> SolverSettings:
         """Settings with defaults filled in and checked."""
@@ -83,6 +114,13 @@ class SolverSettings:
                              f"got {cg!r}.")
         if cg and self.method != "gn":
             raise InputError(f"newton_cg is for method='gn' only, got method={self.method!r}.")
+        if self.stop not in STOP_RULES:
+            raise InputError(f"stop must be one of {STOP_RULES}, got {self.stop!r}.")
+        if not (self.g_tol > 0):
+            raise InputError(f"g_tol must be > 0, got {self.g_tol!r}.")
+        if self.stop == "gradient" and self.method == "sgd":
+            raise InputError("stop='gradient' needs the full gradient: use method='gn' or "
+                             "'gd' (a minibatch gradient cannot certify a stationary point).")
         gn = self.method == "gn"
         window = self.window if self.window is not None else (2 if gn else 200)
         max_steps = self.max_steps if self.max_steps is not None else (200 if gn else 200000)

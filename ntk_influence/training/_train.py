@@ -20,12 +20,15 @@ Two solver loops, both pure jit-compiled ``while_loop`` s that vmap over weights
   ``batch_size`` points, scaled by ``n / batch_size`` (an unbiased estimate); the loop is
   :mod:`._first_order`'s.
 
-The regularised minimiser sits on ReLU kinks, where the gradient is discontinuous, so the
-gradient norm plateaus and cannot serve as the stopping rule (DESIGN item 5). Every solver stops
-in function space: when the largest change of the predictions on the training and test points
-over the last ``window`` steps is below ``f_tol``. The final gradient norm is always reported:
-absolute, relative to the start (``rel_grad_norm``) and relative to the ridge term in float64
-(``ridge_rel_grad_norm``, :func:`ridge_relative_grad_norm`).
+The regularised minimiser of a ReLU net sits on kinks, where the gradient is discontinuous, so
+the gradient norm plateaus and cannot serve as the stopping rule (DESIGN item 5). Such runs stop
+in function space (``stop="predictions"``): when the largest change of the predictions on the
+training and test points over the last ``window`` steps is below ``f_tol``; they are then
+``settled``, not ``converged``. Smooth nets (erf, GELU) stop at a stationary point
+(``stop="gradient"``, :meth:`SolverSettings.stationary`): truncated Newton until the
+ridge-relative gradient is at most ``g_tol``. ``converged`` always means stationary. The final
+gradient norm is always reported: absolute, relative to the start (``rel_grad_norm``) and
+relative to the ridge term in float64 (``ridge_rel_grad_norm``, :func:`ridge_relative_grad_norm`).
 Training runs in the net's precision (float64 by default) whatever JAX's global x64 flag is.
 
 :func:`jitted_solver` keeps each compiled solver on the net
@@ -169,7 +172,12 @@ def train(net: FunctionalNet, x_train: Any, y_train: Any, lam: float = 0.1, *,
           x_test: Any | None = None, settings: SolverSettings | None = None,
           theta_init: jax.Array | None = None, weights: Any | None = None,
           warn: bool = True) -> TrainResult:
-    """Train the net on eq. (2) from ``W(0)`` (or ``theta_init``) until the predictions settle.
+    """Train the net on eq. (2) from ``W(0)`` (or ``theta_init``) until its stopping rule holds.
+
+    The rule is ``settings.stop``: the predictions settle (default), or the ridge-relative
+    gradient falls to ``g_tol`` (:meth:`SolverSettings.stationary`, for smooth nets). Either
+    way the result is ``converged`` only at a stationary point (``ridge_rel_grad_norm <=
+    g_tol``) and ``settled`` when the prediction rule was met.
 
     Args:
       net: the network (its ``theta0`` is ``W(0)``, the regularisation centre).
@@ -180,7 +188,7 @@ def train(net: FunctionalNet, x_train: Any, y_train: Any, lam: float = 0.1, *,
       settings: :class:`SolverSettings` (default damped Gauss-Newton).
       theta_init: starting parameters (default ``W(0)``).
       weights: ``(n,)`` per-point weights (``0`` removes a point).
-      warn: emit a :class:`NotConvergedWarning` when the tolerance was not met.
+      warn: emit a :class:`NotConvergedWarning` when the stopping rule was not met.
 
     Returns:
       :class:`TrainResult`.
@@ -222,19 +230,26 @@ def train(net: FunctionalNet, x_train: Any, y_train: Any, lam: float = 0.1, *,
     if bool(out.diverged):
         raise divergence_error(eta, s.method)
     f_all = np.asarray(out.f_all)
+    ratio = ridge_relative_grad_norm(net, out.theta, xtr, ytr, w, lam)
     res = TrainResult(
         theta=out.theta, f_train=f_all[:n], f_test=f_all[n:], loss=float(out.loss),
         grad_norm=float(out.grad_norm),
         rel_grad_norm=float(out.grad_norm) / float(out.grad_norm0),
         f_change=float(out.f_change), f_change_test=float(out.f_change_test),
-        iterations=int(out.iterations), converged=bool(out.converged),
+        iterations=int(out.iterations), converged=bool(ratio <= s.g_tol),
         stalled=bool(out.stalled), evaluations=int(out.evaluations), method=s.method,
         step_size=eta, final_step=float(out.final_step), lam=lam, settings=s,
-        seconds=secs, ridge_rel_grad_norm=ridge_relative_grad_norm(net, out.theta, xtr, ytr, w, lam))
-    if warn and not res.converged:
+        seconds=secs, ridge_rel_grad_norm=ratio, settled=bool(out.settled))
+    if warn and s.stop == "predictions" and not res.settled:
         warnings.warn(
             f"{s.method} training stopped after {res.iterations} steps with prediction change "
             f"{res.f_change:.3g} > f_tol={s.f_tol:g} over the last {s.window} steps "
             f"(gradient norm {res.grad_norm:.3g}); raise max_steps or f_tol.",
             NotConvergedWarning, stacklevel=2)
+    elif warn and s.stop == "gradient" and not res.converged:
+        warnings.warn(
+            f"{s.method} training stopped after {res.iterations} steps "
+            f"{'(line search stalled) ' if res.stalled else ''}at ridge-relative gradient "
+            f"{ratio:.3g} > g_tol={s.g_tol:g}: not a stationary point; raise max_steps or "
+            "newton_cg (or g_tol, in float32).", NotConvergedWarning, stacklevel=2)
     return res
