@@ -614,6 +614,20 @@ def render_deep(results: Path) -> str:
     return "\n".join(lines)
 
 
+def render_bench_conv(results: Path) -> str:
+    """benchmarks/README: ``bench_conv.py``, the pieces of a Newton step of a smooth conv net."""
+    b = load(results, "bench_conv", "bench_conv.json")
+    body = [[str(r["channels"]), str(r["n_params"]), f"{r['forward_s']:.3f} s",
+             fx(r["forward_s"] / r["forward_floor_s"], 1), f"{r['gram_s']:.3f} s",
+             fx(r["gram_s"] / r["gram_floor_s"], 1), f"{r['grad_s']:.3f} s",
+             f"{r['hvp_s']:.3f} s", fx(r["hvp_s"] / r["forward_s"], 1),
+             f"{r['newton_step_s']:.2f} s", fx(r["step_over_hvp"], 1)] for r in b["rows"]]
+    lines = [f"{b['arch']} on n = {b['n']} digits. " + source(results, "bench_conv"), ""]
+    lines += table(["channels", "P", "forward", "/ floor", "eNTK Gram", "/ floor", "gradient",
+                    "HVP", "HVP / forward", "Newton step from W(0)", "step / HVP"], body)
+    return "\n".join(lines)
+
+
 def render_bench_deep(results: Path) -> str:
     """benchmarks/README: ``bench_deep.py``, the Gauss-Newton step of deep nets."""
     b = load(results, "bench_deep", "bench_deep.json")
@@ -723,7 +737,8 @@ def render_smooth(results: Path) -> str:
         body += [[c["arch"], _row_start(c, r), str(r["width"]), str(r["n_params"]),
                   fx(r["pearson"], 3), fx(r["spearman"], 3), fx(r["ntk_slope"]),
                   fx(r["entk0_pearson"], 3), fx(r["ihvp_pearson"], 3), fx(r["ihvp_slope"]),
-                  fx(r["entk0_kernel_rel_diff"], 3), g(r["max_rel_grad_norm"], 1),
+                  fx(r["entk0_kernel_rel_diff"], 3), g(abs(r["f_test"] - r["f_ntk_test"]), 2),
+                  g(r["max_rel_grad_norm"], 2),
                   g(r["retrain_median_abs_delta"], 2),
                   str(r["retrain_total_iterations"] + r["full_iterations"]),
                   seconds(r["seconds_total"])] for r in c["widths"]]
@@ -737,12 +752,15 @@ def render_smooth(results: Path) -> str:
               "retrained; statistics over all (removed point, test point) pairs. *Actual*: the "
               "stationary point of eq. (2) without the point, by truncated Newton (Gauss-Newton "
               f"preconditioned CG on the exact Hessian, newton_cg = {r0['newton_cg']}) until "
-              f"`||grad|| / ||lam (theta - theta0)|| <= {g(r0['g_tol'])}`; `max rel. gradient` "
+              f"`||grad|| / ||lam (theta - theta0)|| <= {g(r0['g_tol'], 1)}`; `max rel. gradient` "
               "is the largest such ratio over the full run and every retrain of the row, and "
-              "`Newton steps` their total.", ""]
+              "`Newton steps` their total. `abs(f - f_NTK)`: the trained net's prediction on "
+              "the first test point against the NTK predictor's, how far the net is from the "
+              "kernel regime.", ""]
     lines += table(["arch", "start", "width", "P", "R (NTK)", "rho (NTK)", "slope (NTK)",
                     "R (eNTK(W0))", "R (IHVP)", "slope (IHVP)", "eNTK(W0) rel. error",
-                    "max rel. gradient", "median abs(Delta)", "Newton steps", "time"], body)
+                    "abs(f - f_NTK)", "max rel. gradient", "median abs(Delta)", "Newton steps",
+                    "time"], body)
     if (results / "start_floor" / "start_floor.json").exists():
         b = load(results, "start_floor", "start_floor.json")
         lines += ["", f"**Solver floor ({b['arch']}).** The warm- and cold-start runs above "
@@ -768,7 +786,7 @@ def render_smooth(results: Path) -> str:
                      f"at the widest width run, {top['width']}: R >= {g(target)} "
                      f"{'met' if top['pearson'] >= target else '**missed**'}; R rises with "
                      f"width: {'yes' if rises else '**no**'}; largest rel. gradient "
-                     f"{g(worst, 1)} (<= 1e-8: {'met' if worst <= 1e-8 else '**missed**'}).")
+                     f"{g(worst, 2)} (<= 1e-8: {'met' if worst <= 1e-8 else '**missed**'}).")
     if (results / "start_floor" / "start_floor.json").exists():
         low = min(r["r_warm_cold"] for r in load(results, "start_floor", "start_floor.json")["rows"])
         lines.append(f"- Solver floor: smallest R(Delta) {low:.7f} (>= 0.9999: "
@@ -820,6 +838,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "bench-floor": render_bench_floor,
     "deep-floor": render_deep_floor,
     "smooth": render_smooth,
+    "bench-conv": render_bench_conv,
 }
 
 MARK = re.compile(r"(<!-- render:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /render:(?P=name) -->)",

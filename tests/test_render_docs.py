@@ -232,3 +232,45 @@ def test_floor_sections_pair_each_width_with_its_compare_run(rd, tmp_path):
     bench = rd.render_bench_floor(res)
     assert "| 117 | yes | 3.8e-06 | 0.004 | 7.50000 | 3/3 | 117 | yes | 2.0e-07 |" in bench
     assert "1 min 0 s" in bench
+
+
+def _smooth_row(width: int, r: float, grad: float) -> dict:
+    return {"width": width, "n_params": 1000 * width, "pearson": r, "spearman": 0.9,
+            "ntk_slope": 0.95, "entk0_pearson": 0.9, "ihvp_pearson": 0.97, "ihvp_slope": 0.6,
+            "entk0_kernel_rel_diff": 0.1, "max_rel_grad_norm": grad,
+            "retrain_median_abs_delta": 0.004, "retrain_total_iterations": 120,
+            "full_iterations": 11, "seconds_total": 95.0, "n_points": 40, "test_points": 10,
+            "newton_cg": 50, "g_tol": 1e-8, "warm_start": True, "full_ridge_rel_grad_norm": grad,
+            "f_test": -0.5, "f_ntk_test": -0.42,
+            "retrain_max_ridge_rel_grad_norm": grad}
+
+
+@pytest.mark.parametrize("top, grad, floor_r, verdicts", [
+    (0.985, 8e-9, 0.99999, ["R >= 0.98 met; R rises with width: yes; largest rel. gradient "
+                            "8.0e-09 (<= 1e-8: met)", "smallest R(Delta) 0.9999900 (>= 0.9999: met)"]),
+    (0.95, 3e-8, 0.999, ["R >= 0.98 **missed**", "(<= 1e-8: **missed**)",
+                         "(>= 0.9999: **missed**)"]),
+])
+def test_smooth_section_renders_rows_floor_and_targets(rd, tmp_path, top, grad, floor_r,
+                                                       verdicts):
+    res = tmp_path / "results"
+    for run in ("smooth_erf_warm", "start_floor"):
+        (res / run).mkdir(parents=True)
+        (res / run / "run.json").write_text(json.dumps(RUN))
+    c = {"arch": "mlp:3:erf", "settings": {"lam": 0.1, "warm_start": True},
+         "data": {"name": "digits:3,8", "n_train": 200},
+         "widths": [_smooth_row(128, 0.93, 5e-9), _smooth_row(512, top, grad)]}
+    (res / "smooth_erf_warm" / "compare.json").write_text(json.dumps(c))
+    fl = {"arch": "mlp:3:erf", "rows": [{"width": 128, "pairs": 400, "r_warm_cold": floor_r,
+                                         "max_rel_diff": 2e-8, "iterations_warm": 100,
+                                         "iterations_cold": 300, "seconds_retrain_warm": 40.0,
+                                         "seconds_retrain_cold": 100.0}]}
+    (res / "start_floor" / "start_floor.json").write_text(json.dumps(fl))
+    text = rd.render_smooth(res)
+    assert "- `smooth_erf_cold`: not measured for this release (no run recorded)." in text
+    assert (f"| mlp:3:erf | warm | 512 | 512000 | {top:.3f} | 0.900 | 0.95 | 0.900 | 0.970 | "
+            f"0.60 | 0.100 | 0.08 | {grad:.1e} | 0.004 | 131 | 1 min 35 s |") in text
+    assert "newton_cg = 50" in text and "<= 1e-08`" in text
+    assert f"| 128 | 400 | {floor_r:.7f} | 2e-08 | 100 / 300 | 40 s / 1 min 40 s |" in text
+    for v in verdicts:
+        assert v in text, v

@@ -186,6 +186,7 @@ def test_compare_defaults_for_smooth_nets(tmp_path):
     assert rows["w"]["warm_start"] and not rows["c"]["warm_start"]
     md = (tmp_path / "w" / "compare.md").read_text()
     assert "stationary point" in md and "warm start" in md and "max rel. gradient" in md
+    assert "max last steps' change" in md
     # the same stationary points from either start: the same statistics
     assert rows["w"]["pearson"] == pytest.approx(rows["c"]["pearson"], abs=1e-6)
     assert ni.experiments.comparison_solver("mlp:2") == (SolverSettings().resolved(), False)

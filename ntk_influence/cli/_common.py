@@ -4,7 +4,7 @@ groups, config files and the progress reporter.
 Every subcommand takes ``--out DIR``, ``--config FILE.toml`` (values the command line overrides),
 ``--resume`` and ``--quiet``, writes its results atomically and ends with a line naming where the
 results are. Exit codes: 0 success, 2 bad usage or input, 3 numerical failure (singular kernel,
-solver not converged), 1 any other failure, 130 interrupted (Ctrl-C or SIGTERM).
+solver diverged), 1 any other failure, 130 interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
