@@ -9,6 +9,11 @@ whole Newton step from ``W(0)``. Each is set against a NumPy float64 matmul floo
 shape: the conv layers' patch matmuls for the forward pass, and ``G G^T`` of the per-example
 weight gradients for the Gram. Ratios are measured in the same run; the step's count of line
 search evaluations and its time over one HVP say how many Hessian-vector products it ran.
+It also records how far the net is from its limit at initialisation: the relative Frobenius
+error of eNTK(W0) against Neural Tangents' kernel on ``--entk-points`` digits over
+``--entk-seeds`` initialisations per channel count (``--entk-channels``): mean, median and
+fitted exponent of the median, with the kernel's mean off-diagonal over mean diagonal entry (a
+kernel near a constant matrix makes the error one fluctuating scalar per initialisation).
 """
 
 from __future__ import annotations
@@ -60,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", default="cnn:2:erf")
     ap.add_argument("--channels", type=int, nargs="+", default=[32, 64, 128])
     ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--entk-channels", type=int, nargs="+", default=[32, 64, 128, 256])
+    ap.add_argument("--entk-points", type=int, default=50)
+    ap.add_argument("--entk-seeds", type=int, default=8)
     ap.add_argument("--out", type=Path, default=OUT / "bench_conv.json")
     a = ap.parse_args(argv)
     info = _runinfo.start(argv)
@@ -104,6 +112,22 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['newton_step_s']:.2f} s = {row['step_over_hvp']:.0f} HVPs", flush=True)
             info.update(arch=fam.name, n=a.n, rows=rows)
             _runinfo.write(info, a.out)
+    xe = fam.prepare(ds.x_train[:a.entk_points])
+    kern = np.asarray(ni.kernels.kernel_matrix(fam.kernel(), xe))
+    means, medians = [], []
+    for c in a.entk_channels:
+        e = [ni.nets.relative_frobenius_error(np.asarray(ni.nets.entk(fam.net(xe, c, seed=s), xe)),
+                                             kern) for s in range(a.entk_seeds)]
+        means.append(float(np.mean(e)))
+        medians.append(float(np.median(e)))
+        print(f"eNTK(W0) vs NT, {fam.name} {c} channels: relative error mean {means[-1]:.4f}, "
+              f"median {medians[-1]:.4f}, range {min(e):.3f}-{max(e):.3f}", flush=True)
+    slope = float(np.polyfit(np.log(a.entk_channels), np.log(medians), 1)[0])
+    off = (kern.sum() - np.trace(kern)) / (kern.shape[0] * (kern.shape[0] - 1))
+    info["entk_error"] = {"channels": a.entk_channels, "errors": means, "medians": medians,
+                          "exponent": slope, "seeds": a.entk_seeds, "n_points": a.entk_points,
+                          "offdiag_over_diag": float(off / np.diag(kern).mean())}
+    _runinfo.write(info, a.out)
     return 0
 
 

@@ -625,6 +625,17 @@ def render_bench_conv(results: Path) -> str:
     lines = [f"{b['arch']} on n = {b['n']} digits. " + source(results, "bench_conv"), ""]
     lines += table(["channels", "P", "forward", "/ floor", "eNTK Gram", "/ floor", "gradient",
                     "HVP", "HVP / forward", "Newton step from W(0)", "step / HVP"], body)
+    e = b.get("entk_error")
+    if e:
+        lines += ["", f"eNTK(W0) against NT's kernel on {e['n_points']} digits, relative "
+                  f"Frobenius error over {e['seeds']} initialisations, median (mean): "
+                  + ", ".join(f"{g(m, 2)} ({g(v, 2)}) at {c}" for c, m, v in
+                              zip(e["channels"], e["medians"], e["errors"]))
+                  + f" channels; fitted exponent of the median **{fx(e['exponent'])}** "
+                  "(`1/sqrt(width)` is -0.5). NT's kernel here is close to a constant matrix "
+                  f"(mean off-diagonal entry / mean diagonal entry {fx(e['offdiag_over_diag'], 4)}"
+                  "), so the error is dominated by one scalar that fluctuates from one "
+                  "initialisation to the next, and the influences rest on the small remainder."]
     return "\n".join(lines)
 
 
