@@ -546,16 +546,20 @@ def _deep_rows(c: dict[str, Any]) -> list[list[str]]:
             for r in c["widths"]]
 
 
+def _recorded(results: Path, names: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The recorded ``compare`` runs among ``names``, and a line for each one not recorded."""
+    runs = [r for r in names if (results / r / "compare.json").exists()]
+    missing = [f"- `{r}`: not measured for this release (no run recorded)." for r in names
+               if r not in runs]
+    return runs, missing
+
+
 def render_deep(results: Path) -> str:
     """README: Table 1 for ``mlp:3`` and ``cnn:2`` (two ``compare --arch`` runs) with the
     eNTK-to-NTK error exponents of ``bench_deep``."""
-    lines: list[str] = []
     body: list[list[str]] = []
-    runs = [r for r in DEEP_RUNS if (results / r / "compare.json").exists()]
-    for run in DEEP_RUNS:
-        if run not in runs:
-            lines.append(f"- `{run}`: not measured for this release (no run recorded).")
-            continue
+    runs, lines = _recorded(results, DEEP_RUNS)
+    for run in runs:
         c = load(results, run, "compare.json")
         rec = load(results, run, "run.json")
         note = (" The run collected widths stored by an earlier run in its folder (`--resume`); "
@@ -736,13 +740,9 @@ def _row_start(c: dict[str, Any], r: dict[str, Any]) -> str:
 
 def render_smooth(results: Path) -> str:
     """README: Table 1 for smooth nets (stationary retraining) with the warm/cold floor."""
-    lines: list[str] = []
     body: list[list[str]] = []
-    runs = [r for r in SMOOTH_RUNS if (results / r / "compare.json").exists()]
-    for run in SMOOTH_RUNS:
-        if run not in runs:
-            lines.append(f"- `{run}`: not measured for this release (no run recorded).")
-            continue
+    runs, lines = _recorded(results, SMOOTH_RUNS)
+    for run in runs:
         c = load(results, run, "compare.json")
         lines.append(f"- {c['arch']}: " + source(results, run)[1:-1])
         body += [[c["arch"], _row_start(c, r), str(r["width"]), str(r["n_params"]),
