@@ -77,6 +77,20 @@ def test_correlations_share_one_size_rule_and_one_nan_convention():
         assert np.isnan(attr.agreement([1.0, 2.0], [0.0, 0.0])["rel_error"])
 
 
+def test_found_at_counts_positives_among_the_top_fraction_by_hand():
+    scores = [0.9, 0.1, 0.8, 0.3, 0.7, 0.2, 0.0, 0.6, 0.5, 0.4]
+    noisy = np.zeros(10, bool)
+    noisy[[0, 1, 4, 9]] = True  # ranked 1st, 9th, 3rd and 6th
+    assert attr.found_at(scores, noisy, 0.1) == 0.25  # top 1: point 0
+    assert attr.found_at(scores, noisy, 0.3) == 0.5  # top 3: 0, 2, 4
+    assert attr.found_at(scores, noisy, 0.25) == 0.5  # ceil(2.5) = 3 inspected
+    assert attr.found_at(scores, noisy, 1.0) == 1.0
+    with pytest.raises(ni.InputError, match="fraction"):
+        attr.found_at(scores, noisy, 0.0)
+    with pytest.raises(ni.InputError, match="positive"):
+        attr.found_at(scores, np.zeros(10, bool))
+
+
 def test_auc_is_the_mann_whitney_statistic():
     rng = np.random.default_rng(4)
     s = np.round(rng.normal(size=40), 1)  # ties included

@@ -120,6 +120,31 @@ def auc(scores: Any, positive: Any) -> float:
     return float(roc_auc_score(p, s))
 
 
+def found_at(scores: Any, positive: Any, fraction: float = 0.1) -> float:
+    """Share of the positives among the top ``fraction`` of points ranked by score.
+
+    The mislabel-detection curve's point at ``fraction`` inspected: rank the points by score
+    (highest first), inspect the first ``ceil(fraction n)`` and count the positives found, over
+    all positives. Ties are broken by index (stable sort).
+
+    Args:
+      scores: ``(n,)`` scores, higher meaning more likely positive.
+      positive: ``(n,)`` booleans, at least one positive.
+      fraction: share of the points inspected, in ``(0, 1]``.
+
+    Returns:
+      The share of positives found, in ``[0, 1]``.
+    """
+    s = np.asarray(scores, np.float64).ravel()
+    p = np.asarray(positive, bool).ravel()
+    if s.size != p.size or not p.any():
+        raise InputError("found_at needs scores and labels of the same size with a positive.")
+    if not 0 < fraction <= 1:
+        raise InputError(f"fraction must be in (0, 1], got {fraction!r}.")
+    top = np.argsort(-s, kind="stable")[: math.ceil(fraction * s.size)]
+    return float(p[top].sum() / p.sum())
+
+
 def additive_predictions(scores: Any, subset_indices: Any, full_losses: Any) -> np.ndarray:
     """Predicted subset losses: the full model's loss plus the scores of the removed points.
 

@@ -2,14 +2,15 @@
 
 The subcommands are listed once, in :data:`COMMANDS`; each lives in one module of this package
 (``core``: influence; ``nets``: compare; ``analysis``: the paper's figures; ``attribution``: the
-attribution benchmark; ``reproduce``: the paper's subcommands, its ``PART_COMMANDS``, in one
-report), imported directly, so a missing module is an ImportError, never a silently absent
-subcommand. Every subcommand takes ``--out DIR``, ``--config FILE.toml``, ``--resume`` and
-``--quiet``, writes its results atomically and ends with a line naming where the results are.
-Exit codes: 0 success, 2 bad usage or input, 3 numerical failure (singular kernel, solver not
-converged), 1 any other failure, 130 interrupted (Ctrl-C or SIGTERM, from the moment :func:`main`
-starts; a signal is never lost). Every option value is checked before any work: against its
-type when parsed, against the data (sizes, indices) as soon as the data are loaded.
+attribution benchmark; ``clean``: data cleaning verified by retraining; ``reproduce``: the
+paper's subcommands, its ``PART_COMMANDS``, in one report), imported directly, so a missing
+module is an ImportError, never a silently absent subcommand. Every subcommand takes ``--out
+DIR``, ``--config FILE.toml``, ``--resume`` and ``--quiet``, writes its results atomically and
+ends with a line naming where the results are. Exit codes: 0 success, 2 bad usage or input, 3
+numerical failure (singular kernel, solver not converged), 1 any other failure, 130
+interrupted (Ctrl-C or SIGTERM, from the moment :func:`main` starts; a signal is never lost).
+Every option value is checked before any work: against its type when parsed, against the data
+(sizes, indices) as soon as the data are loaded.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 from .._precision import precision
 from ..errors import InputError, NotConvergedError, NumericalError
-from . import analysis, attribution, core, nets, reproduce
+from . import analysis, attribution, clean, core, nets, reproduce
 from ._common import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -55,6 +56,7 @@ COMMANDS: tuple[Command, ...] = (
     analysis.LABEL_NOISE,
     reproduce.REPRODUCE,
     attribution.ATTRIBUTION,
+    clean.CLEAN,
 )
 """Every subcommand, in the order ``--help`` lists them."""
 

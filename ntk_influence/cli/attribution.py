@@ -1,8 +1,10 @@
 """The ``attribution`` subcommand: LDS, LOO correlation and mislabel AUC of every method.
 
 Writes ``attribution.npz`` (subset indices, outputs and losses, every method's scores and
-self-influence, the NTK refit's losses, the flipped labels), ``attribution.json`` (per method:
-``lds``, ``loo_pearson``, ``loo_spearman``, ``mislabel_auc``, ``seconds``) and
+self-influence, the NTK refit's losses, the flipped labels; per LDS run ``<protocol>_alpha<a>_*``
+arrays), ``attribution.json`` (per method: ``lds`` of the first run, ``loo_pearson``,
+``loo_spearman``, ``mislabel_auc``, ``seconds``; ``lds``: per run key and method, with the fresh
+protocol's ``noise_floor`` and ``noise_ceiling``; ``info.lds_runs``: each run's record) and
 ``attribution.png``. The subset and leave-one-out retraining resume from ``DIR/retrain``.
 """
 
@@ -34,11 +36,25 @@ def _attribution_args(p: argparse.ArgumentParser) -> None:
     from ..attribution import METHODS
 
     add_data_arguments(p, n_train=200, n_test=50)
-    p.add_argument("--width", type=count, default=16384, help="hidden width (default: %(default)s)")
+    p.add_argument("--width", type=count, default=16384,
+                   help="hidden width, or channels of a cnn (default: %(default)s)")
+    p.add_argument("--arch", default="two-layer",
+                   help="two-layer (eq. 1), mlp:L[:ACT] or cnn:L[:ACT] with ACT relu, erf or "
+                        "gelu; a deeper family's NT kernel gives ntk and ntk_refit, and a smooth "
+                        "one (erf, gelu) is retrained to a stationary point (truncated Newton, "
+                        "ridge-relative gradient <= 1e-8; --f-tol and --coarse-f-tol then do "
+                        "not apply) (default: %(default)s)")
     p.add_argument("--subsets", type=count, default=100,
                    help="random subsets M retrained (default: %(default)s)")
-    p.add_argument("--alpha", type=float, default=0.5,
-                   help="kept fraction of each subset, ceil(alpha n) points (default: %(default)s)")
+    p.add_argument("--alpha", type=float, nargs="+", default=[0.5],
+                   help="kept fraction of each subset, ceil(alpha n) points; several values "
+                        "measure the LDS at each (0.5 0.99: half and 1%% of the points dropped; "
+                        "default: 0.5)")
+    p.add_argument("--seed-protocol", choices=["fixed", "fresh", "both"], default="fixed",
+                   help="fixed: every subset retrain starts from the trained net's W(0); fresh: "
+                        "each draws its own W(0), and the same subsets are retrained again from "
+                        "other seeds for the noise floor; both: each LDS under both protocols "
+                        "(default: %(default)s)")
     p.add_argument("--lam", type=float, default=0.1, help="ridge lambda > 0 (default: %(default)s)")
     p.add_argument("--kappa", type=float, default=1.0,
                    help="first-layer init scale (default: %(default)s)")
@@ -53,6 +69,14 @@ def _attribution_args(p: argparse.ArgumentParser) -> None:
                    help="training points retrained one at a time for the LOO correlation, "
                         "every test point at once, at most --n-train; 0 skips (default: "
                         "%(default)s)")
+    p.add_argument("--brittleness", type=count_or_zero, default=50,
+                   help="correctly classified test points (the first ones) searched for the "
+                        "smallest set of training points whose removal flips the prediction, by "
+                        "every method, each set verified by retraining; 0 skips (default: "
+                        "%(default)s)")
+    p.add_argument("--max-flip-fraction", type=float, default=0.2,
+                   help="the largest flip set searched, as a fraction of the training points "
+                        "(default: %(default)s)")
     p.add_argument("--noise", type=float, default=0.1,
                    help="fraction of labels flipped for mislabel detection; 0 skips "
                         "(default: %(default)s)")
@@ -95,6 +119,9 @@ def _check_sizes(args: argparse.Namespace, ds: Any) -> None:
     # deferred for start-up speed
     from ..attribution import random_subsets
     from ..data import flip_labels
+    from ..nets import architecture
+
+    architecture(args.arch)  # an unknown family is refused before the data are used
 
     n, t = ds.x_train.shape[0], ds.x_test.shape[0]
     if args.loo_points > n:
@@ -108,10 +135,16 @@ def _check_sizes(args: argparse.Namespace, ds: Any) -> None:
                           "correlation; raise --loo-points (or 0 to skip it)")
     check_sample_size(args.subsets, f"--subsets {args.subsets} is too few for the LDS, a rank "
                       "correlation across subsets; raise --subsets")
-    try:
-        random_subsets(n, args.subsets, args.alpha, args.seed)
-    except InputError as e:
-        raise InputError(f"--alpha {args.alpha:g} with {n} training points: {e}") from e
+    if not 0 < args.max_flip_fraction < 1:
+        raise InputError(f"--max-flip-fraction {args.max_flip_fraction:g} must be in (0, 1).")
+    if len(set(args.alpha)) != len(args.alpha):
+        raise InputError(f"--alpha {' '.join(f'{a:g}' for a in args.alpha)} repeats a value; "
+                         "give each kept fraction once.")
+    for a in args.alpha:
+        try:
+            random_subsets(n, args.subsets, a, args.seed)
+        except InputError as e:
+            raise InputError(f"--alpha {a:g} with {n} training points: {e}") from e
     if args.noise:
         try:
             _, flipped = flip_labels(ds.y_train, args.noise, seed=args.seed)
@@ -128,6 +161,7 @@ def _attribution_run(args: argparse.Namespace) -> Path:
     import matplotlib.pyplot as plt
 
     from ..attribution import ScoreOptions, attribution_benchmark
+    from ..nets import architecture
     from ..plots import attribution_figure
     from ..training import SolverSettings
 
@@ -142,14 +176,22 @@ def _attribution_run(args: argparse.Namespace) -> Path:
                            trak_projection=args.trak_projection,
                            tracin_checkpoints=args.tracin_checkpoints,
                            tracin_steps=args.tracin_steps, tracin_method=args.tracin_method)
-    settings = SolverSettings(f_tol=args.f_tol, max_steps=args.max_steps)
+    if architecture(args.arch).smooth:
+        settings = SolverSettings.stationary(
+            **({} if args.max_steps is None else {"max_steps": args.max_steps}))
+    else:
+        settings = SolverSettings(f_tol=args.f_tol, max_steps=args.max_steps)
     t0 = time.perf_counter()
     log(args, f"attribution on {args.data} (n_train={ds.x_train.shape[0]}, width {args.width}, "
-              f"{args.subsets} subsets of alpha={args.alpha:g}, lam={args.lam:g})")
+              f"{args.subsets} subsets of alpha={' '.join(f'{a:g}' for a in args.alpha)}, "
+              f"{args.seed_protocol} seed protocol, lam={args.lam:g})")
     res = attribution_benchmark(
         ds.x_train, ds.y_train, ds.x_test, ds.y_test, width=args.width, lam=args.lam,
-        subsets=args.subsets, alpha=args.alpha, seed=args.seed, net_seed=args.net_seed,
-        kappa=args.kappa, symmetric=args.init == "symmetric", loo_points=args.loo_points,
+        subsets=args.subsets, alpha=tuple(args.alpha), seed_protocol=args.seed_protocol,
+        seed=args.seed, net_seed=args.net_seed,
+        kappa=args.kappa, symmetric=args.init == "symmetric", arch=args.arch,
+        loo_points=args.loo_points,
+        brittleness_points=args.brittleness, max_flip_fraction=args.max_flip_fraction,
         noise=args.noise, options=options, settings=settings, coarse_f_tol=args.coarse_f_tol,
         methods=tuple(args.methods), dtype=args.dtype, store=store, chunk_size=args.chunk_size,
         show_progress=not args.quiet)
@@ -157,7 +199,7 @@ def _attribution_run(args: argparse.Namespace) -> Path:
     io.save_npz(out / "attribution.npz", **res.arrays())
     io.save_json(out / "attribution.json", {
         "command": "attribution", "settings": settings_of(args), "data": ds.describe(),
-        "seconds": secs, "methods": res.metrics, "info": res.info,
+        "seconds": secs, "methods": res.metrics, "lds": res.lds_table(), "info": res.info,
         "note": "scores are in this library's sign (positive: removing the point raises the "
                 "test loss); additive methods predict a subset's loss as the full loss plus the "
                 "scores of the removed points; ntk_refit refits kernel ridge regression on the "
@@ -167,6 +209,13 @@ def _attribution_run(args: argparse.Namespace) -> Path:
         if "lds" in m or "mislabel_auc" in m:
             log(args, f"{name:>9}: " + "  ".join(f"{k}={v:.3f}" for k, v in m.items()
                                                   if isinstance(v, float)))
+    for key, row in res.lds_table().items():
+        floor, ceiling = row.pop("noise_floor"), row.pop("noise_ceiling")
+        log(args, f"LDS {key}: " + "  ".join(f"{k}={v:.3f}" for k, v in row.items())
+            + ("" if floor is None else f"  (noise floor {floor:.3f}, ceiling ~{ceiling:.3f})"))
+    for name, b in res.info.get("brittleness", {}).get("summary", {}).items():
+        log(args, f"flip sets {name:>9}: found {b['found']}/{b['of']}, median size "
+                  f"{b['median_size']}, verified by retraining {b['verified']}")
     log(args, f"total {secs:.0f} s")
     return out
 

@@ -2,7 +2,7 @@
 
 - ``_figures.py``: single-axes figures (Figures 1-3, time agreement, width curves) and
   :func:`save_figure`;
-- ``_panels.py``: multi-panel figures (Figures 4-7, the Theorem 4 mixture, attribution);
+- ``_panels.py``: multi-panel figures (Figures 4-7, the Theorem 4 mixture, attribution, cleaning);
 - ``_registry.py``: :func:`plot_figure`, one dispatch from a figure name to its function.
 """
 
@@ -16,6 +16,7 @@ from ._figures import (
 )
 from ._panels import (
     attribution_figure,
+    cleaning_figure,
     complexity_plot,
     influential_examples_plot,
     label_noise_plot,
@@ -26,6 +27,7 @@ from ._registry import plot_figure
 
 __all__ = [
     "attribution_figure",
+    "cleaning_figure",
     "complexity_plot",
     "density_plot",
     "influence_scatter",

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..attribution import (
     AttributionResult,
+    CleaningResult,
     additive_predictions,
 )
 from ..errors import InputError
@@ -53,6 +54,37 @@ def attribution_figure(result: AttributionResult, *, path: str | os.PathLike[str
         a.set_xlabel("actual subset loss (retrained)")
         a.set_ylabel("predicted")
         a.set_title(f"{name}: LDS {m[name]['lds']:.3f}")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def cleaning_figure(result: CleaningResult, *, path: str | os.PathLike[str] | None = None
+                    ) -> Any:
+    """Test loss, test accuracy and the share of flipped labels removed, against ``k``.
+
+    One line per ranking; the dotted vertical line marks ``k_star``, chosen by the exact refit's
+    validation loss.
+
+    Args:
+      result: a :class:`CleaningResult`.
+      path: PNG path to save to.
+
+    Returns:
+      The matplotlib Figure.
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(1, 3, figsize=(15, 3.8))
+    panels = (("test loss (retrained)", result.test_loss), ("test accuracy", result.test_acc),
+              ("share of removed points that were flipped", result.precision))
+    for a, (title, table) in zip(ax, panels, strict=True):
+        for name, v in table.items():
+            ks, vals = (result.ks[1:], v[1:]) if table is result.precision else (result.ks, v)
+            a.plot(ks, vals, marker="o", ms=3, lw=1.2, label=name,
+                   ls="-" if name == "ntk_refit" else "--")
+        a.axvline(result.k_star, color="k", ls=":", lw=0.8)
+        a.set_xlabel("training points removed, k")
+        a.set_title(title)
+    ax[0].legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
 

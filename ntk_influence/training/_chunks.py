@@ -189,7 +189,9 @@ def map_chunks(fn: Callable[..., dict[str, jax.Array]], items: Any, *, chunk_siz
                args: Any = (), mesh: Mesh | None = None,
                store: str | os.PathLike[str] | ResultStore | None = None,
                meta: dict[str, Any] | None = None, show_progress: bool = True,
-               desc: str = "chunks", prefix: str = "chunk") -> ChunkMapResult:
+               desc: str = "chunks", prefix: str = "chunk",
+               prepare: Callable[[dict[str, np.ndarray]], dict[str, Any]] | None = None
+               ) -> ChunkMapResult:
     """Run ``fn`` on chunks of ``items``, on one device or with the chunk axis over a mesh.
 
     ``fn(chunk, args)`` maps a chunk (``(chunk_size, ...)`` arrays, or a dict of them) and the
@@ -214,11 +216,17 @@ def map_chunks(fn: Callable[..., dict[str, jax.Array]], items: Any, *, chunk_siz
       show_progress: progress bar on stderr.
       desc: progress label.
       prefix: key prefix of the chunks in the store (distinct passes use distinct prefixes).
+      prepare: host-side ``(chunk) -> {name: (chunk_size, ...) arrays or pytrees}`` run on each
+        (padded) chunk of a dict of items just before its device call and merged into it: inputs
+        derived from the items (such as a fresh initialisation per seed) that are neither kept
+        in the store nor compared on resume.
 
     Returns:
       :class:`ChunkMapResult`.
     """
     its = _as_dict(items)
+    if prepare is not None and not isinstance(items, dict):
+        raise InputError("prepare= needs the items as a dict of arrays.")
     sizes = {v.shape[0] if v.ndim else -1 for v in its.values()}
     if len(sizes) != 1 or min(sizes) < 1:
         raise InputError("items must be a non-empty array (or dict of arrays) with the items "
@@ -248,6 +256,8 @@ def map_chunks(fn: Callable[..., dict[str, jax.Array]], items: Any, *, chunk_siz
 
     for rnd in progress(rounds, total=len(rounds), desc=desc, enabled=show_progress):
         stack = [pad(chunks[ci]) for ci in rnd]
+        if prepare is not None:
+            stack = [{**c, **prepare(c)} for c in stack]
         if mesh is None:
             one = unwrap(stack[0])
             host = call_interruptibly(
@@ -255,7 +265,8 @@ def map_chunks(fn: Callable[..., dict[str, jax.Array]], items: Any, *, chunk_siz
         else:
             while len(stack) < nd:  # idle devices get a copy of the first chunk, dropped below
                 stack.append(stack[0])
-            batch = unwrap({k: np.stack([c[k] for c in stack]) for k in its})
+            batch = unwrap({k: jax.tree.map(lambda *v: np.stack(v), *[c[k] for c in stack])
+                            for k in stack[0]})
             host = call_interruptibly(
                 lambda batch=batch: {k: np.asarray(v) for k, v in run(batch, args).items()})
         for j, ci in enumerate(rnd):

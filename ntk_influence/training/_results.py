@@ -126,6 +126,8 @@ class RetrainResult:
       settled: ``(k,)`` whether each retrain met the prediction-change rule (its ``f_tol``).
       ridge_rel_grad_norm: ``(k,)`` each retrain's final ``||grad L|| / ||lam (theta -
         theta0)||`` for its own weighted eq. (2), in the net's dtype.
+      seeds: ``(k,)`` the initialisation seed of each retrain under the fresh-seed protocol
+        (its own ``W(0)``), or ``None`` when every retrain started from the full run's.
     """
 
     removed: np.ndarray
@@ -149,6 +151,7 @@ class RetrainResult:
     refined: np.ndarray | None = None
     settled: np.ndarray | None = None
     ridge_rel_grad_norm: np.ndarray | None = None
+    seeds: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         k = np.shape(self.removed)[0]
@@ -181,7 +184,7 @@ class RetrainResult:
           warm_start: whether the retrains started from the trained weights.
           chunk_size: retrains per vmapped chunk.
           seconds: wall time of the retraining.
-          **extra: further fields (``f_tol``, ``rel_tol``, ``refined``).
+          **extra: further fields (``f_tol``, ``rel_tol``, ``refined``, ``seeds``).
 
         Returns:
           :class:`RetrainResult`.
@@ -267,7 +270,9 @@ class RetrainResult:
         sizes = self.group_size
         return {
             "n_retrains": int(self.removed.shape[0]), "warm_start": self.warm_start,
-            "start": "trained W (warm start)" if self.warm_start else "same W(0)",
+            "start": ("trained W (warm start)" if self.warm_start else
+                      "same W(0)" if self.seeds is None else "fresh W(0) per retrain"),
+            "seed_protocol": "fixed" if self.seeds is None else "fresh",
             "min_group_size": int(sizes.min()), "max_group_size": int(sizes.max()),
             "method": self.settings.method, "f_tol": self.settings.f_tol,
             "chunk_size": self.chunk_size, "seconds": self.seconds,

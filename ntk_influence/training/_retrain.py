@@ -40,7 +40,7 @@ from ._chunks import items_digest, map_chunks
 from ._first_order import divergence_error, gd_step_size
 from ._results import RetrainResult, TrainResult
 from ._settings import SolverSettings, blas_single_thread
-from ._train import check_xy, jitted_solver, train
+from ._train import check_xy, jitted_solver, make_solver, train
 
 OUTPUTS = ("f_test", "f_change_test", "grad_norm", "ridge_norm", "iterations", "settled",
            "diverged")
@@ -133,6 +133,74 @@ def _chunk_solver(net: FunctionalNet, settings: SolverSettings, n: int) -> Any:
     return net.program(("retrain_chunk", settings, int(n)), build)
 
 
+def _fresh_chunk_solver(net: FunctionalNet, settings: SolverSettings, n: int) -> Any:
+    """The per-chunk retraining function when every retrain draws its own ``W(0)``.
+
+    Each retrain's initial parameters (its start and regularisation centre), its fixed state
+    (the readout ``a`` of eq. 1) and its first-order step arrive with the chunk
+    (:func:`_fresh_inputs`), so one compiled program serves every seed.
+    """
+    treedef = jax.tree.structure(net.state)
+
+    def build() -> Any:
+        def run(chunk: dict[str, Any], args: tuple[jax.Array, ...]) -> dict[str, jax.Array]:
+            _, _, x_all, y, lam, _ = args
+
+            def one(theta0: jax.Array, state: list[jax.Array], removed: jax.Array,
+                    tol: jax.Array, eta: jax.Array) -> dict[str, jax.Array]:
+                drawn = dataclasses.replace(net, theta0=theta0,
+                                            state=jax.tree.unflatten(treedef, state))
+                out = make_solver(drawn, settings, n)(
+                    theta0, theta0, x_all, y, 1.0 - removed.astype(theta0.dtype), lam, eta,
+                    tol.astype(theta0.dtype))
+                return {"f_test": out.f_all[n:], "f_change_test": out.f_change_test,
+                        "grad_norm": out.grad_norm, "ridge_norm": out.ridge_norm,
+                        "iterations": out.iterations, "settled": out.settled,
+                        "diverged": out.diverged}
+
+            return jax.vmap(one)(chunk["theta0"], chunk["state"], chunk["removed"],
+                                 chunk["tol"], chunk["eta"])
+
+        return run
+
+    return net.program(("retrain_chunk_fresh", settings, int(n)), build)
+
+
+def _fresh_inputs(net: FunctionalNet, x_train: jax.Array, lam: float,
+                  settings: SolverSettings) -> Any:
+    """The ``prepare`` hook of :func:`map_chunks`: each seed's ``W(0)``, fixed state and step.
+
+    Args:
+      net: the network; each retrain uses ``net.reseeded(seed)``.
+      x_train: training inputs (for the first-order step of each draw).
+      lam: the ridge.
+      settings: resolved solver settings.
+
+    Returns:
+      ``prepare(chunk) -> {"theta0", "state", "eta"}``, stacked over the chunk's seeds.
+    """
+    treedef = jax.tree.structure(net.state)
+
+    def prepare(chunk: dict[str, np.ndarray]) -> dict[str, Any]:
+        thetas, states, etas = [], [], []
+        for seed in chunk["seed"]:
+            drawn = net.reseeded(int(seed))
+            leaves, tdef = jax.tree.flatten(drawn.state)
+            if tdef != treedef or drawn.theta0.shape != net.theta0.shape:
+                raise InputError(f"the net drawn from seed {int(seed)} has another structure "
+                                 "than the net given; its reseeded(seed) must keep the model's "
+                                 "shapes.")
+            thetas.append(np.asarray(drawn.theta0))
+            states.append([np.asarray(v) for v in leaves])
+            etas.append(0.0 if settings.method == "gn"
+                        else gd_step_size(drawn, drawn.theta0, x_train, lam, settings))
+        return {"theta0": np.stack(thetas),
+                "state": [np.stack(v) for v in zip(*states, strict=True)],
+                "eta": np.asarray(etas, net.dtype)}
+
+    return prepare
+
+
 def retrain_without(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any, y_test: Any,
                     lam: float = 0.1, *, remove: Any = None, keep: Any = None,
                     settings: SolverSettings | None = None, warm_start: bool = False,
@@ -140,12 +208,16 @@ def retrain_without(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any,
                     memory_bytes: int = 2**32, mesh: Mesh | None = None,
                     store: str | os.PathLike[str] | ResultStore | None = None,
                     show_progress: bool = True, rel_tol: float | None = None,
-                    delta_scale: Any | None = None) -> RetrainResult:
+                    delta_scale: Any | None = None, seeds: Any | None = None) -> RetrainResult:
     """Retrain without each given set of training points: the actual influence of eq. (7).
 
     Every retrain solves eq. (2) with ``w_i = 0`` on its set, from ``W(0)`` (or the trained W
     with ``warm_start``), with the same solver and settings as the full run. Leave-one-out is
-    the case of one point per set; :func:`loo_retrain` wraps it.
+    the case of one point per set; :func:`loo_retrain` wraps it. With ``seeds`` every retrain
+    draws its own initialisation instead (the fresh-seed protocol of the attribution
+    literature): ``net.reseeded(seeds[j])`` gives retrain ``j``'s ``W(0)``, which is both its
+    start and the centre of its ridge, and its fixed state (the readout ``a`` of eq. 1), so its
+    ``Delta`` includes the change of initialisation.
 
     Args:
       net: the network (``net.theta0`` is ``W(0)``).
@@ -179,6 +251,9 @@ def retrain_without(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any,
         (re)trained from ``W(0)`` to the smallest tolerance any retrain got.
       delta_scale: ``(k,)`` expected ``|Delta|`` per retrain (for instance the kernel's
         prediction of the removal); required with ``rel_tol``.
+      seeds: ``(k,)`` initialisation seeds, one per retrain (the fresh-seed protocol); ``None``
+        retrains every set from ``net.theta0`` (the fixed-seed protocol). The model must
+        define ``reseeded(seed)``; not with ``warm_start`` or ``rel_tol``.
 
     Returns:
       :class:`RetrainResult`.
@@ -195,6 +270,7 @@ def retrain_without(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any,
             raise InputError("rel_tol sets the prediction-change rule; these settings stop at "
                              "a stationary point (stop='gradient'): pass rel_tol=None.")
         tols = retrain_tolerances(s, k, rel_tol, delta_scale)
+        seed_arr = _check_seeds(seeds, k, warm_start, rel_tol)
 
         def train_full(f_tol: float) -> TrainResult:
             return train(net, xtr, ytr, lam, x_test=xte,
@@ -210,20 +286,26 @@ def retrain_without(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any,
             store = ResultStore(store, meta={
                 "removed_sha256": items_digest(removed), "n_retrains": k, "lam": lam,
                 "warm_start": bool(warm_start), "settings": dataclasses.asdict(s),
-                "net": net.description, "chunk_size": cs, "f_tol_sha256": items_digest(tols)})
+                "net": net.description, "chunk_size": cs, "f_tol_sha256": items_digest(tols),
+                "seeds_sha256": None if seed_arr is None else items_digest(seed_arr)})
         theta_start = full.theta if warm_start else net.theta0
         eta = gd_step_size(net, theta_start, xtr, lam, s) if s.method != "gn" else 0.0
         args = (net.theta0, jnp.asarray(theta_start, net.dtype), jnp.concatenate([xtr, xte]),
                 ytr, jnp.asarray(lam, net.dtype), jnp.asarray(eta, net.dtype))
-        fn = _chunk_solver(net, s, n)
+        if seed_arr is None:
+            fn, prepare, extra = _chunk_solver(net, s, n), None, {}
+        else:
+            fn, prepare = _fresh_chunk_solver(net, s, n), _fresh_inputs(net, xtr, lam, s)
+            extra = {"seed": seed_arr}
 
         def run(rows: np.ndarray, tl: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
             # Chunks run until their slowest retrain stops: group retrains of similar tolerance.
             order = np.argsort(-tl, kind="stable")
+            items = {"removed": removed[rows][order], "tol": tl[order],
+                     **{key: v[rows][order] for key, v in extra.items()}}
             with blas_single_thread():
-                got = map_chunks(fn, {"removed": removed[rows][order], "tol": tl[order]},
-                                 chunk_size=cs, args=args, mesh=mesh, store=store,
-                                 show_progress=show_progress, prefix=prefix,
+                got = map_chunks(fn, items, chunk_size=cs, args=args, mesh=mesh, store=store,
+                                 show_progress=show_progress, prefix=prefix, prepare=prepare,
                                  desc=f"retrain {prefix} (width {net.width})")
             if bool(np.any(got.outputs["diverged"])):
                 raise divergence_error(eta, s.method)
@@ -251,7 +333,7 @@ def retrain_without(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any,
         secs = time.perf_counter() - t0
     res = RetrainResult.from_outputs(removed, full, cat, yte, s, warm_start=warm_start,
                                      chunk_size=cs, seconds=secs, f_tol=tols, rel_tol=rel_tol,
-                                     refined=refined)
+                                     refined=refined, seeds=seed_arr)
     if rel_tol is not None and res.flagged(4 * rel_tol).any():
         bad = res.labels()[res.flagged(4 * rel_tol)]
         warnings.warn(f"retrains {bad.tolist()} have solver error above {4 * rel_tol:g} of "
@@ -260,13 +342,32 @@ def retrain_without(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any,
     return res
 
 
+def _check_seeds(seeds: Any, k: int, warm_start: bool, rel_tol: float | None
+                 ) -> np.ndarray | None:
+    """``(k,)`` int64 seeds of the fresh-seed protocol, or ``None`` (fixed seed)."""
+    if seeds is None:
+        return None
+    if warm_start:
+        raise InputError("seeds= draws a fresh W(0) for every retrain, which is its start; "
+                         "warm_start=True starts from the trained W instead: choose one.")
+    if rel_tol is not None:
+        raise InputError("rel_tol predicts each retrain's abs(Delta) from the same W(0); with "
+                         "seeds= pass rel_tol=None.")
+    arr = np.asarray(seeds)
+    if arr.shape != (k,) or arr.dtype.kind not in "iu" or np.any(arr < 0):
+        raise InputError(f"seeds must be {k} non-negative integers, one per retrain, got "
+                         f"{arr.dtype} of shape {arr.shape}.")
+    return arr.astype(np.int64)
+
+
 def loo_retrain(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any, y_test: Any,
                 lam: float = 0.1, *, train_index: Any, settings: SolverSettings | None = None,
                 warm_start: bool = False, full: TrainResult | None = None,
                 chunk_size: int | None = None, memory_bytes: int = 2**32,
                 store: str | os.PathLike[str] | ResultStore | None = None,
                 show_progress: bool = True, rel_tol: float | None = None,
-                delta_scale: Any | None = None, mesh: Mesh | None = None) -> RetrainResult:
+                delta_scale: Any | None = None, mesh: Mesh | None = None,
+                seeds: Any | None = None) -> RetrainResult:
     """Retrain without each point of ``train_index``, one at a time (eq. 7).
 
     :func:`retrain_without` with one point per set; see it for the arguments.
@@ -289,6 +390,8 @@ def loo_retrain(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any, y_t
       rel_tol: relative stopping rule (see :func:`retrain_without`).
       delta_scale: ``(k,)`` expected ``|Delta|`` per retrain; required with ``rel_tol``.
       mesh: a device mesh to shard the chunks over (``None``: one device).
+      seeds: ``(k,)`` initialisation seeds, one per retrain (fresh-seed protocol; see
+        :func:`retrain_without`).
 
     Returns:
       :class:`RetrainResult` (``train_index`` gives the removed points).
@@ -301,7 +404,7 @@ def loo_retrain(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any, y_t
                            settings=settings, warm_start=warm_start, full=full,
                            chunk_size=chunk_size, memory_bytes=memory_bytes, mesh=mesh,
                            store=store, show_progress=show_progress, rel_tol=rel_tol,
-                           delta_scale=delta_scale)
+                           delta_scale=delta_scale, seeds=seeds)
 
 
 def retrain_tolerances(settings: SolverSettings, k: int, rel_tol: float | None,
