@@ -57,6 +57,19 @@ def test_greedy_steps_are_the_best_brute_force_extensions(kernel_model):
     assert np.sign(dense_refit(k, kt, y, path[:-1])[j]) == sign  # the first flip
 
 
+def test_a_margin_makes_the_flip_land_past_it(kernel_model):
+    k, kt, y, yt, res = kernel_model
+    j, margin = 4, 0.1
+    sign = np.sign(res.f_test[j])
+    plain = attr.greedy_flip_set(res, j, max_size=40)
+    wide = attr.greedy_flip_set(res, j, max_size=40, margin=margin)
+    assert sign * dense_refit(k, kt, y, wide)[j] < -margin
+    assert sign * dense_refit(k, kt, y, plain)[j] > -margin  # the plain set lands inside it
+    assert len(wide) > len(plain)
+    for c in wide[:-1]:  # pruning respects the margin
+        assert sign * dense_refit(k, kt, y, wide[wide != c])[j] >= -margin
+
+
 def test_greedy_schur_step_matches_group_delta_for_every_candidate(kernel_model):
     k, kt, y, yt, res = kernel_model
     j, removed = 3, [4, 17, 30]
@@ -80,6 +93,9 @@ def test_additive_flip_set_by_hand():
     np.testing.assert_array_equal(got, [2, 1])  # 0.5 - 0.4 - 0.2 < 0
     assert attr.additive_flip_set(scores, 0.5, 1.0, max_size=1) is None
     assert attr.additive_flip_set(scores, 1.0, 1.0, max_size=5) is None  # zero residual
+    assert attr.additive_flip_set(scores, 0.5, 1.0, max_size=5, margin=0.15) is None  # -0.1 only
+    np.testing.assert_array_equal(attr.additive_flip_set(scores, 0.5, 1.0, 5, margin=0.05),
+                                  [2, 1])
 
 
 def test_brittleness_sets_are_verified_by_retraining_the_net_without_them():

@@ -129,6 +129,7 @@ REFUSED = [
     (["attribution", "--alpha", "0.5", "0.5"], "--alpha 0.5 0.5 repeats a value"),
     (["attribution", "--seed-protocol", "cross"], "argument --seed-protocol: invalid choice"),
     (["attribution", "--max-flip-fraction", "1"], "--max-flip-fraction 1 must be in (0, 1)"),
+    (["attribution", "--flip-margin", "-1"], "--flip-margin -1 must be a finite number >= 0"),
     (["clean", "--noise", "1.5"], "--noise 1.5 must be in [0, 1)"),
     (["clean", "--max-fraction", "0"], "--max-fraction 0 must be in (0, 1)"),
     (["clean", "--methods", "magic"], "argument --methods: invalid choice"),

@@ -193,7 +193,8 @@ class AttributionResult:
         training loss baseline).
       metrics: method -> ``lds`` (of the first LDS run), ``loo_pearson``, ``loo_spearman``,
         ``mislabel_auc``, ``mislabel_found_10pct`` (share of the flipped labels among the 10%
-        of points with the highest self-influence), ``seconds`` (``ntk_refit`` and the ``loss``
+        of points with the highest self-influence), ``mislabel_found_at_noise`` (the same among
+        the top ``noise`` share: 1 for a perfect ranking), ``seconds`` (``ntk_refit`` and the ``loss``
         baseline included).
       info: settings, timings and solver diagnostics (``lds_runs``: every run's record).
       lds_runs: every :class:`LDSRun` (each alpha under each seed protocol); the ``subset_*``
@@ -248,6 +249,7 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
                           kappa: float = 1.0, symmetric: bool = True,
                           arch: str | Architecture = "two-layer", loo_points: int = 20,
                           brittleness_points: int = 0, max_flip_fraction: float = 0.2,
+                          flip_margin: float = 0.05,
                           noise: float = 0.1, options: ScoreOptions | None = None,
                           settings: SolverSettings | None = None, coarse_f_tol: float = 1e-4,
                           methods: tuple[str, ...] = METHODS, dtype: Any = np.float64,
@@ -294,6 +296,7 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
       brittleness_points: correctly classified test points searched for flip sets by every
         method, each set verified by retraining (:func:`brittleness`; 0 skips).
       max_flip_fraction: the largest flip set, as a fraction of the training points.
+      flip_margin: how far past zero a method's predicted flip must land (:func:`brittleness`).
       noise: fraction of labels flipped for mislabel detection (0: skip).
       options: :class:`ScoreOptions` (TRAK, TracIn).
       settings: solver settings (default Gauss-Newton, ``f_tol=1e-6``; for a smooth family
@@ -403,6 +406,7 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
         with precision(dtype):
             brit = brittleness(net, full, res, scores, xtr, ytr, xte, yte, lam,
                                test_points=brittleness_points, max_fraction=max_flip_fraction,
+                               margin=flip_margin,
                                settings=coarse, store=sub("brittleness"), chunk_size=chunk_size,
                                show_progress=show_progress)
         info["brittleness"] = {"summary": brit.summary, **brit.info}
@@ -422,7 +426,8 @@ def attribution_benchmark(x_train: Any, y_train: Any, x_test: Any, y_test: Any, 
         for name, v in self_infl.items():
             metrics.setdefault(name, {})["mislabel_auc"] = auc(v, noisy_mask)
             metrics[name]["mislabel_found_10pct"] = found_at(v, noisy_mask, 0.1)
-        for key in ("mislabel_auc", "mislabel_found_10pct"):
+            metrics[name]["mislabel_found_at_noise"] = found_at(v, noisy_mask, noise)
+        for key in ("mislabel_auc", "mislabel_found_10pct", "mislabel_found_at_noise"):
             metrics["ntk_refit"][key] = metrics["ntk"][key]
         info["seconds_mislabel"] = time.perf_counter() - t0
     info["seconds_total"] = time.perf_counter() - t_all

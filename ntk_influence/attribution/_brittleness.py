@@ -74,6 +74,7 @@ class BrittlenessResult:
 def brittleness(net: FunctionalNet, full: TrainResult, res: InfluenceResult,
                 scores: dict[str, np.ndarray], x_train: Any, y_train: Any, x_test: Any,
                 y_test: Any, lam: float, *, test_points: int = 20, max_fraction: float = 0.2,
+                margin: float = 0.05,
                 methods: tuple[str, ...] = ADDITIVE_FLIP_METHODS,
                 settings: SolverSettings | None = None,
                 store: str | os.PathLike[str] | None = None, chunk_size: int | None = None,
@@ -92,6 +93,9 @@ def brittleness(net: FunctionalNet, full: TrainResult, res: InfluenceResult,
       lam: the ridge of eq. (2).
       test_points: how many correctly classified test points (in order) to search.
       max_fraction: the largest set, as a fraction of the training points.
+      margin: how far past zero each method's own prediction of the removal must land
+        (:func:`greedy_flip_set`): a set that only just flips the kernel refit may not flip the
+        finite net, which differs from it by ``O(1 / sqrt(width))``.
       methods: the additive methods (of ``scores``) that propose sets: by default those whose
         scores are ``(f - y)`` times a predicted output change of the *removal* (``ntk``,
         ``ihvp``, ``trak``); ``tracin`` and ``grad_dot`` have no such scale.
@@ -109,21 +113,25 @@ def brittleness(net: FunctionalNet, full: TrainResult, res: InfluenceResult,
     test_points = check_whole(test_points, "test_points")
     if not 0 < max_fraction < 1:
         raise InputError(f"max_fraction must be in (0, 1), got {max_fraction!r}.")
+    if not (np.isfinite(margin) and margin >= 0):
+        raise InputError(f"margin must be a finite number >= 0, got {margin!r}.")
     max_size = max(1, int(max_fraction * n))
     f_net = np.asarray(full.f_test, np.float64)
     correct = np.flatnonzero(np.sign(f_net) == yte)[:test_points]
     if correct.size == 0:
         raise InputError("no test point is classified correctly; there is no prediction to flip.")
     sets: dict[str, list[np.ndarray | None]] = {
-        "ntk_refit": [greedy_flip_set(res, int(j), max_size) for j in correct]}
+        "ntk_refit": [greedy_flip_set(res, int(j), max_size, margin=margin) for j in correct]}
     for name, sc in scores.items():
         if name not in methods:
             continue
-        sets[name] = [additive_flip_set(sc[:, j], f_net[j], yte[j], max_size) for j in correct]
+        sets[name] = [additive_flip_set(sc[:, j], f_net[j], yte[j], max_size, margin)
+                      for j in correct]
     jobs = [(name, k) for name, ss in sets.items() for k, s in enumerate(ss) if s is not None]
     retrained = {name: np.full(correct.size, np.nan) for name in sets}
     refit = {name: np.full(correct.size, np.nan) for name in sets}
     info: dict[str, Any] = {"test_points": int(correct.size), "max_size": max_size,
+                            "margin": float(margin),
                             "misclassified_skipped": int(np.sum(np.sign(f_net) != yte))}
     if jobs:
         ret = retrain_without(net, xtr, ytr, np.asarray(x_test)[correct], yte[correct], lam,

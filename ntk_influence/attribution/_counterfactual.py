@@ -63,7 +63,7 @@ ADDITIVE_FLIP_METHODS = ("ntk", "ihvp", "trak")
 
 
 def greedy_flip_set(res: InfluenceResult, test_index: int, max_size: int, *,
-                    prune: bool = True) -> np.ndarray | None:
+                    margin: float = 0.0, prune: bool = True) -> np.ndarray | None:
     """The greedy exact-refit set whose removal flips the kernel model's prediction on a test point.
 
     Each step removes the candidate ``c`` that moves the refit prediction furthest towards the
@@ -91,24 +91,25 @@ def greedy_flip_set(res: InfluenceResult, test_index: int, max_size: int, *,
             after[removed] = np.inf * sign  # never chosen again
             c = int(np.argmin(sign * after))
             removed.append(c)
-            if sign * (f0 + after[c]) < 0:
-                return (_prune(res, test_index, removed, sign) if prune
+            if sign * (f0 + after[c]) < -margin:
+                return (_prune(res, test_index, removed, sign, margin) if prune
                         else np.asarray(removed, np.int64))
     return None
 
 
-def _prune(res: InfluenceResult, test_index: int, removed: list[int], sign: float) -> np.ndarray:
+def _prune(res: InfluenceResult, test_index: int, removed: list[int], sign: float,
+           margin: float) -> np.ndarray:
     """Put back, one at a time (earliest first), every point the flip does not need (exact)."""
     keep = list(removed)
     for c in removed[:-1]:
         trial = [i for i in keep if i != c]
-        if sign * (res.f_test[test_index] + res.group_delta(trial)[test_index]) < 0:
+        if sign * (res.f_test[test_index] + res.group_delta(trial)[test_index]) < -margin:
             keep = trial
     return np.asarray(keep, np.int64)
 
 
-def additive_flip_set(scores: np.ndarray, f_test: float, y_test: float,
-                      max_size: int) -> np.ndarray | None:
+def additive_flip_set(scores: np.ndarray, f_test: float, y_test: float, max_size: int,
+                      margin: float = 0.0) -> np.ndarray | None:
     """The shortest prefix of an additive ranking whose summed predicted change flips the sign.
 
     Args:
@@ -116,6 +117,8 @@ def additive_flip_set(scores: np.ndarray, f_test: float, y_test: float,
       f_test: the trained net's prediction on it.
       y_test: its label.
       max_size: the largest set.
+      margin: how far past zero the summed prediction must land (as for
+        :func:`greedy_flip_set`).
 
     Returns:
       ``(k,)`` indices, or ``None`` when no prefix of at most ``max_size`` points flips it.
@@ -127,7 +130,7 @@ def additive_flip_set(scores: np.ndarray, f_test: float, y_test: float,
     sign = 1.0 if f_test >= 0 else -1.0
     order = np.argsort(sign * change, kind="stable")[: int(max_size)]
     path = f_test + np.cumsum(change[order])
-    hit = np.flatnonzero(sign * path < 0)
+    hit = np.flatnonzero(sign * path < -margin)
     return None if hit.size == 0 else order[: hit[0] + 1].astype(np.int64)
 
 

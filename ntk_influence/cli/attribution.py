@@ -11,6 +11,7 @@ protocol's ``noise_floor`` and ``noise_ceiling``; ``info.lds_runs``: each run's 
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import time
 from pathlib import Path
@@ -77,6 +78,10 @@ def _attribution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-flip-fraction", type=float, default=0.2,
                    help="the largest flip set searched, as a fraction of the training points "
                         "(default: %(default)s)")
+    p.add_argument("--flip-margin", type=float, default=0.05,
+                   help="how far past zero a method's predicted flip must land, in output "
+                        "units: the net differs from its kernel model by O(1/sqrt(width)) "
+                        "(default: %(default)s)")
     p.add_argument("--noise", type=float, default=0.1,
                    help="fraction of labels flipped for mislabel detection; 0 skips "
                         "(default: %(default)s)")
@@ -137,6 +142,8 @@ def _check_sizes(args: argparse.Namespace, ds: Any) -> None:
                       "correlation across subsets; raise --subsets")
     if not 0 < args.max_flip_fraction < 1:
         raise InputError(f"--max-flip-fraction {args.max_flip_fraction:g} must be in (0, 1).")
+    if not (math.isfinite(args.flip_margin) and args.flip_margin >= 0):
+        raise InputError(f"--flip-margin {args.flip_margin:g} must be a finite number >= 0.")
     if len(set(args.alpha)) != len(args.alpha):
         raise InputError(f"--alpha {' '.join(f'{a:g}' for a in args.alpha)} repeats a value; "
                          "give each kept fraction once.")
@@ -192,6 +199,7 @@ def _attribution_run(args: argparse.Namespace) -> Path:
         kappa=args.kappa, symmetric=args.init == "symmetric", arch=args.arch,
         loo_points=args.loo_points,
         brittleness_points=args.brittleness, max_flip_fraction=args.max_flip_fraction,
+        flip_margin=args.flip_margin,
         noise=args.noise, options=options, settings=settings, coarse_f_tol=args.coarse_f_tol,
         methods=tuple(args.methods), dtype=args.dtype, store=store, chunk_size=args.chunk_size,
         show_progress=not args.quiet)
