@@ -31,7 +31,7 @@ def _names():
 
 
 EXPECTED = ["influence", "compare", "lambda-sweep", "density", "examples", "complexity", "dynamics",
-            "label-noise", "reproduce", "attribution"]
+            "label-noise", "reproduce", "attribution", "clean"]
 
 
 def test_command_table_is_complete_and_listed(capsys):

@@ -179,11 +179,11 @@ def test_attribution_section_states_the_setup_table_and_targets(rd, tmp_path, tr
     assert "(median `|Delta|` 0.0017; at most 160 steps" in text
     assert "at most 0.0042 of the spread" in text and "**LOO**: 20 random" in text
     assert ("| `ntk_refit` | NTK: kernel ridge regression refit on the kept points (not additive) "
-            "| 0.963 | 0.987 | 0.893 | 0.999 | 2.5 s |") in text
-    assert "| `loss` | training loss (mislabel baseline) | - | - | - | 0.997 | - |" in text
-    assert "| `tracin` | TracIn-CP | 0.289 | 0.460 | 0.110 | 0.997 | 34 s |" in text
+            "| 0.963 | 0.987 | 0.893 | 0.999 | - | 2.5 s |") in text
+    assert "| `loss` | training loss (mislabel baseline) | - | - | - | 0.997 | - | - |" in text
+    assert "| `tracin` | TracIn-CP | 0.289 | 0.460 | 0.110 | 0.997 | - | 34 s |" in text
     assert "| `ntk` | NTK leave-one-out influence (eq. 8-9) | 0.767 | 0.987 | 0.893 | 0.999 | " \
-           "0.4 s |" in text
+           "- | 0.4 s |" in text
     assert "solver error at most 9.9e-08" in text
     assert "`ntk_f0` (the NTK fitted to `y - f_0`) does not apply" in text
     assert "- `ntk_refit` LDS >= 0.9: met (0.963)." in text
@@ -198,6 +198,41 @@ def test_attribution_section_states_the_setup_table_and_targets(rd, tmp_path, tr
     else:
         assert "0.767, **below** `trak`." in text
         assert "**missed** (16 min 40 s, 11% above)." in text
+
+
+def test_attribution_section_renders_protocols_floor_and_brittleness(rd, tmp_path):
+    res = tmp_path / "results"
+    (res / "attribution").mkdir(parents=True)
+    (res / "attribution" / "run.json").write_text(json.dumps({**RUN, "wall_s": 1500.0}))
+    a = _attribution_json(0.7)
+    lds = {"ntk_refit": 0.97, "ntk": 0.78, "trak": 0.76, "tracin": 0.26}
+    retr = {"n_retrains": 100}
+    a["info"]["lds_runs"] = [
+        {"alpha": 0.5, "protocol": "fixed", "dropped_fraction": 0.5, "subsets": 100,
+         "kept_points": 100, "lds": lds, "noise_floor": None, "noise_ceiling": None,
+         "loss_error_over_spread": 0.004, "subset_retrain": retr},
+        {"alpha": 0.5, "protocol": "fresh", "dropped_fraction": 0.5, "subsets": 100,
+         "kept_points": 100, "lds": {**lds, "ntk_refit": 0.96}, "noise_floor": 0.95,
+         "noise_ceiling": 0.975, "loss_error_over_spread": 0.006, "subset_retrain": retr}]
+    summ = {"found": 10, "of": 40, "median_size": 20.0, "median_size_all": None,
+            "verified": 0.9, "refit_verified": 1.0, "larger_than_refit": None}
+    a["info"]["brittleness"] = {
+        "test_points": 40, "max_size": 40, "margin": 0.05, "retrain": {"n_retrains": 14},
+        "min_abs_retrained_over_error": 50.0,
+        "summary": {"ntk_refit": summ, "ntk": {**summ, "found": 4, "verified": 0.5,
+                                               "larger_than_refit": 0.75}}}
+    (res / "attribution" / "attribution.json").write_text(json.dumps(a))
+    text = rd.render_attribution(res)
+    assert "| 50% (100 subsets of 100) | fresh | 0.960 | 0.780 | 0.760 | 0.260 | 0.950 | " \
+           "0.975 |" in text
+    assert "- `ntk_refit` LDS >= 0.95 under fresh seeds at alpha = 0.5: met (0.960; noise " \
+           "floor 0.950, ceiling about 0.975)." in text
+    assert "at most 0.006 of that test point's spread" in text
+    assert "- The whole run <= 20 min: **missed** (25 min 0 s, 25% above)." in text
+    assert "| `ntk_refit` | 10 of 40 | > 40 | 20 | 0.90 | 1.00 | - |" in text
+    assert "- `ntk_refit` flip sets verified by retraining >= 90%: met (90% of 10)." in text
+    assert "verified sets found: `ntk_refit` 9, `ntk` 2" in text
+    assert "`ntk` 75% of those points" in text and "at least 0.05 past zero" in text
 
 
 def _floor_run(gn_step: float) -> dict:
