@@ -170,3 +170,15 @@ def test_benchmark_on_a_deep_smooth_net_uses_its_nt_kernel_and_stationary_retrai
         kt = np.asarray(ni.kernels.kernel_matrix(kfn, x, xt), np.float64)
     want = ni.influence.influence_from_kernels(k, kt, y, yt, 0.1).influence
     np.testing.assert_allclose(res.scores["ntk"], want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("fn", ["train", "retrain_without"])
+def test_a_flax_model_instead_of_a_functional_net_is_refused_with_the_fix(small, fn):
+    model = ni.nets.mlp(small.x_train.shape[1], 8, depth=1, seed=0)
+    args = (small.x_train, small.y_train) if fn == "train" else (
+        small.x_train, small.y_train, small.x_test, small.y_test)
+    kw = {} if fn == "train" else {"remove": [[0]], "show_progress": False}
+    with pytest.raises(InputError, match=r"ni.nets.functional\(model\)"):
+        getattr(ni.training, fn)(model, *args, **kw)
+    with pytest.raises(InputError, match="must be a FunctionalNet"):
+        getattr(ni.training, fn)("net", *args, **kw)

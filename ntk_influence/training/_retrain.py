@@ -40,7 +40,7 @@ from ._chunks import items_digest, map_chunks
 from ._first_order import divergence_error, gd_step_size
 from ._results import RetrainResult, TrainResult
 from ._settings import SolverSettings, blas_single_thread
-from ._train import check_xy, jitted_solver, make_solver, train
+from ._train import check_net, check_xy, jitted_solver, make_solver, train
 
 OUTPUTS = ("f_test", "f_change_test", "grad_norm", "ridge_norm", "iterations", "settled",
            "diverged")
@@ -258,6 +258,7 @@ def retrain_without(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any,
     Returns:
       :class:`RetrainResult`.
     """
+    check_net(net)
     lam = check_lam(lam)
     s = (settings or SolverSettings()).resolved()
     with precision(net.dtype):  # the net's dtype whatever the global x64 flag

@@ -104,6 +104,24 @@ def jitted_solver(net: FunctionalNet, settings: SolverSettings, n_train: int,
     return net.program(("solver", settings, int(n_train), bool(batched)), build)
 
 
+def check_net(net: Any) -> FunctionalNet:
+    """Refuse anything but a :class:`~ntk_influence.nets.FunctionalNet`, saying how to make one.
+
+    Args:
+      net: what the caller passed as the net.
+
+    Returns:
+      ``net``.
+    """
+    if isinstance(net, FunctionalNet):
+        return net
+    if isinstance(net, nnx.Module):
+        raise InputError(f"{type(net).__name__} is a Flax model, not a FunctionalNet; wrap it "
+                         "first: ni.nets.functional(model).")
+    raise InputError(f"net must be a FunctionalNet (ni.two_layer_net(...), or "
+                     f"ni.nets.functional(model) for a Flax model), got {type(net).__name__}.")
+
+
 def check_xy(net: FunctionalNet, x: Any, y: Any, name: str) -> tuple[jax.Array, jax.Array]:
     """Check ``(n, *input_shape)`` inputs and ``(n,)`` labels for the net.
 
@@ -196,6 +214,7 @@ def train(net: FunctionalNet, x_train: Any, y_train: Any, lam: float = 0.1, *,
     Raises:
       NotConvergedError: the loss became NaN/Inf (the message names the step size and the fix).
     """
+    check_net(net)
     lam = check_lam(lam)
     s = (settings or SolverSettings()).resolved()
     with precision(net.dtype):  # the net's dtype whatever the global x64 flag
