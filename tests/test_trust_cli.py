@@ -294,6 +294,13 @@ DEFAULT_SIGINT_EXEC = ("import os, signal, sys; signal.signal(signal.SIGINT, sig
                        "os.execv(sys.argv[1], sys.argv[1:])")
 
 
+def _sigint_at_default() -> None:
+    """In the child before exec: SIGINT at its default, so that the interpreter starting there
+    installs its own handler (one that inherits SIGINT ignored keeps it ignored until the
+    wrapper's first line, and a Ctrl-C landing that early would be lost by the test's setup)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.xfail(_entry_imports_the_library_first(), strict=False,
                    reason="the console script imports ntk_influence (JAX) before "
                           "ntk_influence.cli.main installs its handlers; a SIGINT in that window "
@@ -309,7 +316,8 @@ def test_a_signal_in_the_first_seconds_is_never_lost(tmp_path):
     for i, (signum, delay) in enumerate((s, d) for s in SIGNALS for d in DELAYS):
         p = subprocess.Popen([sys.executable, "-c", DEFAULT_SIGINT_EXEC, script, "influence",
                               *TINY, "--out", str(tmp_path / f"o{i}")],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=_sigint_at_default)
         runs.append((p, signum, delay))
     for p, signum, delay in sorted(runs, key=lambda r: r[2]):
         time.sleep(max(0.0, t0 + delay - time.perf_counter()))
