@@ -27,7 +27,9 @@ def _perturbed(net, scale=0.3, seed=1):
 
 
 MODELS = [("mlp", lambda: D.mlp(6, 24, 3, b_std=0.3, seed=2), (6,)),
-          ("cnn", lambda: D.cnn((4, 5, 2), 6, 2, b_std=0.2, seed=3), (4, 5, 2))]
+          ("cnn", lambda: D.cnn((4, 5, 2), 6, 2, b_std=0.2, seed=3), (4, 5, 2)),
+          ("cnn-flatten", lambda: D.cnn((4, 5, 2), 6, 2, b_std=0.2, seed=3, readout="flatten"),
+           (4, 5, 2))]
 
 
 @pytest.mark.parametrize("name, make, shape", MODELS, ids=[m[0] for m in MODELS])
@@ -135,8 +137,68 @@ def test_pair_gives_exact_zero_output_and_each_half_is_one_net(name, make, shape
     assert np.abs(g).max() > 1e-3  # each half is a real network; only the difference is zero
 
 
+@pytest.mark.parametrize("readout", ["gap", "flatten"])
+def test_one_half_of_a_conv_pair_is_neural_tangents_apply_fn(readout):
+    """One network of the pair, run by NT's own ``apply_fn`` with the same weights: the conv
+    scale ``W_std / sqrt(9 C_in)``, SAME padding, and the readout's pooling or flattening
+    (``fan_in = H W C``) are NT's."""
+    model = D.cnn((4, 5, 2), 6, 2, b_std=0.2, seed=3, readout=readout)
+    net = N.functional(model)
+    st = ni.kernels.stax()
+    lay = model.layers
+    pool = st.GlobalAvgPool() if readout == "gap" else st.Flatten()
+    apply_fn = st.serial(st.Conv(6, (3, 3), padding="SAME", W_std=lay[0].W_std, b_std=0.2),
+                         st.Relu(), st.Conv(6, (3, 3), padding="SAME", W_std=lay[1].W_std,
+                                            b_std=0.2), st.Relu(), pool,
+                         st.Dense(1, W_std=lay[2].W_std, b_std=0.2))[1]
+    x = _unit(5, (4, 5, 2), 6)
+    with ni.precision("float64"):
+        th = _perturbed(net)
+        half = net.model(th)
+        ws = [w[...][0] for w in half.weights]
+        bs = [b[...][0] for b in half.biases]
+        params = [(ws[0], bs[0]), (), (ws[1], bs[1]), (), (), (ws[2], bs[2])]
+        g_nt = np.asarray(apply_fn(params, jnp.asarray(x)))[:, 0]
+        g = np.asarray(half._single(tuple(ws), tuple(bs), jnp.asarray(x), None)[0])
+    assert ws[2].shape == ((6 if readout == "gap" else 4 * 5 * 6), 1)
+    np.testing.assert_allclose(g, g_nt, rtol=1e-12, atol=1e-14)
+    assert np.abs(g).max() > 1e-2
+
+
+def test_pooling_washes_out_digits_and_flattening_keeps_them():
+    """Why ``cnn:L:ACT:flatten`` exists: on 8x8 digits the pooled conv NTK is nearly constant
+    (off-diagonal entries within 1% of the diagonal), the flattened one is not."""
+    ds = ni.load_dataset("digits:3,8", n_train=30, n_test=1)
+    ratio = {}
+    for spec in ("cnn:2:erf", "cnn:2:erf:flatten"):
+        fam = D.architecture(spec)
+        k = np.asarray(ni.kernels.kernel_matrix(fam.kernel(), fam.prepare(ds.x_train)))
+        d = np.sqrt(np.diag(k))
+        c = k / np.outer(d, d)
+        ratio[spec] = c[~np.eye(len(c), dtype=bool)].mean()
+    assert ratio["cnn:2:erf"] > 0.99 and ratio["cnn:2:erf:flatten"] < 0.9, ratio
+
+
+def test_readout_specs_and_names():
+    assert D.architecture("cnn:2:erf:flatten").name == "cnn:2:erf:flatten"
+    assert D.architecture("cnn:2:flatten").name == "cnn:2:relu:flatten"
+    assert D.architecture("cnn:2:erf:gap").name == "cnn:2:erf"
+    assert D.architecture("CNN:1:GAP").name == "cnn:1"
+    fam = D.architecture("cnn:1:gelu:flatten")
+    assert fam.smooth and fam.image
+    net = fam.net(np.zeros((2, 4, 4, 1)), 3)
+    assert net.description["readout"] == "flatten" and net.description["activation"] == "gelu"
+    assert "readout" not in D.architecture("cnn:1").net(np.zeros((2, 4, 4, 1)), 3).description
+    assert net.n_params == 2 * (9 * 3 + 4 * 4 * 3)  # conv 3x3x1x3, readout over 16 positions
+    for bad in ("mlp:2:flatten", "mlp:2:erf:flatten", "cnn:2:erf:max", "cnn:2:erf:flatten:gap"):
+        with pytest.raises(ni.InputError, match="unknown"):
+            D.architecture(bad)
+    with pytest.raises(ni.InputError, match="readout must be one of"):
+        D.cnn((4, 4, 1), 3, 1, readout="max")
+
+
 @pytest.mark.parametrize("arch, width, seeds, tol", [
-    ("mlp:2", 1024, 6, 0.05), ("cnn:1", 128, 6, 0.04),
+    ("mlp:2", 1024, 6, 0.05), ("cnn:1", 128, 6, 0.04), ("cnn:1:relu:flatten", 128, 6, 0.04),
     pytest.param("cnn:2", 512, 4, 0.03, marks=pytest.mark.slow)])
 def test_entk_averaged_over_inits_approaches_neural_tangents(arch, width, seeds, tol):
     """The eNTK at W(0), averaged over inits, is NT's kernel_fn (its infinite-width limit)."""

@@ -143,7 +143,9 @@ MODELS = [("mlp-erf", lambda: N.mlp(5, 12, 2, b_std=0.3, seed=2, activation="erf
           ("cnn-erf", lambda: N.cnn((3, 3, 2), 4, 2, b_std=0.2, seed=3, activation="erf"),
            (3, 3, 2), "erf"),
           ("cnn-gelu", lambda: N.cnn((3, 3, 2), 4, 1, b_std=0.2, seed=3, activation="gelu"),
-           (3, 3, 2), "gelu")]
+           (3, 3, 2), "gelu"),
+          ("cnn-erf-flatten", lambda: N.cnn((3, 3, 2), 4, 2, b_std=0.2, seed=3, activation="erf",
+                                            readout="flatten"), (3, 3, 2), "erf")]
 
 
 def _reference_entk(model, x1, x2, name):

@@ -40,8 +40,9 @@ def _attribution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=count, default=16384,
                    help="hidden width, or channels of a cnn (default: %(default)s)")
     p.add_argument("--arch", default="two-layer",
-                   help="two-layer (eq. 1), mlp:L[:ACT] or cnn:L[:ACT] with ACT relu, erf or "
-                        "gelu; a deeper family's NT kernel gives ntk and ntk_refit, and a smooth "
+                   help="two-layer (eq. 1), mlp:L[:ACT] or cnn:L[:ACT][:READOUT] with ACT relu, "
+                        "erf or gelu and READOUT gap or flatten; a deeper family's NT kernel "
+                        "gives ntk and ntk_refit, and a smooth "
                         "one (erf, gelu) is retrained to a stationary point (truncated Newton, "
                         "ridge-relative gradient <= 1e-8; --f-tol and --coarse-f-tol then do "
                         "not apply) (default: %(default)s)")

@@ -33,9 +33,10 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p, n_train=200, n_test=50)
     p.add_argument("--arch", default="two-layer", metavar="ARCH",
                    help="two-layer (the paper's net, eq. 1; default), mlp:L[:ACT] (L dense layers, "
-                        "all trained) or cnn:L[:ACT] (L 3x3 conv layers, global average pooling, "
-                        "dense readout; flat square inputs such as digits become images); ACT is "
-                        "relu (default), erf or gelu")
+                        "all trained) or cnn:L[:ACT][:READOUT] (L 3x3 conv layers, then global "
+                        "average pooling, or the flattened feature map with READOUT flatten, and "
+                        "a dense readout; flat square inputs such as digits become images); ACT "
+                        "is relu (default), erf or gelu")
     p.add_argument("--widths", type=count, nargs="+", default=[1024, 4096, 16384, 65536],
                    metavar="W", help="hidden widths: hidden units, or channels for cnn:L "
                                      "(default: %(default)s)")

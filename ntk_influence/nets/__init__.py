@@ -20,7 +20,7 @@
   (:func:`woodbury_core`) and of conjugate gradients (:func:`cg_solve`).
 """
 
-from ._architecture import Architecture, architecture, cnn, mlp
+from ._architecture import READOUTS, Architecture, architecture, cnn, mlp
 from ._deep import DeepReLU
 from ._empirical import entk, entk_jacobian, entk_structured, entk_two_layer, relative_frobenius_error
 from ._functional import (
@@ -55,6 +55,7 @@ from ._steps import (
 from ._two_layer import TwoLayerReLU, initial_output, two_layer_net
 
 __all__ = [
+    "READOUTS",
     "Architecture",
     "DeepReLU",
     "DescribeHook",

@@ -24,9 +24,16 @@ from ._deep import SQRT2, Conv, DeepReLU, Dense, limit_kernel
 from ._functional import FunctionalNet, functional
 from ._two_layer import two_layer_net
 
+#: How a conv net's feature map reaches its readout: ``gap`` (global average pooling, the
+#: default) or ``flatten`` (every position, NT's ``Flatten``).
+READOUTS = ("gap", "flatten")
 
-def _arch_name(family: str, depth: int, act: str) -> str:
-    """``"mlp:L"`` for ReLU (the name of recorded runs), ``"mlp:L:ACT"`` otherwise."""
+
+def _arch_name(family: str, depth: int, act: str, readout: str = "gap") -> str:
+    """``"mlp:L"`` for ReLU (the name of recorded runs), ``"mlp:L:ACT"`` otherwise; a conv net
+    with the flattened readout ends in ``":flatten"`` (``"cnn:2:erf:flatten"``)."""
+    if readout != "gap":
+        return f"{family}:{depth}:{act}:{readout}"
     return f"{family}:{depth}" if act == "relu" else f"{family}:{depth}:{act}"
 
 
@@ -64,12 +71,16 @@ def mlp(d: int, width: int, depth: int = 3, *, W_std: float = SQRT2, W_std_out: 
 
 def cnn(input_shape: tuple[int, int, int], width: int, depth: int = 2, *,
         W_std: float = SQRT2, W_std_out: float = 1.0, b_std: float | None = None, seed: int = 0,
-        param_dtype: Any = np.float64, activation: str = "relu") -> DeepReLU:
-    """``cnn:L[:ACT]``: ``depth`` 3x3 SAME conv layers of ``width`` channels, GAP, readout.
+        param_dtype: Any = np.float64, activation: str = "relu",
+        readout: str = "gap") -> DeepReLU:
+    """``cnn:L[:ACT][:flatten]``: ``depth`` 3x3 SAME conv layers of ``width`` channels, readout.
 
     The finite version of ``stax.serial([Conv(width, (3, 3), padding="SAME", W_std, b_std),
     Act] * depth, GlobalAvgPool(), Dense(1, W_std_out, b_std))`` with ``Act`` NT's ``Relu()``,
-    ``Erf()`` or ``Gelu()``.
+    ``Erf()`` or ``Gelu()``; with ``readout="flatten"``, ``Flatten()`` replaces
+    ``GlobalAvgPool()``. On small images such as the 8x8 digits, pooling averages away where
+    the strokes are: the pooled NTK's off-diagonal entries are within 1% of its diagonal, and
+    kernel regression with ``lam = 0.1`` barely fits; the flattened readout keeps position.
 
     Args:
       input_shape: ``(H, W, C)`` of one image (digits: ``(8, 8, 1)``).
@@ -81,6 +92,7 @@ def cnn(input_shape: tuple[int, int, int], width: int, depth: int = 2, *,
       seed: PRNG seed.
       param_dtype: float64 (default) or float32.
       activation: ``"relu"`` (default), ``"erf"`` or ``"gelu"`` (exact, ``z Phi(z)``).
+      readout: ``"gap"`` (default) or ``"flatten"`` (:data:`READOUTS`).
 
     Returns:
       :class:`DeepReLU` on ``(n, H, W, C)`` inputs.
@@ -93,10 +105,14 @@ def cnn(input_shape: tuple[int, int, int], width: int, depth: int = 2, *,
     ws, wo = check_positive(W_std, "W_std"), check_positive(W_std_out, "W_std_out")
     bs = check_positive(b_std, "b_std", allow_none=True)
     act = check_activation(activation).name
+    if readout not in READOUTS:
+        raise InputError(f"readout must be one of {READOUTS}, got {readout!r}.")
     chans = [shape[-1]] + [c] * depth
     layers = tuple(Conv(chans[i], c, ws, bs, act) for i in range(depth))
-    return DeepReLU(shape, (*layers, Dense(c, 1, wo, bs, None, pool=True)), width=c,
-                    arch=_arch_name("cnn", depth, act), seed=seed, param_dtype=param_dtype)
+    fan_in = c if readout == "gap" else c * shape[0] * shape[1]
+    return DeepReLU(shape, (*layers, Dense(fan_in, 1, wo, bs, None, pool=readout)), width=c,
+                    arch=_arch_name("cnn", depth, act, readout), seed=seed,
+                    param_dtype=param_dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,12 +185,13 @@ class Architecture:
 def architecture(spec: str | Architecture = "two-layer", *, kappa: float = 1.0,
                  symmetric: bool = True, image_shape: tuple[int, int, int] | None = None
                  ) -> Architecture:
-    """Parse ``"two-layer"``, ``"mlp:L[:ACT]"`` or ``"cnn:L[:ACT]"`` into an :class:`Architecture`.
+    """Parse ``"two-layer"``, ``"mlp:L[:ACT]"`` or ``"cnn:L[:ACT][:READOUT]"`` into a family.
 
     ``two-layer`` is the paper's net of eq. (1) (first layer trained) with the kernel of eq. (4);
     ``mlp:L:ACT`` and ``cnn:L:ACT`` are :func:`mlp` and :func:`cnn` with activation ``ACT``
     (``relu``, the default when omitted, ``erf`` or ``gelu``) and NT's NTK of the same stack.
-    ``mlp:L:relu`` is ``mlp:L`` (same name, same nets).
+    ``mlp:L:relu`` is ``mlp:L`` (same name, same nets). A conv net's ``READOUT`` is ``gap``
+    (global average pooling, the default) or ``flatten`` (:func:`cnn`): ``cnn:2:erf:flatten``.
 
     Args:
       spec: the architecture.
@@ -197,13 +214,18 @@ def architecture(spec: str | Architecture = "two-layer", *, kappa: float = 1.0,
             lambda: paper_kernel("first", implementation="closed_form"))
     parts = text.split(":")
     family, depth_text = parts[0], parts[1] if len(parts) > 1 else ""
+    readout = "gap"
+    if family == "cnn" and len(parts) in (3, 4) and parts[-1] in READOUTS:
+        readout, parts = parts[-1], parts[:-1]
     if (len(parts) not in (2, 3) or family not in ("mlp", "cnn") or not depth_text.isdigit()
             or int(depth_text) < 1):
         raise InputError(f"unknown architecture {spec!r}; use 'two-layer', 'mlp:L' or 'cnn:L' "
                          "with L >= 1 hidden layers (e.g. mlp:3, cnn:2), optionally with an "
-                         "activation 'mlp:L:ACT', ACT one of relu, erf, gelu (e.g. mlp:2:erf).")
+                         "activation 'mlp:L:ACT', ACT one of relu, erf, gelu (e.g. mlp:2:erf), "
+                         "and for a conv net a readout 'cnn:L:ACT:READOUT', READOUT gap (the "
+                         "default) or flatten (e.g. cnn:2:erf:flatten).")
     depth, act = int(depth_text), check_activation(parts[2] if len(parts) == 3 else "relu").name
-    name = _arch_name(family, depth, act)
+    name = _arch_name(family, depth, act, readout)
     if family == "mlp":
         return Architecture(
             name,
@@ -214,6 +236,7 @@ def architecture(spec: str | Architecture = "two-layer", *, kappa: float = 1.0,
     return Architecture(
         name,
         lambda shape, w, seed, dt: functional(cnn(shape, w, depth, seed=seed, param_dtype=dt,
-                                                  activation=act)),
-        lambda: limit_kernel(cnn((1, 1, 1), 1, depth, activation=act).layers, 3, name),
+                                                  activation=act, readout=readout)),
+        lambda: limit_kernel(cnn((1, 1, 1), 1, depth, activation=act, readout=readout).layers,
+                             3, name),
         image=True, image_shape=image_shape, smooth=act != "relu")

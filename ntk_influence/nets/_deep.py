@@ -10,7 +10,8 @@ The layer stacks are built by :func:`~ntk_influence.nets.mlp` and
 
 - ``mlp:L``: ``L`` dense ReLU layers of ``width`` units, then a dense readout;
 - ``cnn:L``: ``L`` 3x3 conv + ReLU layers of ``width`` channels on ``(n, H, W, C)`` images,
-  SAME padding, then global average pooling and a dense readout;
+  SAME padding, then global average pooling and a dense readout (``cnn:L:ACT:flatten``: the
+  readout sees the flattened feature map instead);
 - ``mlp:L:ACT`` / ``cnn:L:ACT``: the same with the activation ``ACT`` in ``relu`` (the default),
   ``erf`` or ``gelu`` (:mod:`ntk_influence.nets._activations`; NT's ``Relu``, ``Erf``, ``Gelu``).
 
@@ -70,7 +71,9 @@ class Dense:
       b_std: bias scale (``None``: no bias).
       activation: the activation after the layer (``"relu"``, ``"erf"``, ``"gelu"``), or
         ``None`` (the readout).
-      pool: average the input over its spatial axes first (NT's ``GlobalAvgPool``).
+      pool: how a spatial input ``(n, H, W, C)`` becomes the layer's input: ``None`` (a flat
+        input, unchanged), ``"gap"`` (averaged over its spatial axes, NT's ``GlobalAvgPool``;
+        ``fan_in = C``) or ``"flatten"`` (NT's ``Flatten``; ``fan_in = H W C``).
     """
 
     fan_in: int
@@ -78,7 +81,7 @@ class Dense:
     W_std: float
     b_std: float | None
     activation: str | None
-    pool: bool = False
+    pool: str | None = None
 
     @property
     def w_shape(self) -> tuple[int, ...]:
@@ -90,8 +93,10 @@ class Dense:
         return z if self.activation is None else ACTIVATIONS[self.activation].fn(z)
 
     def inputs(self, h: jax.Array) -> jax.Array:
-        """The layer's input: ``h``, spatially averaged when ``pool``."""
-        return h.mean(axis=tuple(range(1, h.ndim - 1))) if self.pool else h
+        """The layer's input: ``h``, spatially averaged or flattened as ``pool`` says."""
+        if self.pool == "gap":
+            return h.mean(axis=tuple(range(1, h.ndim - 1)))
+        return h.reshape(h.shape[0], -1) if self.pool == "flatten" else h
 
     def affine(self, w: jax.Array, b: jax.Array | None, h: jax.Array) -> jax.Array:
         """Pre-activations ``(n, fan_out)`` of the (pooled) input ``h``."""
@@ -111,7 +116,7 @@ class Dense:
     def stax(self) -> list[Any]:
         """The Neural Tangents layers this layer is the finite version of."""
         st = nt_stax()
-        out = [st.GlobalAvgPool()] if self.pool else []
+        out = {None: [], "gap": [st.GlobalAvgPool()], "flatten": [st.Flatten()]}[self.pool]
         out.append(st.Dense(1, W_std=self.W_std, b_std=self.b_std))
         return out + ([] if self.activation is None else [ACTIVATIONS[self.activation].layer()])
 
@@ -471,6 +476,8 @@ class DeepReLU(nnx.Module):
                "seed": self.seed, "symmetric": True, "trained": "all layers (pair)"}
         if lay.activation != "relu":  # ReLU nets keep the description of recorded runs
             out["activation"] = lay.activation
+        if self.layers[-1].pool == "flatten":
+            out["readout"] = "flatten"
         return out
 
     def limit_kernel(self) -> Kernel:
