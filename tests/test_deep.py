@@ -330,3 +330,24 @@ def test_cli_compare_newton_cg_is_recorded_and_checked(tmp_path):
     json.loads(text)
     assert main([*base, "--solver", "gd", "--newton-cg", "3", "--out",
                  str(tmp_path / "bad")]) == 2
+
+
+def test_cli_compare_resume_adds_and_drops_widths_but_refuses_other_settings(tmp_path):
+    """Each width_W.json checks its own settings, so a --resume may change the widths; a changed
+    content setting (lam) is still refused."""
+    import json
+
+    from ntk_influence.cli import main
+
+    out = tmp_path / "w"
+    base = ["compare", "--arch", "mlp:1", "--n-train", "12", "--n-test", "3", "--n-points", "2",
+            "--test-points", "2", "--rel-tol", "0.02", "--quiet", "--out", str(out)]
+    assert main([*base, "--widths", "8"]) == 0
+    first = (out / "width_8.json").read_bytes()
+    assert main([*base, "--widths", "8", "16", "--resume"]) == 0
+    assert (out / "width_8.json").read_bytes() == first  # reused, not recomputed
+    d = json.loads((out / "compare.json").read_text())
+    assert [r["width"] for r in d["widths"]] == [8, 16]
+    assert main([*base, "--widths", "16", "--resume"]) == 0
+    assert [r["width"] for r in json.loads((out / "compare.json").read_text())["widths"]] == [16]
+    assert main([*base, "--widths", "16", "--resume", "--lam", "0.2"]) == 2

@@ -181,23 +181,28 @@ def check_contents(folder: Path, work: tuple[str, ...] = WORK_FOLDERS) -> None:
                                  "another --out.")
 
 
-def fingerprint(args: argparse.Namespace, data: Any) -> dict[str, Any]:
+def fingerprint(args: argparse.Namespace, data: Any, per_piece: tuple[str, ...] = ()
+                ) -> dict[str, Any]:
     """What determines the content of a run's folder.
 
     Args:
       args: parsed arguments.
       data: the :class:`~ntk_influence.data.Dataset` the run uses.
+      per_piece: settings left out because each stored piece records and checks its own
+        (``compare``'s ``widths``: one file per width, each with its full settings).
 
     Returns:
       ``command``, ``version``, ``data_sha256`` and every content setting, as plain JSON.
     """
-    settings = {k: v for k, v in settings_of(args).items() if k not in NOT_CONTENT}
+    settings = {k: v for k, v in settings_of(args).items()
+                if k not in NOT_CONTENT and k not in per_piece}
     return jsonable({**settings, "version": __version__,
                      "data_sha256": data_hash(data.x_train, data.y_train, data.x_test,
                                               data.y_test)})
 
 
-def claim_output(args: argparse.Namespace, data: Any, restart: bool = True) -> None:
+def claim_output(args: argparse.Namespace, data: Any, restart: bool = True,
+                 per_piece: tuple[str, ...] = ()) -> None:
     """Check ``--out``'s fingerprint against this run's and record this run's.
 
     Under ``--resume``, a folder fingerprinted with other settings is refused (InputError, exit 2)
@@ -207,12 +212,16 @@ def claim_output(args: argparse.Namespace, data: Any, restart: bool = True) -> N
       args: parsed arguments (``out``, ``resume``, ``force``).
       data: the dataset the run uses.
       restart: with ``--force``, turn ``--resume`` off (False: the command checks its pieces).
+      per_piece: settings each stored piece checks itself, left out of the comparison (a
+        ``compare`` sweep may add or drop widths under ``--resume``).
     """
     out = Path(args.out)
     path = out / FINGERPRINT_NAME
-    new = fingerprint(args, data)
+    new = fingerprint(args, data, per_piece)
     if args.resume:
         old = _stored_fingerprint(path)
+        if old is not None:
+            old = {k: v for k, v in old.items() if k not in per_piece}
         if old is None:
             if _has_results(out):
                 log(args, f"{out} has no readable {FINGERPRINT_NAME}: its results cannot be "
@@ -245,7 +254,7 @@ def _has_results(out: Path) -> bool:
     return any(p.name != LOCK_NAME for p in out.iterdir())
 
 
-def load_data_from_args(args: argparse.Namespace) -> Any:
+def load_data_from_args(args: argparse.Namespace, per_piece: tuple[str, ...] = ()) -> Any:
     """Load the :class:`Dataset` the data options describe and claim ``--out`` for it.
 
     The folder's fingerprint is checked against this run's settings and data (a ``--resume``
@@ -253,6 +262,7 @@ def load_data_from_args(args: argparse.Namespace) -> Any:
 
     Args:
       args: parsed arguments with the data options of ``_common.add_data_arguments``.
+      per_piece: settings each stored piece checks itself (:func:`claim_output`).
 
     Returns:
       The :class:`~ntk_influence.data.Dataset`.
@@ -262,7 +272,7 @@ def load_data_from_args(args: argparse.Namespace) -> Any:
 
     ds = load_dataset(args.data, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
                       label_noise=args.label_noise, center=args.center)
-    claim_output(args, ds)
+    claim_output(args, ds, per_piece=per_piece)
     return ds
 
 

@@ -222,7 +222,7 @@ def _compare_run(args: argparse.Namespace) -> Path:
     family = architecture(args.arch, kappa=args.kappa, symmetric=args.init == "symmetric")
     others = _overlays(args.overlay)
     out.mkdir(parents=True, exist_ok=True)
-    ds = load_data_from_args(args)
+    ds = load_data_from_args(args, per_piece=("widths",))  # each width_W.json checks itself
     _check_sizes(args, ds)
     _check_widths(args, family, ds)
     stop = args.stop if args.stop != "auto" else ("gradient" if family.smooth else "predictions")
