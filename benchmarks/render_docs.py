@@ -523,28 +523,71 @@ def render_clean(results: Path) -> str:
             "its greedy path fitted to one half of the validation set and scored on the other, "
             "both ways (the path's own validation loss falls at every step, so it cannot choose "
             "k); the test set is used for nothing but the figures below.")
+    if c.get("trials"):
+        text = f"First trial (seed {s['seed']}). " + text
     lines = [source(results, run), "", text, ""]
     lines += table(["ranking", "what", "test accuracy (before -> after)",
                     "test loss (before -> after)", "flipped among the removed"], rows)
-    r = m["ntk_refit"]
-    gain = r["test_acc_after"] - r["test_acc_before"]
-    others = {n: v["test_acc_after"] - v["test_acc_before"] for n, v in m.items()
-              if n in ("trak", "ihvp", "loss")}
-    beaten = [n for n, v in others.items() if v >= gain]
     wall = rec.get("wall_s", c["seconds"])
-    lines += ["", "- Removing the exact refit's choice improves test accuracy more than "
-              "TRAK's, the IHVP's and the loss baseline's choice of the same size: "
-              + (f"met (+{fx(100 * gain, 1)} points against "
-                 + ", ".join(f"`{n}` {100 * v:+.1f}" for n, v in others.items()) + ")."
-                 if not beaten else
-                 f"**missed** (+{fx(100 * gain, 1)} points; "
-                 + ", ".join(f"`{n}` {100 * v:+.1f}" for n, v in others.items())
-                 + f": not more than {', '.join(f'`{n}`' for n in beaten)})."),
-              "- Test loss after removal, smallest first: " + ", ".join(
-                  f"`{n}` {fx(v['test_loss_after'], 4)}" for n, v in
-                  sorted(m.items(), key=lambda kv: kv[1]["test_loss_after"])) + ".",
-              "- Lowest test loss anywhere on the grid (read off the test set, so not a choice a "
-              "user could make; the figure shows the curves): " + ", ".join(
+    tr = c.get("trials")
+    if tr:
+        lines += ["", f"**Over {tr['trials']} trials.** The same command repeats the whole "
+                  "procedure with other label flips and another validation draw (seeds "
+                  f"{c['settings']['seed']} to {c['settings']['seed'] + tr['trials'] - 1}; the "
+                  "same test set), each trial choosing its own k by the exact refit and "
+                  "retraining every ranking's first k points (k = "
+                  + ", ".join(str(k) for k in [c["k_star"], *[e["k_star"] for e in tr["extra"]]])
+                  + "). Mean over trials, +- one standard error; the last two columns pair "
+                  "each trial's exact-refit result with the ranking's.", ""]
+        body = [[f"`{name}`", f"{100 * v['test_acc_gain_mean']:+.1f} +- "
+                 f"{100 * v['test_acc_gain_sem']:.1f}",
+                 f"{fx(v['test_loss_after_mean'], 4)} +- {fx(v['test_loss_after_sem'], 4)}",
+                 fx(v["noisy_removed_mean"], 1),
+                 "" if name == "ntk_refit" else
+                 "{acc_wins} / {acc_ties} / {acc_losses}".format(**tr["exact_vs"][name]),
+                 "" if name == "ntk_refit" else
+                 f"{tr['exact_vs'][name]['loss_diff_mean']:+.4f} +- "
+                 f"{tr['exact_vs'][name]['loss_diff_sem']:.4f}"]
+                for name, v in tr["methods"].items()]
+        lines += table(["ranking", "test accuracy gain (points)", "test loss after",
+                        "flipped among the removed", "exact refit wins / ties / losses "
+                        "(accuracy)", "exact refit's test loss minus this one's"], body)
+        gains = {n: v["test_acc_gain_mean"] for n, v in tr["methods"].items()}
+        ref = gains["ntk_refit"]
+        others = {n: gains[n] for n in ("trak", "ihvp", "loss") if n in gains}
+        beaten = [n for n, v in others.items() if v >= ref]
+        lines += ["", f"- Removing the exact refit's choice improves test accuracy more than "
+                  f"TRAK's, the IHVP's and the loss baseline's choice of the same size, on the "
+                  f"mean over {tr['trials']} trials: "
+                  + ("met" if not beaten else "**missed**")
+                  + f" ({100 * ref:+.1f} points against "
+                  + ", ".join(f"`{n}` {100 * v:+.1f}" for n, v in others.items())
+                  + ("" if not beaten else
+                     f"; not more than {', '.join(f'`{n}`' for n in beaten)}") + ")."]
+        sig = [n for n in others if abs(tr["exact_vs"][n]["loss_diff_mean"])
+               > 2 * tr["exact_vs"][n]["loss_diff_sem"]]
+        lines += ["- Paired test-loss differences more than two standard errors from zero: "
+                  + (", ".join(f"`{n}` ({tr['exact_vs'][n]['loss_diff_mean']:+.4f})"
+                               for n in sig) if sig else "none") + "."]
+    else:
+        r = m["ntk_refit"]
+        gain = r["test_acc_after"] - r["test_acc_before"]
+        others = {n: v["test_acc_after"] - v["test_acc_before"] for n, v in m.items()
+                  if n in ("trak", "ihvp", "loss")}
+        beaten = [n for n, v in others.items() if v >= gain]
+        lines += ["", "- Removing the exact refit's choice improves test accuracy more than "
+                  "TRAK's, the IHVP's and the loss baseline's choice of the same size: "
+                  + (f"met (+{fx(100 * gain, 1)} points against "
+                     + ", ".join(f"`{n}` {100 * v:+.1f}" for n, v in others.items()) + ")."
+                     if not beaten else
+                     f"**missed** (+{fx(100 * gain, 1)} points; "
+                     + ", ".join(f"`{n}` {100 * v:+.1f}" for n, v in others.items())
+                     + f": not more than {', '.join(f'`{n}`' for n in beaten)})."),
+                  "- Test loss after removal, smallest first: " + ", ".join(
+                      f"`{n}` {fx(v['test_loss_after'], 4)}" for n, v in
+                      sorted(m.items(), key=lambda kv: kv[1]["test_loss_after"])) + "."]
+    lines += ["- Lowest test loss anywhere on the first trial's grid (read off the test set, so "
+              "not a choice a user could make; the figure shows the curves): " + ", ".join(
                   f"`{n}` {fx(min(cv['test_loss']), 4)} at k = "
                   f"{c['ks'][cv['test_loss'].index(min(cv['test_loss']))]}"
                   for n, cv in sorted(c["curves"].items(), key=lambda kv: min(kv[1]["test_loss"])))
@@ -1110,7 +1153,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["record"]:
         ap = argparse.ArgumentParser(prog="render_docs.py record")
         ap.add_argument("name")
-        ap.add_argument("--collect", nargs="+", required=True)
+        ap.add_argument("--collect", nargs="+", action="extend", required=True)
         ap.add_argument("--results", type=Path, default=RESULTS)
         cmd = argv[argv.index("--") + 1:] if "--" in argv else []
         a = ap.parse_args(argv[1:argv.index("--")] if "--" in argv else argv[1:])

@@ -97,3 +97,68 @@ def test_cli_clean_writes_its_files(tmp_path):
     z = ni.io.load_npz(out / "clean.npz")
     assert z["noisy_mask"].sum() == 6 and z["order_ntk_refit"].shape == (12,)
     assert (out / "clean.png").stat().st_size > 0
+
+
+def test_summarise_trials_by_hand():
+    def trial(acc_before, accs, losses, noisy):
+        return {m: {"test_acc_before": acc_before, "test_acc_after": a, "test_loss_before": 0.2,
+                    "test_loss_after": lo, "noisy_removed": k, "val_loss_after": 0.0,
+                    "seconds_ranking": 0.0}
+                for m, a, lo, k in zip(("ntk_refit", "trak", "loss"), accs, losses, noisy)}
+
+    t = [trial(0.90, (0.95, 0.94, 0.95), (0.10, 0.12, 0.11), (5, 4, 3)),
+         trial(0.80, (0.90, 0.92, 0.85), (0.13, 0.12, 0.15), (6, 6, 2)),
+         trial(0.85, (0.93, 0.90, 0.90), (0.09, 0.10, 0.12), (4, 5, 4))]
+    s = attr.summarise_trials(t)
+    assert s["trials"] == 3
+    gains = np.array([0.05, 0.10, 0.08])
+    m = s["methods"]["ntk_refit"]
+    assert m["test_acc_gain_mean"] == pytest.approx(gains.mean(), abs=1e-15)
+    assert m["test_acc_gain_sem"] == pytest.approx(np.sqrt(np.sum((gains - gains.mean()) ** 2) / 2 / 3))
+    assert s["methods"]["trak"]["noisy_removed_mean"] == pytest.approx(5.0)
+    assert s["methods"]["loss"]["test_loss_after_mean"] == pytest.approx((0.11 + 0.15 + 0.12) / 3)
+    v = s["exact_vs"]["trak"]
+    assert (v["acc_wins"], v["acc_ties"], v["acc_losses"]) == (2, 0, 1)
+    assert v["loss_diff_mean"] == pytest.approx((-0.02 + 0.01 - 0.01) / 3)
+    w = s["exact_vs"]["loss"]
+    assert (w["acc_wins"], w["acc_ties"], w["acc_losses"]) == (2, 1, 0)
+    assert "ntk_refit" not in s["exact_vs"]
+    one = attr.summarise_trials(t[:1])
+    assert np.isnan(one["methods"]["trak"]["test_acc_gain_sem"])
+    with pytest.raises(InputError, match="same methods"):
+        attr.summarise_trials([t[0], {k: v for k, v in t[1].items() if k != "loss"}])
+    with pytest.raises(InputError, match="no cleaning trials"):
+        attr.summarise_trials([])
+
+
+def test_cli_clean_trials_pool_independent_runs_and_resume(tmp_path, capsys):
+    """Each extra trial is clean() on its own split and flips (seed + r), retrained at k* only;
+    clean.json pools them with summarise_trials, and --resume reuses finished trials."""
+    from ntk_influence.cli import main
+
+    out = tmp_path / "t"
+    argv = ["clean", "--n-train", "24", "--n-val", "8", "--n-test", "8", "--width", "32",
+            "--grid", "2", "--methods", "ntk_refit", "ntk", "loss", "--trials", "2",
+            "--seed", "3", "--out", str(out)]
+    assert main([*argv, "--quiet"]) == 0
+    j = ni.io.load_json(out / "clean.json")
+    extra = ni.io.load_json(out / "trials" / "trial_1.json")
+    assert j["trials"]["extra"] == [extra] and extra["seed"] == 4
+    ds = ni.load_dataset("digits:3,8", n_train=32, n_test=8, seed=3)
+    perm = np.random.default_rng([4, 97]).permutation(32)
+    tr, va = perm[:24], perm[24:]
+    direct = attr.clean(ds.x_train[tr], ds.y_train[tr], ds.x_train[va], ds.y_train[va],
+                        ds.x_test, ds.y_test, width=32, max_fraction=0.4, grid=1,
+                        methods=("ntk_refit", "ntk", "loss"), seed=4, show_progress=False,
+                        options=attr.ScoreOptions(trak_ensemble=4))
+    assert direct.k_star == extra["k_star"] and list(direct.ks) == sorted({0, direct.k_star})
+    for name, m in direct.summary.items():
+        for key in ("test_acc_after", "test_loss_after", "noisy_removed"):
+            assert extra["methods"][name][key] == pytest.approx(m[key], abs=1e-9), (name, key)
+    pooled = attr.summarise_trials([j["methods"], extra["methods"]])
+    for part in ("methods", "exact_vs"):
+        for name, v in pooled[part].items():
+            assert j["trials"][part][name] == pytest.approx(v), (part, name)
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0
+    assert "trial 2/2: reused" in capsys.readouterr().err

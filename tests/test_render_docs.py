@@ -309,3 +309,41 @@ def test_smooth_section_renders_rows_floor_and_targets(rd, tmp_path, top, grad, 
     assert f"| 128 | 400 | {floor_r:.7f} | 2e-08 | 100 / 300 | 40 s / 1 min 40 s |" in text
     for v in verdicts:
         assert v in text, v
+
+
+@pytest.mark.parametrize("exact_gain, verdict", [(0.05, "met"), (0.03, "**missed**")])
+def test_clean_section_judges_the_target_on_the_pooled_trials(rd, tmp_path, exact_gain, verdict):
+    res = tmp_path / "results"
+    (res / "clean").mkdir(parents=True)
+    (res / "clean" / "run.json").write_text(json.dumps({**RUN, "wall_s": 900.0}))
+
+    def one(gain):
+        return {"test_acc_before": 0.9, "test_acc_after": 0.9 + gain, "test_loss_before": 0.2,
+                "test_loss_after": 0.1, "noisy_removed": 20, "val_loss_after": 0.1,
+                "seconds_ranking": 1.0}
+
+    pooled = {"trials": 3, "extra": [{"k_star": 18}, {"k_star": 25}],
+              "methods": {n: {"test_acc_gain_mean": gv, "test_acc_gain_sem": 0.01,
+                              "test_loss_after_mean": 0.1, "test_loss_after_sem": 0.004,
+                              "noisy_removed_mean": 19.5}
+                          for n, gv in (("ntk_refit", exact_gain), ("trak", 0.04),
+                                        ("ihvp", 0.035), ("loss", 0.02))},
+              "exact_vs": {n: {"acc_wins": 2, "acc_ties": 1, "acc_losses": 0,
+                               "loss_diff_mean": d, "loss_diff_sem": 0.002}
+                           for n, d in (("trak", -0.001), ("ihvp", -0.01), ("loss", -0.03))}}
+    c = {"settings": {"f_tol": 1e-4, "seed": 0}, "data": {"name": "digits:3,8"},
+         "info": {"n_train": 200, "noise": 0.2, "n_noisy": 40, "n_val": 50, "n_test": 100,
+                  "width": 16384, "lam": 0.1, "retrain": {"n_retrains": 54}},
+         "k_star": 22, "ks": [0, 22, 40], "seconds": 800.0,
+         "methods": {"ntk_refit": one(0.04), "trak": one(0.04), "ihvp": one(0.05),
+                     "loss": one(0.03)},
+         "curves": {n: {"test_loss": [0.2, 0.1, 0.09]} for n in ("ntk_refit", "trak")},
+         "trials": pooled}
+    (res / "clean" / "clean.json").write_text(json.dumps(c))
+    text = rd.render_clean(res)
+    assert "**Over 3 trials.**" in text and "(k = 22, 18, 25)" in text
+    assert f"on the mean over 3 trials: {verdict} ({100 * exact_gain:+.1f} points against " \
+           "`trak` +4.0, `ihvp` +3.5, `loss` +2.0" in text
+    assert "| `trak` | +4.0 +- 1.0 | 0.1000 +- 0.0040 | 19.5 | 2 / 1 / 0 | -0.0010 +- 0.0020 |" \
+        in text
+    assert "two standard errors from zero: `ihvp` (-0.0100), `loss` (-0.0300)." in text

@@ -24,7 +24,8 @@ point raises the test loss ``1/2 (f - y)^2``).
 - ``_brittleness``: :func:`brittleness` (every method's flip sets, verified by retraining, as a
   :class:`BrittlenessResult`);
 - ``_cleaning``: :func:`clean` (remove the points most harmful to a validation set by each
-  ranking, retrain, measure the test set, as a :class:`CleaningResult`; :data:`CLEAN_METHODS`);
+  ranking, retrain, measure the test set, as a :class:`CleaningResult`; :data:`CLEAN_METHODS`;
+  :func:`summarise_trials` pools repeated trials);
 - ``_benchmark``: :func:`method_scores` (every method in :data:`METHODS` on one net, set up by
   :class:`ScoreOptions`) and :func:`attribution_benchmark` (LDS under the seed protocols,
   leave-one-out correlation, brittleness and mislabel AUC, as an :class:`AttributionResult`).
@@ -32,7 +33,7 @@ point raises the test loss ``1/2 (f - y)^2``).
 
 from ._benchmark import METHODS, AttributionResult, ScoreOptions, attribution_benchmark, method_scores
 from ._brittleness import BrittlenessResult, brittleness
-from ._cleaning import CLEAN_METHODS, CleaningResult, clean
+from ._cleaning import CLEAN_METHODS, CleaningResult, clean, summarise_trials
 from ._counterfactual import (
     additive_flip_set,
     greedy_flip_set,
@@ -103,6 +104,7 @@ __all__ = [
     "seed_protocols",
     "spearman",
     "subset_mask",
+    "summarise_trials",
     "tracin_scores",
     "training_path",
     "trak_ensemble_scores",

@@ -16,7 +16,10 @@ validation and test loss and accuracy:
   most harmful first (removing them lowers the validation loss most, by the method's estimate);
 - ``loss``: the largest training loss first; ``random``: a seeded permutation.
 
-The test set is used for nothing but the final measurement.
+The test set is used for nothing but the final measurement. One trial's test accuracy moves
+by one test point per ``1/t``, so :func:`summarise_trials` pools repeated trials (other label
+flips, other validation draws): each method's mean gain with its standard error, and the exact
+refit's paired wins and loss differences against every other ranking.
 """
 
 from __future__ import annotations
@@ -115,7 +118,7 @@ def clean(x_train: Any, y_train: Any, x_val: Any, y_val: Any, x_test: Any, y_tes
       lam: the ridge of eq. (2), ``> 0``.
       max_fraction: the most points removed, as a fraction of ``n``.
       grid: numbers of removed points retrained per method, evenly from 0 to the most (plus
-        ``k_star``).
+        ``k_star``); 1 retrains at ``k_star`` only (repeated trials).
       methods: a subset of :data:`CLEAN_METHODS` (``ntk_refit`` always runs: it chooses ``k``).
       seed: seed of the flipped labels and the random order.
       net_seed: initialisation seed.
@@ -137,7 +140,7 @@ def clean(x_train: Any, y_train: Any, x_val: Any, y_val: Any, x_test: Any, y_tes
     if bad:
         raise InputError(f"unknown methods {bad}; choose from {CLEAN_METHODS}.")
     methods = ("ntk_refit", *[m for m in methods if m != "ntk_refit"])
-    grid = check_whole(grid, "grid", low=2)
+    grid = check_whole(grid, "grid", low=1)
     if np.shape(y_val)[0] < 4:
         raise InputError(f"cleaning needs at least 4 validation points (two halves choose k), "
                          f"got {np.shape(y_val)[0]}.")
@@ -181,7 +184,7 @@ def clean(x_train: Any, y_train: Any, x_val: Any, y_val: Any, x_test: Any, y_tes
         elif name == "random":
             orders[name] = np.random.default_rng([seed, 31]).permutation(n)[:max_k]
     ks = np.unique(np.concatenate([np.round(np.linspace(0, max_k, grid)).astype(int),
-                                   [k_star]]))
+                                   [0, k_star]]))
     jobs = [(name, k) for name in orders for k in ks if k > 0]
     ret = retrain_without(net, xtr, y_noisy, x_eval, np.concatenate([yva, yte]), lam,
                           remove=[orders[name][:k] for name, k in jobs], settings=s, full=full,
@@ -218,3 +221,53 @@ def clean(x_train: Any, y_train: Any, x_val: Any, y_val: Any, x_test: Any, y_tes
     return CleaningResult(ks, k_star, refit_losses, cv_losses, orders, tables["val_loss"],
                           tables["val_acc"], tables["test_loss"], tables["test_acc"],
                           tables["precision"], noisy, summary, info)
+
+
+def summarise_trials(summaries: list[dict[str, dict[str, float]]]) -> dict[str, Any]:
+    """Pool repeated cleaning trials: mean gains with standard errors, and paired comparisons.
+
+    Args:
+      summaries: one :attr:`CleaningResult.summary` per trial (each trial its own label flips
+        and validation draw), every one with the same methods, ``ntk_refit`` among them.
+
+    Returns:
+      ``{"trials": R, "methods": {name: {"test_acc_gain_mean", "test_acc_gain_sem",
+      "test_loss_after_mean", "test_loss_after_sem", "noisy_removed_mean"}}, "exact_vs":
+      {name: {"acc_wins", "acc_ties", "acc_losses", "loss_diff_mean", "loss_diff_sem"}}}``,
+      where a gain is accuracy after minus before, ``sem`` is ``std / sqrt(R)`` (``ddof=1``;
+      NaN for one trial), wins count the trials where ``ntk_refit``'s test accuracy after
+      removal is higher than the other ranking's, and ``loss_diff`` is ``ntk_refit``'s test
+      loss after removal minus the other's (negative: the exact refit's choice is better).
+    """
+    if not summaries:
+        raise InputError("no cleaning trials to summarise.")
+    names = list(summaries[0])
+    if "ntk_refit" not in names or any(list(t) != names for t in summaries):
+        raise InputError("every trial needs the same methods, ntk_refit among them.")
+    r = len(summaries)
+
+    def col(name: str, key: str) -> np.ndarray:
+        return np.array([t[name][key] for t in summaries], np.float64)
+
+    def sem(v: np.ndarray) -> float:
+        return float(np.std(v, ddof=1) / np.sqrt(r)) if r > 1 else float("nan")
+
+    methods = {}
+    for name in names:
+        gain = col(name, "test_acc_after") - col(name, "test_acc_before")
+        loss = col(name, "test_loss_after")
+        methods[name] = {"test_acc_gain_mean": float(gain.mean()), "test_acc_gain_sem": sem(gain),
+                         "test_loss_after_mean": float(loss.mean()),
+                         "test_loss_after_sem": sem(loss),
+                         "noisy_removed_mean": float(col(name, "noisy_removed").mean())}
+    exact_acc, exact_loss = col("ntk_refit", "test_acc_after"), col("ntk_refit", "test_loss_after")
+    versus = {}
+    for name in names:
+        if name == "ntk_refit":
+            continue
+        acc, diff = col(name, "test_acc_after"), exact_loss - col(name, "test_loss_after")
+        versus[name] = {"acc_wins": int(np.sum(exact_acc > acc)),
+                        "acc_ties": int(np.sum(exact_acc == acc)),
+                        "acc_losses": int(np.sum(exact_acc < acc)),
+                        "loss_diff_mean": float(diff.mean()), "loss_diff_sem": sem(diff)}
+    return {"trials": r, "methods": methods, "exact_vs": versus}

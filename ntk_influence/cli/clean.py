@@ -8,6 +8,12 @@ test set), retrains the net without them and measures the test loss and accuracy
 ``clean.json`` (per method: the figures at the chosen ``k``; the curves), ``clean.npz`` (every
 order and curve, the flipped labels) and ``clean.png`` (test loss, test accuracy and the share
 of flipped labels removed against ``k``). The retraining resumes from ``DIR/retrain``.
+
+``--trials R`` repeats the whole procedure ``R - 1`` more times, each with its own label flips
+and validation draw (seed ``--seed + r``; same test set), retraining at the chosen ``k`` only;
+``clean.json`` then holds every trial's figures and their pooled means, standard errors and
+paired comparisons (:func:`~ntk_influence.attribution.summarise_trials`). Each finished trial is
+saved in ``DIR/trials/`` and reused by ``--resume``.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import argparse
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,13 +64,18 @@ def _clean_args(p: argparse.ArgumentParser) -> None:
                         "than this (default: %(default)s)")
     p.add_argument("--chunk-size", type=count, default=None,
                    help="retrains per vmapped chunk (default: 1 on a CPU)")
+    p.add_argument("--trials", type=count, default=1,
+                   help="independent trials (label flips and validation draw from --seed + r, "
+                        "the same test set); the first gives the curves and the figure, the "
+                        "others retrain at the chosen k only, and clean.json pools them all "
+                        "(default: %(default)s)")
 
 
 def _clean_run(args: argparse.Namespace) -> Path:
     # deferred for start-up speed
     import matplotlib.pyplot as plt
 
-    from ..attribution import ScoreOptions, clean
+    from ..attribution import ScoreOptions, clean, summarise_trials
     from ..data import load_dataset
     from ..plots import cleaning_figure
     from ..training import SolverSettings
@@ -77,21 +89,43 @@ def _clean_run(args: argparse.Namespace) -> Path:
     ds = load_dataset(args.data, n_train=args.n_train + args.n_val, n_test=args.n_test,
                       seed=args.seed, label_noise=args.label_noise, center=args.center)
     claim_output(args, ds)
-    perm = np.random.default_rng([args.seed, 97]).permutation(ds.x_train.shape[0])
-    tr, va = perm[:args.n_train], perm[args.n_train:]
-    store = out / "retrain"
-    if not args.resume and store.exists():
-        shutil.rmtree(store)
+    if not args.resume:
+        for old in (out / "retrain", out / "trials"):
+            if old.exists():
+                shutil.rmtree(old)
     log(args, f"clean on {args.data} (n_train={args.n_train}, n_val={args.n_val}, "
-              f"n_test={args.n_test}, {100 * args.noise:g}% labels flipped, width {args.width})")
+              f"n_test={args.n_test}, {100 * args.noise:g}% labels flipped, width {args.width}"
+              f"{f', {args.trials} trials' if args.trials > 1 else ''})")
     t0 = time.perf_counter()
-    res = clean(ds.x_train[tr], ds.y_train[tr], ds.x_train[va], ds.y_train[va], ds.x_test,
-                ds.y_test, noise=args.noise, width=args.width, lam=args.lam,
-                max_fraction=args.max_fraction, grid=args.grid, methods=tuple(args.methods),
-                seed=args.seed, net_seed=args.net_seed,
-                options=ScoreOptions(trak_ensemble=args.trak_ensemble),
-                settings=SolverSettings(f_tol=args.f_tol), store=store,
-                chunk_size=args.chunk_size, show_progress=not args.quiet)
+
+    def trial(r: int, grid: int, store: Path) -> Any:
+        s = args.seed + r
+        perm = np.random.default_rng([s, 97]).permutation(ds.x_train.shape[0])
+        tr, va = perm[:args.n_train], perm[args.n_train:]
+        return clean(ds.x_train[tr], ds.y_train[tr], ds.x_train[va], ds.y_train[va], ds.x_test,
+                     ds.y_test, noise=args.noise, width=args.width, lam=args.lam,
+                     max_fraction=args.max_fraction, grid=grid, methods=tuple(args.methods),
+                     seed=s, net_seed=args.net_seed,
+                     options=ScoreOptions(trak_ensemble=args.trak_ensemble),
+                     settings=SolverSettings(f_tol=args.f_tol), store=store,
+                     chunk_size=args.chunk_size, show_progress=not args.quiet)
+
+    res = trial(0, args.grid, out / "retrain")
+    summaries = [res.summary]
+    extra = []
+    for r in range(1, args.trials):
+        path = out / "trials" / f"trial_{r}.json"
+        if path.exists():
+            rec = io.load_json(path)
+            log(args, f"trial {r + 1}/{args.trials}: reused from {path}")
+        else:
+            log(args, f"trial {r + 1}/{args.trials} (seed {args.seed + r})")
+            t = trial(r, 1, out / "trials" / f"retrain_{r}")
+            rec = {"seed": args.seed + r, "k_star": t.k_star, "methods": t.summary,
+                   "n_noisy": t.info["n_noisy"]}
+            io.save_json(path, rec)
+        summaries.append(rec["methods"])
+        extra.append(rec)
     secs = time.perf_counter() - t0
     io.save_npz(out / "clean.npz", **res.arrays())
     io.save_json(out / "clean.json", {
@@ -103,6 +137,8 @@ def _clean_run(args: argparse.Namespace) -> Path:
                           "precision": res.precision[name].tolist()} for name in res.orders},
         "refit_val_losses": res.refit_val_losses.tolist(),
         "cv_val_losses": res.cv_val_losses.tolist(), "info": res.info,
+        **({"trials": {**summarise_trials(summaries), "extra": extra}}
+           if args.trials > 1 else {}),
         "note": "k_star minimises the exact refit's two-fold cross-validated validation loss; "
                 "every method removes k_star points; test figures are of the net retrained "
                 "without them."})
@@ -112,6 +148,13 @@ def _clean_run(args: argparse.Namespace) -> Path:
                   f"{m['test_acc_after']:.3f}, test loss {m['test_loss_before']:.4f} -> "
                   f"{m['test_loss_after']:.4f}, {m['noisy_removed']} of {res.k_star} removed "
                   "were flipped")
+    if args.trials > 1:
+        pooled = summarise_trials(summaries)
+        for name, m in pooled["methods"].items():
+            log(args, f"{name:>9} over {args.trials} trials: test accuracy gain "
+                      f"{100 * m['test_acc_gain_mean']:+.1f} +- "
+                      f"{100 * m['test_acc_gain_sem']:.1f} points, test loss after "
+                      f"{m['test_loss_after_mean']:.4f} +- {m['test_loss_after_sem']:.4f}")
     log(args, f"total {secs:.0f} s")
     return out
 
