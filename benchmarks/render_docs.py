@@ -879,29 +879,49 @@ def render_deep(results: Path) -> str:
     return "\n".join(lines)
 
 
+CONV_RUNS = ("bench_conv", "bench_conv_flatten")
+
+
 def render_bench_conv(results: Path) -> str:
-    """benchmarks/README: ``bench_conv.py``, the pieces of a Newton step of a smooth conv net."""
-    b = load(results, "bench_conv", "bench_conv.json")
+    """benchmarks/README: ``bench_conv.py``, the pieces of a Newton step of a smooth conv net,
+    its eNTK against NT's kernel, and a whole training; one block per recorded readout."""
+    lines: list[str] = []
+    for run in [r for r in CONV_RUNS if (results / r / f"{r}.json").exists()]:
+        lines += ([""] if lines else []) + _bench_conv_block(results, run)
+    return "\n".join(lines)
+
+
+def _bench_conv_block(results: Path, run: str) -> list[str]:
+    b = load(results, run, f"{run}.json")
     body = [[str(r["channels"]), str(r["n_params"]), f"{r['forward_s']:.3f} s",
              fx(r["forward_s"] / r["forward_floor_s"], 1), f"{r['gram_s']:.3f} s",
              fx(r["gram_s"] / r["gram_floor_s"], 1), f"{r['grad_s']:.3f} s",
              f"{r['hvp_s']:.3f} s", fx(r["hvp_s"] / r["forward_s"], 1),
              f"{r['newton_step_s']:.2f} s", fx(r["step_over_hvp"], 1)] for r in b["rows"]]
-    lines = [f"{b['arch']} on n = {b['n']} digits. " + source(results, "bench_conv"), ""]
+    lines = [f"**{b['arch']}** on n = {b['n']} digits. " + source(results, run), ""]
     lines += table(["channels", "P", "forward", "/ floor", "eNTK Gram", "/ floor", "gradient",
                     "HVP", "HVP / forward", "Newton step from W(0)", "step / HVP"], body)
     e = b.get("entk_error")
     if e:
+        off = e["offdiag_over_diag"]
         lines += ["", f"eNTK(W0) against NT's kernel on {e['n_points']} digits, relative "
                   f"Frobenius error over {e['seeds']} initialisations, median (mean): "
                   + ", ".join(f"{g(m, 2)} ({g(v, 2)}) at {c}" for c, m, v in
                               zip(e["channels"], e["medians"], e["errors"]))
                   + f" channels; fitted exponent of the median **{fx(e['exponent'])}** "
-                  "(`1/sqrt(width)` is -0.5). NT's kernel here is close to a constant matrix "
-                  f"(mean off-diagonal entry / mean diagonal entry {fx(e['offdiag_over_diag'], 4)}"
-                  "), so the error is dominated by one scalar that fluctuates from one "
-                  "initialisation to the next, and the influences rest on the small remainder."]
-    return "\n".join(lines)
+                  "(`1/sqrt(width)` is -0.5). NT's kernel: mean off-diagonal entry / mean "
+                  f"diagonal entry {fx(off, 4)}"
+                  + ("; close to a constant matrix, so the error is dominated by one scalar "
+                     "that fluctuates from one initialisation to the next, and the influences "
+                     "rest on the small remainder." if off > 0.95 else ".")]
+    for t in b.get("train", []):
+        lines += ["", f"One training from W(0) to a stationary point at {t['channels']} "
+                  f"channels (P = {t['n_params']}), n = {b['n']}: **{seconds(t['seconds'])}** "
+                  f"including compilation, {t['newton_steps']} Newton steps, ridge-relative "
+                  f"gradient {g(t['ridge_rel_grad_norm'], 2)} "
+                  f"({'stationary' if t['converged'] else '**not stationary**'}); target "
+                  f"< 2 min: {'met' if t['seconds'] < 120 else '**missed**'}."]
+    return lines
 
 
 def render_bench_deep(results: Path) -> str:
@@ -990,8 +1010,10 @@ def render_bench_floor(results: Path) -> str:
     return "\n".join(lines)
 
 
-SMOOTH_RUNS = ("smooth_erf_warm", "smooth_erf_cold", "smooth_gelu_warm", "smooth_cnn_warm")
+SMOOTH_RUNS = ("smooth_erf_warm", "smooth_erf_cold", "smooth_gelu_warm", "smooth_cnn_warm",
+               "smooth_cnn_flatten", "smooth_cnn_flatten_cold")
 SMOOTH_TARGETS = {"mlp": 0.98, "cnn": 0.9}
+FLOOR_RUNS = ("start_floor", "start_floor_cnn")
 
 
 def _row_start(c: dict[str, Any], r: dict[str, Any]) -> str:
@@ -1033,13 +1055,14 @@ def render_smooth(results: Path) -> str:
                     "R (eNTK(W0))", "R (IHVP)", "slope (IHVP)", "eNTK(W0) rel. error",
                     "abs(f - f_NTK)", "max rel. gradient", "median abs(Delta)", "Newton steps",
                     "time"], body)
-    if (results / "start_floor" / "start_floor.json").exists():
-        b = load(results, "start_floor", "start_floor.json")
+    floors = [f for f in FLOOR_RUNS if (results / f / "start_floor.json").exists()]
+    for f in floors:
+        b = load(results, f, "start_floor.json")
         lines += ["", f"**Solver floor ({b['arch']}).** The warm- and cold-start runs above "
                   "are two solver paths to the same problem; R(Delta) is the correlation of "
                   "their leave-one-out influences over all pairs, and `max diff` the largest "
                   "difference relative to the largest influence. "
-                  + source(results, "start_floor"), ""]
+                  + source(results, f), ""]
         lines += table(["width", "pairs", "R(Delta), warm vs cold", "max diff",
                         "retrain Newton steps warm / cold", "retrain time warm / cold"],
                        [[str(r["width"]), str(r["pairs"]), f"{r['r_warm_cold']:.7f}",
@@ -1057,11 +1080,14 @@ def render_smooth(results: Path) -> str:
         lines.append(f"- {c['arch']} ({_row_start(c, top)} start): R = {fx(top['pearson'], 3)} "
                      f"at the widest width run, {top['width']}: R >= {g(target)} "
                      f"{'met' if top['pearson'] >= target else '**missed**'}; R rises with "
-                     f"width: {'yes' if rises else '**no**'}; largest rel. gradient "
+                     f"width: {('yes' if rises else '**no**') if len(rows) > 1 else 'n/a (one width)'}"
+                     "; largest rel. gradient "
                      f"{g(worst, 2)} (<= 1e-8: {'met' if worst <= 1e-8 else '**missed**'}).")
-    if (results / "start_floor" / "start_floor.json").exists():
-        low = min(r["r_warm_cold"] for r in load(results, "start_floor", "start_floor.json")["rows"])
-        lines.append(f"- Solver floor: smallest R(Delta) {low:.7f} (>= 0.9999: "
+    if floors:
+        low = min(r["r_warm_cold"] for f in floors
+                  for r in load(results, f, "start_floor.json")["rows"])
+        archs = ", ".join(load(results, f, "start_floor.json")["arch"] for f in floors)
+        lines.append(f"- Solver floor ({archs}): smallest R(Delta) {low:.7f} (>= 0.9999: "
                      f"{'met' if low >= 0.9999 else '**missed**'}).")
     return "\n".join(lines)
 

@@ -2,8 +2,8 @@
 
 ``python benchmarks/start_floor.py WARM_DIR COLD_DIR [--out benchmarks/out/start_floor.json]``
 reads the per-width ``width_M.npz`` / ``.json`` of two ``ntk-influence compare`` output folders
-that differ only in ``--warm-start`` / ``--cold-start`` (same data, architecture, widths and
-removed points) and reports, per width, how far their leave-one-out results are apart: the
+that differ only in ``--warm-start`` / ``--cold-start`` (same data, architecture and removed
+points) and reports, for every width both ran, how far their leave-one-out results are apart: the
 Pearson R between the two runs' actual influences ``I_nn`` over all (removed point, test point)
 pairs (``R(Delta)`` of two solvers: the same full run, so equal ``I_nn`` means equal ``Delta``),
 the largest ``|I_warm - I_cold|`` relative to the largest ``|I|``, and both runs' largest
@@ -41,8 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     if cw["arch"] != cc["arch"]:
         raise SystemExit(f"the two runs are of different nets: {cw['arch']} and {cc['arch']}")
     rows = []
+    cold_widths = {int(r["width"]) for r in cc["widths"]}
     for rw in cw["widths"]:
         w = int(rw["width"])
+        if w not in cold_widths:
+            continue
         iw, jw = _width(a.warm, w)
         ic, jc = _width(a.cold, w)
         same = (jw["info"]["warm_start"], jc["info"]["warm_start"]) == (True, False)
@@ -61,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{cw['arch']} width {w}: R(warm, cold) = {r:.10f}, max rel. diff "
               f"{rows[-1]['max_rel_diff']:.1e}, retrain time warm/cold "
               f"{rows[-1]['seconds_retrain_warm']:.0f}/{rows[-1]['seconds_retrain_cold']:.0f} s")
+    if not rows:
+        raise SystemExit("the two runs share no width")
     info.update(arch=cw["arch"], warm=str(a.warm), cold=str(a.cold), rows=rows)
     _runinfo.write(info, a.out)
     return 0
