@@ -1125,6 +1125,8 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "table1-detail": render_table1_detail,
     "attribution": render_attribution,
     "attribution-deep": lambda results: render_attribution(results, "attribution_deep"),
+    "attribution-deep-relu": lambda results: render_attribution(results,
+                                                                "attribution_deep_relu"),
     "clean": render_clean,
     "mislabel": render_mislabel,
     "bench-influence": render_bench_influence,
