@@ -162,3 +162,10 @@ def test_cli_clean_trials_pool_independent_runs_and_resume(tmp_path, capsys):
     capsys.readouterr()
     assert main([*argv, "--resume"]) == 0
     assert "trial 2/2: reused" in capsys.readouterr().err
+    # more trials under --resume: the finished one is reused, the new one computed
+    more = [a if a != "2" or argv[i - 1] != "--trials" else "3" for i, a in enumerate(argv)]
+    assert main([*more, "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "trial 2/3: reused" in err and "trial 3/3 (seed 5)" in err
+    assert ni.io.load_json(out / "clean.json")["trials"]["trials"] == 3
+    assert main([*more, "--resume", "--noise", "0.3"]) == 2  # other content is still refused

@@ -13,7 +13,7 @@ of flipped labels removed against ``k``). The retraining resumes from ``DIR/retr
 and validation draw (seed ``--seed + r``; same test set), retraining at the chosen ``k`` only;
 ``clean.json`` then holds every trial's figures and their pooled means, standard errors and
 paired comparisons (:func:`~ntk_influence.attribution.summarise_trials`). Each finished trial is
-saved in ``DIR/trials/`` and reused by ``--resume``.
+saved in ``DIR/trials/`` and reused by ``--resume``, also when ``--trials`` grows.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def _clean_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=count, default=1,
                    help="independent trials (label flips and validation draw from --seed + r, "
                         "the same test set); the first gives the curves and the figure, the "
-                        "others retrain at the chosen k only, and clean.json pools them all "
+                        "others retrain at the chosen k only, and clean.json pools them all; "
+                        "--resume reuses finished trials, so more can be added later "
                         "(default: %(default)s)")
 
 
@@ -88,7 +89,7 @@ def _clean_run(args: argparse.Namespace) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(args.data, n_train=args.n_train + args.n_val, n_test=args.n_test,
                       seed=args.seed, label_noise=args.label_noise, center=args.center)
-    claim_output(args, ds)
+    claim_output(args, ds, per_piece=("trials",))  # trial r does not depend on how many
     if not args.resume:
         for old in (out / "retrain", out / "trials"):
             if old.exists():
