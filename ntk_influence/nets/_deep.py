@@ -10,10 +10,9 @@ The layer stacks are built by :func:`~ntk_influence.nets.mlp` and
 
 - ``mlp:L``: ``L`` dense ReLU layers of ``width`` units, then a dense readout;
 - ``cnn:L``: ``L`` 3x3 conv + ReLU layers of ``width`` channels on ``(n, H, W, C)`` images,
-  SAME padding, then global average pooling and a dense readout (``cnn:L:ACT:flatten``: the
-  readout sees the flattened feature map instead);
-- ``mlp:L:ACT`` / ``cnn:L:ACT``: the same with the activation ``ACT`` in ``relu`` (the default),
-  ``erf`` or ``gelu`` (:mod:`ntk_influence.nets._activations`; NT's ``Relu``, ``Erf``, ``Gelu``).
+  SAME padding, global average pooling (``:flatten``: the flattened map), a dense readout;
+- ``mlp:L:ACT`` / ``cnn:L:ACT``: activation ``ACT`` in ``relu`` (the default), ``erf`` or
+  ``gelu`` (:mod:`ntk_influence.nets._activations`; NT's ``Relu``, ``Erf``, ``Gelu``).
 
 **Symmetric initialisation.** The model is a pair of identical networks with opposite readouts,
 ``f = (g(theta_1) - g(theta_2)) / sqrt(2)`` with ``theta_1(0) = theta_2(0)``: ``f_0 = 0``
@@ -71,9 +70,8 @@ class Dense:
       b_std: bias scale (``None``: no bias).
       activation: the activation after the layer (``"relu"``, ``"erf"``, ``"gelu"``), or
         ``None`` (the readout).
-      pool: how a spatial input ``(n, H, W, C)`` becomes the layer's input: ``None`` (a flat
-        input, unchanged), ``"gap"`` (averaged over its spatial axes, NT's ``GlobalAvgPool``;
-        ``fan_in = C``) or ``"flatten"`` (NT's ``Flatten``; ``fan_in = H W C``).
+      pool: how a spatial input ``(n, H, W, C)`` enters: ``None`` (flat input, unchanged),
+        ``"gap"`` (NT's ``GlobalAvgPool``, ``fan_in = C``) or ``"flatten"`` (``H W C``).
     """
 
     fan_in: int
