@@ -67,6 +67,12 @@ def _link_retrain(out_dir, outside):
     (out_dir / "retrain_16").symlink_to(outside, target_is_directory=True)
 
 
+def _link_named(name):
+    def link(out_dir, outside):
+        (out_dir / name).symlink_to(outside, target_is_directory=True)
+    return link
+
+
 def _link_part(out_dir, outside):
     (out_dir / "kernel").symlink_to(outside, target_is_directory=True)
 
@@ -85,6 +91,15 @@ LINKS = [
      "retrain_16 is a symbolic link"),
     ("reproduce-part", _link_part, ["reproduce", *SMALL, "--parts", "kernel"],
      "kernel is a symbolic link"),
+    ("retrain-clean", _link_named("retrain"), ["clean", "--n-train", "20", "--n-val", "6",
+                                               "--n-test", "4", "--width", "8"],
+     "retrain is a symbolic link"),
+    ("trials-clean", _link_named("trials"), ["clean", "--n-train", "20", "--n-val", "6",
+                                             "--n-test", "4", "--width", "8", "--trials", "2",
+                                             "--resume"],
+     "trials is a symbolic link"),
+    ("retrain-attribution", _link_named("retrain"), ["attribution", *SMALL, "--width", "8"],
+     "retrain is a symbolic link"),
 ]
 
 

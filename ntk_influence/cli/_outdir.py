@@ -50,7 +50,7 @@ FINGERPRINT_NAME = "fingerprint.json"
 NOT_CONTENT = ("out", "resume", "quiet", "force", "config", "parts", "skip", "keep_going",
                "dry_run", "pool_sizes", "pool_outputs", "overlay")
 """Options that say how a run is done or shown, not what it computes (left out of fingerprints)."""
-WORK_FOLDERS = ("work", "retrain_*")
+WORK_FOLDERS = ("work", "retrain", "retrain_*", "trials")
 """Folders inside ``--out`` where finished pieces are kept (refused when a symbolic link)."""
 RESULT_SUFFIXES = (".json", ".npz", ".png", ".md", ".csv")
 """Files of these kinds in ``--out`` are results a run rewrites (refused when read-only)."""
@@ -158,7 +158,7 @@ def _open_lock(path: Path, folder: Path) -> int:
 def check_contents(folder: Path, work: tuple[str, ...] = WORK_FOLDERS) -> None:
     """Refuse, before any work, what would make a run write outside ``folder`` or fail late.
 
-    A work folder (``work``, ``retrain_*``) that is a symbolic link would send results (and the
+    A work folder (:data:`WORK_FOLDERS`) that is a symbolic link would send results (and the
     removal of stale ones) elsewhere; a read-only result file would be rewritten against its
     owner's wish, or fail after the work.
 
