@@ -147,6 +147,43 @@ def test_group_retraining_equals_direct_weighted_training(case):
                                - 0.5 * (full.f_test - yt) ** 2, rtol=1e-9, atol=1e-14)
 
 
+@pytest.mark.parametrize("arch,settings", [
+    ("two-layer", T.SolverSettings("gn", f_tol=1e-4)),
+    ("two-layer", T.SolverSettings("gd", f_tol=1e-5, max_steps=3000)),
+    ("mlp:2:erf", T.SolverSettings.stationary()),
+    ("two-layer", T.SolverSettings("sgd", step_size=0.05, max_steps=40, batch_size=4)),
+], ids=["gn-relu", "gd-relu", "newton-erf", "sgd"])
+@pytest.mark.filterwarnings("ignore::ntk_influence.NotConvergedWarning")  # SGD's 40 steps
+def test_sets_of_one_size_solve_on_their_kept_rows_as_the_weighted_problem(arch, settings):
+    # Sets of one size are fitted on their kept rows only (the removed rows tracked like test
+    # rows); sets of mixed sizes weight every row. The same two sets through both paths, and
+    # train(..., weights=) directly: the same steps, stopping point and solver error. A loose
+    # f_tol on ReLU stops mid-way through the kinks, where any change of path would show.
+    # Minibatch SGD draws its batches from all n rows, so it always weights them.
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(12, 5))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.sign(rng.normal(size=12))
+    xt, yt = rng.normal(size=(3, 5)) / np.sqrt(5), np.array([1.0, -1.0, 1.0])
+    net = ni.nets.architecture(arch).net(x, 256, seed=1)
+    sets = [[1, 4, 8], [0, 2, 11]]
+    one = R.retrain_without(net, x, y, xt, yt, LAM, remove=sets, settings=settings,
+                            chunk_size=2, show_progress=False)
+    mixed = R.retrain_without(net, x, y, xt, yt, LAM, remove=[*sets, [3]], settings=settings,
+                              full=one.full, chunk_size=3, show_progress=False)
+    np.testing.assert_array_equal(one.iterations, mixed.iterations[:2])
+    np.testing.assert_allclose(one.f_retrain_test, mixed.f_retrain_test[:2], rtol=0,
+                               atol=1e-12)
+    np.testing.assert_allclose(one.solver_error, mixed.solver_error[:2], rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(one.grad_norm, mixed.grad_norm[:2], rtol=1e-8, atol=1e-13)
+    for j, st in enumerate(sets):
+        w = np.ones(len(y))
+        w[st] = 0.0
+        ref = T.train(net, x, y, LAM, x_test=xt, settings=settings, weights=w)
+        assert one.iterations[j] == ref.iterations
+        np.testing.assert_allclose(one.f_retrain_test[j], ref.f_test, rtol=0, atol=1e-12)
+
+
 def test_wide_net_group_removal_matches_kernel_refit():
     # At large width, removing half the training set from the net moves the test predictions as
     # a dense kernel ridge refit without that half does (eq. 4 kernel, loosely: finite width).

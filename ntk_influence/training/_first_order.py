@@ -52,9 +52,11 @@ class FirstOrderState(NamedTuple):
     evaluations: jax.Array
 
 
-def first_order_solver(net: FunctionalNet, s: SolverSettings, n: int) -> Any:
+def first_order_solver(net: FunctionalNet, s: SolverSettings, n: int,
+                       test_from: int | None = None) -> Any:
     """The first-order loop: GD, annealed GD or minibatch SGD as optax transformations."""
     k = s.window
+    split = n if test_from is None else test_from
     sgd = s.method == "sgd"
     batch = min(int(s.batch_size or 32), n)
     opt = optax.inject_hyperparams(optax.sgd)
@@ -111,7 +113,7 @@ def first_order_solver(net: FunctionalNet, s: SolverSettings, n: int) -> Any:
             else:
                 ok = jnp.asarray(True)
             loss, g, f_all = value_grad(theta, c.track.it + 1 if sgd else None)
-            track = c.track.record(f_all, k, n)
+            track = c.track.record(f_all, k, split)
             keep = lambda a, b: jnp.where(ok, a, b)  # noqa: E731
             return FirstOrderState(
                 keep(theta, c.theta), opt_state, keep(loss, c.loss), keep(g, c.grad),

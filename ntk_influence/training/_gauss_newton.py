@@ -135,7 +135,7 @@ def exploded(loss: jax.Array, loss0: jax.Array) -> jax.Array:
     return ~jnp.isfinite(loss) | (loss > 1e8 * (loss0 + 1.0))
 
 
-def gauss_newton_solver(net: FunctionalNet, s: Any, n: int) -> Any:
+def gauss_newton_solver(net: FunctionalNet, s: Any, n: int, test_from: int | None = None) -> Any:
     """The damped Gauss-Newton loop: the net's step, Armijo backtracking, stopping rule.
 
     Each step asks the net's :class:`GNStep` (``net.gn_step``, the model's hook, else
@@ -148,12 +148,15 @@ def gauss_newton_solver(net: FunctionalNet, s: Any, n: int) -> Any:
       net: the network.
       s: resolved :class:`~ntk_influence.training.SolverSettings` (method ``"gn"``).
       n: number of training rows.
+      test_from: first row of ``x_all`` whose change is the test error ``f_change_test``
+        (default ``n``; a gathered retrain tracks its removed points between the two).
 
     Returns:
       ``solve(theta0, theta_init, x_all, y, weights, lam, eta, tol=None) -> SolveOut`` (see
       :func:`ntk_influence.training._train.make_solver`; ``eta`` is unused).
     """
     k = s.window
+    split = n if test_from is None else test_from
     gstop = s.stop == "gradient"
     factory = net.gn_step or autodiff_step
 
@@ -190,7 +193,7 @@ def gauss_newton_solver(net: FunctionalNet, s: Any, n: int) -> Any:
                                                   (t_try, d.trial(t_try), jnp.asarray(0)))
             ok = j < 40
             theta, aux, f_all, loss = d.advance(t, trial_loss)
-            track = c.track.record(f_all, k, n)
+            track = c.track.record(f_all, k, split)
             if gstop:  # one more J^T u per step: the gradient at the new point
                 ratio = ridge_ratio(step.finish(theta, aux, f_all, loss)[2], theta, theta0,
                                     lam)[0]

@@ -7,7 +7,8 @@ result records which). On ReLU nets the solver stops where every direction it pr
 kink (:attr:`~ntk_influence.training.TrainResult.final_step`), so where it stops depends on its
 path: from ``W(0)`` the full run and each retrain share most of that path, while a warm start
 begins pinned on the full run's kinks and moves less. The retrains run as one jit-compiled
-program vmapped over the removal masks, in chunks sized to the memory budget, through the one
+program vmapped over the removal masks (sets of one size fitted on their kept rows only,
+:func:`gathered_size`), in chunks sized to the memory budget, through the one
 chunk runner (:func:`~ntk_influence.training.map_chunks`: one device, or the chunk axis sharded
 over a mesh), each chunk saved atomically so an interrupted sweep resumes where it stopped.
 
@@ -40,7 +41,7 @@ from ._chunks import items_digest, map_chunks
 from ._first_order import divergence_error, gd_step_size
 from ._results import RetrainResult, TrainResult
 from ._settings import SolverSettings, blas_single_thread
-from ._train import check_net, check_xy, jitted_solver, make_solver, train
+from ._train import check_net, check_xy, make_solver, train
 
 OUTPUTS = ("f_test", "f_change_test", "grad_norm", "ridge_norm", "iterations", "settled",
            "diverged")
@@ -110,30 +111,73 @@ def removal_masks(n: int, remove: Any = None, keep: Any = None) -> np.ndarray:
     return np.ascontiguousarray(masks)
 
 
-def _chunk_solver(net: FunctionalNet, settings: SolverSettings, n: int) -> Any:
+def gathered_size(removed: np.ndarray, settings: SolverSettings) -> int | None:
+    """Rows a retrain fits when its kept points are gathered, or ``None`` (weighted rows).
+
+    Retrains that all remove the same number of points (random subsets, leave-one-out) solve
+    on their ``k`` kept rows instead of weighting all ``n`` with zeros: the same problem, at a
+    cost in ``k`` (the eNTK Gram in ``k^2``). Minibatch SGD keeps the weighted rows (its
+    batches are drawn from all ``n``), as do sets of different sizes.
+
+    Args:
+      removed: ``(k, n)`` removal masks.
+      settings: resolved solver settings.
+
+    Returns:
+      The number of kept points, or ``None``.
+    """
+    counts = removed.sum(axis=1)
+    if settings.method == "sgd" or np.any(counts != counts[0]):
+        return None
+    return int(removed.shape[1] - counts[0])
+
+
+def _solve_one(net: FunctionalNet, settings: SolverSettings, n: int, kept: int | None,
+               theta0: jax.Array, start: jax.Array, x_all: jax.Array, y: jax.Array,
+               removed: jax.Array, tol: jax.Array, lam: jax.Array, eta: jax.Array
+               ) -> dict[str, jax.Array]:
+    """One retrain without the points of ``removed``: the :data:`OUTPUTS` of its solve.
+
+    With ``kept`` (:func:`gathered_size`) the kept rows come first, in their order, and are the
+    only ones fitted; the removed rows follow and, like the test rows, are tracked by the
+    stopping rule, so every step and the stopping point are those of the weighted problem. Else
+    every row is fitted with weight 0 on the removed points.
+    """
+    dt = theta0.dtype
+    if kept is None:
+        fit, xs, ys, w = n, x_all, y, 1.0 - removed.astype(dt)
+    else:
+        order = jnp.argsort(removed.astype(jnp.int8), stable=True)
+        fit, xs, ys = kept, jnp.concatenate([x_all[:n][order], x_all[n:]]), y[order[:kept]]
+        w = jnp.ones((kept,), dt)
+    out = make_solver(net, settings, fit, test_from=n)(theta0, start, xs, ys, w, lam, eta,
+                                                      tol.astype(dt))
+    return {"f_test": out.f_all[n:], "f_change_test": out.f_change_test,
+            "grad_norm": out.grad_norm, "ridge_norm": out.ridge_norm,
+            "iterations": out.iterations, "settled": out.settled, "diverged": out.diverged}
+
+
+def _chunk_solver(net: FunctionalNet, settings: SolverSettings, n: int, kept: int | None
+                  ) -> Any:
     """The per-chunk retraining function for :func:`map_chunks`, kept on the net (built once).
 
     :func:`map_chunks` keeps its compiled form on this function, so both live as long as the net.
     """
     def build() -> Any:
-        solve = jitted_solver(net, settings, n, batched=True)
-
         def run(chunk: dict[str, jax.Array], args: tuple[jax.Array, ...]
                 ) -> dict[str, jax.Array]:
             theta0, start, x_all, y, lam, eta = args
-            w = 1.0 - chunk["removed"].astype(theta0.dtype)
-            out = solve(theta0, start, x_all, y, w, lam, eta, chunk["tol"].astype(theta0.dtype))
-            return {"f_test": out.f_all[:, n:], "f_change_test": out.f_change_test,
-                    "grad_norm": out.grad_norm, "ridge_norm": out.ridge_norm,
-                    "iterations": out.iterations, "settled": out.settled,
-                    "diverged": out.diverged}
+            return jax.vmap(lambda r, t: _solve_one(net, settings, n, kept, theta0, start, x_all,
+                                                    y, r, t, lam, eta))(chunk["removed"],
+                                                                        chunk["tol"])
 
         return run
 
-    return net.program(("retrain_chunk", settings, int(n)), build)
+    return net.program(("retrain_chunk", settings, int(n), kept), build)
 
 
-def _fresh_chunk_solver(net: FunctionalNet, settings: SolverSettings, n: int) -> Any:
+def _fresh_chunk_solver(net: FunctionalNet, settings: SolverSettings, n: int,
+                        kept: int | None) -> Any:
     """The per-chunk retraining function when every retrain draws its own ``W(0)``.
 
     Each retrain's initial parameters (its start and regularisation centre), its fixed state
@@ -150,20 +194,15 @@ def _fresh_chunk_solver(net: FunctionalNet, settings: SolverSettings, n: int) ->
                     tol: jax.Array, eta: jax.Array) -> dict[str, jax.Array]:
                 drawn = dataclasses.replace(net, theta0=theta0,
                                             state=jax.tree.unflatten(treedef, state))
-                out = make_solver(drawn, settings, n)(
-                    theta0, theta0, x_all, y, 1.0 - removed.astype(theta0.dtype), lam, eta,
-                    tol.astype(theta0.dtype))
-                return {"f_test": out.f_all[n:], "f_change_test": out.f_change_test,
-                        "grad_norm": out.grad_norm, "ridge_norm": out.ridge_norm,
-                        "iterations": out.iterations, "settled": out.settled,
-                        "diverged": out.diverged}
+                return _solve_one(drawn, settings, n, kept, theta0, theta0, x_all, y, removed,
+                                  tol, lam, eta)
 
             return jax.vmap(one)(chunk["theta0"], chunk["state"], chunk["removed"],
                                  chunk["tol"], chunk["eta"])
 
         return run
 
-    return net.program(("retrain_chunk_fresh", settings, int(n)), build)
+    return net.program(("retrain_chunk_fresh", settings, int(n), kept), build)
 
 
 def _fresh_inputs(net: FunctionalNet, x_train: jax.Array, lam: float,
@@ -293,10 +332,11 @@ def retrain_without(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any,
         eta = gd_step_size(net, theta_start, xtr, lam, s) if s.method != "gn" else 0.0
         args = (net.theta0, jnp.asarray(theta_start, net.dtype), jnp.concatenate([xtr, xte]),
                 ytr, jnp.asarray(lam, net.dtype), jnp.asarray(eta, net.dtype))
+        kept = gathered_size(removed, s)
         if seed_arr is None:
-            fn, prepare, extra = _chunk_solver(net, s, n), None, {}
+            fn, prepare, extra = _chunk_solver(net, s, n, kept), None, {}
         else:
-            fn, prepare = _fresh_chunk_solver(net, s, n), _fresh_inputs(net, xtr, lam, s)
+            fn, prepare = _fresh_chunk_solver(net, s, n, kept), _fresh_inputs(net, xtr, lam, s)
             extra = {"seed": seed_arr}
 
         def run(rows: np.ndarray, tl: np.ndarray, prefix: str) -> dict[str, np.ndarray]:

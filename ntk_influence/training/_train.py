@@ -58,7 +58,8 @@ from ._results import TrainResult
 from ._settings import SolverSettings, blas_single_thread
 
 
-def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> Any:
+def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int,
+                test_from: int | None = None) -> Any:
     """A pure function that trains ``net`` on eq. (2) and returns a :class:`SolveOut`.
 
     The returned ``solve(theta0, theta_init, x_all, y, weights, lam, eta, tol=None)`` takes the
@@ -72,36 +73,31 @@ def make_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> A
       net: the network.
       settings: resolved :class:`SolverSettings`.
       n_train: number of training rows in ``x_all``.
+      test_from: first row whose prediction change is reported as ``f_change_test`` (default
+        ``n_train``; rows between are tracked by the stopping rule but not fitted).
 
     Returns:
       The solve function.
     """
     s = settings.resolved()
     if s.method == "gn":
-        return gauss_newton_solver(net, s, n_train)
-    return first_order_solver(net, s, n_train)
+        return gauss_newton_solver(net, s, n_train, test_from)
+    return first_order_solver(net, s, n_train, test_from)
 
 
-def jitted_solver(net: FunctionalNet, settings: SolverSettings, n_train: int,
-                  batched: bool = False) -> Any:
+def jitted_solver(net: FunctionalNet, settings: SolverSettings, n_train: int) -> Any:
     """The jit-compiled :func:`make_solver`, kept on the net so that repeated runs compile once.
 
     Args:
       net: the network (owns the compiled solver: :meth:`FunctionalNet.program`).
       settings: resolved :class:`SolverSettings` (hashable: part of the key).
       n_train: number of training rows.
-      batched: vmap over the per-point weights (one leave-one-out mask per row).
 
     Returns:
       The compiled solve function.
     """
-    def build() -> Any:
-        solve = make_solver(net, settings, n_train)
-        if batched:  # one leave-one-out mask and one tolerance per row
-            solve = jax.vmap(solve, in_axes=(None, None, None, None, 0, None, None, 0))
-        return jax.jit(solve)
-
-    return net.program(("solver", settings, int(n_train), bool(batched)), build)
+    return net.program(("solver", settings, int(n_train)),
+                       lambda: jax.jit(make_solver(net, settings, n_train)))
 
 
 def check_net(net: Any) -> FunctionalNet:
