@@ -161,7 +161,30 @@ def test_cli_clean_trials_pool_independent_runs_and_resume(tmp_path, capsys):
             assert j["trials"][part][name] == pytest.approx(v), (part, name)
     capsys.readouterr()
     assert main([*argv, "--resume"]) == 0
-    assert "trial 2/2: reused" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "trial 1/2: reused" in err and "trial 2/2: reused" in err  # nothing trained again
+    again = ni.io.load_json(out / "clean.json")
+    for key in ("methods", "k_star", "ks", "curves", "refit_val_losses", "trials"):
+        assert again[key] == j[key], key
+    assert again["info"] == ni.io.load_json(out / "trials" / "trial_0.json")["info"]
+    # a saved trial that is a link (or damaged) is computed again, the outside file untouched
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text('{"seed": 4, "k_star": 0, "methods": {}}')
+    (out / "trials" / "trial_1.json").unlink()
+    (out / "trials" / "trial_1.json").symlink_to(outside)
+    (out / "trials" / "trial_0.json").write_text("{ damaged")
+    assert main([*argv, "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "trial_1.json is not a regular file; computing it again" in err
+    assert "trial_0.json is damaged (JSONDecodeError); computing it again" in err
+    assert "trial 2/2 (seed 4)" in err and "trial 1/2: reused" not in err
+    assert outside.read_text() == '{"seed": 4, "k_star": 0, "methods": {}}'
+    assert not (out / "trials" / "trial_1.json").is_symlink()
+    redone = ni.io.load_json(out / "clean.json")["trials"]["extra"][0]
+    assert redone["k_star"] == extra["k_star"]
+    for name, m in extra["methods"].items():
+        for key in ("test_acc_after", "test_loss_after", "noisy_removed"):
+            assert redone["methods"][name][key] == pytest.approx(m[key], abs=1e-9), (name, key)
     # more trials under --resume: the finished one is reused, the new one computed
     more = [a if a != "2" or argv[i - 1] != "--trials" else "3" for i, a in enumerate(argv)]
     assert main([*more, "--resume"]) == 0

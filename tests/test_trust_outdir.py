@@ -365,6 +365,32 @@ def test_result_store_treats_damaged_items_and_meta_as_unfinished(tmp_path):
         ResultStore(tmp_path / "fresh", meta={"a": 1}).load(5)
 
 
+def test_load_saved_reads_only_whole_regular_files(tmp_path):
+    # a finished piece reads back; a missing one is None without a word; a link, a folder or a
+    # damaged file is None with a warning, and a link or damaged file is removed (not its target)
+    ni.io.save_json(tmp_path / "a.json", {"k": [1, 2]})
+    ni.io.save_npz(tmp_path / "b.npz", x=np.arange(3.0))
+    assert ni.io.load_saved(tmp_path / "a.json") == {"k": [1, 2]}
+    np.testing.assert_array_equal(ni.io.load_saved(tmp_path / "b.npz")["x"], np.arange(3.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ni.io.load_saved(tmp_path / "missing.json") is None
+    (tmp_path / "link.json").symlink_to(tmp_path / "a.json")
+    with pytest.warns(ResumeWarning, match=r"link\.json is not a regular file"):
+        assert ni.io.load_saved(tmp_path / "link.json") is None
+    assert not os.path.lexists(tmp_path / "link.json") and (tmp_path / "a.json").is_file()
+    (tmp_path / "dir.json").mkdir()
+    with pytest.warns(ResumeWarning, match="not a regular file"):
+        assert ni.io.load_saved(tmp_path / "dir.json") is None
+    assert (tmp_path / "dir.json").is_dir()
+    _truncate(tmp_path / "b.npz")
+    (tmp_path / "c.json").write_text("{")
+    for name in ("b.npz", "c.json"):
+        with pytest.warns(ResumeWarning, match=name.replace(".", r"\.") + " is damaged"):
+            assert ni.io.load_saved(tmp_path / name) is None
+        assert not (tmp_path / name).exists()
+
+
 def test_reproduce_damaged_part_marker_counts_as_unfinished(tmp_path, capsys, monkeypatch):
     _kernel_only(monkeypatch)
     argv = ["reproduce", *SMALL, "--out", tmp_path / "r"]

@@ -91,6 +91,33 @@ class CleaningResult:
             out.update({f"{name}_{k}": v for k, v in table.items()})
         return out
 
+    def record(self) -> dict[str, Any]:
+        """What :meth:`arrays` leaves out, as JSON: ``k_star``, ``summary`` and ``info``."""
+        return {"k_star": self.k_star, "summary": self.summary, "info": self.info}
+
+    @classmethod
+    def from_saved(cls, arrays: dict[str, np.ndarray], record: dict[str, Any]
+                   ) -> CleaningResult:
+        """The result that :meth:`arrays` and :meth:`record` saved (a resumed run's trial).
+
+        Args:
+          arrays: :meth:`arrays`, read back.
+          record: :meth:`record`, read back.
+
+        Returns:
+          :class:`CleaningResult`.
+        """
+        measures = ("order", "val_loss", "val_acc", "test_loss", "test_acc", "precision")
+        tables: dict[str, dict[str, np.ndarray]] = {m: {} for m in measures}
+        for key, v in arrays.items():
+            m = next((m for m in measures if key.startswith(m + "_")), None)
+            if m is not None:
+                tables[m][key[len(m) + 1:]] = v
+        return cls(arrays["ks"], int(record["k_star"]), arrays["refit_val_losses"],
+                   arrays["cv_val_losses"], tables["order"], tables["val_loss"],
+                   tables["val_acc"], tables["test_loss"], tables["test_acc"],
+                   tables["precision"], arrays["noisy_mask"], record["summary"], record["info"])
+
 
 def _measure(f: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Mean loss ``1/2 (f - y)^2`` and sign accuracy."""

@@ -13,7 +13,8 @@ of flipped labels removed against ``k``). The retraining resumes from ``DIR/retr
 and validation draw (seed ``--seed + r``; same test set), retraining at the chosen ``k`` only;
 ``clean.json`` then holds every trial's figures and their pooled means, standard errors and
 paired comparisons (:func:`~ntk_influence.attribution.summarise_trials`). Each finished trial is
-saved in ``DIR/trials/`` and reused by ``--resume``, also when ``--trials`` grows.
+saved in ``DIR/trials/`` (the first whole, as ``trial_0.npz``/``.json``) and reused by
+``--resume``, also when ``--trials`` grows.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def _clean_run(args: argparse.Namespace) -> Path:
     # deferred for start-up speed
     import matplotlib.pyplot as plt
 
-    from ..attribution import ScoreOptions, clean, summarise_trials
+    from ..attribution import CleaningResult, ScoreOptions, clean, summarise_trials
     from ..data import load_dataset
     from ..plots import cleaning_figure
     from ..training import SolverSettings
@@ -111,13 +112,22 @@ def _clean_run(args: argparse.Namespace) -> Path:
                      settings=SolverSettings(f_tol=args.f_tol), store=store,
                      chunk_size=args.chunk_size, show_progress=not args.quiet)
 
-    res = trial(0, args.grid, out / "retrain")
+    first = out / "trials" / "trial_0"
+    arr = io.load_saved(first.with_suffix(".npz")) if args.resume else None
+    rec0 = None if arr is None else io.load_saved(first.with_suffix(".json"))
+    if rec0 is not None:
+        res = CleaningResult.from_saved(arr, rec0)
+        log(args, f"trial 1/{args.trials}: reused from {first.with_suffix('.json')}")
+    else:
+        res = trial(0, args.grid, out / "retrain")
+        io.save_npz(first.with_suffix(".npz"), **res.arrays())
+        io.save_json(first.with_suffix(".json"), res.record())  # last: marks the trial done
     summaries = [res.summary]
     extra = []
     for r in range(1, args.trials):
         path = out / "trials" / f"trial_{r}.json"
-        if path.exists():
-            rec = io.load_json(path)
+        rec = io.load_saved(path)
+        if rec is not None:
             log(args, f"trial {r + 1}/{args.trials}: reused from {path}")
         else:
             log(args, f"trial {r + 1}/{args.trials} (seed {args.seed + r})")
@@ -127,6 +137,7 @@ def _clean_run(args: argparse.Namespace) -> Path:
             io.save_json(path, rec)
         summaries.append(rec["methods"])
         extra.append(rec)
+    pooled = summarise_trials(summaries) if args.trials > 1 else None
     secs = time.perf_counter() - t0
     io.save_npz(out / "clean.npz", **res.arrays())
     io.save_json(out / "clean.json", {
@@ -138,8 +149,7 @@ def _clean_run(args: argparse.Namespace) -> Path:
                           "precision": res.precision[name].tolist()} for name in res.orders},
         "refit_val_losses": res.refit_val_losses.tolist(),
         "cv_val_losses": res.cv_val_losses.tolist(), "info": res.info,
-        **({"trials": {**summarise_trials(summaries), "extra": extra}}
-           if args.trials > 1 else {}),
+        **({"trials": {**pooled, "extra": extra}} if pooled is not None else {}),
         "note": "k_star minimises the exact refit's two-fold cross-validated validation loss; "
                 "every method removes k_star points; test figures are of the net retrained "
                 "without them."})
@@ -149,8 +159,7 @@ def _clean_run(args: argparse.Namespace) -> Path:
                   f"{m['test_acc_after']:.3f}, test loss {m['test_loss_before']:.4f} -> "
                   f"{m['test_loss_after']:.4f}, {m['noisy_removed']} of {res.k_star} removed "
                   "were flipped")
-    if args.trials > 1:
-        pooled = summarise_trials(summaries)
+    if pooled is not None:
         for name, m in pooled["methods"].items():
             log(args, f"{name:>9} over {args.trials} trials: test accuracy gain "
                       f"{100 * m['test_acc_gain_mean']:+.1f} +- "

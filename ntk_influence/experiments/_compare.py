@@ -44,7 +44,16 @@ from .._validate import check_indices, check_lam
 from ..attribution import agreement, ihvp_influence
 from ..errors import InputError
 from ..influence import influence_from_kernels
-from ..io import data_hash, jsonable, load_json, load_npz, save_json, save_npz, settings_differences
+from ..io import (
+    data_hash,
+    jsonable,
+    load_json,
+    load_npz,
+    load_saved,
+    save_json,
+    save_npz,
+    settings_differences,
+)
 from ..kernels import Kernel, kernel_matrix, paper_kernel
 from ..nets import Architecture, architecture, entk, initial_output
 from ..training import RetrainResult, SolverSettings, retrain_tolerances, retrain_without, train
@@ -391,7 +400,11 @@ def load_comparison(path: str | Path) -> WidthComparison:
       :class:`WidthComparison`.
     """
     p = Path(path)
-    arr, meta = load_npz(p.with_suffix(".npz")), load_json(p.with_suffix(".json"))
+    return _comparison_from(load_npz(p.with_suffix(".npz")), load_json(p.with_suffix(".json")))
+
+
+def _comparison_from(arr: dict[str, Any], meta: dict[str, Any]) -> WidthComparison:
+    """The :class:`WidthComparison` of a saved pair (the ``.npz`` arrays, the ``.json`` meta)."""
     pred = {k[len("pred_"):]: v for k, v in arr.items() if k.startswith("pred_")}
     return WidthComparison(int(meta["width"]), int(meta["test_index"]), arr["train_index"],
                            arr["actual"], pred, meta["stats"], float(meta["f0_test"]),
@@ -430,18 +443,21 @@ def width_sweep(x_train: Any, y_train: Any, x_test: Any, y_test: Any, widths: An
     results = []
     for w in ws:
         path = None if out is None else Path(out) / f"width_{w}"
-        if path is not None and resume and path.with_suffix(".json").exists():
+        meta = load_saved(path.with_suffix(".json")) if path is not None and resume else None
+        if meta is not None:
             want = comparison_settings(x_train, y_train, x_test, y_test, w, lam, **kwargs)
-            old = load_json(path.with_suffix(".json")).get("settings")
+            old = meta.get("settings") if isinstance(meta, dict) else None
             if old != want:
                 raise InputError(
                     f"{path.with_suffix('.json')} holds width {w} computed with other settings "
                     f"({settings_differences(old or {}, want)}); use another folder, or "
                     "resume=False to compute it again.")
-            results.append(load_comparison(path))
-            if on_result is not None:
-                on_result(results[-1])
-            continue
+            arr = load_saved(path.with_suffix(".npz"))
+            if arr is not None:
+                results.append(_comparison_from(arr, meta))
+                if on_result is not None:
+                    on_result(results[-1])
+                continue
         store = None if out is None else Path(out) / f"retrain_{w}"
         if store is not None and not resume and store.exists():
             import shutil

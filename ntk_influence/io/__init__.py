@@ -2,8 +2,9 @@
 
 - ``_files``: :func:`atomic_write_bytes`, :func:`save_json`/:func:`load_json` (with
   :func:`jsonable`), :func:`save_npz`/:func:`load_npz`, :func:`is_partial_file`/
-  :func:`remove_partial_files`, :func:`data_hash`, :func:`settings_differences`,
-  :class:`ResultStore` (warning with :class:`~ntk_influence.errors.ResumeWarning`) and :func:`progress`.
+  :func:`remove_partial_files`, :func:`load_saved` (a resumed run's saved piece),
+  :func:`data_hash`, :func:`settings_differences`, :class:`ResultStore` (warning with
+  :class:`~ntk_influence.errors.ResumeWarning`) and :func:`progress`.
 """
 
 from ._files import (
@@ -14,6 +15,7 @@ from ._files import (
     jsonable,
     load_json,
     load_npz,
+    load_saved,
     progress,
     remove_partial_files,
     save_json,
@@ -29,6 +31,7 @@ __all__ = [
     "jsonable",
     "load_json",
     "load_npz",
+    "load_saved",
     "progress",
     "remove_partial_files",
     "save_json",

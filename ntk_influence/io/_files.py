@@ -269,6 +269,37 @@ def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+def load_saved(path: str | os.PathLike[str]) -> Any | None:
+    """A piece an earlier run saved (``.json`` or ``.npz``), or ``None`` to compute it again.
+
+    What a resumed run reuses must be its own regular file, whole: a missing file gives
+    ``None``; a symbolic link, something not a regular file, or a file that does not read back
+    gives ``None`` with a :class:`~ntk_influence.errors.ResumeWarning`, and a link or damaged
+    file is removed so that the new piece can take its place.
+
+    Args:
+      path: the saved piece (``.npz`` is read with :func:`load_npz`, anything else as JSON).
+
+    Returns:
+      The decoded data, or ``None``.
+    """
+    p = Path(path)
+    if not os.path.lexists(p):
+        return None
+    why = ""
+    if p.is_symlink() or not p.is_file():
+        why = "is not a regular file"
+    else:
+        try:
+            return load_npz(p) if p.suffix == ".npz" else load_json(p)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            why = f"is damaged ({type(e).__name__})"
+    warnings.warn(f"{p} {why}; computing it again", ResumeWarning, stacklevel=2)
+    if p.is_symlink() or p.is_file():
+        p.unlink()
+    return None
+
+
 class ResultStore:
     """A folder of finished work items, one atomic ``.npz`` per item, for resumable sweeps.
 
