@@ -322,8 +322,21 @@ def render_attribution(results: Path, run: str = "attribution") -> str:
     add = [k for k in ("trak", "tracin") if k in lds]
     below = [k for k in add if lds["ntk"] < lds[k]]
     wall = rec.get("wall_s", a["seconds"])
+    per: dict[float, list[float]] = {}
+    fit: dict[float, int] = {}
+    for r in info.get("lds_runs", []):
+        for part in ("subset_retrain", "floor_retrain"):
+            if r.get(part):
+                f = r["dropped_fraction"]
+                per.setdefault(f, []).append(r[part]["seconds"] / r[part]["n_retrains"])
+                if "rows_fitted" in r[part]:
+                    fit[f] = r[part]["rows_fitted"]
+    each = ("" if not per else " (per retrain, " + ", ".join(
+        f"{fx(sum(v) / len(v), 2)} s with {g(100 * f)}% dropped"
+        + (f", fitting its {fit[f]} kept points" if f in fit else "")
+        for f, v in per.items()) + ")")
     lines += ["", f"Time: training {seconds(info['seconds_train'])}, subset retrains "
-              f"{seconds(info['seconds_subsets'])}, leave-one-out retrains "
+              f"{seconds(info['seconds_subsets'])}{each}, leave-one-out retrains "
               f"{seconds(info.get('seconds_loo', 0))}, "
               + (f"brittleness {seconds(info['seconds_brittleness'])}, "
                  if "seconds_brittleness" in info else "")

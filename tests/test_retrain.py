@@ -171,6 +171,9 @@ def test_sets_of_one_size_solve_on_their_kept_rows_as_the_weighted_problem(arch,
                             chunk_size=2, show_progress=False)
     mixed = R.retrain_without(net, x, y, xt, yt, LAM, remove=[*sets, [3]], settings=settings,
                               full=one.full, chunk_size=3, show_progress=False)
+    sgd = settings.method == "sgd"
+    assert (one.rows_fitted, one.summary()["rows_fitted"]) == ((None, 12) if sgd else (9, 9))
+    assert (mixed.rows_fitted, mixed.summary()["rows_fitted"]) == (None, 12)
     np.testing.assert_array_equal(one.iterations, mixed.iterations[:2])
     np.testing.assert_allclose(one.f_retrain_test, mixed.f_retrain_test[:2], rtol=0,
                                atol=1e-12)

@@ -128,6 +128,8 @@ class RetrainResult:
         theta0)||`` for its own weighted eq. (2), in the net's dtype.
       seeds: ``(k,)`` the initialisation seed of each retrain under the fresh-seed protocol
         (its own ``W(0)``), or ``None`` when every retrain started from the full run's.
+      rows_fitted: training rows each retrain's solve fitted: its kept points when every set
+        has one size (gathered), else ``None`` (all ``n`` rows, the removed ones weighted 0).
     """
 
     removed: np.ndarray
@@ -152,6 +154,7 @@ class RetrainResult:
     settled: np.ndarray | None = None
     ridge_rel_grad_norm: np.ndarray | None = None
     seeds: np.ndarray | None = None
+    rows_fitted: int | None = None
 
     def __post_init__(self) -> None:
         k = np.shape(self.removed)[0]
@@ -184,7 +187,8 @@ class RetrainResult:
           warm_start: whether the retrains started from the trained weights.
           chunk_size: retrains per vmapped chunk.
           seconds: wall time of the retraining.
-          **extra: further fields (``f_tol``, ``rel_tol``, ``refined``, ``seeds``).
+          **extra: further fields (``f_tol``, ``rel_tol``, ``refined``, ``seeds``,
+            ``rows_fitted``).
 
         Returns:
           :class:`RetrainResult`.
@@ -274,6 +278,8 @@ class RetrainResult:
                       "same W(0)" if self.seeds is None else "fresh W(0) per retrain"),
             "seed_protocol": "fixed" if self.seeds is None else "fresh",
             "min_group_size": int(sizes.min()), "max_group_size": int(sizes.max()),
+            "rows_fitted": (int(self.removed.shape[1]) if self.rows_fitted is None
+                            else self.rows_fitted),
             "method": self.settings.method, "f_tol": self.settings.f_tol,
             "chunk_size": self.chunk_size, "seconds": self.seconds,
             "stop": self.settings.stop, "g_tol": self.settings.g_tol,

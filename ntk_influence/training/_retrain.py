@@ -374,7 +374,7 @@ def retrain_without(net: FunctionalNet, x_train: Any, y_train: Any, x_test: Any,
         secs = time.perf_counter() - t0
     res = RetrainResult.from_outputs(removed, full, cat, yte, s, warm_start=warm_start,
                                      chunk_size=cs, seconds=secs, f_tol=tols, rel_tol=rel_tol,
-                                     refined=refined, seeds=seed_arr)
+                                     refined=refined, seeds=seed_arr, rows_fitted=kept)
     if rel_tol is not None and res.flagged(4 * rel_tol).any():
         bad = res.labels()[res.flagged(4 * rel_tol)]
         warnings.warn(f"retrains {bad.tolist()} have solver error above {4 * rel_tol:g} of "
