@@ -52,8 +52,9 @@ def plan_chunk_size(net: FunctionalNet, n_points: int, memory_bytes: int = 2**32
     """Retrains per vmapped chunk: one on a CPU, else as many as fit ``memory_bytes``.
 
     On a CPU a vmapped chunk runs as long as its slowest member and batching retrains gains
-    nothing, so every retrain is its own chunk (which also makes the progress bar and the
-    resumable store count single retrains). On an accelerator, per retrain: the model's own
+    little (pairs can be somewhat faster on a few cores: pass ``chunk_size=2``), so every
+    retrain is its own chunk (which also makes the progress bar and the resumable store count
+    single retrains). On an accelerator, per retrain: the model's own
     estimate (its ``retrain_bytes`` hook), else about ten parameter vectors and the ``(n, P)``
     Jacobian.
 
