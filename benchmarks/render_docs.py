@@ -415,7 +415,9 @@ def _brittleness_lines(b: dict[str, Any]) -> list[str]:
     others = [k for k in summ if k != "ntk_refit"]
     lines.append("- `ntk_refit`'s sets smaller than the additive methods' on median: "
                  + (f"met (median {g(r['median_size_all'])} over every point searched, a "
-                    "point without a verified set counting as larger than any)."
+                    "point without a verified set counting as larger than any; "
+                    + ", ".join(f"`{k}` {_size(summ[k]['median_size_all'], cap)}"
+                                for k in others) + ")."
                     if r["median_size_all"] is not None and all(
                         summ[k]["median_size_all"] is None
                         or summ[k]["median_size_all"] > r["median_size_all"] for k in others)

@@ -206,7 +206,7 @@ def test_attribution_section_renders_protocols_floor_and_brittleness(rd, tmp_pat
     (res / "attribution" / "run.json").write_text(json.dumps({**RUN, "wall_s": 1500.0}))
     a = _attribution_json(0.7)
     lds = {"ntk_refit": 0.97, "ntk": 0.78, "trak": 0.76, "tracin": 0.26}
-    retr = {"n_retrains": 100}
+    retr = {"n_retrains": 100, "seconds": 85.0, "rows_fitted": 100}
     a["info"]["lds_runs"] = [
         {"alpha": 0.5, "protocol": "fixed", "dropped_fraction": 0.5, "subsets": 100,
          "kept_points": 100, "lds": lds, "noise_floor": None, "noise_ceiling": None,
@@ -233,6 +233,14 @@ def test_attribution_section_renders_protocols_floor_and_brittleness(rd, tmp_pat
     assert "- `ntk_refit` flip sets verified by retraining >= 90%: met (90% of 10)." in text
     assert "verified sets found: `ntk_refit` 9, `ntk` 2" in text
     assert "`ntk` 75% of those points" in text and "at least 0.05 past zero" in text
+    assert "(per retrain, 0.85 s with 50% dropped, fitting its 100 kept points)" in text
+    # a median decided within the cap, against a method past it
+    b = a["info"]["brittleness"]["summary"]
+    b["ntk_refit"] = {**summ, "found": 30, "median_size_all": 25.0}
+    (res / "attribution" / "attribution.json").write_text(json.dumps(a))
+    assert "- `ntk_refit`'s sets smaller than the additive methods' on median: met (median 25 " \
+           "over every point searched, a point without a verified set counting as larger than " \
+           "any; `ntk` > 40)." in rd.render_attribution(res)
 
 
 def _floor_run(gn_step: float) -> dict:
