@@ -153,7 +153,7 @@ def test_group_retraining_equals_direct_weighted_training(case):
     ("mlp:2:erf", T.SolverSettings.stationary()),
     ("two-layer", T.SolverSettings("sgd", step_size=0.05, max_steps=40, batch_size=4)),
 ], ids=["gn-relu", "gd-relu", "newton-erf", "sgd"])
-@pytest.mark.filterwarnings("ignore::ntk_influence.NotConvergedWarning")  # SGD's 40 steps
+@pytest.mark.filterwarnings("ignore::ntk_influence.errors.NotConvergedWarning")  # SGD's 40 steps
 def test_sets_of_one_size_solve_on_their_kept_rows_as_the_weighted_problem(arch, settings):
     # Sets of one size are fitted on their kept rows only (the removed rows tracked like test
     # rows); sets of mixed sizes weight every row. The same two sets through both paths, and
