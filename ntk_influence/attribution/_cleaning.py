@@ -44,6 +44,10 @@ from ._counterfactual import greedy_removal_path
 CLEAN_METHODS = ("ntk_refit", "ntk", "ihvp", "trak", "loss", "random")
 
 
+MEASURES = ("order", "val_loss", "val_acc", "test_loss", "test_acc", "precision")
+"""The per-method tables of a :class:`CleaningResult`, as named in ``clean.npz``."""
+
+
 @dataclasses.dataclass(frozen=True)
 class CleaningResult:
     """Each method's removal order and the retrained net's losses and accuracies along it.
@@ -85,11 +89,14 @@ class CleaningResult:
         ``test_acc``, ``precision``)."""
         out = {"ks": self.ks, "refit_val_losses": self.refit_val_losses,
                "cv_val_losses": self.cv_val_losses, "noisy_mask": self.noisy_mask}
-        for name, table in (("order", self.orders), ("val_loss", self.val_loss),
-                            ("val_acc", self.val_acc), ("test_loss", self.test_loss),
-                            ("test_acc", self.test_acc), ("precision", self.precision)):
+        for name, table in zip(MEASURES, self._tables(), strict=True):
             out.update({f"{name}_{k}": v for k, v in table.items()})
         return out
+
+    def _tables(self) -> tuple[dict[str, np.ndarray], ...]:
+        """The per-method tables, in the order of :data:`MEASURES`."""
+        return (self.orders, self.val_loss, self.val_acc, self.test_loss, self.test_acc,
+                self.precision)
 
     def record(self) -> dict[str, Any]:
         """What :meth:`arrays` leaves out, as JSON: ``k_star``, ``summary`` and ``info``."""
@@ -107,10 +114,9 @@ class CleaningResult:
         Returns:
           :class:`CleaningResult`.
         """
-        measures = ("order", "val_loss", "val_acc", "test_loss", "test_acc", "precision")
-        tables: dict[str, dict[str, np.ndarray]] = {m: {} for m in measures}
+        tables: dict[str, dict[str, np.ndarray]] = {m: {} for m in MEASURES}
         for key, v in arrays.items():
-            m = next((m for m in measures if key.startswith(m + "_")), None)
+            m = next((m for m in MEASURES if key.startswith(m + "_")), None)
             if m is not None:
                 tables[m][key[len(m) + 1:]] = v
         return cls(arrays["ks"], int(record["k_star"]), arrays["refit_val_losses"],

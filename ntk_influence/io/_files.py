@@ -386,23 +386,12 @@ class ResultStore:
         Returns:
           True if it was saved and reads back whole.
         """
-        p = self._path(key)
-        if not os.path.lexists(p):
-            return False
-        if str(key) in self._checked:
+        if str(key) in self._checked and os.path.lexists(self._path(key)):
             return True
-        why = ""
-        if not p.is_file() or p.is_symlink():
-            why = "is not a regular file"
-        else:
-            try:
-                self._last = (str(key), load_npz(p))
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-                why = f"is damaged ({type(e).__name__})"
-        if why:
-            warnings.warn(f"{p} {why}; computing it again", ResumeWarning, stacklevel=2)
-            p.unlink()
+        arrays = load_saved(self._path(key))
+        if arrays is None:
             return False
+        self._last = (str(key), arrays)
         self._checked.add(str(key))
         return True
 
